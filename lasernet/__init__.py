@@ -1,0 +1,12 @@
+"""lasernet: a laser inter-satellite network emulator. This module is the face a Python user imports.
+
+Orbital geometry (Skyfield/SGP4) decides which laser links exist at every instant and how long light takes
+across them; an emulated network of Linux routers is kept in step with it so that real software runs on it::
+
+    import lasernet
+    scenario = lasernet.load_scenario("topologies/mini.yaml")
+    timeline = lasernet.plan(scenario, duration_s=600, step_s=1)
+    print(timeline.summary())
+"""
+
+__version__ = "0.1.0"
