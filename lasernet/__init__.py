@@ -10,3 +10,8 @@ across them; an emulated network of Linux routers is kept in step with it so tha
 """
 
 __version__ = "0.1.0"
+
+from .scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
+from .timeline import CAUSES, Timeline, plan  # noqa: E402
+
+__all__ = ["__version__", "CAUSES", "Scenario", "ScenarioError", "Timeline", "load_scenario", "plan"]

@@ -1,0 +1,454 @@
+"""Link states over a time window: which links are up at each step, their light delay, and why the others are down.
+
+:func:`plan` samples the scenario every ``step_s`` seconds over ``[start, start + duration_s]`` and returns a
+:class:`Timeline` with, for T steps and L links:
+
+* ``up[T, L]`` (bool): the link carries traffic;
+* ``delay_s[T, L]`` (float32): one-way light time over the straight-line range (NaN where a ground link's pair is
+  far out of view and its range was not computed);
+* ``cause[T, L]`` (uint8): 0 when up, else the reason it is down, one of :data:`CAUSES`; when several hold, the
+  most fundamental one is reported (seam, polar, earth, elevation, range, sun, handover, acquisition);
+* ``rate_bps[L]``: the terminal data rate.
+
+Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
+to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
+stations, and the station's handover policy decides which: ``nearest`` takes the closest satellites at every
+step; ``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
+longest (looking ahead at most to the end of the window). Every (station, satellite) pair used in the window
+becomes one link. A link that becomes usable carries traffic only ``acquisition_s`` later.
+
+Work is done in chunks of time steps, vectorised over satellites, links and stations; a KD-tree over satellite
+positions finds the few satellites near each station, so that elevations are computed only for those.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from . import geometry, skydata, terminals
+from .orbits import Satellites, build_satellites
+from .scenario import Scenario, ScenarioError, parse_time
+from .topology import GROUND, GSL, INTER, ISL, KINDS, SEAM, LinkTable, isl_candidates
+
+CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
+UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER = range(len(CAUSES))
+# Lowest priority first: a later cause overwrites an earlier one when both hold.
+_PRIORITY = (ACQUISITION, HANDOVER, SUN, RANGE, ELEVATION, EARTH, POLAR, SEAM_CAUSE)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Timeline:
+    """Sampled link states of one scenario over one window (see the module docstring)."""
+
+    scenario_name: str
+    start_utc: dt.datetime
+    step_s: float
+    offsets_s: np.ndarray  # (T,) seconds since start
+    links: LinkTable
+    n_satellites: int
+    up: np.ndarray  # (T, L) bool
+    delay_s: np.ndarray  # (T, L) float32
+    cause: np.ndarray  # (T, L) uint8
+    rate_bps: np.ndarray  # (L,) float64
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self.links.node_names
+
+    @property
+    def station_names(self) -> tuple[str, ...]:
+        return self.node_names[self.n_satellites:]
+
+    def times_utc(self) -> list[dt.datetime]:
+        return [self.start_utc + dt.timedelta(seconds=float(s)) for s in self.offsets_s]
+
+    # ---------------------------------------------------------------------------------------------------------
+    def events(self) -> dict[str, np.ndarray]:
+        """Link up/down events: the initial ``up`` of every link up at the start, then every change.
+
+        Returns columns ``step``, ``link``, ``up`` (bool), ``cause`` (code of the new state) and ``delay_s``,
+        ordered by step then link.
+        """
+        up = self.up
+        first = np.flatnonzero(up[0]) if len(up) else np.zeros(0, dtype=int)
+        steps_c, links_c = np.nonzero(up[1:] != up[:-1])
+        steps = np.concatenate([np.zeros(len(first), dtype=int), steps_c + 1])
+        links = np.concatenate([first, links_c])
+        return {"step": steps, "link": links, "up": up[steps, links], "cause": self.cause[steps, links],
+                "delay_s": self.delay_s[steps, links]}
+
+    def write_events_csv(self, path: str | Path) -> int:
+        """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events."""
+        ev = self.events()
+        names = self.links.names
+        nodes = self.node_names
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
+            for step, link, is_up, cause, delay in zip(ev["step"], ev["link"], ev["up"], ev["cause"],
+                                                       ev["delay_s"]):
+                when = self.start_utc + dt.timedelta(seconds=float(self.offsets_s[step]))
+                w.writerow([_iso(when), names[link], nodes[self.links.a[link]], nodes[self.links.b[link]],
+                            KINDS[self.links.kind[link]], "up" if is_up else "down",
+                            "" if is_up else CAUSES[cause],
+                            "" if math.isnan(delay) else f"{delay * 1e3:.3f}"])
+        tmp.replace(path)
+        return len(ev["step"])
+
+    # ---------------------------------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Numbers a person wants first: links up, delays, outages by cause, ground coverage."""
+        out: dict = {"steps": int(len(self.offsets_s)), "step_s": self.step_s,
+                     "duration_s": float(self.offsets_s[-1]) if len(self.offsets_s) else 0.0,
+                     "satellites": self.n_satellites, "stations": len(self.station_names)}
+        ev = self.events()
+        later = ev["step"] > 0
+        for kind_code, kind in enumerate(KINDS):
+            cols = self.links.kind == kind_code
+            up = self.up[:, cols]
+            per_step = up.sum(axis=1)
+            delays_ms = self.delay_s[:, cols][up].astype(float) * 1e3
+            downs = later & ~ev["up"] & (self.links.kind[ev["link"]] == kind_code)
+            causes = {CAUSES[c]: int(n) for c, n in zip(*np.unique(ev["cause"][downs], return_counts=True))}
+            down_steps = {CAUSES[c]: int(n) for c, n in zip(*np.unique(self.cause[:, cols][~up],
+                                                                         return_counts=True))}
+            out[kind] = {
+                "links": int(cols.sum()),
+                "up_min": int(per_step.min()) if len(per_step) else 0,
+                "up_mean": float(per_step.mean()) if len(per_step) else 0.0,
+                "up_max": int(per_step.max()) if len(per_step) else 0,
+                "delay_ms": {p: (float(np.percentile(delays_ms, p)) if delays_ms.size else None)
+                             for p in (0, 50, 90, 99, 100)},
+                "down_events_by_cause": causes,
+                "down_link_steps_by_cause": down_steps,
+            }
+        out["coverage"] = self.ground_coverage()
+        return out
+
+    def ground_coverage(self) -> dict[str, float]:
+        """Fraction of steps each station has at least one ground link up."""
+        cover = {}
+        gsl = self.links.kind == GSL
+        for g, name in enumerate(self.station_names):
+            cols = gsl & (self.links.a == self.n_satellites + g)
+            cover[name] = float(self.up[:, cols].any(axis=1).mean()) if cols.any() else 0.0
+        return cover
+
+    # ---------------------------------------------------------------------------------------------------------
+    def state_at(self, offset_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(up[L], delay_s[L]) at ``offset_s`` after start: up from the step in force, delay interpolated."""
+        if not len(self.offsets_s):
+            raise ValueError("empty timeline")
+        x = (offset_s - self.offsets_s[0]) / self.step_s
+        k = int(np.clip(math.floor(x), 0, len(self.offsets_s) - 1))
+        k1 = min(k + 1, len(self.offsets_s) - 1)
+        w = float(np.clip(x - k, 0.0, 1.0))
+        d0, d1 = self.delay_s[k].astype(float), self.delay_s[k1].astype(float)
+        delay = np.where(np.isnan(d1), d0, d0 + w * (d1 - d0))
+        return self.up[k].copy(), delay
+
+    def save(self, path: str | Path) -> None:
+        """Write the timeline to a compressed ``.npz`` (written to a temporary name, then renamed)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part.npz")
+        np.savez_compressed(
+            tmp, format=np.array("lasernet-timeline-1"), scenario_name=np.array(self.scenario_name),
+            start_utc=np.array(_iso(self.start_utc)), step_s=np.array(self.step_s), offsets_s=self.offsets_s,
+            node_names=np.array(self.node_names), n_satellites=np.array(self.n_satellites),
+            link_a=self.links.a, link_b=self.links.b, link_kind=self.links.kind, link_role=self.links.role,
+            up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
+            cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Timeline":
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["format"]) != "lasernet-timeline-1":
+                raise ValueError(f"{path}: not a lasernet timeline (format {z['format']})")
+            links = LinkTable(tuple(str(s) for s in z["node_names"]), z["link_a"], z["link_b"], z["link_kind"],
+                              z["link_role"])
+            up = np.unpackbits(z["up"], axis=0, count=int(z["n_steps"])).astype(bool)
+            return cls(scenario_name=str(z["scenario_name"]), start_utc=parse_time(str(z["start_utc"])),
+                       step_s=float(z["step_s"]), offsets_s=z["offsets_s"], links=links,
+                       n_satellites=int(z["n_satellites"]), up=up, delay_s=z["delay_s"], cause=z["cause"],
+                       rate_bps=z["rate_bps"], meta=json.loads(str(z["meta"])))
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ==============================================================================================================
+# Building a timeline
+
+@dataclass
+class _Stations:
+    names: tuple[str, ...]
+    pos_km: np.ndarray  # (G, 3)
+    up: np.ndarray  # (G, 3)
+    mask_deg: np.ndarray  # (G,)
+    max_links: np.ndarray  # (G,)
+    sticky: np.ndarray  # (G,) bool: longest-visible policy
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> "_Stations":
+        gs = scenario.ground
+        lat = np.array([g.lat_deg for g in gs], dtype=float)
+        lon = np.array([g.lon_deg for g in gs], dtype=float)
+        alt = np.array([g.alt_m for g in gs], dtype=float)
+        return cls(tuple(g.name for g in gs), geometry.geodetic_to_itrs_km(lat, lon, alt).reshape(-1, 3),
+                   geometry.up_unit(lat, lon).reshape(-1, 3), np.array([g.min_elevation_deg for g in gs]),
+                   np.array([g.max_links for g in gs], dtype=int),
+                   np.array([g.handover == "longest-visible" for g in gs], dtype=bool))
+
+
+@dataclass
+class _Sightings:
+    """Sparse (step, station, satellite) entries near each station: range and why unusable (0 = usable)."""
+
+    step: list = field(default_factory=list)
+    station: list = field(default_factory=list)
+    sat: list = field(default_factory=list)
+    range_km: list = field(default_factory=list)
+    cause: list = field(default_factory=list)
+
+    def add(self, step, station, sat, range_km, cause):
+        for name, arr in zip(("step", "station", "sat", "range_km", "cause"), (step, station, sat, range_km, cause)):
+            getattr(self, name).append(arr)
+
+    def arrays(self):
+        cat = lambda xs, dt_: np.concatenate(xs).astype(dt_) if xs else np.zeros(0, dt_)  # noqa: E731
+        return (cat(self.step, np.int32), cat(self.station, np.int32), cat(self.sat, np.int32),
+                cat(self.range_km, np.float32), cat(self.cause, np.uint8))
+
+
+def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s: float | None = None,
+         step_s: float | None = None, progress: Progress | None = None) -> Timeline:
+    """Sample the scenario's links over a window; defaults come from the scenario (start = its epoch)."""
+    if isinstance(start, str):
+        parsed = parse_time(start)
+        if parsed is None:
+            raise ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+        start = parsed
+    start = start or scenario.epoch
+    duration_s = scenario.plan.duration_s if duration_s is None else float(duration_s)
+    step_s = scenario.plan.step_s if step_s is None else float(step_s)
+    if not (step_s > 0 and duration_s >= 0):
+        raise ScenarioError("plan", "", f"needs step_s > 0 and duration_s >= 0, got {step_s} and {duration_s}")
+    if not 1960 <= start.year <= 2050:
+        raise ScenarioError("--start", "", f"must be between 1960 and 2050 (ephemeris range), got {start.year}")
+
+    sats = build_satellites(scenario)
+    stations = _Stations.of(scenario)
+    node_names = _node_names(scenario, sats, stations)
+    isl = isl_candidates(scenario, sats, node_names)
+    offsets = np.arange(int(math.floor(duration_s / step_s + 1e-9)) + 1) * step_s
+    T, N = len(offsets), len(sats)
+
+    isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
+    isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
+    sightings = _Sightings()
+    chunk = max(1, min(T, 120_000 // max(N, 1)))
+    for lo in range(0, T, chunk):
+        hi = min(T, lo + chunk)
+        t = skydata.times(start, offsets[lo:hi])
+        pos = sats.positions_km(t)
+        sun = geometry.sun_itrs_km(t)
+        isl_cause[lo:hi], isl_delay[lo:hi] = _isl_states(scenario, isl, pos, sun)
+        if len(stations.names):
+            _sight(scenario, stations, pos, sun, lo, sightings)
+        if progress:
+            progress(hi, T)
+
+    isl_up_raw = isl_cause == UP
+    isl_up = terminals.acquired(isl_up_raw, step_s, scenario.isl_terminal.acquisition_s)
+    isl_cause[isl_up_raw & ~isl_up] = ACQUISITION
+
+    gsl, gsl_up, gsl_delay, gsl_cause = _ground_links(scenario, stations, sats, node_names, sightings, T, step_s)
+    links = isl.concat(gsl)
+    rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
+                           np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
+    return Timeline(
+        scenario_name=scenario.name, start_utc=start, step_s=step_s, offsets_s=offsets, links=links,
+        n_satellites=N, up=np.concatenate([isl_up, gsl_up], axis=1),
+        delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
+        cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
+        meta={"scenario": str(scenario.source), "seed": scenario.seed})
+
+
+def _node_names(scenario: Scenario, sats: Satellites, stations: _Stations) -> tuple[str, ...]:
+    taken = set(sats.names)
+    for i, name in enumerate(stations.names):
+        if name in taken:
+            raise ScenarioError(scenario.source.name, f"ground.stations[{i}].name",
+                                f"{name!r} is also a satellite's name; rename the station")
+    return tuple(sats.names) + tuple(stations.names)
+
+
+def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.ndarray):
+    """cause (Tc, L) before acquisition, and delay_s (Tc, L), of the candidate ISLs for a chunk of steps."""
+    term, cfg = scenario.isl_terminal, scenario.isl
+    pa, pb = pos[:, isl.a], pos[:, isl.b]
+    rng = geometry.range_km(pa, pb)
+    cause = np.zeros(rng.shape, dtype=np.uint8)
+    if len(isl) == 0:
+        return cause, rng.astype(np.float32)
+    sun_b = sun[:, None, :]
+    if term.kind == "laser" and term.sun_exclusion_deg > 0:
+        # The Earth hides the Sun from a satellite in eclipse; a hidden Sun blinds nothing.
+        sun_seen = ~geometry.earth_blocks(pos, np.broadcast_to(sun_b, pos.shape), 0.0)
+        blind = (terminals.sun_blinded(term, pa, pb, sun_b, sun_seen[:, isl.a])
+                 | terminals.sun_blinded(term, pb, pa, sun_b, sun_seen[:, isl.b]))
+        cause[blind] = SUN
+    cause[rng > term.max_range_km] = RANGE
+    cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km)] = EARTH
+    if cfg.polar_cutoff_deg < 90:
+        lat = np.abs(geometry.latitude_deg(pos))
+        polar = (lat[:, isl.a] > cfg.polar_cutoff_deg) | (lat[:, isl.b] > cfg.polar_cutoff_deg)
+        cause[polar & (isl.role == INTER)[None, :]] = POLAR
+    cause[:, isl.role == SEAM] = SEAM_CAUSE
+    return cause, geometry.light_delay_s(rng).astype(np.float32)
+
+
+def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, step0: int, out: _Sightings):
+    """Record every (step, station, satellite) within the largest possible slant range of a chunk."""
+    Tc, N, _ = pos.shape
+    r_orbit = float(geometry.norm_km(pos).max())
+    r_station = float(geometry.norm_km(st.pos_km).min())
+    radius = geometry.max_slant_range_km(float(st.mask_deg.min()), r_station, r_orbit) + 1.0
+    flat = pos.reshape(-1, 3)
+    near = cKDTree(st.pos_km).sparse_distance_matrix(cKDTree(flat), radius, output_type="ndarray")
+    g = near["i"].astype(np.int32)
+    k = near["j"].astype(np.int64)
+    step_local, n = np.divmod(k, N)
+    sat_km = flat[k]
+    rng = near["v"]
+    el = geometry.elevation_deg(st.pos_km[g], st.up[g], sat_km)
+    cause = np.zeros(len(g), dtype=np.uint8)
+    term = scenario.gsl_terminal
+    if term.kind == "laser" and term.sun_exclusion_deg > 0:
+        sun_g = sun[step_local]
+        sun_up = geometry.elevation_deg(st.pos_km[g], st.up[g], sun_g) > 0
+        cause[terminals.sun_blinded(term, st.pos_km[g], sat_km, sun_g, sun_up)] = SUN
+    cause[rng > term.max_range_km] = RANGE
+    cause[el < st.mask_deg[g]] = ELEVATION
+    out.add(step_local + step0, g, n, rng, cause)
+
+
+def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
+                  T: int, step_s: float):
+    """Assign satellites to stations step by step; return the GSL table and its (T, P) up, delay, cause."""
+    N = len(sats)
+    step, g, n, rng, cause = sightings.arrays()
+    usable = cause == UP
+    chosen = _assign(step[usable], g[usable], n[usable], rng[usable], st, T, N, step_s,
+                     scenario.gsl_terminal.count)
+    cu_step, cu_g, cu_n = step[usable][chosen], g[usable][chosen], n[usable][chosen]
+    pair_keys = np.unique(cu_g.astype(np.int64) * N + cu_n)
+    P = len(pair_keys)
+    table = LinkTable(node_names, (N + pair_keys // N).astype(int), (pair_keys % N).astype(int),
+                      np.full(P, GSL, dtype=np.uint8), np.full(P, GROUND, dtype=np.uint8))
+    delay = np.full((T, P), np.nan, dtype=np.float32)
+    why = np.full((T, P), ELEVATION, dtype=np.uint8)
+    keys = g.astype(np.int64) * N + n
+    col = np.searchsorted(pair_keys, keys)
+    known = (col < P) & (pair_keys[np.minimum(col, max(P - 1, 0))] == keys) if P else np.zeros(len(keys), bool)
+    delay[step[known], col[known]] = geometry.light_delay_s(rng[known])
+    why[step[known], col[known]] = np.where(cause[known] == UP, HANDOVER, cause[known])
+    assigned = np.zeros((T, P), dtype=bool)
+    assigned[cu_step, np.searchsorted(pair_keys, cu_g.astype(np.int64) * N + cu_n)] = True
+    why[assigned] = UP
+    up = terminals.acquired(assigned, step_s, scenario.gsl_terminal.acquisition_s)
+    why[assigned & ~up] = ACQUISITION
+    return table, up, delay, why
+
+
+def _assign(step, g, n, rng, st: _Stations, T: int, N: int, step_s: float, sat_capacity: int) -> np.ndarray:
+    """Which usable (step, station, satellite) entries are chosen; stations propose, satellites accept.
+
+    Per step, every station proposes its best ``max_links`` satellites not yet refused; every satellite keeps the
+    closest ``sat_capacity`` proposals and refuses the rest; refused stations propose their next best, until no
+    one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` stations score by
+    range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise score by how long
+    the satellite stays usable, which makes steps depend on each other.
+    """
+    chosen = np.zeros(len(step), dtype=bool)
+    if len(step) == 0 or sat_capacity == 0:
+        return chosen
+    sticky = st.sticky[g]
+    if not sticky.any():  # every step independent: do them all at once
+        return _defer_accept(step.astype(np.int64) * len(st.names) + g, step.astype(np.int64) * N + n,
+                             rng.astype(float), st.max_links[g], sat_capacity)
+    remaining = _remaining_usable_s(step, g, n, N, step_s)
+    score = np.where(sticky, -remaining, rng).astype(float)
+    order = np.argsort(step, kind="stable")
+    bounds = np.searchsorted(step[order], np.arange(T + 1))
+    held = np.zeros(0, dtype=np.int64)  # keys station*N+sat held by sticky stations at the previous step
+    for k in range(T):
+        idx = order[bounds[k]:bounds[k + 1]]
+        if len(idx) == 0:
+            held = held[:0]
+            continue
+        key = g[idx].astype(np.int64) * N + n[idx]
+        s = score[idx].copy()
+        s[np.isin(key, held) & sticky[idx]] = -np.inf  # keep what is still usable
+        pick = _defer_accept(g[idx], n[idx], s, st.max_links[g[idx]], sat_capacity)
+        chosen[idx[pick]] = True
+        held = key[pick & sticky[idx]]
+    return chosen
+
+
+def _defer_accept(proposer, acceptor, score, quota, capacity) -> np.ndarray:
+    """Deferred acceptance over entries (proposer, acceptor, score): lower score is better on both sides."""
+    refused = np.zeros(len(proposer), dtype=bool)
+    while True:
+        propose = ~refused & (_group_rank(proposer, score, ~refused) < quota)
+        accept = propose & (_group_rank(acceptor, score, propose) < capacity)
+        newly = propose & ~accept
+        if not newly.any():
+            return accept
+        refused |= newly
+
+
+def _group_rank(group, score, mask) -> np.ndarray:
+    """Rank (0 = best score) of each masked entry within its group; unmasked entries get a huge rank."""
+    rank = np.full(len(group), np.iinfo(np.int64).max, dtype=np.int64)
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return rank
+    o = idx[np.lexsort((score[idx], group[idx]))]
+    grp = group[o]
+    start = np.r_[True, grp[1:] != grp[:-1]]
+    pos = np.arange(len(o))
+    rank[o] = pos - np.maximum.accumulate(np.where(start, pos, 0))
+    return rank
+
+
+def _remaining_usable_s(step, g, n, N: int, step_s: float) -> np.ndarray:
+    """For each usable entry, how long (s) the same station-satellite pair stays usable from that step on."""
+    key = g.astype(np.int64) * N + n
+    o = np.lexsort((step, key))
+    ks, ss = key[o], step[o].astype(np.int64)
+    new_run = np.r_[True, (ks[1:] != ks[:-1]) | (ss[1:] != ss[:-1] + 1)]
+    run_id = np.cumsum(new_run) - 1
+    run_end = np.zeros(run_id[-1] + 1, dtype=np.int64)
+    np.maximum.at(run_end, run_id, ss)
+    out = np.empty(len(key), dtype=float)
+    out[o] = (run_end[run_id] - ss) * step_s
+    return out

@@ -1,0 +1,118 @@
+"""Which pairs of nodes may be linked: the candidate inter-satellite links of a pattern, and the link table.
+
+The +Grid pattern gives every satellite of a Walker shell four laser links: two *intra-plane* links to the
+satellites ahead and behind in its own plane (fixed length, always in view) and two *inter-plane* links to the
+satellites in the same slot of the neighbouring planes. Across the wrap from the last plane back to plane 0 the
+phasing factor F shifts the partner by F slots, so that the partner is still the nearest one.
+
+In a Walker *star* shell (Iridium) the first and last planes counter-rotate: their satellites pass each other at
+about 15 km/s, too fast for a terminal to track. Those pairs form the *seam*; they are kept in the table as
+candidates that are never up (cause ``seam``), so that a report shows what the seam costs. A *formation* shell
+(satellites within kilometres of each other) links neighbours without wrapping. Patterns ``ring`` (intra-plane
+only), ``explicit`` (listed pairs) and ``none`` complete the set.
+
+Ground links are not candidates here: which satellite a station talks to is decided over time by its handover
+policy (:mod:`lasernet.timeline`), and the pairs actually used join the link table there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .orbits import Satellites
+from .scenario import Scenario, ScenarioError
+
+KINDS = ("isl", "gsl")
+ROLES = ("intra", "inter", "seam", "explicit", "ground")
+ISL, GSL = 0, 1
+INTRA, INTER, SEAM, EXPLICIT, GROUND = range(5)
+
+
+@dataclass(frozen=True)
+class LinkTable:
+    """L links between nodes (indices into ``node_names``): kind (isl/gsl) and role of each."""
+
+    node_names: tuple[str, ...]
+    a: np.ndarray  # (L,) int
+    b: np.ndarray  # (L,) int
+    kind: np.ndarray  # (L,) uint8: ISL or GSL
+    role: np.ndarray  # (L,) uint8: INTRA, INTER, SEAM, EXPLICIT or GROUND
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @property
+    def names(self) -> list[str]:
+        """``a~b`` for every link, e.g. ``sat-0-1~sat-0-2`` or ``svalbard~sat-3-7``."""
+        n = self.node_names
+        return [f"{n[i]}~{n[j]}" for i, j in zip(self.a, self.b)]
+
+    def concat(self, other: "LinkTable") -> "LinkTable":
+        return LinkTable(self.node_names, np.concatenate([self.a, other.a]), np.concatenate([self.b, other.b]),
+                         np.concatenate([self.kind, other.kind]), np.concatenate([self.role, other.role]))
+
+
+def isl_candidates(scenario: Scenario, sats: Satellites, node_names: tuple[str, ...]) -> LinkTable:
+    """The candidate ISLs of the scenario's pattern over its satellites (indices 0..N-1 of ``node_names``)."""
+    pattern = scenario.isl.pattern
+    pairs: list[np.ndarray] = []
+    roles: list[np.ndarray] = []
+    if pattern in ("plus-grid", "ring"):
+        offset = 0
+        for shell in scenario.constellation.shells:
+            for (a, b), role in _shell_pairs(shell, pattern):
+                pairs.append(np.stack([a + offset, b + offset], axis=1))
+                roles.append(np.full(len(a), role, dtype=np.uint8))
+            offset += shell.size
+    elif pattern == "explicit":
+        idx = {name: i for i, name in enumerate(sats.names)}
+        for k, (x, y) in enumerate(scenario.isl.links):
+            for end in (x, y):
+                if end not in idx:
+                    raise ScenarioError(scenario.source.name, f"isl.links[{k}]",
+                                        f"unknown satellite {end!r}; satellites are named like {sats.names[0]!r}")
+            if x == y:
+                raise ScenarioError(scenario.source.name, f"isl.links[{k}]", f"links {x!r} to itself")
+        ab = np.array([(idx[x], idx[y]) for x, y in scenario.isl.links], dtype=int).reshape(-1, 2)
+        pairs.append(ab)
+        roles.append(np.full(len(ab), EXPLICIT, dtype=np.uint8))
+    ab = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=int)
+    role = np.concatenate(roles) if roles else np.zeros(0, dtype=np.uint8)
+    ab, role = _dedupe(ab, role)
+    return LinkTable(node_names, ab[:, 0], ab[:, 1], np.full(len(ab), ISL, dtype=np.uint8), role)
+
+
+def _shell_pairs(shell, pattern: str):
+    """((a, b), role) index arrays, local to the shell (plane-major numbering)."""
+    P, S, F = shell.planes, shell.sats_per_plane, shell.phasing
+    plane, slot = np.divmod(np.arange(P * S), S)
+    local = lambda p, s: p * S + s  # noqa: E731
+    wrap = shell.type != "formation"
+    # Intra-plane: slot s to slot s+1 (wrapping round the plane unless a formation; a plane of 2 has one link).
+    if wrap and S > 2:
+        yield (local(plane, slot), local(plane, (slot + 1) % S)), INTRA
+    elif S > 1:
+        keep = slot < S - 1
+        yield (local(plane[keep], slot[keep]), local(plane[keep], slot[keep] + 1)), INTRA
+    if pattern == "ring" or P < 2:
+        return
+    inner = plane < P - 1
+    yield (local(plane[inner], slot[inner]), local(plane[inner] + 1, slot[inner])), INTER
+    if not wrap or P < 3:
+        return
+    last = plane == P - 1
+    if shell.type == "delta":
+        yield (local(plane[last], slot[last]), local(0, (slot[last] + F) % S)), INTER
+    else:  # star: the counter-rotating seam
+        yield (local(plane[last], slot[last]), local(0, slot[last])), SEAM
+
+
+def _dedupe(ab: np.ndarray, role: np.ndarray):
+    if len(ab) == 0:
+        return ab, role
+    lo, hi = np.minimum(ab[:, 0], ab[:, 1]), np.maximum(ab[:, 0], ab[:, 1])
+    _, first = np.unique(lo * (hi.max() + 1) + hi, return_index=True)
+    first.sort()
+    return ab[first], role[first]
