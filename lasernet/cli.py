@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import api
 
@@ -27,7 +28,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except api.ScenarioError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
             sys.exit(2)
 
 
@@ -82,7 +83,7 @@ def _render_summary(timeline) -> None:
     console.print(f"[bold]{timeline.scenario_name}[/]: {s['satellites']} satellites, {s['stations']} ground stations, "
                   f"{s['steps']} steps of {s['step_s']:g} s from {timeline.start_utc:%Y-%m-%d %H:%M:%S} UTC")
     table = Table("", "ISL", "GSL", title="links over the window", title_justify="left")
-    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    fmt = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
     rows = [("links (candidates)", lambda k: str(k["links"])),
             ("up min / mean / max", lambda k: f"{k['up_min']} / {k['up_mean']:.1f} / {k['up_max']}"),
             ("delay ms p50 / p99 / max", lambda k: " / ".join(fmt(k["delay_ms"][p]) for p in (50, 99, 100))),

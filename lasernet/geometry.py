@@ -113,6 +113,17 @@ def sun_itrs_km(t) -> np.ndarray:
     return np.atleast_2d(np.moveaxis(np.asarray(xyz), 0, -1))
 
 
+def in_earth_shadow(pos_km: np.ndarray, sun_unit: np.ndarray) -> np.ndarray:
+    """True where positions lie in the Earth's shadow, modelled as a cylinder of the equatorial radius.
+
+    The umbra's taper over low-orbit distances is a fraction of a degree; the cylinder errs on the side of
+    calling a grazing satellite shadowed for a few seconds per orbit.
+    """
+    along = np.einsum("...i,...i->...", pos_km, sun_unit)
+    across2 = np.einsum("...i,...i->...", pos_km, pos_km) - along**2
+    return (along < 0) & (across2 < WGS84_A_KM**2)
+
+
 def sun_angle_deg(from_km: np.ndarray, to_km: np.ndarray, sun_km: np.ndarray) -> np.ndarray:
     """Angle at ``from_km`` between the direction to ``to_km`` and the direction to the Sun at ``sun_km``."""
     return angle_deg(to_km - from_km, sun_km - from_km)

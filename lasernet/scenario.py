@@ -188,10 +188,10 @@ class _Node:
             raise self.fail(f"must be one of {', '.join(options)}, got {self.value!r}")
         return self.value
 
-    def name(self) -> str:
+    def name(self, max_len: int = MAX_NAME_LEN) -> str:
         v = self.value
-        if not isinstance(v, str) or not NAME_RE.match(v) or len(v) > MAX_NAME_LEN:
-            raise self.fail(f"must match [a-z0-9-]+ (at most {MAX_NAME_LEN} characters, no leading or trailing -), "
+        if not isinstance(v, str) or not NAME_RE.match(v) or len(v) > max_len:
+            raise self.fail(f"must match [a-z0-9-]+ (at most {max_len} characters, no leading or trailing -), "
                             f"got {v!r}")
         return v
 
@@ -248,7 +248,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
                   "hosts", "probes", "routing", "workload"))
-    name = root.get("name").name()
+    name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
     constellation = _constellation(root.get("constellation"), path.parent)
@@ -393,7 +393,12 @@ def _ground(node: _Node, base: Path) -> tuple[GroundStation, ...]:
     defaults = node.get("defaults", {})
     defaults.mapping(("min_elevation_deg", "max_links", "handover"))
     stations = []
-    for item in node.get("stations", []).items():
+    listed = node.get("stations", [])
+    if listed.value == "all":  # every site of the included files, in file order
+        listed = _Node(listed.source, listed.path, list(sites))
+        if not sites:
+            raise listed.fail("'all' needs ground.include with at least one sites file")
+    for item in listed.items():
         value = item.value
         if isinstance(value, str):  # a bare site name from an included file
             value = {"site": value}

@@ -30,6 +30,22 @@ def sun_blinded(terminal: Terminal, from_km: np.ndarray, to_km: np.ndarray, sun_
     return (geometry.sun_angle_deg(from_km, to_km, sun_km) < terminal.sun_exclusion_deg) & sun_visible
 
 
+def sun_blinded_both_ends(terminal: Terminal, a_km: np.ndarray, b_km: np.ndarray, sun_unit: np.ndarray,
+                          sun_visible_a: np.ndarray | bool = True, sun_visible_b: np.ndarray | bool = True):
+    """Either end of links a-b blinded, with the Sun's direction ``sun_unit`` taken as the same everywhere.
+
+    Seen from low orbit the Sun's direction differs from the geocentric one by at most 7,000 km / 1 AU, under
+    0.003 degrees, so one unit vector per instant serves every satellite: then the test is one dot product per
+    link (``cos(angle) > cos(exclusion)``), and the same dot product with its sign flipped serves the far end.
+    """
+    if terminal.kind != "laser" or terminal.sun_exclusion_deg <= 0:
+        return np.zeros(np.broadcast_shapes(a_km.shape[:-1], b_km.shape[:-1]), dtype=bool)
+    d = b_km - a_km
+    along = np.einsum("...i,...i->...", d, sun_unit)
+    limit = geometry.norm_km(d) * np.cos(np.radians(terminal.sun_exclusion_deg))
+    return ((along > limit) & sun_visible_a) | ((-along > limit) & sun_visible_b)
+
+
 def acquired(feasible: np.ndarray, step_s: float, acquisition_s: float) -> np.ndarray:
     """Which feasible link-steps carry traffic once acquisition time is honoured; ``feasible`` is (T, L).
 

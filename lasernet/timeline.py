@@ -17,8 +17,8 @@ step; ``longest-visible`` keeps a satellite while it stays usable and then takes
 longest (looking ahead at most to the end of the window). Every (station, satellite) pair used in the window
 becomes one link. A link that becomes usable carries traffic only ``acquisition_s`` later.
 
-Work is done in chunks of time steps, vectorised over satellites, links and stations; a KD-tree over satellite
-positions finds the few satellites near each station, so that elevations are computed only for those.
+Work is done in chunks of time steps, vectorised over satellites, links and stations; a product of unit vectors
+finds the few satellites that can be above each station's mask, so that elevations are computed only for those.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from . import geometry, skydata, terminals
 from .orbits import Satellites, build_satellites
@@ -309,13 +308,11 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
     cause = np.zeros(rng.shape, dtype=np.uint8)
     if len(isl) == 0:
         return cause, rng.astype(np.float32)
-    sun_b = sun[:, None, :]
     if term.kind == "laser" and term.sun_exclusion_deg > 0:
         # The Earth hides the Sun from a satellite in eclipse; a hidden Sun blinds nothing.
-        sun_seen = ~geometry.earth_blocks(pos, np.broadcast_to(sun_b, pos.shape), 0.0)
-        blind = (terminals.sun_blinded(term, pa, pb, sun_b, sun_seen[:, isl.a])
-                 | terminals.sun_blinded(term, pb, pa, sun_b, sun_seen[:, isl.b]))
-        cause[blind] = SUN
+        sun_unit = (sun / geometry.norm_km(sun)[:, None])[:, None, :]
+        lit = ~geometry.in_earth_shadow(pos, sun_unit)
+        cause[terminals.sun_blinded_both_ends(term, pa, pb, sun_unit, lit[:, isl.a], lit[:, isl.b])] = SUN
     cause[rng > term.max_range_km] = RANGE
     cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km)] = EARTH
     if cfg.polar_cutoff_deg < 90:
@@ -327,18 +324,31 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
 
 
 def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, step0: int, out: _Sightings):
-    """Record every (step, station, satellite) within the largest possible slant range of a chunk."""
+    """Record every (step, station, satellite) that may be above a station's mask during a chunk of steps.
+
+    A satellite at radius r can stand above elevation e of a station at radius R only within the Earth-central
+    angle acos(R cos(e) / r) - e of it; one matrix product of unit vectors (satellites x stations) finds those
+    few candidates, and exact elevations, ranges and Sun angles are computed for them alone.
+    """
     Tc, N, _ = pos.shape
-    r_orbit = float(geometry.norm_km(pos).max())
-    r_station = float(geometry.norm_km(st.pos_km).min())
-    radius = geometry.max_slant_range_km(float(st.mask_deg.min()), r_station, r_orbit) + 1.0
     flat = pos.reshape(-1, 3)
-    near = cKDTree(st.pos_km).sparse_distance_matrix(cKDTree(flat), radius, output_type="ndarray")
-    g = near["i"].astype(np.int32)
-    k = near["j"].astype(np.int64)
+    r_sat = geometry.norm_km(flat)
+    r_station = float(geometry.norm_km(st.pos_km).min())
+    e = np.radians(float(st.mask_deg.min()))
+    max_angle = np.arccos(min(1.0, r_station * np.cos(e) / float(r_sat.max()))) - e + np.radians(0.5)
+    u_sat = (flat / r_sat[:, None]).astype(np.float32)
+    u_station = (st.pos_km / geometry.norm_km(st.pos_km)[:, None]).astype(np.float32)
+    rows = max(1, 4_000_000 // max(len(st.names), 1))
+    ks, gs = [], []
+    for i in range(0, len(flat), rows):
+        hit = np.flatnonzero(u_sat[i:i + rows] @ u_station.T > np.cos(max_angle))
+        ks.append(hit // len(st.names) + i)
+        gs.append(hit % len(st.names))
+    k = np.concatenate(ks).astype(np.int64)
+    g = np.concatenate(gs).astype(np.int32)
     step_local, n = np.divmod(k, N)
     sat_km = flat[k]
-    rng = near["v"]
+    rng = geometry.range_km(st.pos_km[g], sat_km)
     el = geometry.elevation_deg(st.pos_km[g], st.up[g], sat_km)
     cause = np.zeros(len(g), dtype=np.uint8)
     term = scenario.gsl_terminal
@@ -415,29 +425,33 @@ def _assign(step, g, n, rng, st: _Stations, T: int, N: int, step_s: float, sat_c
 
 
 def _defer_accept(proposer, acceptor, score, quota, capacity) -> np.ndarray:
-    """Deferred acceptance over entries (proposer, acceptor, score): lower score is better on both sides."""
-    refused = np.zeros(len(proposer), dtype=bool)
+    """Deferred acceptance over entries (proposer, acceptor, score): lower score is better on both sides.
+
+    Entries are sorted once by (proposer, score); a round then costs a cumulative sum over the entries plus a
+    sort of the current proposals only, and rounds stop when no acceptor refuses anyone (usually the first).
+    """
+    E = len(proposer)
+    o = np.lexsort((score, proposer))
+    prop_s, score_s, acc_s = proposer[o], np.asarray(score)[o], acceptor[o]
+    quota_s = np.asarray(quota)[o]
+    starts = np.flatnonzero(np.r_[True, prop_s[1:] != prop_s[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, E]))
+    alive = np.ones(E, dtype=bool)
     while True:
-        propose = ~refused & (_group_rank(proposer, score, ~refused) < quota)
-        accept = propose & (_group_rank(acceptor, score, propose) < capacity)
-        newly = propose & ~accept
-        if not newly.any():
-            return accept
-        refused |= newly
-
-
-def _group_rank(group, score, mask) -> np.ndarray:
-    """Rank (0 = best score) of each masked entry within its group; unmasked entries get a huge rank."""
-    rank = np.full(len(group), np.iinfo(np.int64).max, dtype=np.int64)
-    idx = np.flatnonzero(mask)
-    if len(idx) == 0:
-        return rank
-    o = idx[np.lexsort((score[idx], group[idx]))]
-    grp = group[o]
-    start = np.r_[True, grp[1:] != grp[:-1]]
-    pos = np.arange(len(o))
-    rank[o] = pos - np.maximum.accumulate(np.where(start, pos, 0))
-    return rank
+        alive_before = np.cumsum(alive) - alive  # alive entries before each, overall
+        rank = alive_before - alive_before[group_start]
+        propose = np.flatnonzero(alive & (rank < quota_s))
+        po = propose[np.lexsort((score_s[propose], acc_s[propose]))]
+        acc = acc_s[po]
+        first = np.r_[True, acc[1:] != acc[:-1]]
+        pos = np.arange(len(po))
+        acc_rank = pos - np.maximum.accumulate(np.where(first, pos, 0))
+        refused = po[acc_rank >= capacity]
+        if len(refused) == 0:
+            chosen = np.zeros(E, dtype=bool)
+            chosen[o[propose]] = True
+            return chosen
+        alive[refused] = False
 
 
 def _remaining_usable_s(step, g, n, N: int, step_s: float) -> np.ndarray:
