@@ -209,7 +209,9 @@ class _Node:
 
 
 def _fmt(x: float | None) -> str:
-    return f"{x:g}" if x is not None else ""
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def _range_text(lo: float | None, hi: float | None) -> str:

@@ -3,7 +3,8 @@
 The +Grid pattern gives every satellite of a Walker shell four laser links: two *intra-plane* links to the
 satellites ahead and behind in its own plane (fixed length, always in view) and two *inter-plane* links to the
 satellites in the same slot of the neighbouring planes. Across the wrap from the last plane back to plane 0 the
-phasing factor F shifts the partner by F slots, so that the partner is still the nearest one.
+phasing factor F shifts the partner by F slots: the shell's symmetry (RAAN + 360/P, phase + 360F/(PS)) maps
+plane p onto p+1 and the last plane onto plane 0 shifted by F slots, so the wrap pairs sit exactly like the rest.
 
 In a Walker *star* shell (Iridium) the first and last planes counter-rotate: their satellites pass each other at
 about 15 km/s, too fast for a terminal to track. Those pairs form the *seam*; they are kept in the table as
