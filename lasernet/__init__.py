@@ -14,4 +14,13 @@ __version__ = "0.1.0"
 from .scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
 from .timeline import CAUSES, Timeline, plan  # noqa: E402
 
-__all__ = ["__version__", "CAUSES", "Scenario", "ScenarioError", "Timeline", "load_scenario", "plan"]
+__all__ = ["__version__", "CAUSES", "Emulation", "Scenario", "ScenarioError", "Timeline", "load_scenario", "plan"]
+
+
+def __getattr__(name):
+    # The live half needs Mininet and root; import it only when asked for.
+    if name == "Emulation":
+        from .emulation.driver import Emulation
+
+        return Emulation
+    raise AttributeError(f"module 'lasernet' has no attribute {name!r}")

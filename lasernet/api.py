@@ -7,8 +7,12 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import Scenario, ScenarioError, load_scenario, parse_time
 from .timeline import CAUSES, Timeline, plan
+
+class UserError(RuntimeError):
+    """A problem the user can fix (bad option, missing backend); the CLI prints it on one line, exit code 2."""
+
 
 TOPOLOGIES_DIR = Path(__file__).resolve().parent.parent / "topologies"
 

@@ -30,6 +30,9 @@ class _Group(click.Group):
         except api.ScenarioError as exc:
             err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
             sys.exit(2)
+        except api.UserError as exc:
+            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,6 +65,151 @@ def plan(scenario, start, duration_s, step_s, output, events):
     if events:
         n = timeline.write_events_csv(events)
         console.print(f"events:   {events} ({n} rows)")
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--duration", "duration_s", type=float, metavar="S", help="Run this many wall seconds (default: "
+              "until Ctrl-C).")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Emulated seconds per wall second.")
+@click.option("--start", metavar="ISO", help="Emulated start time (default: scenario epoch).")
+@click.option("--links", type=click.Choice(["auto", "netem", "delayline"]), default="auto", show_default=True,
+              help="Link backend.")
+@click.option("--tick", "tick_s", type=float, default=0.1, show_default=True, help="Tick period, wall seconds.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Where results go (default ./runs/<run-id>).")
+@click.option("--cli", "open_cli", is_flag=True, help="Open Mininet's CLI (with links, path, orbit) while running.")
+def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli):
+    """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit."""
+    from .emulation import runner
+
+    _require_root("lasernet up")
+    sc = api.load_scenario(api.resolve_scenario(scenario))
+    if start is not None and api.parse_time(start) is None:
+        raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+    summary = runner.run(sc, duration_s=duration_s, speed=speed, start=api.parse_time(start) if start else None,
+                         links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console)
+    _render_run(summary)
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every run on this machine.")
+def down(run_id, everything):
+    """Remove exactly what a run created (namespaces, interfaces, processes); idempotent."""
+    from .emulation import state
+
+    _require_root("lasernet down")
+    runs = state.list_runs() if everything else [r for r in [state.find_run(run_id)] if r]
+    if not runs:
+        console.print("no lasernet run to take down" + (f" matching {run_id!r}" if run_id else ""))
+        return
+    for run in runs:
+        removed = state.teardown(run)
+        console.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
+                      f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--run", "run_id", help="Run id (default: the newest run).")
+def exec_(node, command, run_id):
+    """Run COMMAND inside NODE's namespace of a running emulation: lasernet exec sat-0-1 -- ip route."""
+    import os
+
+    pid = _node_pid(node, run_id)
+    os.execvp("mnexec", ["mnexec", "-a", str(pid), *command])
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("-c", "--count", default=5, show_default=True)
+@click.option("--run", "run_id", help="Run id (default: the newest run).")
+def ping(a, b, count, run_id):
+    """Ping node B's loopback from node A in a running emulation."""
+    import os
+
+    run = _run(run_id)
+    if b not in run["nodes"]:
+        raise api.ScenarioError(run["run_id"], "", f"unknown node {b!r}")
+    pid = _node_pid(a, run_id)
+    os.execvp("mnexec", ["mnexec", "-a", str(pid), "ping", "-c", str(count), run["nodes"][b]["loopback"]])
+
+
+@main.command()
+@click.argument("run_id", required=False)
+def status(run_id):
+    """Show running emulations: scenario, nodes, links, emulated time, tick health."""
+    import json
+    from pathlib import Path
+
+    from .emulation import state
+
+    runs = state.list_runs() if run_id is None else [r for r in [state.find_run(run_id)] if r]
+    if not runs:
+        console.print("no lasernet run on this machine")
+        return
+    table = Table("run", "scenario", "driver", "nodes", "links up", "t (s)", "last tick ms", "overruns", box=None)
+    for run in runs:
+        drv = run.get("driver", {})
+        alive = state._same_process(drv.get("pid"), drv.get("start"))
+        st = {}
+        path = Path(run["run_dir"]) / "status.json"
+        if path.exists():
+            try:
+                st = json.loads(path.read_text())
+            except ValueError:
+                st = {}
+        table.add_row(run["run_id"], run["scenario_name"], f"pid {drv.get('pid')} " + ("up" if alive else "GONE"),
+                      str(len(run.get("nodes", {}))), f"{st.get('links_up', '-')}/{st.get('links_created', '-')}",
+                      f"{st.get('t_s', 0):.1f}", f"{st.get('last_tick_ms', 0):.1f}", str(st.get("overruns", "-")))
+    console.print(table)
+
+
+def _require_root(what: str) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        raise api.ScenarioError(what, "", "needs root (network namespaces); run it with sudo")
+
+
+def _run(run_id):
+    from .emulation import state
+
+    run = state.find_run(run_id)
+    if run is None:
+        raise api.ScenarioError("lasernet", "", "no running emulation" + (f" matching {run_id!r}" if run_id else "")
+                                + "; start one with `lasernet up`")
+    return run
+
+
+def _node_pid(node: str, run_id) -> int:
+    run = _run(run_id)
+    info = run["nodes"].get(node)
+    if info is None:
+        some = ", ".join(list(run["nodes"])[:5])
+        raise api.ScenarioError(run["run_id"], "", f"unknown node {node!r} (nodes include {some})")
+    return int(info["pid"])
+
+
+def _render_run(summary: dict) -> None:
+    console.print(f"run directory: {summary['run_dir']}")
+    ticks = summary.get("ticks")
+    if ticks:
+        console.print(f"ticks: {ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} ms, "
+                      f"max {ticks['max_ms']:.2f} ms, overruns {ticks['overruns']}")
+    probes = summary.get("probes") or {}
+    if probes:
+        table = Table("probe pair", "probes", "lost", "measured - predicted RTT: median ms", "p99 ms",
+                      title="probe fidelity", title_justify="left")
+        for name, st in probes.items():
+            if name == "all":
+                continue
+            table.add_row(name, str(st.get("sent", st.get("n", 0))), str(st.get("lost", "-")),
+                          f"{st['median_ms']:+.3f}" if "median_ms" in st else "-",
+                          f"{st['p99_ms']:+.3f}" if "p99_ms" in st else "-")
+        console.print(table)
 
 
 @main.command()

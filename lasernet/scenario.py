@@ -117,6 +117,15 @@ class GroundStation:
 
 
 @dataclass(frozen=True)
+class ProbePair:
+    """UDP echo probes from node ``src`` to node ``dst`` at ``rate_hz`` during a live run."""
+
+    src: str
+    dst: str
+    rate_hz: float = 20.0
+
+
+@dataclass(frozen=True)
 class PlanDefaults:
     duration_s: float = 600.0
     step_s: float = 1.0
@@ -134,6 +143,7 @@ class Scenario:
     isl: IslConfig
     ground: tuple[GroundStation, ...]
     plan: PlanDefaults = field(default_factory=PlanDefaults)
+    probes: tuple[ProbePair, ...] = ()
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -266,8 +276,10 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     plan_node.mapping(("duration_s", "step_s"))
     plan = PlanDefaults(duration_s=plan_node.get("duration_s", 600.0).number(1, 30 * 86400),
                         step_s=plan_node.get("step_s", 1.0).number(0.01, 3600))
+    probes = tuple(_probe(n) for n in root.get("probes", []).items())
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
-                        isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan)
+                        isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
+                        probes=probes)
     _check_unique_names(root, scenario)
     return scenario
 
@@ -288,6 +300,26 @@ def parse_time(value: Any) -> dt.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return moment.astimezone(dt.timezone.utc)
+
+
+def _probe(node: _Node) -> ProbePair:
+    node.mapping(("from", "to", "rate_hz"))
+    src, dst = node.get("from").name(max_len=64), node.get("to").name(max_len=64)
+    if src == dst:
+        raise node.get("to").fail(f"probes from a node to itself ({src!r}) measure nothing")
+    return ProbePair(src, dst, node.get("rate_hz", 20.0).number(0.1, 1000))
+
+
+def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
+    """Raise if a probe names a node the scenario does not have (called once nodes are known)."""
+    known = set(node_names)
+    for i, pair in enumerate(scenario.probes):
+        for key, name in (("from", pair.src), ("to", pair.dst)):
+            if name not in known:
+                stations = ", ".join(g.name for g in scenario.ground[:6]) or "none"
+                raise ScenarioError(scenario.source.name, f"probes[{i}].{key}",
+                                    f"unknown node {name!r}; nodes are satellites like {node_names[0]!r} and "
+                                    f"ground stations ({stations})")
 
 
 def _epoch(node: _Node) -> dt.datetime:

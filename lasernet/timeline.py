@@ -35,7 +35,7 @@ import numpy as np
 
 from . import geometry, skydata, terminals
 from .orbits import Satellites, build_satellites
-from .scenario import Scenario, ScenarioError, parse_time
+from .scenario import Scenario, ScenarioError, check_node_names, parse_time
 from .topology import GROUND, GSL, INTER, ISL, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
@@ -256,6 +256,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     sats = build_satellites(scenario)
     stations = _Stations.of(scenario)
     node_names = _node_names(scenario, sats, stations)
+    check_node_names(scenario, node_names)
     isl = isl_candidates(scenario, sats, node_names)
     offsets = np.arange(int(math.floor(duration_s / step_s + 1e-9)) + 1) * step_s
     T, N = len(offsets), len(sats)

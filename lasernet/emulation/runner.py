@@ -1,0 +1,70 @@
+"""Run an emulation for the command line: progress while building, signals, the optional CLI, the summary.
+
+``lasernet up`` calls :func:`run`. SIGINT and SIGTERM stop the tick loop and lead to the normal teardown (the
+same path as the end of ``--duration``); a crash tears down too. The returned summary holds the run directory,
+tick statistics and the probe fidelity (median and p99 of measured - predicted RTT per pair).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..api import UserError
+from .driver import Emulation
+from .links import BackendUnavailable
+
+
+def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_s=0.1, run_dir=None,
+        open_cli=False, console=None) -> dict:
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM,)}
+    if not open_cli:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn(), console=console, transient=True)
+    tasks: dict[str, int] = {}
+
+    def report(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = progress.add_task(what, total=total)
+        progress.update(tasks[what], completed=done, total=total)
+
+    emu = Emulation(scenario, links=links, speed=speed, tick_s=tick_s, start=start, duration_s=duration_s,
+                    run_dir=run_dir, progress=report)
+    try:
+        with progress:
+            try:
+                emu.start()
+            except BackendUnavailable as exc:
+                raise UserError(str(exc)) from None
+        if console:
+            console.print(f"lasernet: {len(emu.nodes)} nodes up, run {emu.run_id}, results in {emu.run_dir}"
+                          + ("" if duration_s is None else f"; running {duration_s:g} s") + (
+                              "" if open_cli else " (Ctrl-C stops)"))
+        if open_cli:
+            from .console import LasernetCLI
+
+            ticker = threading.Thread(target=emu.run, kwargs={"duration_s": duration_s, "stop": stop},
+                                      name="lasernet-ticks", daemon=True)
+            ticker.start()
+            LasernetCLI(emu)
+            stop.set()
+            ticker.join(timeout=10)
+        else:
+            emu.run(duration_s, stop=stop)
+    finally:
+        recorder = emu._recorder
+        emu.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary = {"run_dir": str(emu.run_dir), "run_id": emu.run_id}
+    if recorder is not None:
+        summary.update(recorder.summary)
+    if emu.probes is not None:
+        summary["probes"] = emu.probes.summary
+    (emu.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

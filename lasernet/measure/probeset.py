@@ -1,0 +1,139 @@
+"""The scenario's probe pairs during a live run: UDP echo probes between nodes, compared with the plan.
+
+For every pair ``{from: A, to: B, rate_hz: 20}`` an echo responder runs in B's namespace and a prober in A's,
+both with CLOCK_MONOTONIC timestamps (:mod:`lasernet.measure.probes`). Each tick the driver tells the set the
+oracle's current path and its one-way delays both ways; at the end every probe is matched with the prediction in
+force when it was sent: predicted RTT = delay(A->B at send) + delay(B->A at send + forward delay). ``probes.csv``
+gets one row per probe and the summary the median and p99 of measured - predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PORT = 7777
+
+
+@dataclass
+class _Pair:
+    name: str
+    src: int
+    dst: int
+    rate_hz: float
+    responder: subprocess.Popen | None = None
+    prober: subprocess.Popen | None = None
+    t_s: list = field(default_factory=list)
+    fwd_s: list = field(default_factory=list)
+    rev_s: list = field(default_factory=list)
+    path: list = field(default_factory=list)
+
+
+class ProbeSet:
+    def __init__(self, pairs: list[tuple[int, int, float]], node_names: tuple[str, ...]):
+        self.node_names = node_names
+        self.pairs = [_Pair(f"{node_names[s]}>{node_names[d]}", s, d, r) for s, d, r in pairs]
+        self.summary: dict = {}
+
+    def start(self, emulation, duration_s: float) -> None:
+        for k, p in enumerate(self.pairs):
+            src, dst = emulation.nodes[self.node_names[p.src]], emulation.nodes[self.node_names[p.dst]]
+            p.responder = dst.popen([sys.executable, "-m", "lasernet.measure.probes", "echo",
+                                     "--port", str(PORT + k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+            emulation.state.data.setdefault("probes", []).append(p.responder.pid)
+            line = p.responder.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"probe responder on {dst.name} did not start: {p.responder.stderr.read()[:300]}")
+        for k, p in enumerate(self.pairs):
+            src, dst = emulation.nodes[self.node_names[p.src]], emulation.nodes[self.node_names[p.dst]]
+            count = max(1, int(duration_s * p.rate_hz))
+            p.prober = src.popen([sys.executable, "-m", "lasernet.measure.probes", "probe", "--target", dst.IP(),
+                                  "--port", str(PORT + k), "--count", str(count), "--interval-s",
+                                  str(1.0 / p.rate_hz), "--wait-s", "1.0"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            emulation.state.data.setdefault("probes", []).append(p.prober.pid)
+        emulation.state.save()
+
+    def observe(self, t_s: float, routes, path_fn) -> None:
+        """Record the oracle's prediction for every pair at emulated time ``t_s``."""
+        for p in self.pairs:
+            p.t_s.append(t_s)
+            p.fwd_s.append(float(routes.delay_s[p.src, p.dst]))
+            p.rev_s.append(float(routes.delay_s[p.dst, p.src]))
+            p.path.append(path_fn(p.src, p.dst))
+
+    def finish(self, emulation, recorder) -> None:
+        rows = []
+        diffs_all = []
+        for p in self.pairs:
+            result = self._collect(p)
+            if result is None:
+                continue
+            send_s = emulation.mono_to_s(result["send_ns"])
+            rtt = np.where((np.asarray(result["recv_ns"]) > 0) & (np.asarray(result["send_ns"]) > 0),
+                           (np.asarray(result["recv_ns"]) - np.asarray(result["send_ns"])) * 1e-9, np.nan)
+            t = np.asarray(p.t_s)
+            fwd, rev = np.asarray(p.fwd_s), np.asarray(p.rev_s)
+            diffs = []
+            for seq, (ts, m) in enumerate(zip(send_s, rtt)):
+                if result["send_ns"][seq] <= 0 or not len(t):
+                    continue
+                k = max(0, int(np.searchsorted(t, ts, side="right")) - 1)
+                k2 = max(0, int(np.searchsorted(t, ts + fwd[k], side="right")) - 1)
+                pred = fwd[k] + rev[k2]
+                pred = None if not np.isfinite(pred) else float(pred)
+                meas = None if np.isnan(m) else float(m)
+                rows.append({"t_s": float(ts), "pair": p.name, "seq": seq, "measured_rtt_s": meas,
+                             "predicted_rtt_s": pred, "path": p.path[k]})
+                if meas is not None and pred is not None:
+                    diffs.append(meas - pred)
+            diffs_all += diffs
+            sent = int(np.sum(np.asarray(result["send_ns"]) > 0))
+            lost = int(np.sum(np.isnan(rtt) & (np.asarray(result["send_ns"]) > 0)))
+            self.summary[p.name] = _stats(diffs) | {"sent": sent, "lost": lost}
+        rows.sort(key=lambda r: (r["t_s"], r["pair"]))
+        recorder.write_probes(rows)
+        if diffs_all:
+            self.summary["all"] = _stats(diffs_all)
+
+    def _collect(self, p: _Pair):
+        out = None
+        if p.prober is not None:
+            if p.prober.poll() is None:
+                p.prober.send_signal(signal.SIGINT)
+            try:
+                stdout, _ = p.prober.communicate(timeout=30)
+                lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+                out = json.loads(lines[-1]) if lines else None
+            except subprocess.TimeoutExpired:
+                p.prober.kill()
+                p.prober.wait()
+        if p.responder is not None and p.responder.poll() is None:
+            p.responder.terminate()
+            try:
+                p.responder.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.responder.kill()
+                p.responder.wait()
+        return out
+
+    def stop(self) -> None:
+        for p in self.pairs:
+            for proc in (p.prober, p.responder):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+
+def _stats(diffs: list[float]) -> dict:
+    if not diffs:
+        return {"n": 0}
+    d = np.asarray(diffs) * 1e3
+    return {"n": int(len(d)), "median_ms": float(np.median(d)), "p99_ms": float(np.percentile(d, 99)),
+            "median_abs_ms": float(np.median(np.abs(d)))}

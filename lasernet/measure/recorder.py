@@ -1,0 +1,78 @@
+"""The run directory's record of what happened: events, tick costs and probe results, as CSV files.
+
+``events.csv`` (``time_utc,t_s,kind,what,a,b,event,cause,delay_ms,detail``) holds link up/down changes as the
+driver applied them and route-change counts per tick; ``ticks.csv`` holds each tick's cost and whether it
+overran; ``probes.csv`` (written at the end) holds every probe: send time, pair, measured RTT, the RTT the plan
+predicts along the oracle path at that time, and the path. Rows are flushed as they are written, so that a run
+killed half-way still leaves what it recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..topology import KINDS
+
+
+class Recorder:
+    def __init__(self, run_dir: Path, first_timeline):
+        self.run_dir = Path(run_dir)
+        self.start_utc = first_timeline.start_utc
+        self._events_f = (self.run_dir / "events.csv").open("w", newline="")
+        self._events = csv.writer(self._events_f)
+        self._events.writerow(["time_utc", "t_s", "kind", "what", "a", "b", "event", "cause", "delay_ms", "detail"])
+        self._ticks_f = (self.run_dir / "ticks.csv").open("w", newline="")
+        self._ticks = csv.writer(self._ticks_f)
+        self._ticks.writerow(["tick", "t_s", "cost_ms", "overrun", "link_changes", "route_changes"])
+        self.summary: dict = {}
+
+    def _when(self, t_s: float) -> str:
+        moment = self.start_utc + dt.timedelta(seconds=t_s)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def link_event(self, t_s: float, tl, li: int, up: bool, cause: str, delay_s: float) -> None:
+        a, b = tl.node_names[tl.links.a[li]], tl.node_names[tl.links.b[li]]
+        self._events.writerow([self._when(t_s), f"{t_s:.3f}", KINDS[tl.links.kind[li]], f"{a}~{b}", a, b,
+                               "up" if up else "down", cause,
+                               "" if math.isnan(delay_s) else f"{delay_s * 1e3:.3f}", ""])
+        self._events_f.flush()
+
+    def route_changes(self, t_s: float, count: int) -> None:
+        self._events.writerow([self._when(t_s), f"{t_s:.3f}", "route", "", "", "", "change", "", "", count])
+        self._events_f.flush()
+
+    def tick(self, report) -> None:
+        self._ticks.writerow([report.index, f"{report.t_s:.3f}", f"{report.cost_s * 1e3:.3f}", int(report.overrun),
+                              report.link_changes, report.route_changes])
+        if report.index % 10 == 0:
+            self._ticks_f.flush()
+
+    def write_probes(self, rows: list[dict]) -> Path:
+        path = self.run_dir / "probes.csv"
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["time_utc", "t_s", "pair", "seq", "measured_rtt_ms", "predicted_rtt_ms", "path"])
+            for r in rows:
+                w.writerow([self._when(r["t_s"]), f"{r['t_s']:.4f}", r["pair"], r["seq"],
+                            "" if r["measured_rtt_s"] is None else f"{r['measured_rtt_s'] * 1e3:.4f}",
+                            "" if r["predicted_rtt_s"] is None else f"{r['predicted_rtt_s'] * 1e3:.4f}",
+                            r["path"]])
+        return path
+
+    def close(self, emulation=None) -> None:
+        if emulation is not None and getattr(emulation, "probes", None):
+            emulation.probes.finish(emulation, self)
+        for f in (self._events_f, self._ticks_f):
+            if not f.closed:
+                f.close()
+        costs = np.array([t.cost_s for t in emulation.ticks]) if emulation is not None and emulation.ticks else None
+        if costs is not None and len(costs):
+            self.summary["ticks"] = {"count": int(len(costs)), "p50_ms": float(np.percentile(costs, 50) * 1e3),
+                                     "p99_ms": float(np.percentile(costs, 99) * 1e3),
+                                     "max_ms": float(costs.max() * 1e3),
+                                     "overruns": int(sum(t.overrun for t in emulation.ticks))}
