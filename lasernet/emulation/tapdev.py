@@ -150,7 +150,8 @@ class Rtnl:
                 if kind == NLMSG_ERROR and seq == self._seq:
                     (code,) = struct.unpack_from("=i", data, offset + 16)
                     if code:
-                        raise OSError(-code, f"rtnetlink {what} in namespace {self.ns!r}: {os.strerror(-code)}")
+                        where = "our namespace" if self.ns is None else f"namespace {self.ns!r}"
+                        raise OSError(-code, f"rtnetlink {what} in {where}: {os.strerror(-code)}")
                     return
                 offset += max(length, 16) + (4 - length % 4) % 4
 
