@@ -344,7 +344,8 @@ class _Direction:
     """One direction of a link: where frames come in and go out, its parameters, its clocks and counters."""
 
     __slots__ = ("link", "index", "in_fd", "out_fd", "delay_ns", "loss", "rate_bps", "up", "rng", "busy_until",
-                 "tail_due", "epoch", "inflight", "rx", "tx", "drop_down", "drop_loss", "drop_queue", "drop_write")
+                 "tail_due", "epoch", "inflight", "rx", "tx", "drop_down", "drop_loss", "drop_queue", "drop_write",
+                 "delayed", "late_ns_sum", "late_ns_max")
 
     def __init__(self, link: "_Link", index: int, in_fd: int, out_fd: int, seed: str):
         self.link, self.index, self.in_fd, self.out_fd = link, index, in_fd, out_fd
@@ -353,6 +354,7 @@ class _Direction:
         self.busy_until = self.tail_due = 0
         self.epoch = self.inflight = 0
         self.rx = self.tx = self.drop_down = self.drop_loss = self.drop_queue = self.drop_write = 0
+        self.delayed = self.late_ns_sum = self.late_ns_max = 0
 
     def apply(self, delay_s: float, loss: float, rate_bps: float, up: bool) -> None:
         self.delay_ns = round(delay_s * 1e9)
@@ -366,7 +368,9 @@ class _Direction:
 
     def counters(self) -> dict:
         return {"rx": self.rx, "tx": self.tx, "drop_down": self.drop_down, "drop_loss": self.drop_loss,
-                "drop_queue": self.drop_queue, "drop_write": self.drop_write, "inflight": self.inflight}
+                "drop_queue": self.drop_queue, "drop_write": self.drop_write, "inflight": self.inflight,
+                "release_late_us_mean": self.late_ns_sum / self.delayed / 1e3 if self.delayed else 0.0,
+                "release_late_us_max": self.late_ns_max / 1e3}
 
 
 @dataclass
@@ -388,6 +392,7 @@ class RelayProcess:
                  inflight_limit_frames: int, timer_lead_ns: int = 50_000):
         self.run_id, self.seed = run_id, seed
         self.timer_lead_ns = timer_lead_ns
+        self.wake_ns = 20_000  # estimated epoll wake-up latency, learnt from timer wake-ups
         self.queue_limit_bytes, self.inflight_limit_frames = queue_limit_bytes, inflight_limit_frames
         self.table = ParamTable.open(table_path)
         self.wake_fd = wake_fd
@@ -422,16 +427,22 @@ class RelayProcess:
     def serve_forever(self) -> None:
         poll, release, rx_dirs = self.ep.poll, self._release_due, self.rx_dirs
         timer_fd, wake_fd, listen_fd = self.timer.fd, self.wake_fd, self.listener.fileno()
-        lead_ns = self.timer_lead_ns
+        lead_ns, now_ns = self.timer_lead_ns, time.monotonic_ns
         while True:
+            entered = now_ns()
             events = poll()
+            woke = now_ns()
+            # Frames that woke us arrived about one wake-up latency ago (never before we started waiting).
+            arrival = max(entered, woke - self.wake_ns) if woke - entered > self.wake_ns else 0
             release()
             for fd, ev in events:
                 d = rx_dirs.get(fd)
                 if d is not None:
-                    self._receive(d, ev)
+                    self._receive(d, ev, arrival)
                 elif fd == timer_fd:
                     self.timer.drain()
+                    if entered < self.armed_ns <= woke:
+                        self._learn_wake_latency(woke - self.armed_ns)
                 elif fd == wake_fd:
                     self._on_wake()
                 elif fd == listen_fd:
@@ -444,8 +455,17 @@ class RelayProcess:
                 self.armed_ns = heap[0][0] - lead_ns
                 self.timer.arm_at_ns(self.armed_ns)
 
+    def _learn_wake_latency(self, sample_ns: int) -> None:
+        """Track how long waking from epoll takes (EWMA of timer wake-ups, each sample capped at 200 us)."""
+        self.wake_ns += (min(sample_ns, 200_000) - self.wake_ns) // 16
+
     # ---- data path
-    def _receive(self, d: _Direction, ev: int) -> None:
+    def _receive(self, d: _Direction, ev: int, arrival_ns: int = 0) -> None:
+        """Read a burst of frames from one TAP and admit each (down, loss, rate, delay), in arrival order.
+
+        ``arrival_ns`` (non-zero when this read follows a wake-up from sleep) is when the first frame arrived,
+        estimated from the measured wake-up latency; later frames of the burst are stamped when read.
+        """
         read, now_ns, heap = os.read, time.monotonic_ns, self.heap
         fd = d.in_fd
         for _ in range(READ_BURST_FRAMES):
@@ -459,6 +479,8 @@ class RelayProcess:
                 self._lose_link(d.link, f"reading direction {d.index}: {exc}")
                 return
             now = now_ns()
+            if arrival_ns:
+                now, arrival_ns = arrival_ns, 0
             d.rx += 1
             if not d.up:
                 d.drop_down += 1
@@ -504,11 +526,16 @@ class RelayProcess:
                 now = now_ns()
         pop = heapq.heappop
         while heap and heap[0][0] <= now:
-            _due, _n, d, epoch, frame = pop(heap)
+            due, _n, d, epoch, frame = pop(heap)
             d.inflight -= 1
             if epoch != d.epoch:
                 d.drop_down += 1
                 continue
+            late = now - due
+            d.delayed += 1
+            d.late_ns_sum += late
+            if late > d.late_ns_max:
+                d.late_ns_max = late
             self._write(d, frame)
 
     def _write(self, d: _Direction, frame: bytes) -> None:
@@ -647,7 +674,7 @@ class RelayProcess:
             self._apply(link, *cur)
             return {"ok": True}
         if op == "stats":
-            return {"ok": True, "links": {str(s): {"names": l.names, "carrier": l.carrier,
+            return {"ok": True, "wake_latency_us": self.wake_ns / 1e3, "links": {str(s): {"names": l.names, "carrier": l.carrier,
                                                    "dirs": [d.counters() for d in l.dirs]}
                                           for s, l in self.links.items()}}
         raise ValueError(f"unknown control op {op!r}")
@@ -718,11 +745,11 @@ class Relay:
 
     def __init__(self, run_id: str, n_slots: int = 4096, seed: int = 0,
                  queue_limit_bytes: int = DEFAULT_QUEUE_LIMIT_BYTES, rt_priority: int = 10,
-                 log_path: str | None = None):
+                 log_path: str | None = None, timer_lead_us: int = 50):
         self.run_id = validate_run_id(run_id)
         self.n_slots, self.seed = n_slots, seed
         self.queue_limit_bytes, self.rt_priority = queue_limit_bytes, rt_priority
-        self.log_path = log_path
+        self.log_path, self.timer_lead_us = log_path, timer_lead_us
         self.table_path = table_path_for(run_id)
         self.table: ParamTable | None = None
         self.proc: subprocess.Popen | None = None
@@ -750,6 +777,7 @@ class Relay:
         cmd = [sys.executable, "-m", "lasernet.emulation.delayline", "--run-id", self.run_id,
                "--table", self.table_path, "--wake-fd", str(self._wake_fd), "--seed", str(self.seed),
                "--queue-limit-bytes", str(self.queue_limit_bytes), "--rt-priority", str(self.rt_priority),
+               "--timer-lead-us", str(self.timer_lead_us),
                "--parent-pid", str(os.getpid())]
         self._log_file = open(self.log_path, "ab") if self.log_path else None
         self.proc = subprocess.Popen(cmd, pass_fds=(self._wake_fd,), stdin=subprocess.DEVNULL,

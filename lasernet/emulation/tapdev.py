@@ -230,9 +230,12 @@ def create_tap(ns: str | int, ifname: str, mac: bytes, mtu: int = 1500, root_rtn
         with Rtnl(ns) as inside:
             inside.configure(ifname, mac=mac, mtu=mtu, up=True)
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except FileNotFoundError:  # the namespace is missing; the message names it
+        os.close(fd)
+        raise
     except OSError as exc:
         os.close(fd)
-        raise OSError(exc.errno, f"creating TAP {ifname!r} in namespace {ns!r}: {exc.strerror}") from exc
+        raise OSError(exc.errno, f"creating TAP {ifname!r} in namespace {ns!r}: {exc.strerror or exc}") from exc
     except BaseException:
         os.close(fd)
         raise
