@@ -1,21 +1,25 @@
 """Create persistent TAP interfaces inside network namespaces, without shelling out.
 
 A node's namespace is named either by its ``ip netns`` name (``/run/netns/NAME``) or by the PID of a process
-living in it (``/proc/PID/ns/net``; that is how Mininet nodes are reached). A TAP for a node is made in three
-steps, all through ioctls and a minimal rtnetlink client (no ``ip`` subprocess per interface, which is what makes
-Mininet slow at 1,000+ interfaces):
+living in it (``/proc/PID/ns/net``; that is how Mininet nodes are reached). Everything is done through ioctls and
+a minimal rtnetlink client (no ``ip`` subprocess per interface, which is what makes Mininet slow at 1,000+
+interfaces). Two ways to make a node's TAP, because the kernel forces a trade-off (measured on this VM):
 
-1. open ``/dev/net/tun`` **in our own namespace** and create the TAP there under a temporary name;
-2. move it into the node's namespace, renaming it to its final name in the same netlink request;
-3. in the node's namespace set its MAC address and bring it up, then mark it persistent.
+``mode="inside"`` (default, ~0.4 ms per TAP)
+    ``setns`` into the node's namespace, open ``/dev/net/tun`` and create the TAP there, set its MAC, bring it
+    up, mark it persistent. But a tun fd keeps a reference on the namespace it was *opened* in: while the relay
+    holds the fd, ``ip netns del`` (or Mininet killing the node's shell) only removes the name; the namespace and
+    its TAPs live on, working, until the relay lets go of the fd (``Relay.remove_link`` or ``Relay.stop``), and
+    then the kernel removes the namespace with all its TAPs in one batch. The driver removes a node's links
+    before deleting the node.
 
-Why not ``setns`` into the node and open ``/dev/net/tun`` there: a tun file keeps a reference on the namespace it
-was *opened* in. An fd opened inside the node's namespace would keep that namespace alive after ``ip netns del``
-(and after Mininet kills the node's shell) for as long as the relay holds the fd, so deleting a namespace would
-neither remove its TAPs nor tell the relay. Opened in our namespace and moved, the TAP belongs to the node's
-namespace only: deleting the namespace unregisters all its TAPs in one batch, and the relay sees an error on the
-fd. ``setns`` is still used, but only to open a netlink socket that talks to the node's namespace.
+``mode="move"`` (~17 ms per TAP: moving a device between namespaces waits for an RCU grace period)
+    open ``/dev/net/tun`` in *our* namespace, create the TAP under a temporary name, move it into the node's
+    namespace renaming it in the same netlink request, then configure it there. The fd pins only our own
+    namespace, so deleting the node's namespace really unregisters its TAPs at once, and the relay sees
+    EPOLLERR/EBADFD on their fds and drops those links. Use it when nodes come and go under the relay.
 
+Either way ``setns`` is entered only for a moment by the calling thread and always undone.
 If anything fails before the TAP is complete, its fd is closed while it is not yet persistent, which makes the
 kernel delete it: a failed ``create_tap`` leaves nothing behind.
 """
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
+TUNGETIFF = 0x800454D2
 TUNSETCARRIER = 0x400454E2  # _IOW('T', 226, int)
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
@@ -199,10 +204,11 @@ class Tap:
     mac: bytes
 
 
-def _open_tap_here(temp_name: str) -> int:
+def _open_tap_here(name: str) -> int:
+    """Open /dev/net/tun and create TAP ``name`` in the calling thread's current namespace."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        ifr = struct.pack("=16sH22x", temp_name.encode(), IFF_TAP | IFF_NO_PI)
+        ifr = struct.pack("=16sH22x", name.encode(), IFF_TAP | IFF_NO_PI)
         fcntl.ioctl(fd, TUNSETIFF, ifr)
     except BaseException:
         os.close(fd)
@@ -210,23 +216,26 @@ def _open_tap_here(temp_name: str) -> int:
     return fd
 
 
-def create_tap(ns: str | int, ifname: str, mac: bytes, mtu: int = 1500, root_rtnl: Rtnl | None = None) -> Tap:
+TAP_MODES = ("inside", "move")
+
+
+def create_tap(ns: str | int, ifname: str, mac: bytes, mtu: int = 1500, mode: str = "inside") -> Tap:
     """Create persistent TAP ``ifname`` inside namespace ``ns``, up, with ``mac``; return it with an open fd.
 
-    Raises OSError/FileNotFoundError naming the namespace and interface; on failure nothing is left behind.
+    ``mode`` is ``"inside"`` or ``"move"`` (see the module docstring). Raises OSError/FileNotFoundError naming the
+    namespace and interface; on failure nothing is left behind.
     """
     validate_ifname(ifname)
-    temp_name = "lnd" + secrets.token_hex(6)
-    own_rtnl = root_rtnl is None
-    rtnl = Rtnl() if own_rtnl else root_rtnl
-    fd = _open_tap_here(temp_name)
+    if mode not in TAP_MODES:
+        raise ValueError(f"TAP mode {mode!r} is not one of {TAP_MODES}")
+    if mode == "inside":
+        with entered_netns(ns):
+            fd = _open_tap_here(ifname)
+    else:
+        fd = _open_tap_here("lnd" + secrets.token_hex(6))
     try:
-        netns_fd = open_netns(ns)
-        try:
-            ifindex = socket.if_nametoindex(temp_name)
-            rtnl.move_and_rename(ifindex, netns_fd, ifname, what=f"move TAP {temp_name} to {ifname}")
-        finally:
-            os.close(netns_fd)
+        if mode == "move":
+            _move_into(fd, ns, ifname)
         with Rtnl(ns) as inside:
             inside.configure(ifname, mac=mac, mtu=mtu, up=True)
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
@@ -239,10 +248,23 @@ def create_tap(ns: str | int, ifname: str, mac: bytes, mtu: int = 1500, root_rtn
     except BaseException:
         os.close(fd)
         raise
-    finally:
-        if own_rtnl:
-            rtnl.close()
     return Tap(ns=ns, ifname=ifname, fd=fd, mac=mac)
+
+
+def _tap_name(fd: int) -> str:
+    ifr = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+    return ifr[:16].split(b"\0", 1)[0].decode()
+
+
+def _move_into(fd: int, ns: str | int, ifname: str) -> None:
+    temp_name = _tap_name(fd)
+    netns_fd = open_netns(ns)
+    try:
+        with Rtnl() as here:
+            here.move_and_rename(socket.if_nametoindex(temp_name), netns_fd, ifname,
+                                 what=f"move TAP {temp_name} to {ifname}")
+    finally:
+        os.close(netns_fd)
 
 
 def delete_tap(ns: str | int, ifname: str) -> bool:

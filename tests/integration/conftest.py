@@ -99,7 +99,7 @@ def _link_setup(lab: Lab, slot: int, left: str, right: str) -> None:
 
 @contextlib.contextmanager
 def delayline_lab(tag: str, tmp_dir: str, nodes=("a", "b", "c"), links=((0, "a", "b"), (1, "b", "c")),
-                  echo_on=("b", "c")):
+                  echo_on=("b", "c"), tap_mode="inside"):
     """Build the lab, yield it, and remove exactly what was built (also when building fails half-way)."""
     named = {*nodes, *(node for _slot, left, right in links for node in (left, right))}
     names = {n: f"lnt-{os.getpid()}-{tag}-{n}" for n in sorted(named)}  # only ``nodes`` are created
@@ -107,7 +107,7 @@ def delayline_lab(tag: str, tmp_dir: str, nodes=("a", "b", "c"), links=((0, "a",
         tapdev.validate_netns_name(name)
     created: list[str] = []
     log_path = os.path.join(tmp_dir, f"relay-{tag}.log")
-    relay = Relay(f"lnt-{os.getpid()}-{tag}", n_slots=64, seed=1234, log_path=log_path)
+    relay = Relay(f"lnt-{os.getpid()}-{tag}", n_slots=64, seed=1234, log_path=log_path, tap_mode=tap_mode)
     lab = Lab(tag=tag, ns=names, relay=relay, log_path=log_path)
     try:
         for node in nodes:

@@ -190,26 +190,39 @@ def test_down_shows_no_carrier_and_loses_probes_for_the_outage(fresh):
     assert result.delivered[resumed].all() and resumed.sum() > 50
 
 
+def _relay_drops_slot_1_and_keeps_slot_0(lab, name: str) -> None:
+    relay = lab.relay
+    deadline = time.monotonic() + 5
+    while 1 in relay.stats():
+        assert time.monotonic() < deadline, "relay still holds slot 1 after its TAP was deleted"
+        time.sleep(0.02)
+    result = probe(lab, "a", "b", 0, count=100, interval_s=0.01)
+    dropped = [line for line in lab.log().splitlines() if "dropped" in line]
+    report(name, relay_alive=relay.alive(), links=sorted(relay.stats()),
+           median_rtt_ms=float(np.median(result.rtt_s)) * 1e3, log=dropped)
+    assert relay.alive()
+    assert sorted(relay.stats()) == [0]
+    assert any("slot 1" in line and lab.ns["c"] in line for line in dropped)
+    assert result.delivered.all()
+    assert abs(np.median(result.rtt_s) - 0.004) <= RTT_TOLERANCE_S + BASE_RTT_LIMIT_S
+
+
 def test_deleting_a_namespace_drops_only_its_links(tmp_path):
-    with delayline_lab("del", str(tmp_path)) as lab:
-        relay = lab.relay
-        relay.set(0, delay_s=0.002)
-        relay.commit()
+    # move mode: the relay's fds do not pin the node's namespace, so deleting it really removes its TAPs
+    with delayline_lab("del", str(tmp_path), tap_mode="move") as lab:
+        lab.relay.set(0, delay_s=0.002)
+        lab.relay.commit()
         lab.echoes.pop("c").stop()  # a deleted node's processes are gone too (they would keep it alive)
         sh("ip", "netns", "del", lab.ns["c"])
-        deadline = time.monotonic() + 5
-        while 1 in relay.stats():
-            assert time.monotonic() < deadline, "relay still holds slot 1 after its namespace was deleted"
-            time.sleep(0.02)
-        result = probe(lab, "a", "b", 0, count=100, interval_s=0.01)
-        dropped = [line for line in lab.log().splitlines() if "dropped" in line]
-        report("namespace deleted", relay_alive=relay.alive(), links=sorted(relay.stats()),
-               median_rtt_ms=float(np.median(result.rtt_s)) * 1e3, log=dropped)
-        assert relay.alive()
-        assert sorted(relay.stats()) == [0]
-        assert any("slot 1" in line and lab.ns["c"] in line for line in dropped)
-        assert result.delivered.all()
-        assert abs(np.median(result.rtt_s) - 0.004) <= RTT_TOLERANCE_S
+        _relay_drops_slot_1_and_keeps_slot_0(lab, "namespace deleted")
+
+
+def test_deleting_a_tap_underneath_drops_only_its_link(tmp_path):
+    with delayline_lab("tapdel", str(tmp_path)) as lab:
+        lab.relay.set(0, delay_s=0.002)
+        lab.relay.commit()
+        sh("ip", "-n", lab.ns["c"], "link", "del", "to-b")
+        _relay_drops_slot_1_and_keeps_slot_0(lab, "tap deleted")
 
 
 def _footprint(prefix: str) -> dict:
