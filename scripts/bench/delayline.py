@@ -78,7 +78,7 @@ def flood(ifname: str, seconds: float) -> None:
 
 def bench_forwarding(seconds: float, prefix: str) -> None:
     names = [f"{prefix}-fa", f"{prefix}-fb"]
-    relay = Relay(f"{prefix}-f", n_slots=4)
+    relay = Relay(f"{prefix}-f", n_slots=4, log_path=f"/tmp/{prefix}-f.log")
     try:
         for name in names:
             make_netns(name)
@@ -107,7 +107,7 @@ def bench_forwarding(seconds: float, prefix: str) -> None:
 
 def bench_update(n_links: int, tc_sample: int, prefix: str) -> None:
     names = [f"{prefix}-ua", f"{prefix}-ub"]
-    relay = Relay(f"{prefix}-u", n_slots=max(n_links, 1))
+    relay = Relay(f"{prefix}-u", n_slots=max(n_links, 1), log_path=f"/tmp/{prefix}-u.log")
     try:
         for name in names:
             make_netns(name)
@@ -116,8 +116,18 @@ def bench_update(n_links: int, tc_sample: int, prefix: str) -> None:
         for slot in range(n_links):
             relay.add_link(names[0], f"l{slot}", names[1], f"l{slot}", slot)
         create_s = time.monotonic() - start
-        print(f"created {n_links} links ({2 * n_links} TAPs) in {create_s:.1f} s "
+        print(f"created {n_links} links ({2 * n_links} TAPs, tap_mode=inside) in {create_s:.1f} s "
               f"({create_s / n_links * 1e3:.2f} ms per link)")
+        move_relay = Relay(f"{prefix}-m", n_slots=20, tap_mode="move", log_path=f"/tmp/{prefix}-m.log")
+        try:
+            move_relay.start()
+            start = time.monotonic()
+            for slot in range(20):
+                move_relay.add_link(names[0], f"m{slot}", names[1], f"m{slot}", slot)
+            move_s = (time.monotonic() - start) / 20
+            print(f"  (tap_mode=move: {move_s * 1e3:.1f} ms per link, measured on 20)")
+        finally:
+            move_relay.stop()
         slots = np.arange(n_links)
         table_s = []
         for i in range(20):
