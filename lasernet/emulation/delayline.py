@@ -17,7 +17,9 @@ Per direction, in this order, a frame read from a TAP is:
    ``queue_limit_bytes`` (default 150,000 B, about 100 full-size frames).
 4. **delay**: released ``delay_s`` after its last bit left the serialiser. Release happens at the due time from
    a ``timerfd`` armed with an absolute CLOCK_MONOTONIC deadline (epoll timeouts round to milliseconds), armed
-   ``timer_lead_us`` (default 50 us) early with the rest spun, since waking from epoll takes 20-90 us here. FIFO
+   ``timer_lead_us`` (default 50 us) early with the rest spun, since waking from epoll takes 20-90 us here.
+   Symmetrically, a frame whose arrival woke the relay from sleep is stamped one learnt wake-up latency before it
+   was read (an EWMA of the timer's own wake-ups, never earlier than the moment the relay went to sleep). FIFO
    order per direction is kept: a frame is never released before the frame read before it (light sent later
    does not overtake light sent earlier), so after a delay decrease new frames wait behind older ones. Frames in
    flight are capped at ``inflight_limit_frames`` per direction (default 100,000) to bound memory.
@@ -827,8 +829,11 @@ class Relay:
                 self.table.close()
                 self.table = None
             if self._table_created:
-                os.unlink(self.table_path)
                 self._table_created = False
+                try:
+                    os.unlink(self.table_path)
+                except FileNotFoundError:  # already removed by cleanup_created
+                    pass
             if self._wake_fd is not None:
                 os.close(self._wake_fd)
                 self._wake_fd = None
@@ -931,9 +936,38 @@ class Relay:
 
     def created(self) -> dict:
         """Every kernel object and process this controller made, by name, for cleanup and the run's state file."""
-        return {"relay_pid": self.pid, "table_path": self.table_path,
+        return {"run_id": self.run_id, "relay_pid": self.pid, "table_path": self.table_path,
                 "control_socket": "@" + control_address_for(self.run_id)[1:].decode(),
-                "taps": [end for ends in self.links.values() for end in (ends.a, ends.b)]}
+                "taps": [list(end[:2]) for ends in self.links.values() for end in (ends.a, ends.b)]}
+
+    @staticmethod
+    def cleanup_created(state: dict) -> list[str]:
+        """Remove what ``created()`` listed (e.g. read back from a run's state file after a crash).
+
+        The relay PID is signalled only if it still runs this run's relay (checked on its command line), TAPs are
+        deleted by namespace and name, the table file is unlinked. Returns what was removed, one line each.
+        """
+        removed = []
+        pid, run_id = state.get("relay_pid"), validate_run_id(state["run_id"])
+        if pid and _is_relay_of(pid, run_id):
+            os.kill(pid, signal.SIGTERM)
+            removed.append(f"relay process {pid}")
+        for ns, ifname in state.get("taps", []):
+            if tapdev.delete_tap(ns, ifname):
+                removed.append(f"TAP {ns}:{ifname}")
+        if state.get("table_path") == table_path_for(run_id) and os.path.exists(table_path_for(run_id)):
+            os.unlink(table_path_for(run_id))
+            removed.append(f"table {table_path_for(run_id)}")
+        return removed
+
+
+def _is_relay_of(pid: int, run_id: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"lasernet.emulation.delayline" in argv and run_id.encode() in argv
 
 
 if __name__ == "__main__":

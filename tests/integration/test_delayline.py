@@ -256,3 +256,16 @@ def test_lab_setup_failure_still_cleans_up(tmp_path):
                            echo_on=()):
             pass
     assert _footprint(prefix) == before
+
+
+def test_cleanup_by_name_removes_a_relay_its_taps_and_table(tmp_path):
+    """What a crashed controller leaves is removable from ``created()`` alone (what ``lasernet down`` will do)."""
+    with delayline_lab("byname", str(tmp_path), nodes=("a", "b"), links=((0, "a", "b"),), echo_on=()) as lab:
+        state = json.loads(json.dumps(lab.relay.created()))  # as if read back from the run's state file
+        removed = lab.relay.cleanup_created(state)
+        lab.relay.proc.wait(timeout=10)
+        links_a = sh("ip", "-n", lab.ns["a"], "-o", "link", "show")
+        report("cleanup by name", removed=removed)
+        assert f"relay process {state['relay_pid']}" in removed
+        assert not os.path.exists(state["table_path"])
+        assert "to-b" not in links_a
