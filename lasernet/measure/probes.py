@@ -1,0 +1,311 @@
+"""UDP echo probes with CLOCK_MONOTONIC timestamps: a responder and a paced sender, runnable inside namespaces.
+
+Each probe datagram carries ``magic | seq | send_ns | echo_ns``. The sender stamps ``send_ns`` just before
+sending, the responder stamps ``echo_ns`` when it receives it and sends it back, the sender stamps ``recv_ns`` on
+arrival. Every stamp is ``time.monotonic_ns()``. Within one machine all network namespaces share
+CLOCK_MONOTONIC (there is no time namespace here), so besides the round-trip time the stamps give each one-way
+delay: forward ``echo_ns - send_ns`` and back ``recv_ns - echo_ns``. A probe with no ``echo_ns`` was lost on the
+way out (or at the responder); one with ``echo_ns`` but no ``recv_ns`` was lost on the way back.
+
+Command line (what the tests run through ``ip netns exec NS``)::
+
+    python -m lasernet.measure.probes echo  --port 7007
+    python -m lasernet.measure.probes probe --target 10.0.0.1 --port 7007 --count 500 --interval-s 0.01 \
+        [--wait-s 1] [--csv out.csv]          # prints the result as JSON on stdout
+
+From Python: :class:`EchoResponder` (context manager around the responder in a namespace),
+:func:`probe_from_netns` / :func:`start_probe_in_netns` (sender in a namespace), :func:`run_probe` (sender in
+this process), all returning a :class:`ProbeResult`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"LNP1"
+HEADER = struct.Struct("!4sIqq")
+MISSING = -1
+
+
+@dataclass
+class ProbeResult:
+    """Per-probe stamps (ns, CLOCK_MONOTONIC; ``-1`` where the probe never got that far) and derived delays."""
+    seq: np.ndarray
+    send_ns: np.ndarray
+    echo_ns: np.ndarray
+    recv_ns: np.ndarray
+    interval_s: float
+
+    @property
+    def delivered(self) -> np.ndarray:
+        return self.recv_ns != MISSING
+
+    @property
+    def reached_responder(self) -> np.ndarray:
+        return self.echo_ns != MISSING
+
+    @property
+    def rtt_s(self) -> np.ndarray:
+        """Round-trip times of delivered probes, s."""
+        ok = self.delivered
+        return (self.recv_ns[ok] - self.send_ns[ok]) / 1e9
+
+    @property
+    def forward_s(self) -> np.ndarray:
+        """One-way sender->responder delays of probes that reached the responder, s."""
+        ok = self.reached_responder
+        return (self.echo_ns[ok] - self.send_ns[ok]) / 1e9
+
+    @property
+    def back_s(self) -> np.ndarray:
+        """One-way responder->sender delays of delivered probes, s."""
+        ok = self.delivered
+        return (self.recv_ns[ok] - self.echo_ns[ok]) / 1e9
+
+    @property
+    def forward_loss(self) -> float:
+        """Fraction of probes that never reached the responder."""
+        return float(np.mean(~self.reached_responder))
+
+    @property
+    def back_loss(self) -> float:
+        """Fraction of probes that reached the responder but whose echo never came back."""
+        reached = self.reached_responder
+        return float(np.mean(~self.delivered[reached])) if reached.any() else float("nan")
+
+    def to_json(self) -> str:
+        return json.dumps({"interval_s": self.interval_s, "seq": self.seq.tolist(), "send_ns": self.send_ns.tolist(),
+                           "echo_ns": self.echo_ns.tolist(), "recv_ns": self.recv_ns.tolist()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ProbeResult":
+        d = json.loads(text)
+        return cls(*(np.asarray(d[k], dtype=np.int64) for k in ("seq", "send_ns", "echo_ns", "recv_ns")),
+                   interval_s=float(d["interval_s"]))
+
+    def to_csv(self, path: str) -> None:
+        """Write one row per probe: seq, send_ns, echo_ns, recv_ns (``-1`` where missing)."""
+        table = np.column_stack([self.seq, self.send_ns, self.echo_ns, self.recv_ns])
+        np.savetxt(path, table, fmt="%d", delimiter=",", header="seq,send_ns,echo_ns,recv_ns", comments="")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# In-process sender and responder
+# --------------------------------------------------------------------------------------------------------------
+
+def echo_serve(port: int, bind_ip: str = "0.0.0.0", ready=None) -> None:
+    """Answer probes on ``bind_ip:port`` forever, stamping ``echo_ns`` on arrival; ``ready()`` is called once bound."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((bind_ip, port))
+    if ready:
+        ready()
+    pack_into, now_ns = HEADER.pack_into, time.monotonic_ns
+    while True:
+        data, addr = sock.recvfrom(2048)
+        stamp = now_ns()
+        if len(data) < HEADER.size or data[:4] != MAGIC:
+            continue
+        buf = bytearray(data)
+        magic, seq, send_ns, _ = HEADER.unpack_from(buf)
+        pack_into(buf, 0, magic, seq, send_ns, stamp)
+        sock.sendto(buf, addr)
+
+
+def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: float = 1.0,
+              size_bytes: int = 64) -> ProbeResult:
+    """Send ``count`` probes every ``interval_s`` to an echo responder; collect echoes until ``wait_s`` after the last."""
+    if count <= 0 or interval_s <= 0:
+        raise ValueError(f"count ({count}) and interval_s ({interval_s}) must be positive")
+    size_bytes = max(size_bytes, HEADER.size)
+    send_ns = np.full(count, MISSING, dtype=np.int64)
+    echo_ns = np.full(count, MISSING, dtype=np.int64)
+    recv_ns = np.full(count, MISSING, dtype=np.int64)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.setblocking(False)
+    sock.connect((target_ip, port))
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    payload = bytearray(size_bytes)
+    start_ns = time.monotonic_ns()
+    interval_ns = round(interval_s * 1e9)
+    try:
+        for seq in range(count):
+            _receive_until(sock, poller, start_ns + seq * interval_ns, echo_ns, recv_ns)
+            stamp = time.monotonic_ns()
+            HEADER.pack_into(payload, 0, MAGIC, seq, stamp, MISSING)
+            send_ns[seq] = stamp
+            try:
+                sock.send(payload)
+            except OSError:  # e.g. ENOBUFS or the route is gone while a link is down: the probe is lost
+                pass
+        _receive_until(sock, poller, time.monotonic_ns() + round(wait_s * 1e9), echo_ns, recv_ns)
+    finally:
+        sock.close()
+    return ProbeResult(np.arange(count, dtype=np.int64), send_ns, echo_ns, recv_ns, interval_s)
+
+
+def _receive_until(sock, poller, deadline_ns: int, echo_ns: np.ndarray, recv_ns: np.ndarray) -> None:
+    count = len(recv_ns)
+    while True:
+        left_ms = (deadline_ns - time.monotonic_ns()) / 1e6
+        if left_ms <= 0:
+            return
+        if not poller.poll(left_ms):
+            continue
+        while True:
+            try:
+                data = sock.recv(2048)
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+            stamp = time.monotonic_ns()
+            if len(data) < HEADER.size or data[:4] != MAGIC:
+                continue
+            _, seq, _, echoed = HEADER.unpack_from(data)
+            if seq < count and recv_ns[seq] == MISSING:
+                echo_ns[seq], recv_ns[seq] = echoed, stamp
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running them inside namespaces
+# --------------------------------------------------------------------------------------------------------------
+
+def _in_netns(ns: str, args: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "lasernet.measure.probes", *args]
+
+
+class EchoResponder:
+    """An echo responder process in namespace ``ns`` on UDP ``port``: ``with EchoResponder(ns, port): ...``."""
+
+    def __init__(self, ns: str, port: int, rt_priority: int = 0, timeout_s: float = 10.0):
+        self.ns, self.port, self.rt_priority, self.timeout_s = ns, port, rt_priority, timeout_s
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "EchoResponder":
+        self.proc = subprocess.Popen(_in_netns(self.ns, ["echo", "--port", str(self.port),
+                                                              "--rt-priority", str(self.rt_priority)]),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout_s)
+            line = self.proc.stdout.readline() if ready else b""
+            if line.strip() != b"ready":
+                raise RuntimeError(f"echo responder in namespace {self.ns} port {self.port} did not start: "
+                                   f"{line!r} {self._stderr()}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> "EchoResponder":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_probe_in_netns(ns: str, target_ip: str, port: int, count: int, interval_s: float,
+                         wait_s: float = 1.0, size_bytes: int = 64, rt_priority: int = 0) -> subprocess.Popen:
+    """Start a sender in namespace ``ns`` in the background; pass the Popen to :func:`finish_probe`."""
+    args = ["probe", "--target", target_ip, "--port", str(port), "--count", str(count),
+            "--interval-s", repr(interval_s), "--wait-s", repr(wait_s), "--size-bytes", str(size_bytes),
+            "--rt-priority", str(rt_priority)]
+    return subprocess.Popen(_in_netns(ns, args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def finish_probe(proc: subprocess.Popen, timeout_s: float = 120.0) -> ProbeResult:
+    """Wait for a sender started by :func:`start_probe_in_netns` and return its result (kill it on timeout)."""
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"probe sender failed ({proc.returncode}): {err.decode(errors='replace')}")
+    return ProbeResult.from_json(out)
+
+
+def probe_from_netns(ns: str, target_ip: str, port: int, count: int, interval_s: float, wait_s: float = 1.0,
+                     size_bytes: int = 64, rt_priority: int = 0) -> ProbeResult:
+    """Run a sender in namespace ``ns`` to completion and return its result."""
+    proc = start_probe_in_netns(ns, target_ip, port, count, interval_s, wait_s, size_bytes, rt_priority)
+    return finish_probe(proc, timeout_s=count * interval_s + wait_s + 60)
+
+
+def _take_realtime_priority(priority: int) -> None:
+    """SCHED_FIFO for this probe process (steadier stamps on a busy machine); say so on stderr if refused."""
+    if priority <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        print(f"probes: SCHED_FIFO priority {priority} refused ({exc}); stamps may be noisier", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lasernet.measure.probes", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("echo", help="answer probes")
+    e.add_argument("--port", type=int, required=True)
+    e.add_argument("--bind", default="0.0.0.0")
+    e.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority (0: stay SCHED_OTHER)")
+    s = sub.add_parser("probe", help="send probes, print the result as JSON")
+    s.add_argument("--target", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--interval-s", type=float, required=True)
+    s.add_argument("--wait-s", type=float, default=1.0)
+    s.add_argument("--size-bytes", type=int, default=64)
+    s.add_argument("--csv", help="also write one row per probe to this CSV file")
+    s.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority (0: stay SCHED_OTHER)")
+    args = p.parse_args(argv)
+    _take_realtime_priority(args.rt_priority)
+    if args.cmd == "echo":
+        def ready():
+            print("ready", flush=True)
+        try:
+            echo_serve(args.port, args.bind, ready=ready)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    result = run_probe(args.target, args.port, args.count, args.interval_s, args.wait_s, args.size_bytes)
+    if args.csv:
+        result.to_csv(args.csv)
+    sys.stdout.write(result.to_json() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
