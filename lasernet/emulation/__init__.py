@@ -1,1 +1,1 @@
-"""Emulation: the online half that owns kernel state (namespaces, interfaces) and the processes moving frames."""
+"""The online half: the emulated network of routers in namespaces, its links, kernel state and the tick loop."""

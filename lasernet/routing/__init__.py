@@ -1,0 +1,1 @@
+"""Routing for the emulated network: the shortest-delay oracle (``oracle``); routing daemons come later."""

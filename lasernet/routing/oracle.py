@@ -1,0 +1,166 @@
+"""Shortest-delay forwarding tables for every (source, destination) pair, and their per-tick differences.
+
+The oracle is what an ideal link-state protocol with instant convergence would install: over the links that
+are up, each with its one-way light delay, every node forwards towards every destination along a path of least
+total delay. :func:`compute` returns a :class:`Routes` holding, for N nodes,
+
+* ``next_hop[s, d]`` (int32): the neighbour ``s`` hands a packet for ``d`` to; -1 when ``d`` is unreachable
+  from ``s`` and on the diagonal (a node does not route to itself);
+* ``link[s, d]`` (int32): the index (into the caller's link arrays) of the link from ``s`` to that neighbour,
+  the fastest one when several join the same pair; -1 where ``next_hop`` is -1;
+* ``delay_s[s, d]`` (float64): the one-way delay of that path, ``inf`` when unreachable, 0 on the diagonal.
+
+:func:`diff` lists the entries that changed between two tables, so that a driver installs only those routes;
+:func:`path` walks a table from one node to another for reporting.
+
+How ties are broken
+-------------------
+Link delays are counted in whole nanoseconds (rounded; light travels 30 cm in 1 ns, far below orbit-model
+error), and every link weighs ``delay_ns * 2**h + 1`` where ``2**h`` exceeds the longest possible path in hops.
+Path weights are then integers below 2**53, added exactly in float64, and compare first by total delay
+(ns) and then by hop count: among equal delays the path with fewer hops wins, with no epsilon that could ever
+outweigh a real delay difference. Paths equal in both are left to the order in which SciPy's Dijkstra settles
+nodes, which depends only on the input arrays, so the same input always gives the same table. ``delay_s`` is
+the sum of the rounded link delays (exact to the nanosecond per hop).
+
+Computation: one :func:`scipy.sparse.csgraph.dijkstra` over the symmetric graph from every destination; since
+links are symmetric, the predecessor of ``s`` in the tree rooted at ``d`` is the next hop of ``s`` towards ``d``.
+Everything else is whole-array numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+NS_PER_S = 1e9
+_FLOAT64_EXACT = 2.0 ** 53  # integers below this add exactly in float64
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The forwarding table of every node towards every other (see the module docstring)."""
+
+    next_hop: np.ndarray  # (N, N) int32, -1 = none
+    link: np.ndarray  # (N, N) int32, -1 = none
+    delay_s: np.ndarray  # (N, N) float64, inf = unreachable
+    hops: np.ndarray  # (N, N) int32, -1 = unreachable
+
+    @property
+    def n_nodes(self) -> int:
+        return self.next_hop.shape[0]
+
+    @property
+    def reachable(self) -> np.ndarray:
+        """(N, N) bool: ``d`` can be reached from ``s`` (False on the diagonal)."""
+        return self.next_hop >= 0
+
+
+def compute(n_nodes: int, a: np.ndarray, b: np.ndarray, up: np.ndarray, delay_s: np.ndarray) -> Routes:
+    """Shortest-delay next hops of ``n_nodes`` nodes over links ``a[L] -- b[L]`` where ``up[L]``, each ``delay_s[L]``.
+
+    Links are undirected and symmetric. Delays must be finite and >= 0 where up (a NaN delay on an up link is an
+    error, not a silently missing link). Returns :class:`Routes`.
+    """
+    a, b, up, delay_s = _check_links(n_nodes, a, b, up, delay_s)
+    ids = np.flatnonzero(up & (a != b))
+    u, v = a[ids], b[ids]
+    delay_ns = np.rint(delay_s[ids].astype(np.float64) * NS_PER_S)
+    hop_bits = max(1, int(n_nodes).bit_length())  # 2**hop_bits > N - 1 >= any path's hop count
+    scale = float(2 ** hop_bits)
+    if (delay_ns.sum() + 1.0) * scale >= _FLOAT64_EXACT:
+        raise ValueError(f"sum of link delays {delay_ns.sum() / NS_PER_S:.3f} s is too large for exact "
+                         f"nanosecond path weights with {n_nodes} nodes")
+    weight = delay_ns * scale + 1.0
+
+    best = _fastest_link_per_pair(n_nodes, u, v, weight, ids)
+    bu, bv, bw, bid = u[best], v[best], weight[best], ids[best]
+    # Symmetric sparse graph (both directions), one entry per node pair.
+    rows = np.concatenate([bu, bv])
+    cols = np.concatenate([bv, bu])
+    graph = csr_matrix((np.concatenate([bw, bw]), (rows, cols)), shape=(n_nodes, n_nodes))
+    dist, pred = dijkstra(graph, directed=True, return_predecessors=True)
+    # dist[d, s] and pred[d, s] describe the tree rooted at destination d; transpose to [s, d].
+    next_hop = pred.T.astype(np.int32, order="C")
+    np.maximum(next_hop, -1, out=next_hop)  # SciPy marks "no predecessor" with -9999
+    reach = next_hop >= 0
+    weight_sd = np.where(reach, dist.T, 0.0).astype(np.int64)  # exact integers (see the module docstring)
+    hops = np.where(reach, weight_sd & (2 ** hop_bits - 1), -1).astype(np.int32)
+    delay = np.where(reach, (weight_sd >> hop_bits) / NS_PER_S, np.inf)
+    np.fill_diagonal(hops, 0)
+    np.fill_diagonal(delay, 0.0)
+    link = _link_to_next_hop(n_nodes, bu, bv, bid, next_hop, reach)
+    return Routes(next_hop=next_hop, link=link, delay_s=delay, hops=hops)
+
+
+def diff(old: Routes | None, new: Routes) -> tuple[np.ndarray, np.ndarray]:
+    """(source, destination) index arrays of the entries whose next hop or link differs from ``old`` to ``new``.
+
+    With ``old=None`` every reachable entry of ``new`` is listed (the initial install). An entry whose new next
+    hop is -1 is a route to withdraw; every other listed entry is a route to add or replace. Sorted by source,
+    then destination, so that a driver can group them per node.
+    """
+    if old is None:
+        changed = new.reachable
+    else:
+        if old.next_hop.shape != new.next_hop.shape:
+            raise ValueError(f"tables of {old.n_nodes} and {new.n_nodes} nodes cannot be compared")
+        changed = (old.next_hop != new.next_hop) | (old.link != new.link)
+    src, dst = np.nonzero(changed)
+    return src.astype(np.int32), dst.astype(np.int32)
+
+
+def path(routes: Routes, source: int, destination: int) -> list[int]:
+    """The nodes from ``source`` to ``destination`` (both included) along ``routes``; [] if unreachable."""
+    if source == destination:
+        return [source]
+    if routes.next_hop[source, destination] < 0:
+        return []
+    nodes = [source]
+    limit = routes.n_nodes
+    while nodes[-1] != destination:
+        nodes.append(int(routes.next_hop[nodes[-1], destination]))
+        if len(nodes) > limit:
+            raise RuntimeError(f"forwarding loop from {source} to {destination}: {nodes[:10]}...")
+    return nodes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _check_links(n_nodes, a, b, up, delay_s):
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    up = np.asarray(up, dtype=bool)
+    delay_s = np.asarray(delay_s, dtype=np.float64)
+    if not (a.shape == b.shape == up.shape == delay_s.shape) or a.ndim != 1:
+        raise ValueError(f"a, b, up and delay_s must be 1-D of one length, got shapes "
+                         f"{a.shape}, {b.shape}, {up.shape}, {delay_s.shape}")
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= n_nodes):
+        raise ValueError(f"link endpoints must lie in 0..{n_nodes - 1}")
+    bad = up & ~(np.isfinite(delay_s) & (delay_s >= 0))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{int(bad.sum())} up links have a delay that is not finite and >= 0, "
+                         f"first: link {k} ({a[k]}-{b[k]}) delay_s={delay_s[k]}")
+    return a, b, up, delay_s
+
+
+def _fastest_link_per_pair(n_nodes, u, v, weight, ids):
+    """Positions (into u/v) of the lightest link of every unordered node pair; ties go to the lowest link id."""
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    key = lo * n_nodes + hi
+    order = np.lexsort((ids, weight, key))
+    first = np.ones(len(order), bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    return order[first]
+
+
+def _link_to_next_hop(n_nodes, u, v, link_ids, next_hop, reach):
+    """(N, N) link id from every s to next_hop[s, d] (-1 where unreachable), by a dense node-pair lookup table."""
+    table = np.full((n_nodes, n_nodes), -1, np.int32)
+    table[u, v] = link_ids
+    table[v, u] = link_ids
+    flat = np.arange(n_nodes, dtype=np.int64)[:, None] * n_nodes + np.maximum(next_hop, 0)
+    return np.where(reach, np.take(table.ravel(), flat), -1).astype(np.int32)
