@@ -81,7 +81,7 @@ def test_delay_change_applies_to_frames_sent_after_it(fresh):
     sender = start_probe_in_netns(fresh.ns["a"], fresh.addr("b", 0), ECHO_PORT, count=300, interval_s=0.01,
                                   wait_s=0.5, rt_priority=PROBE_RT_PRIORITY)
     try:
-        time.sleep(1.5)
+        _wait_frames(relay, slot=0, direction=0, frames=120)
         before_change_ns = time.monotonic_ns()
         relay.set(0, "ab", delay_s=0.025)
         relay.commit()
@@ -140,12 +140,22 @@ def _iperf3_client(ns: str, server_ip: str, seconds: int) -> dict:
         proc = subprocess.run(["ip", "netns", "exec", ns, "iperf3", "-c", server_ip, "-p", "5201", "-t",
                                str(seconds), "-J"], capture_output=True, text=True, timeout=seconds + 30)
         out = json.loads(proc.stdout) if proc.stdout.strip() else {}
-        if proc.returncode == 0:
+        if proc.returncode == 0 and "sum_received" in out.get("end", {}):
             return out
         if "connect" not in out.get("error", "") + proc.stderr:
-            raise RuntimeError(f"iperf3 client failed: {out.get('error') or proc.stderr}")
+            raise RuntimeError(f"iperf3 client failed ({proc.returncode}): {out.get('error') or proc.stderr} "
+                               f"{proc.stdout[-2000:]}")
         time.sleep(0.1)
     raise RuntimeError("iperf3 server never accepted a connection")
+
+
+def _wait_frames(relay, slot: int, direction: int, frames: int, timeout_s: float = 20.0) -> None:
+    """Wait until the relay has seen ``frames`` more frames on a link direction (the sender is under way)."""
+    start = relay.stats()[slot]["dirs"][direction]["rx"]
+    deadline = time.monotonic() + timeout_s
+    while relay.stats()[slot]["dirs"][direction]["rx"] < start + frames:
+        assert time.monotonic() < deadline, f"fewer than {frames} frames on slot {slot} within {timeout_s} s"
+        time.sleep(0.01)
 
 
 def _wait_carrier(lab, want_carrier: bool, timeout_s: float = 3.0) -> None:
@@ -167,7 +177,7 @@ def test_down_shows_no_carrier_and_loses_probes_for_the_outage(fresh):
     sender = start_probe_in_netns(fresh.ns["a"], fresh.addr("b", 0), ECHO_PORT, count=300, interval_s=interval_s,
                                   wait_s=0.5, rt_priority=PROBE_RT_PRIORITY)
     try:
-        time.sleep(0.8)
+        _wait_frames(relay, slot=0, direction=0, frames=50)
         relay.set(0, up=False)
         relay.commit()
         down_ns = time.monotonic_ns()
