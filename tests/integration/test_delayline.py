@@ -279,3 +279,24 @@ def test_cleanup_by_name_removes_a_relay_its_taps_and_table(tmp_path):
         assert f"relay process {state['relay_pid']}" in removed
         assert not os.path.exists(state["table_path"])
         assert "to-b" not in links_a
+
+
+def test_link_by_pid_namespace_is_added_and_removed_at_run_time(fresh):
+    """Mininet nodes are reached by the PID of a process in their namespace; links come and go while running."""
+    holder = subprocess.Popen(["ip", "netns", "exec", fresh.ns["c"], "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline, "the holder process never entered its namespace"
+            time.sleep(0.01)
+        ends = fresh.relay.add_link(fresh.ns["a"], "to-c", holder.pid, "to-a", slot=5)
+        shown = fresh.link_show("c", "to-a")
+        in_relay = 5 in fresh.relay.stats()
+        fresh.relay.remove_link(5)
+        gone = subprocess.run(["ip", "-n", fresh.ns["c"], "link", "show", "to-a"], capture_output=True)
+        report("link by pid", ends=ends, in_relay=in_relay, removed_from_relay=5 not in fresh.relay.stats())
+        assert ends.b[0] == holder.pid and in_relay and "to-a" in shown
+        assert 5 not in fresh.relay.stats() and gone.returncode != 0
+    finally:
+        holder.terminate()
+        holder.wait(timeout=10)
