@@ -62,13 +62,13 @@ def added_rtt_s(lab, dst: str, slot: int, delays: dict, name: str) -> tuple[floa
     return median_s, base_s
 
 
-def test_rtt_is_twice_the_one_way_delay(fresh):
+def test_rtt_grows_by_twice_the_one_way_delay(fresh):
     median_s, base_s = added_rtt_s(fresh, "b", 0, {0: 0.010}, "rtt 1 hop")
     assert base_s <= BASE_RTT_LIMIT_S
     assert abs((median_s - base_s) - 0.020) <= RTT_TOLERANCE_S
 
 
-def test_two_hop_rtt_is_sum_of_link_delays_through_forwarding_node(fresh):
+def test_two_hop_rtt_grows_by_twice_the_sum_of_link_delays_through_forwarding_node(fresh):
     median_s, base_s = added_rtt_s(fresh, "c", 1, {0: 0.010, 1: 0.005}, "rtt 2 hops")
     assert base_s <= BASE_RTT_LIMIT_S
     assert abs((median_s - base_s) - 2 * (0.010 + 0.005)) <= RTT_TOLERANCE_S
