@@ -62,13 +62,13 @@ def added_rtt_s(lab, dst: str, slot: int, delays: dict, name: str) -> tuple[floa
     return median_s, base_s
 
 
-def test_rtt_is_twice_the_one_way_delay(fresh):
+def test_rtt_grows_by_twice_the_one_way_delay(fresh):
     median_s, base_s = added_rtt_s(fresh, "b", 0, {0: 0.010}, "rtt 1 hop")
     assert base_s <= BASE_RTT_LIMIT_S
     assert abs((median_s - base_s) - 0.020) <= RTT_TOLERANCE_S
 
 
-def test_two_hop_rtt_is_sum_of_link_delays_through_forwarding_node(fresh):
+def test_two_hop_rtt_grows_by_twice_the_sum_of_link_delays_through_forwarding_node(fresh):
     median_s, base_s = added_rtt_s(fresh, "c", 1, {0: 0.010, 1: 0.005}, "rtt 2 hops")
     assert base_s <= BASE_RTT_LIMIT_S
     assert abs((median_s - base_s) - 2 * (0.010 + 0.005)) <= RTT_TOLERANCE_S
@@ -81,7 +81,7 @@ def test_delay_change_applies_to_frames_sent_after_it(fresh):
     sender = start_probe_in_netns(fresh.ns["a"], fresh.addr("b", 0), ECHO_PORT, count=300, interval_s=0.01,
                                   wait_s=0.5, rt_priority=PROBE_RT_PRIORITY)
     try:
-        time.sleep(1.5)
+        _wait_frames(relay, slot=0, direction=0, frames=120)
         before_change_ns = time.monotonic_ns()
         relay.set(0, "ab", delay_s=0.025)
         relay.commit()
@@ -140,12 +140,22 @@ def _iperf3_client(ns: str, server_ip: str, seconds: int) -> dict:
         proc = subprocess.run(["ip", "netns", "exec", ns, "iperf3", "-c", server_ip, "-p", "5201", "-t",
                                str(seconds), "-J"], capture_output=True, text=True, timeout=seconds + 30)
         out = json.loads(proc.stdout) if proc.stdout.strip() else {}
-        if proc.returncode == 0:
+        if proc.returncode == 0 and "sum_received" in out.get("end", {}):
             return out
         if "connect" not in out.get("error", "") + proc.stderr:
-            raise RuntimeError(f"iperf3 client failed: {out.get('error') or proc.stderr}")
+            raise RuntimeError(f"iperf3 client failed ({proc.returncode}): {out.get('error') or proc.stderr} "
+                               f"{proc.stdout[-2000:]}")
         time.sleep(0.1)
     raise RuntimeError("iperf3 server never accepted a connection")
+
+
+def _wait_frames(relay, slot: int, direction: int, frames: int, timeout_s: float = 20.0) -> None:
+    """Wait until the relay has seen ``frames`` more frames on a link direction (the sender is under way)."""
+    start = relay.stats()[slot]["dirs"][direction]["rx"]
+    deadline = time.monotonic() + timeout_s
+    while relay.stats()[slot]["dirs"][direction]["rx"] < start + frames:
+        assert time.monotonic() < deadline, f"fewer than {frames} frames on slot {slot} within {timeout_s} s"
+        time.sleep(0.01)
 
 
 def _wait_carrier(lab, want_carrier: bool, timeout_s: float = 3.0) -> None:
@@ -167,7 +177,7 @@ def test_down_shows_no_carrier_and_loses_probes_for_the_outage(fresh):
     sender = start_probe_in_netns(fresh.ns["a"], fresh.addr("b", 0), ECHO_PORT, count=300, interval_s=interval_s,
                                   wait_s=0.5, rt_priority=PROBE_RT_PRIORITY)
     try:
-        time.sleep(0.8)
+        _wait_frames(relay, slot=0, direction=0, frames=50)
         relay.set(0, up=False)
         relay.commit()
         down_ns = time.monotonic_ns()
@@ -269,3 +279,24 @@ def test_cleanup_by_name_removes_a_relay_its_taps_and_table(tmp_path):
         assert f"relay process {state['relay_pid']}" in removed
         assert not os.path.exists(state["table_path"])
         assert "to-b" not in links_a
+
+
+def test_link_by_pid_namespace_is_added_and_removed_at_run_time(fresh):
+    """Mininet nodes are reached by the PID of a process in their namespace; links come and go while running."""
+    holder = subprocess.Popen(["ip", "netns", "exec", fresh.ns["c"], "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline, "the holder process never entered its namespace"
+            time.sleep(0.01)
+        ends = fresh.relay.add_link(fresh.ns["a"], "to-c", holder.pid, "to-a", slot=5)
+        shown = fresh.link_show("c", "to-a")
+        in_relay = 5 in fresh.relay.stats()
+        fresh.relay.remove_link(5)
+        gone = subprocess.run(["ip", "-n", fresh.ns["c"], "link", "show", "to-a"], capture_output=True)
+        report("link by pid", ends=ends, in_relay=in_relay, removed_from_relay=5 not in fresh.relay.stats())
+        assert ends.b[0] == holder.pid and in_relay and "to-a" in shown
+        assert 5 not in fresh.relay.stats() and gone.returncode != 0
+    finally:
+        holder.terminate()
+        holder.wait(timeout=10)
