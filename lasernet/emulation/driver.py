@@ -141,7 +141,7 @@ class Emulation:
         names = self.node_names
         for i, name in enumerate(names):
             role = "satellite" if i < self.n_satellites else self.scenario.ground[i - self.n_satellites].kind
-            node = self.net.addHost(name, cls=Router, index=i, role=role)
+            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None)
             self.nodes[name] = node
             self.state.add_node(node)
             self.progress("starting nodes", i + 1, len(names))
@@ -366,7 +366,7 @@ class Emulation:
             return link
         link = LinkAddress.plan(len(self._slots), pair[0], pair[1], self.node_names)
         na, nb = self.nodes[self.node_names[pair[0]]], self.nodes[self.node_names[pair[1]]]
-        mac_a, mac_b = self.backend.add(link, na.netns, nb.netns)
+        mac_a, mac_b = self.backend.add(link, na.pid, nb.pid)
         self._slots[pair] = link
         for _, window in self._windows:
             slots = self._slot_maps.get(id(window))

@@ -39,7 +39,8 @@ class Kernel:
                 self._queue(node, f"route replace unreachable {prefix}")
             else:
                 via, dev, _ = hop
-                self._queue(node, f"route replace {prefix} via {via} dev {dev} onlink")
+                # src: traffic a node originates leaves with its loopback, the one address every node can reach.
+                self._queue(node, f"route replace {prefix} via {via} dev {dev} onlink src {loopback_ip(node)}")
 
     def _queue(self, node: int, line: str) -> None:
         self._pending.setdefault(node, []).append(line)

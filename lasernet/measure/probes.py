@@ -142,15 +142,18 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
     start_ns = time.monotonic_ns()
     interval_ns = round(interval_s * 1e9)
     try:
-        for seq in range(count):
-            _receive_until(sock, poller, start_ns + seq * interval_ns, echo_ns, recv_ns)
-            stamp = time.monotonic_ns()
-            HEADER.pack_into(payload, 0, MAGIC, seq, stamp, MISSING)
-            send_ns[seq] = stamp
-            try:
-                sock.send(payload)
-            except OSError:  # e.g. ENOBUFS or the route is gone while a link is down: the probe is lost
-                pass
+        try:
+            for seq in range(count):
+                _receive_until(sock, poller, start_ns + seq * interval_ns, echo_ns, recv_ns)
+                stamp = time.monotonic_ns()
+                HEADER.pack_into(payload, 0, MAGIC, seq, stamp, MISSING)
+                send_ns[seq] = stamp
+                try:
+                    sock.send(payload)
+                except OSError:  # e.g. ENOBUFS or the route is gone while a link is down: the probe is lost
+                    pass
+        except KeyboardInterrupt:  # asked to stop early (SIGINT): keep what was sent, still collect late echoes
+            pass
         _receive_until(sock, poller, time.monotonic_ns() + round(wait_s * 1e9), echo_ns, recv_ns)
     finally:
         sock.close()

@@ -1,0 +1,201 @@
+"""The live emulation of `mini` as root: measured RTTs against light time, outages, loss, rate and cleanup.
+
+Every test probes with monotonic-clock UDP echoes (lasernet.measure.probes) between the emulation's own nodes.
+Tolerances are physical: loss windows within two probe intervals of the outage, loss within a binomial band,
+medians of measured minus predicted RTT within 0.5 ms over paths of four or more hops.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import lasernet
+from lasernet.measure.probes import ProbeResult
+
+from ..conftest import TOPOLOGIES
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("needs root to create network namespaces (CI runs as root)", allow_module_level=True)
+
+PORT = 7900
+
+
+def _probe(emu, src: str, dst: str, count: int, interval_s: float, port: int):
+    """Start an echo responder on dst and a prober on src; return a function that collects the result."""
+    responder = emu.nodes[dst].popen([sys.executable, "-m", "lasernet.measure.probes", "echo", "--port", str(port),
+                                      "--rt-priority", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+    assert responder.stdout.readline().strip() == "ready", responder.stderr.read()
+    prober = emu.nodes[src].popen([sys.executable, "-m", "lasernet.measure.probes", "probe", "--target",
+                                   emu.nodes[dst].IP(), "--port", str(port), "--count", str(count), "--interval-s",
+                                   str(interval_s), "--wait-s", "1.0", "--rt-priority", "5"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def collect() -> ProbeResult:
+        try:
+            out, err = prober.communicate(timeout=count * interval_s + 30)
+            assert prober.returncode == 0, err
+            return ProbeResult.from_json(out.strip().splitlines()[-1])
+        finally:
+            for p in (prober, responder):
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+
+    return collect
+
+
+def _first_hop_link(emu, src: str, dst: str) -> tuple[str, str]:
+    nodes, _ = emu.path(src, dst)
+    return nodes[0], nodes[1]
+
+
+@pytest.fixture(scope="module")
+def mini():
+    """One running emulation of mini for the tests that steer links by hand (no scenario probes)."""
+    scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")
+    scenario = dataclasses.replace(scenario, probes=())
+    with lasernet.Emulation(scenario, run_dir=f"/tmp/lasernet-test-{os.getpid()}") as emu:
+        emu.run(0.5)
+        yield emu
+
+
+def test_rtt_matches_light_time_over_four_or_more_hops(tmp_path):
+    """mini's probe pairs: median |measured - predicted RTT| <= 0.5 ms, on paths of >= 4 hops."""
+    scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")
+    with lasernet.Emulation(scenario, duration_s=12, run_dir=tmp_path / "run") as emu:
+        emu.run(12)
+    rows = list(csv.DictReader((tmp_path / "run" / "probes.csv").open()))
+    assert rows, "probes.csv is empty"
+    for pair in {r["pair"] for r in rows}:
+        mine = [r for r in rows if r["pair"] == pair and r["measured_rtt_ms"] and r["predicted_rtt_ms"]]
+        assert len(mine) >= 150, pair
+        hops = [len(r["path"].split(">")) - 1 for r in mine]
+        assert min(hops) >= 4, (pair, min(hops))
+        err = np.array([float(r["measured_rtt_ms"]) - float(r["predicted_rtt_ms"]) for r in mine])
+        print(f"{pair}: {len(err)} probes over {min(hops)}-{max(hops)} hops, predicted "
+              f"{float(mine[0]['predicted_rtt_ms']):.2f} ms, measured - predicted median {np.median(err):+.3f} ms, "
+              f"p99 {np.percentile(err, 99):+.3f} ms")
+        assert abs(np.median(err)) <= 0.5
+    ticks = list(csv.DictReader((tmp_path / "run" / "ticks.csv").open()))
+    assert len(ticks) >= 100
+    assert (tmp_path / "run" / "events.csv").read_text().count("\n") > 1
+
+
+def test_forced_outage_without_alternative_loses_exactly_its_window(mini):
+    """A station's only ground link down for 1 s: forward probes lost for 1 s +- 2 probe intervals."""
+    interval = 0.01
+    a, b = _first_hop_link(mini, "ashburn", "frankfurt")
+    assert a == "ashburn"
+    collect = _probe(mini, "ashburn", "frankfurt", count=400, interval_s=interval, port=PORT)
+    mini.run(1.0)
+    mini.override(a, b, up=False, for_s=1.0 * mini.speed)
+    mini.run(3.5)
+    result = collect()
+    lost = ~result.reached_responder
+    lost_idx = np.flatnonzero(lost[: int(3.5 / interval)])
+    assert len(lost_idx) > 0
+    window_s = (lost_idx[-1] - lost_idx[0] + 1) * interval
+    print(f"outage 1.000 s: forward loss window {window_s:.3f} s ({len(lost_idx)} probes)")
+    assert abs(window_s - 1.0) <= 2 * interval
+    assert np.all(lost[lost_idx[0]:lost_idx[-1] + 1])  # one contiguous window
+    assert result.reached_responder[lost_idx[-1] + 5:].mean() > 0.99  # delivery resumed
+
+
+def test_reroute_around_a_failed_link_within_one_tick(mini):
+    """An ISL on the path fails for 3 s: the oracle routes around it; at most one tick of probes is lost."""
+    interval = 0.01
+    nodes, _ = mini.path("ashburn", "frankfurt")
+    a, b = nodes[2], nodes[3]  # an inter-satellite link in the middle of the path
+    collect = _probe(mini, "ashburn", "frankfurt", count=300, interval_s=interval, port=PORT + 1)
+    mini.run(0.7)
+    mini.override(a, b, up=False, for_s=3.0 * mini.speed)
+    mini.run(1.0)
+    detour, _ = mini.path("ashburn", "frankfurt")
+    assert (a, b) not in zip(detour, detour[1:]) and (b, a) not in zip(detour, detour[1:])
+    mini.run(2.5)
+    result = collect()
+    lost = int((~result.reached_responder).sum())
+    in_flight = math.ceil(0.021 / interval)  # probes on the failed ISL (<= 21 ms long) when it went down
+    print(f"reroute {a}~{b}: {lost} of {len(result.seq)} probes lost (one tick = {mini.tick_s / interval:.0f})")
+    assert lost <= in_flight + math.ceil(mini.tick_s / interval)
+    assert result.reached_responder[-50:].all()
+
+
+def test_loss_matches_the_configured_probability(mini):
+    """20% loss on a link: >= 1,000 forward probes lose 20% within 4.5 binomial sigmas."""
+    interval = 0.004
+    count = 1250
+    a, b = _first_hop_link(mini, "dublin", "ashburn")
+    collect = _probe(mini, "dublin", "ashburn", count=count, interval_s=interval, port=PORT + 2)
+    mini.override(a, b, loss=0.2)
+    try:
+        mini.run(count * interval + 1.5)
+    finally:
+        mini.clear_override(a, b)
+    result = collect()
+    sent = len(result.seq)
+    forward_loss = 1 - result.reached_responder.mean()
+    sigma = math.sqrt(0.2 * 0.8 / sent)
+    print(f"loss 0.200 configured: forward {forward_loss:.3f} over {sent} probes (sigma {sigma:.3f})")
+    assert abs(forward_loss - 0.2) <= 4.5 * sigma
+
+
+def test_rate_limit_gives_iperf3_tcp_within_ten_percent(mini):
+    """A 10 Mbit/s link: iperf3 TCP through it reaches 10 Mbit/s within 10%."""
+    a, b = _first_hop_link(mini, "ashburn", "frankfurt")
+    server = mini.nodes[b].popen(["iperf3", "-s", "-1", "-p", "5301"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    mini.override(a, b, rate_bps=10e6)
+    client = mini.nodes[a].popen(["iperf3", "-c", mini.nodes[b].IP(), "-p", "5301", "-t", "6", "-O", "2", "-J"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        mini.run(9.5)
+        out, err = client.communicate(timeout=30)
+    finally:
+        mini.clear_override(a, b)
+        for p in (client, server):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    import json
+
+    report = json.loads(out)
+    bps = report["end"]["sum_received"]["bits_per_second"]
+    print(f"rate 10.0 Mbit/s configured: iperf3 TCP received {bps / 1e6:.2f} Mbit/s")
+    assert abs(bps - 10e6) <= 0.1 * 10e6
+
+
+def test_geometry_driven_delay_change_shows_in_measured_rtt(tmp_path):
+    """At 30x speed the path's delay drifts by milliseconds; measured RTT follows within a tick."""
+    scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")
+    with lasernet.Emulation(scenario, speed=30, duration_s=10, run_dir=tmp_path / "run") as emu:
+        emu.run(10)
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "probes.csv").open())
+            if r["measured_rtt_ms"] and r["predicted_rtt_ms"] and r["pair"] == "ashburn>frankfurt"]
+    pred = np.array([float(r["predicted_rtt_ms"]) for r in rows])
+    meas = np.array([float(r["measured_rtt_ms"]) for r in rows])
+    paths = [r["path"] for r in rows]
+    # Look at stretches with one path: there the change is pure geometry.
+    same = np.array([p == paths[0] for p in paths])
+    assert same.sum() > 50
+    drift = pred[same].max() - pred[same].min()
+    err = meas[same] - pred[same]
+    print(f"predicted RTT drifted {drift:.2f} ms on one path; measured - predicted median {np.median(err):+.3f}, "
+          f"first half {np.median(err[: len(err) // 2]):+.3f}, second half {np.median(err[len(err) // 2:]):+.3f}")
+    assert drift > 1.0
+    # A measurement lagging by one tick (0.1 s wall = 3 s emulated) would be off by drift rate x 3 s.
+    assert abs(np.median(err[: len(err) // 2]) - np.median(err[len(err) // 2:])) < 0.5
+    assert abs(np.median(err)) <= 0.5

@@ -1,0 +1,131 @@
+"""`lasernet up` / `down` as a user runs them: nothing of a run remains after a normal end, SIGINT, or SIGKILL
+followed by `lasernet down`; bad input exits 2 with one line and creates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import DATA, TOPOLOGIES
+
+pytestmark = pytest.mark.root
+
+if os.geteuid() != 0:
+    pytest.skip("needs root to create network namespaces (CI runs as root)", allow_module_level=True)
+
+LASERNET = [sys.executable, "-m", "lasernet.cli"]
+
+
+def snapshot() -> dict:
+    """What a run could leave behind: namespaces in use, root-namespace links, shm files, processes, state."""
+    inodes, procs = set(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            inodes.add(os.stat(f"/proc/{entry}/ns/net").st_ino)
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "mininet:" in cmd or "lasernet.emulation.delayline" in cmd or "lasernet.measure.probes" in cmd:
+            procs.add(cmd.strip())
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return {"netns": inodes, "links": {ln.split(":")[1].strip() for ln in links.splitlines()},
+            "shm": set(os.listdir("/dev/shm")), "procs": procs,
+            "state": set(os.listdir("/run/lasernet")) if os.path.isdir("/run/lasernet") else set()}
+
+
+def assert_nothing_left(before: dict, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = snapshot()
+        extra = {k: after[k] - before[k] for k in before if after[k] - before[k]}
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not extra, f"left behind: {extra}"
+
+
+def start_up(tmp_path, *args) -> subprocess.Popen:
+    return subprocess.Popen(LASERNET + ["up", "mini", "--run-dir", str(tmp_path / "run"), *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_running(tmp_path, proc, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (tmp_path / "run" / "status.json").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "lasernet up did not start"
+        time.sleep(0.2)
+
+
+def test_normal_end_leaves_nothing_and_reports_fidelity(tmp_path):
+    before = snapshot()
+    proc = start_up(tmp_path, "--duration", "4")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "probe fidelity" in out and "ashburn>frankfurt" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["probes"]["ashburn>frankfurt"]["n"] > 20
+    assert_nothing_left(before)
+
+
+def test_sigint_tears_down(tmp_path):
+    before = snapshot()
+    proc = start_up(tmp_path)
+    wait_running(tmp_path, proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert_nothing_left(before)
+
+
+def test_sigkill_then_down_removes_everything(tmp_path):
+    before = snapshot()
+    proc = start_up(tmp_path)
+    wait_running(tmp_path, proc)
+    run_id = json.loads((tmp_path / "run" / "state.json").read_text())["run_id"]
+    # Start extra software in a node, as a user would, to check that down finds it too.
+    subprocess.run(LASERNET + ["exec", "sat-0-0", "--run", run_id, "--", "sh", "-c", "sleep 300 &"], check=True,
+                   timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    down = subprocess.run(LASERNET + ["down", run_id], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert "down:" in down.stdout
+    again = subprocess.run(LASERNET + ["down", run_id], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0  # idempotent
+    assert_nothing_left(before)
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("bad-yaml.yaml", "name: x\nepoch: [oops\n", "not valid YAML at line 3"),
+    ("bad-probe.yaml", (TOPOLOGIES / "mini.yaml").read_text().replace("to: frankfurt", "to: atlantis"),
+     "probes[0].to: unknown node 'atlantis'"),
+    ("bad-tle.yaml", f"""name: bad-tle
+epoch: 2014-01-21T00:00:00Z
+constellation: {{tle: [bad.tle]}}
+isl: {{pattern: none}}
+""", "bad.tle: line 2: TLE checksum"),
+])
+def test_bad_input_exits_2_with_one_line_and_creates_nothing(tmp_path, name, text, message):
+    lines = (DATA / "iss.tle").read_text().splitlines()
+    (tmp_path / "bad.tle").write_text("\n".join([lines[0], lines[1][:68] + "0", lines[2]]) + "\n")
+    path = tmp_path / name
+    path.write_text(text.replace("ground/sites.yaml", str(TOPOLOGIES / "ground" / "sites.yaml")))
+    before = snapshot()
+    proc = subprocess.run(LASERNET + ["up", str(path), "--duration", "2"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0], proc.stderr
+    assert not (tmp_path / "runs").exists()
+    assert_nothing_left(before)
