@@ -62,7 +62,8 @@ RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH = 28
 
 IFF_UP = 0x1
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 16, 18, 28
+IF_OPER_UP = 6
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -112,6 +113,7 @@ class Link:
     name: str
     mac: bytes
     up: bool  # administratively up (IFF_UP)
+    running: bool  # operationally up: carrier, and the kernel has attached its queue (see Netlink.set_link)
 
 
 # =============================================================================================================
@@ -244,7 +246,11 @@ class Netlink:
 
     # --- queueing: links ------------------------------------------------------------------------------------
     def set_link(self, dev: "int | str", *, up: bool) -> None:
-        """Set an interface administratively up or down (down: NO-CARRIER on a veth peer, routes via it go)."""
+        """Set an interface administratively up or down (down: NO-CARRIER on a veth peer, routes via it go).
+
+        A link set up carries packets only once the kernel's link watcher has seen the carrier and attached the
+        queueing discipline, up to a second later (frames sent before are dropped); ``Link.running`` tells.
+        """
         index = self.ifindex(dev)
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, IFF_UP)
         self._queue(RTM_NEWLINK, 0, body, ("link set", dev, "up" if up else "down"))
@@ -447,7 +453,9 @@ class Netlink:
                     _family, _type, index, flags, _change = _IFINFO.unpack_from(payload)
                     attrs = dict(_attrs(payload[_IFINFO.size:]))
                     name = bytes(attrs.get(IFLA_IFNAME, b"")).rstrip(b"\0").decode()
-                    found.append(Link(index, name, bytes(attrs.get(IFLA_ADDRESS, b"")), bool(flags & IFF_UP)))
+                    oper = attrs.get(IFLA_OPERSTATE, b"\0")[0]
+                    found.append(Link(index, name, bytes(attrs.get(IFLA_ADDRESS, b"")), bool(flags & IFF_UP),
+                                      oper == IF_OPER_UP or (name == "lo" and bool(flags & IFF_UP))))
 
     # --- lifetime ------------------------------------------------------------------------------------------------
     def _queue(self, msg_type: int, flags: int, body: bytes, op: tuple) -> None:
