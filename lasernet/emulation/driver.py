@@ -59,6 +59,7 @@ class Override:
     rate_bps: float | None = None
     delay_s: float | None = None
     until_s: float | None = None
+    for_s: float | None = None
 
 
 @dataclasses.dataclass
@@ -299,8 +300,8 @@ class Emulation:
                    | (a["rate_bps"][s] != rate[li]))
         for k in np.flatnonzero(flipped & (a["valid"][s] | up[li])):
             is_up = bool(up[li[k]])
-            self._recorder.link_event(t_s, tl, int(li[k]), is_up, "" if is_up else CAUSES[int(cause[li[k]])],
-                                      float(d[k]))
+            why = "" if is_up else (CAUSES[int(cause[li[k]])] if cause[li[k]] else "override")
+            self._recorder.link_event(t_s, tl, int(li[k]), is_up, why, float(d[k]))
         if not changed.any():
             return 0
         ch = np.flatnonzero(changed)
@@ -387,8 +388,8 @@ class Emulation:
                  rate_bps: float | None = None, delay_s: float | None = None, for_s: float | None = None) -> None:
         """Force a link's state over the plan (both directions), for ``for_s`` emulated seconds or until cleared."""
         key = self._node_pair(a, b)
-        until = None if for_s is None else self.now_s() + for_s
-        self.overrides[key] = Override(up, loss, rate_bps, delay_s, until)
+        # The window starts at the tick that applies it, so that a 1 s outage lasts 1 s of applied state.
+        self.overrides[key] = Override(up, loss, rate_bps, delay_s, None, for_s)
 
     def clear_override(self, a: str, b: str) -> None:
         self.overrides.pop(self._node_pair(a, b), None)
@@ -404,6 +405,8 @@ class Emulation:
         if not self.overrides:
             return
         for (ia, ib), ov in list(self.overrides.items()):
+            if ov.for_s is not None and ov.until_s is None:
+                ov.until_s = t_s + ov.for_s
             if ov.until_s is not None and t_s >= ov.until_s:
                 del self.overrides[(ia, ib)]
                 continue

@@ -2,18 +2,15 @@
 
 The driver queues what each node needs (the /31 on a new link's interface, a permanent neighbour entry for the
 peer so that no ARP exchange crosses a delayed link, routes to other nodes' loopbacks) and calls ``commit()``
-once per tick; each namespace with pending work gets one batch. Failures raise with the node and the operation.
+once per tick; each namespace with pending work gets one batched rtnetlink exchange
+(:class:`lasernet.emulation.netlink.Netlink`). Routes carry the node's loopback as preferred source, so that
+traffic a node originates can be answered from anywhere. Failures raise naming the node and the operation.
 """
 
 from __future__ import annotations
 
-import subprocess
-
 from .addressing import LinkAddress, loopback_ip
-
-
-class KernelError(RuntimeError):
-    pass
+from .netlink import Netlink
 
 
 class Kernel:
@@ -22,42 +19,52 @@ class Kernel:
     def __init__(self, nodes: dict, node_names: tuple[str, ...]):
         self.nodes = nodes
         self.node_names = node_names
-        self._pending: dict[int, list[str]] = {}
+        self._socks: dict[int, Netlink] = {}
+        self._dirty: set[int] = set()
+        self._routed: dict[int, set[int]] = {}  # node -> destinations it has a route to
+
+    def _nl(self, node: int) -> Netlink:
+        nl = self._socks.get(node)
+        if nl is None:
+            nl = self._socks[node] = Netlink(self.nodes[self.node_names[node]].pid)
+        self._dirty.add(node)
+        return nl
 
     def link_ends(self, link: LinkAddress, mac_a: str, mac_b: str) -> None:
         """Address both ends of a new link and pin each end's neighbour entry for the other."""
-        self._queue(link.a, f"addr replace {link.ip_a}/31 dev {link.ifname_a}")
-        self._queue(link.a, f"neigh replace {link.ip_b} lladdr {mac_b} dev {link.ifname_a} nud permanent")
-        self._queue(link.b, f"addr replace {link.ip_b}/31 dev {link.ifname_b}")
-        self._queue(link.b, f"neigh replace {link.ip_a} lladdr {mac_a} dev {link.ifname_b} nud permanent")
+        for node, dev, ip, peer_ip, peer_mac in ((link.a, link.ifname_a, link.ip_a, link.ip_b, mac_b),
+                                                 (link.b, link.ifname_b, link.ip_b, link.ip_a, mac_a)):
+            nl = self._nl(node)
+            if nl.pending:  # the new interface's index comes from a fresh link dump, after what is queued
+                nl.commit()
+            nl.add_address(dev, ip, 31)
+            nl.replace_neighbour(dev, peer_ip, peer_mac)
 
     def routes(self, node: int, entries) -> None:
         """Set node's routes to other nodes' loopbacks: entries of (dst node, (via ip, dev, nb) or None)."""
+        nl = self._nl(node)
+        routed = self._routed.setdefault(node, set())
+        src = loopback_ip(node)
         for dst, hop in entries:
-            prefix = f"{loopback_ip(dst)}/32"
             if hop is None:
-                self._queue(node, f"route replace unreachable {prefix}")
-            else:
-                via, dev, _ = hop
-                # src: traffic a node originates leaves with its loopback, the one address every node can reach.
-                self._queue(node, f"route replace {prefix} via {via} dev {dev} onlink src {loopback_ip(node)}")
-
-    def _queue(self, node: int, line: str) -> None:
-        self._pending.setdefault(node, []).append(line)
+                if dst in routed:
+                    nl.delete_route(loopback_ip(dst), 32)
+                    routed.discard(dst)
+                continue
+            via, dev, _ = hop
+            nl.replace_route(loopback_ip(dst), 32, gateway=via, dev=dev, onlink=True, source=src)
+            routed.add(dst)
 
     def commit(self) -> int:
         """Apply everything queued, one batch per namespace; return the number of operations."""
-        pending, self._pending = self._pending, {}
         count = 0
-        for node, lines in pending.items():
-            host = self.nodes[self.node_names[node]]
-            proc = subprocess.run(["mnexec", "-a", str(host.pid), "ip", "-force", "-batch", "-"],
-                                  input="\n".join(lines) + "\n", capture_output=True, text=True)
-            if proc.returncode != 0:
-                first = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else f"exit {proc.returncode}"
-                raise KernelError(f"configuring node {host.name}: {first}")
-            count += len(lines)
+        dirty, self._dirty = self._dirty, set()
+        for node in dirty:
+            count += self._socks[node].commit()
         return count
 
     def close(self) -> None:
-        self._pending.clear()
+        """Close the per-namespace sockets (an open netlink socket keeps its namespace alive)."""
+        for nl in self._socks.values():
+            nl.close()
+        self._socks.clear()

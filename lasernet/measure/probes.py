@@ -104,23 +104,46 @@ class ProbeResult:
 # In-process sender and responder
 # --------------------------------------------------------------------------------------------------------------
 
-def echo_serve(port: int, bind_ip: str = "0.0.0.0", ready=None) -> None:
-    """Answer probes on ``bind_ip:port`` forever, stamping ``echo_ns`` on arrival; ``ready()`` is called once bound."""
+def echo_serve(port: int, bind_ip: str = "0.0.0.0", ready=None, record: str | None = None) -> None:
+    """Answer probes on ``bind_ip:port`` forever, stamping ``echo_ns`` on arrival; ``ready()`` is called once bound.
+
+    With ``record``, also append ``seq,send_ns,echo_ns`` of every probe received to that file (line-buffered):
+    which probes made it one way, whatever happened to their echo on the way back.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     sock.bind((bind_ip, port))
+    log = open(record, "w", buffering=1) if record else None
     if ready:
         ready()
     pack_into, now_ns = HEADER.pack_into, time.monotonic_ns
-    while True:
-        data, addr = sock.recvfrom(2048)
-        stamp = now_ns()
-        if len(data) < HEADER.size or data[:4] != MAGIC:
-            continue
-        buf = bytearray(data)
-        magic, seq, send_ns, _ = HEADER.unpack_from(buf)
-        pack_into(buf, 0, magic, seq, send_ns, stamp)
-        sock.sendto(buf, addr)
+    try:
+        while True:
+            data, addr = sock.recvfrom(2048)
+            stamp = now_ns()
+            if len(data) < HEADER.size or data[:4] != MAGIC:
+                continue
+            buf = bytearray(data)
+            magic, seq, send_ns, _ = HEADER.unpack_from(buf)
+            pack_into(buf, 0, magic, seq, send_ns, stamp)
+            try:
+                sock.sendto(buf, addr)
+            except OSError:  # no route back right now (a link is down): the echo is lost, the responder lives on
+                pass
+            if log:
+                log.write(f"{seq},{send_ns},{stamp}\n")
+    finally:
+        if log:
+            log.close()
+
+
+def read_record(path: str) -> np.ndarray:
+    """Sequence numbers an echo responder recorded as received (see ``echo_serve(record=...)``)."""
+    try:
+        rows = [line.split(",") for line in open(path).read().splitlines() if line]
+    except FileNotFoundError:
+        return np.zeros(0, dtype=np.int64)
+    return np.array([int(r[0]) for r in rows], dtype=np.int64)
 
 
 def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: float = 1.0,
@@ -283,6 +306,7 @@ def main(argv=None) -> int:
     e = sub.add_parser("echo", help="answer probes")
     e.add_argument("--port", type=int, required=True)
     e.add_argument("--bind", default="0.0.0.0")
+    e.add_argument("--record", help="append seq,send_ns,echo_ns of every probe received to this file")
     e.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority (0: stay SCHED_OTHER)")
     s = sub.add_parser("probe", help="send probes, print the result as JSON")
     s.add_argument("--target", required=True)
@@ -299,7 +323,7 @@ def main(argv=None) -> int:
         def ready():
             print("ready", flush=True)
         try:
-            echo_serve(args.port, args.bind, ready=ready)
+            echo_serve(args.port, args.bind, ready=ready, record=args.record)
         except KeyboardInterrupt:
             pass
         return 0

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import lasernet
-from lasernet.measure.probes import ProbeResult
+from lasernet.measure.probes import ProbeResult, read_record
 
 from ..conftest import TOPOLOGIES
 
@@ -32,10 +32,14 @@ PORT = 7900
 
 
 def _probe(emu, src: str, dst: str, count: int, interval_s: float, port: int):
-    """Start an echo responder on dst and a prober on src; return a function that collects the result."""
+    """Start an echo responder on dst and a prober on src; return a function that collects the result.
+
+    The result's ``forward_ok`` marks the probes the responder received (one-way delivery).
+    """
+    record = str(emu.run_dir / f"echo-{port}.csv")
     responder = emu.nodes[dst].popen([sys.executable, "-m", "lasernet.measure.probes", "echo", "--port", str(port),
-                                      "--rt-priority", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+                                      "--rt-priority", "5", "--record", record], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
     assert responder.stdout.readline().strip() == "ready", responder.stderr.read()
     prober = emu.nodes[src].popen([sys.executable, "-m", "lasernet.measure.probes", "probe", "--target",
                                    emu.nodes[dst].IP(), "--port", str(port), "--count", str(count), "--interval-s",
@@ -46,7 +50,9 @@ def _probe(emu, src: str, dst: str, count: int, interval_s: float, port: int):
         try:
             out, err = prober.communicate(timeout=count * interval_s + 30)
             assert prober.returncode == 0, err
-            return ProbeResult.from_json(out.strip().splitlines()[-1])
+            result = ProbeResult.from_json(out.strip().splitlines()[-1])
+            result.forward_ok = np.isin(result.seq, read_record(record))
+            return result
         finally:
             for p in (prober, responder):
                 if p.poll() is None:
@@ -103,14 +109,14 @@ def test_forced_outage_without_alternative_loses_exactly_its_window(mini):
     mini.override(a, b, up=False, for_s=1.0 * mini.speed)
     mini.run(3.5)
     result = collect()
-    lost = ~result.reached_responder
+    lost = ~result.forward_ok
     lost_idx = np.flatnonzero(lost[: int(3.5 / interval)])
     assert len(lost_idx) > 0
     window_s = (lost_idx[-1] - lost_idx[0] + 1) * interval
     print(f"outage 1.000 s: forward loss window {window_s:.3f} s ({len(lost_idx)} probes)")
     assert abs(window_s - 1.0) <= 2 * interval
     assert np.all(lost[lost_idx[0]:lost_idx[-1] + 1])  # one contiguous window
-    assert result.reached_responder[lost_idx[-1] + 5:].mean() > 0.99  # delivery resumed
+    assert result.forward_ok[lost_idx[-1] + 5:].mean() > 0.99  # delivery resumed
 
 
 def test_reroute_around_a_failed_link_within_one_tick(mini):
@@ -126,11 +132,11 @@ def test_reroute_around_a_failed_link_within_one_tick(mini):
     assert (a, b) not in zip(detour, detour[1:]) and (b, a) not in zip(detour, detour[1:])
     mini.run(2.5)
     result = collect()
-    lost = int((~result.reached_responder).sum())
+    lost = int((~result.forward_ok).sum())
     in_flight = math.ceil(0.021 / interval)  # probes on the failed ISL (<= 21 ms long) when it went down
     print(f"reroute {a}~{b}: {lost} of {len(result.seq)} probes lost (one tick = {mini.tick_s / interval:.0f})")
     assert lost <= in_flight + math.ceil(mini.tick_s / interval)
-    assert result.reached_responder[-50:].all()
+    assert result.forward_ok[-50:].all()
 
 
 def test_loss_matches_the_configured_probability(mini):
@@ -146,7 +152,7 @@ def test_loss_matches_the_configured_probability(mini):
         mini.clear_override(a, b)
     result = collect()
     sent = len(result.seq)
-    forward_loss = 1 - result.reached_responder.mean()
+    forward_loss = 1 - result.forward_ok.mean()
     sigma = math.sqrt(0.2 * 0.8 / sent)
     print(f"loss 0.200 configured: forward {forward_loss:.3f} over {sent} probes (sigma {sigma:.3f})")
     assert abs(forward_loss - 0.2) <= 4.5 * sigma
