@@ -1,6 +1,7 @@
 # The two commands the README promises. Both set the machine up first (idempotent).
 PY := .venv/bin/python
 SCENARIO ?= mini
+DURATION ?= 20
 
 .PHONY: setup demo test unit
 
@@ -9,6 +10,7 @@ setup:
 
 demo: setup
 	.venv/bin/lasernet plan $(SCENARIO) --events runs/plan-$(SCENARIO)/events.csv -o runs/plan-$(SCENARIO)/plan.npz
+	.venv/bin/lasernet up $(SCENARIO) --duration $(DURATION)
 
 test: setup
 	$(PY) -m pytest -ra tests

@@ -395,6 +395,7 @@ class RelayProcess:
         self.run_id, self.seed = run_id, seed
         self.timer_lead_ns = timer_lead_ns
         self.wake_ns = 20_000  # estimated epoll wake-up latency, learnt from timer wake-ups
+        self.last_write_ns = 0  # when the relay last wrote a frame (frames it forwards show up right after)
         self.queue_limit_bytes, self.inflight_limit_frames = queue_limit_bytes, inflight_limit_frames
         self.table = ParamTable.open(table_path)
         self.wake_fd = wake_fd
@@ -430,12 +431,22 @@ class RelayProcess:
         poll, release, rx_dirs = self.ep.poll, self._release_due, self.rx_dirs
         timer_fd, wake_fd, listen_fd = self.timer.fd, self.wake_fd, self.listener.fileno()
         lead_ns, now_ns = self.timer_lead_ns, time.monotonic_ns
+        previous = now_ns()
         while True:
             entered = now_ns()
             events = poll()
             woke = now_ns()
-            # Frames that woke us arrived about one wake-up latency ago (never before we started waiting).
-            arrival = max(entered, woke - self.wake_ns) if woke - entered > self.wake_ns else 0
+            if woke - entered > self.wake_ns:
+                # Frames that woke us arrived about one wake-up latency ago (never before we started waiting).
+                arrival = max(entered, woke - self.wake_ns)
+            elif self.last_write_ns > previous:
+                # No sleep: a frame readable now was queued since the last round began. Mid-path, that is while
+                # one of our own writes was forwarded through a node, so stamp it at the last write rather than
+                # at the read, tens of microseconds later (that lag otherwise adds up hop after hop).
+                arrival = self.last_write_ns
+            else:
+                arrival = 0
+            previous = entered
             release()
             for fd, ev in events:
                 d = rx_dirs.get(fd)
@@ -542,6 +553,7 @@ class RelayProcess:
 
     def _write(self, d: _Direction, frame: bytes) -> None:
         try:
+            self.last_write_ns = time.monotonic_ns()
             os.write(d.out_fd, frame)
             d.tx += 1
         except (BlockingIOError, InterruptedError):

@@ -150,7 +150,7 @@ class Emulation:
         for node in self.nodes.values():
             node.configDefault()
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
-                                    n_slots=max(4096, 2 * len(first.links)))
+                                    n_slots=max(4096, 2 * len(first.links)), log_dir=self.run_dir)
         self.backend.start()
         self.state.set_backend(self.backend.name, self.backend.resources())
         self.kernel = Kernel(self.nodes, names)
@@ -165,8 +165,9 @@ class Emulation:
             idx = {n: i for i, n in enumerate(names)}
             self.probes = ProbeSet([(idx[p.src], idx[p.dst], p.rate_hz) for p in self.scenario.probes], names)
         self._wall0 = time.monotonic()
+        self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
+        self._wall0 = time.monotonic()
         self.state.set_clock(self._wall0, self.speed, self.start_utc)
-        self.tick()
         if self.probes:
             self.probes.start(self, self.duration_s if self.duration_s is not None else 3600.0)
         return self
@@ -249,7 +250,8 @@ class Emulation:
         if self.probes:
             self.probes.observe(t_s, self._routes, self._path_text)
         cost = time.monotonic() - t0
-        report = TickReport(len(self.ticks), t_s, cost, cost > self.tick_s, link_changes, route_changes)
+        report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
+                            route_changes)
         if report.overrun:
             log.warning("tick %d at t=%.1f s took %.1f ms (> %.0f ms)", report.index, t_s, cost * 1e3,
                         self.tick_s * 1e3)
@@ -407,7 +409,7 @@ class Emulation:
         for (ia, ib), ov in list(self.overrides.items()):
             if ov.for_s is not None and ov.until_s is None:
                 ov.until_s = t_s + ov.for_s
-            if ov.until_s is not None and t_s >= ov.until_s:
+            if ov.until_s is not None and t_s >= ov.until_s - 0.5 * self.tick_s * self.speed:  # tick jitter
                 del self.overrides[(ia, ib)]
                 continue
             hit = np.flatnonzero(((tl.links.a == ia) & (tl.links.b == ib)) | ((tl.links.a == ib) & (tl.links.b == ia)))

@@ -177,7 +177,10 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
                     pass
         except KeyboardInterrupt:  # asked to stop early (SIGINT): keep what was sent, still collect late echoes
             pass
-        _receive_until(sock, poller, time.monotonic_ns() + round(wait_s * 1e9), echo_ns, recv_ns)
+        try:
+            _receive_until(sock, poller, time.monotonic_ns() + round(wait_s * 1e9), echo_ns, recv_ns)
+        except KeyboardInterrupt:  # asked again: report what arrived so far
+            pass
     finally:
         sock.close()
     return ProbeResult(np.arange(count, dtype=np.int64), send_ns, echo_ns, recv_ns, interval_s)

@@ -39,6 +39,7 @@ class ProbeSet:
         self.node_names = node_names
         self.pairs = [_Pair(f"{node_names[s]}>{node_names[d]}", s, d, r) for s, d, r in pairs]
         self.summary: dict = {}
+        self.errors: dict[str, str] = {}
 
     def start(self, emulation, duration_s: float) -> None:
         for k, p in enumerate(self.pairs):
@@ -97,6 +98,8 @@ class ProbeSet:
             sent = int(np.sum(np.asarray(result["send_ns"]) > 0))
             lost = int(np.sum(np.isnan(rtt) & (np.asarray(result["send_ns"]) > 0)))
             self.summary[p.name] = _stats(diffs) | {"sent": sent, "lost": lost}
+        for name, why in self.errors.items():
+            self.summary[name] = {"n": 0, "error": why}
         rows.sort(key=lambda r: (r["t_s"], r["pair"]))
         recorder.write_probes(rows)
         if diffs_all:
@@ -105,15 +108,20 @@ class ProbeSet:
     def _collect(self, p: _Pair):
         out = None
         if p.prober is not None:
-            if p.prober.poll() is None:
+            try:  # a run that ends at its duration finds the prober finishing its last probes by itself
+                p.prober.wait(timeout=1.5)
+            except subprocess.TimeoutExpired:
                 p.prober.send_signal(signal.SIGINT)
             try:
-                stdout, _ = p.prober.communicate(timeout=30)
+                stdout, stderr = p.prober.communicate(timeout=30)
                 lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
                 out = json.loads(lines[-1]) if lines else None
+                if out is None:
+                    self.errors[p.name] = (stderr.strip().splitlines() or [f"exit {p.prober.returncode}"])[-1]
             except subprocess.TimeoutExpired:
                 p.prober.kill()
                 p.prober.wait()
+                self.errors[p.name] = "prober did not finish within 30 s of the end"
         if p.responder is not None and p.responder.poll() is None:
             p.responder.terminate()
             try:
