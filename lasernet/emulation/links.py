@@ -53,8 +53,9 @@ class DelaylineLinks(LinkBackend):
     Every traversal of the relay costs a little time of its own on top of the delay it is asked for: the kernel
     queues the frame on the TAP while the (single-threaded) relay is still busy, and forwarding inside the next
     node runs within the relay's write. Measured here as the growth of the excess RTT with hop count on ``mini``
-    (1 to 6 hops), about 20 us per traversal once arrivals are stamped at the relay's own write. ``traversal_overhead_s`` (default 20 us) is taken off each
-    direction's delay (never below zero) so that a multi-hop path's latency stays the light time.
+    (1 to 6 hops), about 20 us per traversal once arrivals are stamped at the relay's own write.
+    ``traversal_overhead_s`` (default 20 us) is taken off each direction's delay (never below zero) so that a
+    multi-hop path's latency stays the light time.
     """
 
     name = "delayline"

@@ -17,7 +17,7 @@ import pytest
 
 from lasernet.measure.probes import finish_probe, probe_from_netns, start_probe_in_netns
 
-from conftest import ECHO_PORT, PROBE_RT_PRIORITY, child_pids, delayline_lab, netns_names, sh
+from .conftest import ECHO_PORT, PROBE_RT_PRIORITY, child_pids, delayline_lab, netns_names, sh
 
 pytestmark = [
     pytest.mark.root,
