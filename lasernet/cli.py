@@ -142,7 +142,6 @@ def ping(a, b, count, run_id):
 def status(run_id):
     """Show running emulations: scenario, nodes, links, emulated time, tick health."""
     import json
-    from pathlib import Path
 
     from .emulation import state
 

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 from sgp4.api import WGS72, Satrec, SatrecArray
 
-from . import skydata
 from .scenario import ElementsFile, Scenario, ScenarioError, Shell
 
 MU_KM3_S2 = 398600.8  # WGS72 gravitational parameter, as SGP4 uses

@@ -36,7 +36,7 @@ import numpy as np
 from . import geometry, skydata, terminals
 from .orbits import Satellites, build_satellites
 from .scenario import Scenario, ScenarioError, check_node_names, parse_time
-from .topology import GROUND, GSL, INTER, ISL, KINDS, SEAM, LinkTable, isl_candidates
+from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
 UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER = range(len(CAUSES))

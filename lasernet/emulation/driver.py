@@ -28,7 +28,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import threading
 import time
 from pathlib import Path

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PORT = 7777
+RT_PRIORITY = 5  # below the relay's 10: probes measure the network, so the scheduler must not add to it
 
 
 @dataclass
@@ -43,10 +44,10 @@ class ProbeSet:
 
     def start(self, emulation, duration_s: float) -> None:
         for k, p in enumerate(self.pairs):
-            src, dst = emulation.nodes[self.node_names[p.src]], emulation.nodes[self.node_names[p.dst]]
-            p.responder = dst.popen([sys.executable, "-m", "lasernet.measure.probes", "echo",
-                                     "--port", str(PORT + k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
+            dst = emulation.nodes[self.node_names[p.dst]]
+            p.responder = dst.popen([sys.executable, "-m", "lasernet.measure.probes", "echo", "--port", str(PORT + k),
+                                     "--rt-priority", str(RT_PRIORITY)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             emulation.state.data.setdefault("probes", []).append(p.responder.pid)
             line = p.responder.stdout.readline()
             if line.strip() != "ready":
@@ -55,9 +56,9 @@ class ProbeSet:
             src, dst = emulation.nodes[self.node_names[p.src]], emulation.nodes[self.node_names[p.dst]]
             count = max(1, int(duration_s * p.rate_hz))
             p.prober = src.popen([sys.executable, "-m", "lasernet.measure.probes", "probe", "--target", dst.IP(),
-                                  "--port", str(PORT + k), "--count", str(count), "--interval-s",
-                                  str(1.0 / p.rate_hz), "--wait-s", "1.0"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+                                  "--port", str(PORT + k), "--count", str(count), "--interval-s", str(1.0 / p.rate_hz),
+                                  "--wait-s", "1.0", "--rt-priority", str(RT_PRIORITY)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             emulation.state.data.setdefault("probes", []).append(p.prober.pid)
         emulation.state.save()
 

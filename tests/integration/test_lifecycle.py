@@ -110,10 +110,10 @@ def test_sigkill_then_down_removes_everything(tmp_path):
     ("bad-yaml.yaml", "name: x\nepoch: [oops\n", "not valid YAML at line 3"),
     ("bad-probe.yaml", (TOPOLOGIES / "mini.yaml").read_text().replace("to: frankfurt", "to: atlantis"),
      "probes[0].to: unknown node 'atlantis'"),
-    ("bad-tle.yaml", f"""name: bad-tle
+    ("bad-tle.yaml", """name: bad-tle
 epoch: 2014-01-21T00:00:00Z
-constellation: {{tle: [bad.tle]}}
-isl: {{pattern: none}}
+constellation: {tle: [bad.tle]}
+isl: {pattern: none}
 """, "bad.tle: line 2: TLE checksum"),
 ])
 def test_bad_input_exits_2_with_one_line_and_creates_nothing(tmp_path, name, text, message):

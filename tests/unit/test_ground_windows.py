@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 import numpy as np
 import pytest
@@ -140,7 +139,7 @@ def test_longest_visible_keeps_its_satellite_until_it_sets(write_scenario):
         tl = lasernet.plan(lasernet.load_scenario(write_scenario(text.replace("POLICY", policy), f"{policy}.yaml")),
                            duration_s=7200, step_s=5)
         gsl = tl.links.kind == GSL
-        downs = [(s, l) for s, l in zip(*np.nonzero(tl.up[:-1, gsl] & ~tl.up[1:, gsl]))]
+        downs = list(zip(*np.nonzero(tl.up[:-1, gsl] & ~tl.up[1:, gsl])))
         counts[policy] = len(downs)
         if policy == "longest-visible":
             for step, col in downs:
