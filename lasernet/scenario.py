@@ -117,6 +117,14 @@ class GroundStation:
 
 
 @dataclass(frozen=True)
+class Server:
+    """A server (an orbital rack or a ground data centre) attached to node ``attach`` over a local /24 LAN."""
+
+    name: str
+    attach: str
+
+
+@dataclass(frozen=True)
 class ProbePair:
     """UDP echo probes from node ``src`` to node ``dst`` at ``rate_hz`` during a live run."""
 
@@ -144,6 +152,7 @@ class Scenario:
     ground: tuple[GroundStation, ...]
     plan: PlanDefaults = field(default_factory=PlanDefaults)
     probes: tuple[ProbePair, ...] = ()
+    hosts: tuple[Server, ...] = ()
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -277,9 +286,10 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     plan = PlanDefaults(duration_s=plan_node.get("duration_s", 600.0).number(1, 30 * 86400),
                         step_s=plan_node.get("step_s", 1.0).number(0.01, 3600))
     probes = tuple(_probe(n) for n in root.get("probes", []).items())
+    hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
-                        probes=probes)
+                        probes=probes, hosts=hosts)
     _check_unique_names(root, scenario)
     return scenario
 
@@ -310,9 +320,26 @@ def _probe(node: _Node) -> ProbePair:
     return ProbePair(src, dst, node.get("rate_hz", 20.0).number(0.1, 1000))
 
 
+def _server(node: _Node) -> Server:
+    node.mapping(("name", "attach"))
+    return Server(node.get("name").name(), node.get("attach").name(max_len=64))
+
+
 def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
-    """Raise if a probe names a node the scenario does not have (called once nodes are known)."""
-    known = set(node_names)
+    """Raise if a probe or a host names a node the scenario does not have (called once nodes are known)."""
+    routers = set(node_names)
+    for i, host in enumerate(scenario.hosts):
+        if host.name in routers:
+            raise ScenarioError(scenario.source.name, f"hosts[{i}].name", f"{host.name!r} is already a node's name")
+        if host.attach not in routers:
+            raise ScenarioError(scenario.source.name, f"hosts[{i}].attach",
+                                f"unknown node {host.attach!r}; attach to a satellite like {node_names[0]!r} or a "
+                                f"ground station")
+    names = [h.name for h in scenario.hosts]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ScenarioError(scenario.source.name, f"hosts[{i}].name", f"{name!r} is used twice")
+    known = routers | set(names)
     for i, pair in enumerate(scenario.probes):
         for key, name in (("from", pair.src), ("to", pair.dst)):
             if name not in known:

@@ -39,10 +39,10 @@ from .. import timeline as tl_mod
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
-from .addressing import LinkAddress
+from .addressing import LinkAddress, ifname_for, lan_network
 from .kernel import Kernel
 from .links import LinkBackend, make_backend
-from .network import Router
+from .network import Router, Server
 
 log = logging.getLogger("lasernet")
 
@@ -92,7 +92,8 @@ class Emulation:
         base = Path(run_dir) if run_dir else Path.cwd() / "runs" / self.run_id
         self.run_dir = base
         self.progress = progress or (lambda what, done, total: None)
-        self.nodes: dict[str, Router] = {}
+        self.nodes: dict[str, Router] = {}  # routers: satellites and ground stations
+        self.servers: dict[str, Server] = {}  # hosts attached to routers (scenario `hosts:`)
         self.net = None
         self.backend: LinkBackend | None = None
         self.kernel: Kernel | None = None
@@ -153,6 +154,18 @@ class Emulation:
         self.backend.start()
         self.state.set_backend(self.backend.name, self.backend.resources())
         self.kernel = Kernel(self.nodes, names)
+        for j, host in enumerate(self.scenario.hosts):
+            router = names.index(host.attach)
+            server = self.net.addHost(host.name, cls=Server, index=j, attach=router, lan=lan_network(j), ip=None,
+                                      mac=None)
+            self.servers[host.name] = server
+            self.state.add_node(server)
+            server.configDefault()
+            ifname_r, ifname_s = ifname_for(host.name, 0), ifname_for(host.attach, 0)
+            self.kernel.attach_server(router, server, ifname_r, ifname_s)
+            self.nodes[host.attach].record_intf(ifname_r, server.gateway, 24, "")
+            server.record_intf(ifname_s, server.loopback, 24)
+        self.state.save()
         ever_up = np.flatnonzero(first.up.any(axis=0))
         for k, li in enumerate(ever_up):
             self._ensure_link(first, int(li))
@@ -161,8 +174,7 @@ class Emulation:
         self.state.set_backend(self.backend.name, self.backend.resources())
         self._started = True
         if self.scenario.probes:
-            idx = {n: i for i, n in enumerate(names)}
-            self.probes = ProbeSet([(idx[p.src], idx[p.dst], p.rate_hz) for p in self.scenario.probes], names)
+            self.probes = ProbeSet([(p.src, p.dst, p.rate_hz) for p in self.scenario.probes], self)
         self._wall0 = time.monotonic()
         self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
         self._wall0 = time.monotonic()
@@ -188,7 +200,7 @@ class Emulation:
             self.kernel.close()
             self.kernel = None
         if self.net is not None:
-            for node in self.nodes.values():
+            for node in list(self.nodes.values()) + list(self.servers.values()):
                 node.terminate()
             self.net = None
         if self.backend:
@@ -394,6 +406,19 @@ class Emulation:
 
     def clear_override(self, a: str, b: str) -> None:
         self.overrides.pop(self._node_pair(a, b), None)
+
+    def node(self, name: str):
+        """A router (satellite, ground station) or a server by name."""
+        node = self.nodes.get(name) or self.servers.get(name)
+        if node is None:
+            raise KeyError(f"unknown node {name!r}")
+        return node
+
+    def router_index(self, name: str) -> int:
+        """Index of the router a node is (or, for a server, is attached to): where routes to it lead."""
+        if name in self.servers:
+            return self.servers[name].attach
+        return self.node_names.index(name)
 
     def _node_pair(self, a: str, b: str) -> tuple[int, int]:
         for name in (a, b):

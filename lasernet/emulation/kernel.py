@@ -22,6 +22,7 @@ class Kernel:
         self._socks: dict[int, Netlink] = {}
         self._dirty: set[int] = set()
         self._routed: dict[int, set[int]] = {}  # node -> destinations it has a route to
+        self.lans: dict[int, list[str]] = {}  # router -> LAN prefixes of the servers attached to it
 
     def _nl(self, node: int) -> Netlink:
         nl = self._socks.get(node)
@@ -46,14 +47,42 @@ class Kernel:
         routed = self._routed.setdefault(node, set())
         src = loopback_ip(node)
         for dst, hop in entries:
+            prefixes = [(loopback_ip(dst), 32)] + [(lan.split("/")[0], 24) for lan in self.lans.get(dst, ())]
             if hop is None:
                 if dst in routed:
-                    nl.delete_route(loopback_ip(dst), 32)
+                    for prefix, length in prefixes:
+                        nl.delete_route(prefix, length)
                     routed.discard(dst)
                 continue
             via, dev, _ = hop
-            nl.replace_route(loopback_ip(dst), 32, gateway=via, dev=dev, onlink=True, source=src)
+            for prefix, length in prefixes:
+                nl.replace_route(prefix, length, gateway=via, dev=dev, onlink=True, source=src)
             routed.add(dst)
+
+    def attach_server(self, router: int, server, ifname_router: str, ifname_server: str) -> None:
+        """Join ``server`` to ``router`` by a veth pair carrying the server's /24 LAN; default route via the router."""
+        from .netlink import Netns
+
+        self.lans.setdefault(router, []).append(server.lan)
+        nl = self._nl(router)
+        if nl.pending:
+            nl.commit()
+        peer = Netns(server.pid)
+        try:
+            nl.add_veth(ifname_router, ifname_server, peer)
+            nl.commit()
+        finally:
+            peer.close()
+        nl.add_address(ifname_router, server.gateway, 24)
+        nl.set_link(ifname_router, up=True)
+        nl.commit()
+        with Netlink(server.pid) as snl:
+            snl.add_address(ifname_server, server.loopback, 24)
+            snl.set_link(ifname_server, up=True)
+            snl.set_link("lo", up=True)
+            snl.commit()
+            snl.replace_route("0.0.0.0", 0, gateway=server.gateway, dev=ifname_server)
+            snl.commit()
 
     def commit(self) -> int:
         """Apply everything queued, one batch per namespace; return the number of operations."""

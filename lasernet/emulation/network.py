@@ -63,3 +63,33 @@ class Router(Host):
     def identity(self) -> dict:
         return {"name": self.name, "index": self.index, "role": self.role, "loopback": self.loopback,
                 "pid": self.pid}
+
+
+class Server(Host):
+    """A server attached to a router over a local /24 LAN (an orbital rack, a ground data centre).
+
+    It has the LAN's .2 (``loopback`` is the same address, so that code treating every node alike works) and a
+    default route via its router's .1; the router announces the LAN by having the others route it like its own
+    loopback.
+    """
+
+    def __init__(self, name: str, index: int = 0, attach: int = 0, lan: str = "", **params):
+        import ipaddress
+
+        self.index, self.attach, self.lan, self.role = index, attach, lan, "server"
+        net = ipaddress.IPv4Network(lan)
+        self.gateway, self.loopback = str(net.network_address + 1), str(net.network_address + 2)
+        super().__init__(name, inNamespace=True, **params)
+
+    def IP(self, intf=None):  # noqa: N802 (Mininet's name)
+        return self.loopback if intf is None else super().IP(intf)
+
+    def config(self, **params):
+        result = super().config(**params)
+        self.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")
+        return result
+
+    def record_intf(self, name: str, ip: str, prefix_len: int, mac: str = None) -> Intf:
+        intf = Intf(name, node=self, moveIntfFn=lambda *_: None, up=None)
+        intf.ip, intf.prefixLen, intf.mac = ip, prefix_len, mac
+        return intf

@@ -24,7 +24,9 @@ RT_PRIORITY = 5  # below the relay's 10: probes measure the network, so the sche
 @dataclass
 class _Pair:
     name: str
-    src: int
+    src_name: str
+    dst_name: str
+    src: int  # router whose routes lead to src (the node itself, or a server's router)
     dst: int
     rate_hz: float
     responder: subprocess.Popen | None = None
@@ -36,15 +38,15 @@ class _Pair:
 
 
 class ProbeSet:
-    def __init__(self, pairs: list[tuple[int, int, float]], node_names: tuple[str, ...]):
-        self.node_names = node_names
-        self.pairs = [_Pair(f"{node_names[s]}>{node_names[d]}", s, d, r) for s, d, r in pairs]
+    def __init__(self, pairs: list[tuple[str, str, float]], emulation):
+        self.pairs = [_Pair(f"{s}>{d}", s, d, emulation.router_index(s), emulation.router_index(d), r)
+                      for s, d, r in pairs]
         self.summary: dict = {}
         self.errors: dict[str, str] = {}
 
     def start(self, emulation, duration_s: float) -> None:
         for k, p in enumerate(self.pairs):
-            dst = emulation.nodes[self.node_names[p.dst]]
+            dst = emulation.node(p.dst_name)
             p.responder = dst.popen([sys.executable, "-m", "lasernet.measure.probes", "echo", "--port", str(PORT + k),
                                      "--rt-priority", str(RT_PRIORITY)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -53,7 +55,7 @@ class ProbeSet:
             if line.strip() != "ready":
                 raise RuntimeError(f"probe responder on {dst.name} did not start: {p.responder.stderr.read()[:300]}")
         for k, p in enumerate(self.pairs):
-            src, dst = emulation.nodes[self.node_names[p.src]], emulation.nodes[self.node_names[p.dst]]
+            src, dst = emulation.node(p.src_name), emulation.node(p.dst_name)
             count = max(1, int(duration_s * p.rate_hz))
             p.prober = src.popen([sys.executable, "-m", "lasernet.measure.probes", "probe", "--target", dst.IP(),
                                   "--port", str(PORT + k), "--count", str(count), "--interval-s", str(1.0 / p.rate_hz),
