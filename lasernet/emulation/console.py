@@ -11,6 +11,7 @@ from mininet.cli import CLI
 
 class LasernetCLI(CLI):
     prompt = "lasernet> "
+    identchars = CLI.identchars + "-"  # node names such as sat-0-1 are commands too (`sat-0-1 ip route`)
 
     def __init__(self, emulation, **kwargs):
         self.emu = emulation

@@ -177,10 +177,12 @@ class Emulation:
             self.probes = ProbeSet([(p.src, p.dst, p.rate_hz) for p in self.scenario.probes], self)
         self._wall0 = time.monotonic()
         self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
+        if self.probes:
+            self.probes.start_responders(self)
         self._wall0 = time.monotonic()
         self.state.set_clock(self._wall0, self.speed, self.start_utc)
         if self.probes:
-            self.probes.start(self, self.duration_s if self.duration_s is not None else 3600.0)
+            self.probes.start_probers(self, self.duration_s if self.duration_s is not None else 3600.0)
         return self
 
     def stop(self) -> None:

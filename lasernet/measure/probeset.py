@@ -45,6 +45,11 @@ class ProbeSet:
         self.errors: dict[str, str] = {}
 
     def start(self, emulation, duration_s: float) -> None:
+        """Start responders (waiting until they listen), then probers; both steps can be called apart."""
+        self.start_responders(emulation)
+        self.start_probers(emulation, duration_s)
+
+    def start_responders(self, emulation) -> None:
         for k, p in enumerate(self.pairs):
             dst = emulation.node(p.dst_name)
             p.responder = dst.popen([sys.executable, "-m", "lasernet.measure.probes", "echo", "--port", str(PORT + k),
@@ -54,6 +59,8 @@ class ProbeSet:
             line = p.responder.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"probe responder on {dst.name} did not start: {p.responder.stderr.read()[:300]}")
+
+    def start_probers(self, emulation, duration_s: float) -> None:
         for k, p in enumerate(self.pairs):
             src, dst = emulation.node(p.src_name), emulation.node(p.dst_name)
             count = max(1, int(duration_s * p.rate_hz))
