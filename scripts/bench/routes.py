@@ -3,7 +3,8 @@
 
 Prints, measured in this run:
   * the cost per route of replacing N /32 routes (each one's gateway really changes) in one namespace with
-    lasernet's batched :class:`~lasernet.emulation.netlink.Netlink`, with one ``ip route replace`` process per
+    lasernet's batched :class:`~lasernet.emulation.netlink.Netlink` (one ``replace_route`` call per route, and
+    ``replace_routes`` packing them all with numpy), with one ``ip route replace`` process per
     route (on a subset, scaled), and with one ``ip -batch`` process; and the ratios;
   * the oracle's full recompute time for a +Grid torus of 72 planes x 22 satellites plus 100 ground nodes with
     one link each (1,684 nodes, 3,268 links), and how many (source, destination) next hops change for small
@@ -16,6 +17,7 @@ Usage: .venv/bin/python scripts/bench/routes.py [--routes 2000] [--ip-subset 100
 from __future__ import annotations
 
 import os
+import socket
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -72,11 +74,38 @@ def bench_install(ns: str, n_routes: int, ip_subset: int, repeats: int) -> None:
             t2 = time.perf_counter()
             return t1 - t0, t2 - t1
 
+        dst_u32 = np.array([int.from_bytes(socket.inet_aton(d), "big") for d in dsts], np.uint32)
+
+        def bulk_round() -> tuple[float, float]:
+            nonlocal rounds
+            gateway, dev = GATEWAYS[rounds % 2]
+            rounds += 1
+            t0 = time.perf_counter()
+            nl.replace_routes(dst_u32, gateway, dev)
+            t1 = time.perf_counter()
+            assert nl.commit() == n_routes
+            t2 = time.perf_counter()
+            return t1 - t0, t2 - t1
+
         netlink_round()  # the first round creates the routes; later rounds replace them
         times = [netlink_round() for _ in range(repeats)]
         queue_us = statistics.median(t[0] for t in times) / n_routes * 1e6
         commit_us = statistics.median(t[1] for t in times) / n_routes * 1e6
         netlink_us = queue_us + commit_us
+        times = [bulk_round() for _ in range(repeats)]
+        bulk_queue_us = statistics.median(t[0] for t in times) / n_routes * 1e6
+        bulk_commit_us = statistics.median(t[1] for t in times) / n_routes * 1e6
+        bulk_us = bulk_queue_us + bulk_commit_us
+
+        # A tick changes a few routes in many namespaces: the fixed cost of one small commit matters there.
+        small, n_commits = 4, 500
+        t0 = time.perf_counter()
+        for i in range(n_commits):
+            gateway, dev = GATEWAYS[i % 2]
+            for dst in dsts[:small]:
+                nl.replace_route(dst, 32, gateway=gateway, dev=dev)
+            nl.commit()
+        small_us = (time.perf_counter() - t0) / n_commits * 1e6
 
         gateway, dev = GATEWAYS[rounds % 2]
         t0 = time.perf_counter()
@@ -105,10 +134,14 @@ def bench_install(ns: str, n_routes: int, ip_subset: int, repeats: int) -> None:
     print(f"\nReplacing {n_routes} /32 routes in one namespace (median of {repeats}; each changes its gateway):")
     print(f"  batched netlink   {netlink_us:8.1f} us/route  (queue {queue_us:.1f} + commit {commit_us:.1f})  "
           f"= {netlink_us * n_routes / 1e3:.1f} ms for all")
+    print(f"  netlink, bulk     {bulk_us:8.1f} us/route  (replace_routes: queue {bulk_queue_us:.1f} + commit "
+          f"{bulk_commit_us:.1f})  = {bulk_us * n_routes / 1e3:.1f} ms for all")
+    print(f"  batched netlink, commits of {small} routes: {small_us:.1f} us per commit "
+          f"({small_us / small:.1f} us/route)")
     print(f"  ip -batch         {batch_us:8.1f} us/route  (one process)  = {batch_us * n_routes / 1e3:.1f} ms for all"
-          f"   ratio {batch_us / netlink_us:.1f}x")
+          f"   ratio {batch_us / netlink_us:.1f}x, {batch_us / bulk_us:.1f}x bulk")
     print(f"  ip per route      {ip_us:8.1f} us/route  ({ip_subset} routes measured, scaled) "
-          f"= {ip_us * n_routes / 1e3:.0f} ms for all   ratio {ip_us / netlink_us:.0f}x")
+          f"= {ip_us * n_routes / 1e3:.0f} ms for all   ratio {ip_us / netlink_us:.0f}x, {ip_us / bulk_us:.0f}x bulk")
 
 
 def shell1_like(rng: np.random.Generator, planes: int = 72, slots: int = 22, ground: int = 100):

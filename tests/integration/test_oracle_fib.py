@@ -102,17 +102,21 @@ def wait_running(nls: list[Netlink], timeout_s: float = 5.0) -> None:
 
 
 def install(nls: list[Netlink], routes: oracle.Routes, src: np.ndarray, dst: np.ndarray) -> int:
-    """Install the listed (source, destination) entries of ``routes``; return how many messages were committed."""
+    """Install the listed (source, destination) entries of ``routes``, one commit per node, replacements packed
+    in bulk; return how many messages were committed."""
     committed = 0
     for node in np.unique(src):
         nl = nls[node]
-        for d in dst[src == node]:
-            hop, k = int(routes.next_hop[node, d]), int(routes.link[node, d])
-            if hop < 0:
-                nl.delete_route(loopback(d), 32)
-            else:
-                nl.replace_route(loopback(d), 32, gateway=link_address(k, hop), dev=f"to{hop}",
-                                 source=loopback(node))
+        d = dst[src == node]
+        hop, k = routes.next_hop[node, d], routes.link[node, d]
+        for gone in d[hop < 0]:
+            nl.delete_route(loopback(int(gone)), 32)
+        keep = hop >= 0
+        if keep.any():
+            dev = np.array([nl.ifindex(f"to{h}") for h in hop[keep]])
+            nl.replace_routes([loopback(int(x)) for x in d[keep]],
+                              [link_address(int(kk), int(h)) for kk, h in zip(k[keep], hop[keep])],
+                              dev, source=loopback(int(node)))
         committed += nl.commit()
     return committed
 
