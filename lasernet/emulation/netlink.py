@@ -239,7 +239,8 @@ class Netlink:
         except BaseException:
             self.close()
             raise
-        self._seq = 0
+        self._seq = 0  # requests: 1, 2, ... (wrapping at 2**32)
+        self._dump_seq = 0
         self._messages: list[bytes] = []
         self._ops: list = []  # per queued message: (operation name, args...) or a _BulkRoutes; formatted on error
         self._links: dict[str, Link] | None = None
@@ -447,6 +448,11 @@ class Netlink:
         except socket.timeout:
             raise NetlinkError("waiting for acknowledgements", self.netns.name, errno_mod.ETIMEDOUT,
                                f"no answer within {self.timeout_s} s") from None
+        except OSError as exc:
+            if exc.errno != errno_mod.ENOBUFS:
+                raise
+            raise NetlinkError("reading acknowledgements", self.netns.name, errno_mod.ENOBUFS,
+                               "the receive buffer overflowed, so some errors were lost: lower max_batch") from None
         view = memoryview(self._recv_buf)[:n]
         offset = 0
         while offset + _HDR.size <= n:
@@ -478,9 +484,9 @@ class Netlink:
         return links[name]
 
     def _dump_links(self) -> list[Link]:
-        if self._messages:
-            raise RuntimeError("commit() queued requests before dumping links, so that their order is clear")
-        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        # Queued requests are not sent yet, so a dump may run between them; it keeps its own sequence numbers so
+        # that the queued ones stay consecutive (commit locates failures by sequence number).
+        self._dump_seq = seq = (self._dump_seq + 1) & 0x7FFFFFFF | 0x80000000
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         self.sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
         found = []

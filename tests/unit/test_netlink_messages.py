@@ -60,3 +60,13 @@ def test_sequence_numbers_are_unique_and_consecutive(netlink):
     netlink.delete_route("10.9.0.9", 32)
     seqs = [struct.unpack_from("=IHHI", m)[3] for m in queued(netlink)]
     assert seqs == list(range(seqs[0], seqs[0] + 7))
+
+
+def test_a_link_lookup_between_queued_requests_keeps_their_sequence_numbers_consecutive(netlink):
+    netlink.replace_route("10.9.0.1", 32, gateway="10.1.0.1", dev=1)
+    netlink.links(refresh=True)  # a dump on the same socket, as a cache miss would do
+    netlink.set_link("lo", up=True)
+    seqs = [struct.unpack_from("=IHHI", m)[3] for m in queued(netlink)]
+    assert seqs[1] == seqs[0] + 1
+    with pytest.raises(KeyError, match="no interface 'nope0'"):
+        netlink.ifindex("nope0")
