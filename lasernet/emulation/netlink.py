@@ -273,6 +273,13 @@ class Netlink:
                     ("veth add", name, f"peer {peer_name}" + (f" netns {peer_netns.name}" if peer_netns else "")))
         self._links_dirty = True
 
+    def move_link(self, dev: "int | str", netns: Netns) -> None:
+        """Move an interface into another namespace (it arrives down; its addresses and routes stay behind)."""
+        index = self.ifindex(dev)
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_NET_NS_FD, struct.pack("=I", netns.fd))
+        self._queue(RTM_NEWLINK, 0, body, ("link move", dev, f"to netns {netns.name}"))
+        self._links_dirty = True
+
     def delete_link(self, dev: "int | str") -> None:
         """Delete an interface (a veth takes its peer with it)."""
         index = self.ifindex(dev)

@@ -213,3 +213,19 @@ def test_a_failed_commit_names_the_first_failure_counts_them_and_applies_the_res
         nl.commit()
     with pytest.raises(KeyError, match="no interface 'to9'"):
         nl.set_link("to9", up=True)
+
+
+def test_veths_are_created_moved_and_deleted_by_netlink(namespaces):
+    with Netlink(namespaces[0]) as here, Netlink(namespaces[1]) as there:
+        here.add_veth("mv-a", "mv-b")
+        here.commit()
+        assert {"mv-a", "mv-b"} <= set(here.links())
+        here.move_link("mv-b", there.netns)
+        here.commit()
+        assert "mv-b" not in here.links() and "mv-b" in there.links(refresh=True)
+        here.delete_link("mv-a")  # takes its peer with it
+        here.commit()
+        assert "mv-a" not in here.links() and "mv-b" not in there.links(refresh=True)
+        here.add_veth("lo", "mv-c")
+        with pytest.raises(NetlinkError, match=r"veth add lo peer mv-c in netns .*\[Errno 17\]"):
+            here.commit()
