@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 # --- rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/neighbour.h) -------------
@@ -121,6 +123,7 @@ class Netns:
     """A handle on one network namespace (see the module docstring); keeps the namespace file open until closed."""
 
     def __init__(self, spec: "str | int | os.PathLike | None" = None):
+        self.own = spec is None  # the caller's namespace: run() needs no setns (nor privileges)
         if spec is None:
             self.name, path = "(own)", "/proc/thread-self/ns/net"
         elif isinstance(spec, int):
@@ -140,7 +143,7 @@ class Netns:
 
         def target():
             try:
-                if _libc.setns(self.fd, CLONE_NEWNET) != 0:
+                if not self.own and _libc.setns(self.fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, f"setns({self.path}): {os.strerror(err)}")
                 box["value"] = fn()
@@ -236,9 +239,10 @@ class Netlink:
         except BaseException:
             self.close()
             raise
-        self._seq = 0
+        self._seq = 0  # requests: 1, 2, ... (wrapping at 2**32)
+        self._dump_seq = 0
         self._messages: list[bytes] = []
-        self._ops: list[tuple] = []  # (operation name, args...) per queued message, formatted only on error
+        self._ops: list = []  # per queued message: (operation name, args...) or a _BulkRoutes; formatted on error
         self._links: dict[str, Link] | None = None
         self._links_dirty = False
         self._recv_buf = bytearray(1 << 20)
@@ -267,6 +271,13 @@ class Netlink:
                 + _attr(IFLA_LINKINFO, info))
         self._queue(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body,
                     ("veth add", name, f"peer {peer_name}" + (f" netns {peer_netns.name}" if peer_netns else "")))
+        self._links_dirty = True
+
+    def move_link(self, dev: "int | str", netns: Netns) -> None:
+        """Move an interface into another namespace (it arrives down; its addresses and routes stay behind)."""
+        index = self.ifindex(dev)
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_NET_NS_FD, struct.pack("=I", netns.fd))
+        self._queue(RTM_NEWLINK, 0, body, ("link move", dev, f"to netns {netns.name}"))
         self._links_dirty = True
 
     def delete_link(self, dev: "int | str") -> None:
@@ -324,6 +335,47 @@ class Netlink:
             body += _U32_ATTR.pack(8, RTA_PRIORITY, metric)
         self._queue(RTM_NEWROUTE, flags, body, op)
 
+    def replace_routes(self, dst, gateway, dev, *, prefix_len: int = 32, source=None, onlink: bool = False,
+                       table: int = RT_TABLE_MAIN, protocol: int = RTPROT_STATIC) -> None:
+        """Queue many :meth:`replace_route` at once, packed by numpy: what a routing tick installs in a node.
+
+        ``dst`` and ``gateway`` are IPv4 addresses as arrays of uint32 (host order) or sequences of dotted
+        strings; ``dev`` is one interface (index or name) or an array of indices; ``source`` is None, one address
+        or an array. The messages are byte for byte those :meth:`replace_route` would queue.
+        """
+        dst, gateway = _ipv4_array(dst), _ipv4_array(gateway)
+        n = len(dst)
+        if n == 0:
+            return
+        dtype = _ROUTE_GW_SRC_DTYPE if source is not None else _ROUTE_GW_DTYPE
+        msgs = np.zeros(n, dtype)
+        seq0 = self._seq + 1
+        self._seq = (self._seq + n) & 0xFFFFFFFF
+        msgs["len"] = dtype.itemsize
+        msgs["type"] = RTM_NEWROUTE
+        msgs["flags"] = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+        msgs["seq"] = (seq0 + np.arange(n, dtype=np.uint64)) & 0xFFFFFFFF
+        msgs["family"], msgs["dst_len"], msgs["table"], msgs["protocol"] = socket.AF_INET, prefix_len, table, protocol
+        msgs["type_"] = RTN_UNICAST
+        msgs["rtm_flags"] = RTNH_F_ONLINK if onlink else 0
+        for name, attr_type, value in (("dst", RTA_DST, dst), ("gw", RTA_GATEWAY, gateway),
+                                       ("oif", RTA_OIF, self._ifindex_array(dev, n))):
+            msgs[name + "_rta_len"], msgs[name + "_rta_type"], msgs[name] = 8, attr_type, value
+        if source is not None:
+            msgs["src_rta_len"], msgs["src_rta_type"], msgs["src"] = 8, RTA_PREFSRC, _ipv4_array(source)
+        blob, size = msgs.tobytes(), dtype.itemsize
+        start = len(self._messages)
+        self._messages.extend([blob[i:i + size] for i in range(0, len(blob), size)])
+        self._ops.extend([_BulkRoutes(start, prefix_len, msgs, onlink)] * n)
+
+    def _ifindex_array(self, dev, n: int) -> np.ndarray:
+        if isinstance(dev, (int, str)):
+            return np.full(n, self.ifindex(dev), np.int32)
+        dev = np.asarray(dev)
+        if dev.shape != (n,) or dev.dtype.kind not in "iu":
+            raise ValueError(f"dev must be one interface or {n} interface indices, got {dev.dtype} {dev.shape}")
+        return dev.astype(np.int32)
+
     def delete_route(self, dst: str, prefix_len: int = 32, *, table: int = RT_TABLE_MAIN) -> None:
         """Delete the IPv4 route ``dst/prefix_len`` from ``table`` (ESRCH if there is none)."""
         body = (_RTMSG.pack(socket.AF_INET, prefix_len, 0, 0, table, 0, RT_SCOPE_NOWHERE, RTN_UNSPEC, 0)
@@ -363,13 +415,13 @@ class Netlink:
                 size += len(messages[end])
                 end += 1
             if end == start:
-                raise NetlinkError(_describe(ops[start]), self.netns.name, errno_mod.EMSGSIZE,
+                raise NetlinkError(_describe(ops[start], start), self.netns.name, errno_mod.EMSGSIZE,
                                    "message larger than the socket buffer", 1, len(messages))
             failures += self._send_batch(messages, start, end)
             start = end
         if failures:
             position, err, kernel_msg = failures[0]
-            raise NetlinkError(_describe(ops[position]), self.netns.name, err, kernel_msg, len(failures),
+            raise NetlinkError(_describe(ops[position], position), self.netns.name, err, kernel_msg, len(failures),
                                len(messages))
         return len(messages)
 
@@ -403,6 +455,11 @@ class Netlink:
         except socket.timeout:
             raise NetlinkError("waiting for acknowledgements", self.netns.name, errno_mod.ETIMEDOUT,
                                f"no answer within {self.timeout_s} s") from None
+        except OSError as exc:
+            if exc.errno != errno_mod.ENOBUFS:
+                raise
+            raise NetlinkError("reading acknowledgements", self.netns.name, errno_mod.ENOBUFS,
+                               "the receive buffer overflowed, so some errors were lost: lower max_batch") from None
         view = memoryview(self._recv_buf)[:n]
         offset = 0
         while offset + _HDR.size <= n:
@@ -434,9 +491,9 @@ class Netlink:
         return links[name]
 
     def _dump_links(self) -> list[Link]:
-        if self._messages:
-            raise RuntimeError("commit() queued requests before dumping links, so that their order is clear")
-        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        # Queued requests are not sent yet, so a dump may run between them; it keeps its own sequence numbers so
+        # that the queued ones stay consecutive (commit locates failures by sequence number).
+        self._dump_seq = seq = (self._dump_seq + 1) & 0x7FFFFFFF | 0x80000000
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         self.sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
         found = []
@@ -481,6 +538,48 @@ class Netlink:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+def _route_dtype(with_source: bool) -> np.dtype:
+    """numpy layout of one route message (header, rtmsg, RTA_DST, RTA_GATEWAY, RTA_OIF[, RTA_PREFSRC])."""
+    fields = [("len", "=u4"), ("type", "=u2"), ("flags", "=u2"), ("seq", "=u4"), ("pid", "=u4"),
+              ("family", "u1"), ("dst_len", "u1"), ("src_len", "u1"), ("tos", "u1"), ("table", "u1"),
+              ("protocol", "u1"), ("scope", "u1"), ("type_", "u1"), ("rtm_flags", "=u4")]
+    for name, kind in [("dst", ">u4"), ("gw", ">u4"), ("oif", "=i4")] + ([("src", ">u4")] if with_source else []):
+        fields += [(name + "_rta_len", "=u2"), (name + "_rta_type", "=u2"), (name, kind)]
+    dtype = np.dtype(fields)
+    assert dtype.itemsize == (_ROUTE_GW_SRC if with_source else _ROUTE_GW).size
+    return dtype
+
+
+_ROUTE_GW_DTYPE = _route_dtype(False)
+_ROUTE_GW_SRC_DTYPE = _route_dtype(True)
+
+
+def _ipv4_array(addresses) -> np.ndarray:
+    """IPv4 addresses (uint32 host order, or dotted strings) as a uint32 array; one address is broadcast later."""
+    if isinstance(addresses, str):
+        return np.array([struct.unpack("!I", socket.inet_aton(addresses))[0]], np.uint32)
+    arr = np.asarray(addresses)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.uint32)
+    return np.array([struct.unpack("!I", socket.inet_aton(a))[0] for a in arr.ravel()], np.uint32)
+
+
+@dataclass(frozen=True)
+class _BulkRoutes:
+    """The routes of one replace_routes call, for naming a failed one."""
+
+    start: int
+    prefix_len: int
+    msgs: np.ndarray
+    onlink: bool
+
+    def describe(self, position: int) -> str:
+        m = self.msgs[position - self.start]
+        text = (f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{self.prefix_len} via "
+                f"{socket.inet_ntoa(struct.pack('!I', m['gw']))} dev {int(m['oif'])}")
+        return text + (" onlink" if self.onlink else "")
+
+
 def _attr(attr_type: int, data: bytes) -> bytes:
     length = _RTA.size + len(data)
     return _RTA.pack(length, attr_type) + data + b"\0" * (-length & 3)
@@ -504,7 +603,9 @@ def _ext_ack_message(payload) -> str:
     return ""
 
 
-def _describe(op: tuple) -> str:
+def _describe(op, position: int) -> str:
+    if isinstance(op, _BulkRoutes):
+        return op.describe(position)
     name, *args = op
     if name == "route replace":
         dst, gateway, dev, onlink = args

@@ -162,5 +162,6 @@ def _link_to_next_hop(n_nodes, u, v, link_ids, next_hop, reach):
     table = np.full((n_nodes, n_nodes), -1, np.int32)
     table[u, v] = link_ids
     table[v, u] = link_ids
-    flat = np.arange(n_nodes, dtype=np.int64)[:, None] * n_nodes + np.maximum(next_hop, 0)
+    index_type = np.int32 if n_nodes * n_nodes < 2 ** 31 else np.int64
+    flat = np.arange(n_nodes, dtype=index_type)[:, None] * n_nodes + np.maximum(next_hop, 0).astype(index_type)
     return np.where(reach, np.take(table.ravel(), flat), -1).astype(np.int32)

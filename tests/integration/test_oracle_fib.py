@@ -102,17 +102,21 @@ def wait_running(nls: list[Netlink], timeout_s: float = 5.0) -> None:
 
 
 def install(nls: list[Netlink], routes: oracle.Routes, src: np.ndarray, dst: np.ndarray) -> int:
-    """Install the listed (source, destination) entries of ``routes``; return how many messages were committed."""
+    """Install the listed (source, destination) entries of ``routes``, one commit per node, replacements packed
+    in bulk; return how many messages were committed."""
     committed = 0
     for node in np.unique(src):
         nl = nls[node]
-        for d in dst[src == node]:
-            hop, k = int(routes.next_hop[node, d]), int(routes.link[node, d])
-            if hop < 0:
-                nl.delete_route(loopback(d), 32)
-            else:
-                nl.replace_route(loopback(d), 32, gateway=link_address(k, hop), dev=f"to{hop}",
-                                 source=loopback(node))
+        d = dst[src == node]
+        hop, k = routes.next_hop[node, d], routes.link[node, d]
+        for gone in d[hop < 0]:
+            nl.delete_route(loopback(int(gone)), 32)
+        keep = hop >= 0
+        if keep.any():
+            dev = np.array([nl.ifindex(f"to{h}") for h in hop[keep]])
+            nl.replace_routes([loopback(int(x)) for x in d[keep]],
+                              [link_address(int(kk), int(h)) for kk, h in zip(k[keep], hop[keep])],
+                              dev, source=loopback(int(node)))
         committed += nl.commit()
     return committed
 
@@ -209,3 +213,19 @@ def test_a_failed_commit_names_the_first_failure_counts_them_and_applies_the_res
         nl.commit()
     with pytest.raises(KeyError, match="no interface 'to9'"):
         nl.set_link("to9", up=True)
+
+
+def test_veths_are_created_moved_and_deleted_by_netlink(namespaces):
+    with Netlink(namespaces[0]) as here, Netlink(namespaces[1]) as there:
+        here.add_veth("mv-a", "mv-b")
+        here.commit()
+        assert {"mv-a", "mv-b"} <= set(here.links())
+        here.move_link("mv-b", there.netns)
+        here.commit()
+        assert "mv-b" not in here.links() and "mv-b" in there.links(refresh=True)
+        here.delete_link("mv-a")  # takes its peer with it
+        here.commit()
+        assert "mv-a" not in here.links() and "mv-b" not in there.links(refresh=True)
+        here.add_veth("lo", "mv-c")
+        with pytest.raises(NetlinkError, match=r"veth add lo peer mv-c in netns .*\[Errno 17\]"):
+            here.commit()

@@ -182,3 +182,11 @@ def test_invalid_links_are_errors_naming_the_link():
     # A NaN delay on a link that is down is fine (the timeline leaves far ground links uncomputed).
     routes = oracle.compute(3, np.array([0, 1]), np.array([1, 2]), np.array([True, False]), np.array([1e-3, np.nan]))
     assert routes.next_hop[0, 2] == -1
+
+
+def test_tiny_networks_without_links():
+    empty = np.array([], int)
+    for n in (1, 3):
+        routes = oracle.compute(n, empty, empty, np.array([], bool), np.array([]))
+        assert (routes.next_hop == -1).all() and routes.delay_s.shape == (n, n)
+        assert len(oracle.diff(None, routes)[0]) == 0
