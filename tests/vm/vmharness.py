@@ -360,7 +360,7 @@ def _write_run_files(results: Path, cache: KernelCache, command: list[str], env:
 
 def qemu_command(cache: KernelCache, results: Path, serial_log: Path, memory_mb: int, smp: int) -> list[str]:
     """The QEMU command line: TCG, no network card, the host root read-only and the results dir over 9p."""
-    append = "console=ttyS0 quiet panic=-1 mitigations=off"
+    append = "console=ttyS0 quiet panic=-1 mitigations=off tsc=reliable"
     return [
         "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(memory_mb), "-smp", str(smp),
         "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{serial_log}",
