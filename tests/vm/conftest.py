@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import pytest
@@ -34,7 +35,9 @@ def vm_suite():
     path = result.results_dir / "measurements.json"
     measurements = json.loads(path.read_text()) if path.exists() else {}
     _runs.append({"result": result, "measurements": measurements})
-    return result, measurements
+    yield result, measurements
+    if result.exit_code == 0:
+        shutil.rmtree(result.results_dir, ignore_errors=True)  # a failed run's files stay for a look
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -46,6 +49,9 @@ def pytest_terminal_summary(terminalreporter):
         cmd = f"{result.command_s:.1f} s" if result.command_s is not None else "-"
         tr.write_line(f"boot {boot}, guest suite {cmd}, total {result.total_s:.1f} s, exit code {result.exit_code}")
         for name, m in measurements.items():
+            if "sent" not in m:  # not an RTT measurement: print as it is
+                tr.write_line(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+                continue
             if m.get("median_ms") is None:
                 tr.write_line(f"  {name}: nothing came back ({m['sent']} sent)")
                 continue

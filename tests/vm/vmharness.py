@@ -147,6 +147,7 @@ class VMResult:
     total_s: float
     results_dir: Path
     serial_log: Path
+    qemu_pid: int | None = None   # the QEMU process this run started (and stopped)
     error: str | None = None      # set when exit_code is 124 or 125
 
     def serial_tail(self, lines: int = 40) -> str:
@@ -499,7 +500,7 @@ def run_in_vm(command: list[str], timeout_s: float = 600, *, env: dict[str, str]
                 raise VMUnavailable(f"qemu would not start: {qemu_out[-300:]}")
     return VMResult(exit_code=exit_code, output="".join(chunks), boot_s=boot_s, guest_uptime_s=guest_uptime_s,
                     command_s=command_s, total_s=time.monotonic() - t0, results_dir=results_dir,
-                    serial_log=serial_log, error=error)
+                    serial_log=serial_log, qemu_pid=proc.pid, error=error)
 
 
 def main(argv: list[str] | None = None) -> int:
