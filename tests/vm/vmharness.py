@@ -532,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted; qemu stopped")
         return 130
+    except SystemExit as e:  # SIGTERM, raised by _raise_exit
+        _say("terminated; qemu stopped")
+        return e.code
     if result.error:
         _say(result.error)
         print(result.serial_tail(), file=sys.stderr)
