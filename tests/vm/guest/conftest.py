@@ -21,8 +21,12 @@ ECHO_PORT = 7007
 
 
 def pytest_collection_modifyitems(items):
+    in_guest = os.environ.get("LASERNET_VM_GUEST") == "1"
     for item in items:
         item.add_marker(pytest.mark.vm)
+        if not in_guest:
+            item.add_marker(pytest.mark.skip(reason="runs inside the VM: pytest tests/vm, or "
+                                                    "scripts/vmtest.sh -- python -m pytest tests/vm/guest"))
 
 
 def sh(*argv: str) -> str:
