@@ -1,0 +1,63 @@
+"""Host side of the VM suite: boot the guest once per session and run tests/vm/guest/ inside it.
+
+On the host, tests/vm/guest/ is not collected (it needs the guest's kernel); in the guest (LASERNET_VM_GUEST=1)
+it is. The ``vm_suite`` fixture boots QEMU once and runs ``pytest tests/vm/guest`` in it; the measurements the
+guest records (RTT medians, loss) and the boot time are printed in pytest's terminal summary, so CI logs show
+them without ``-s``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+import vmharness
+
+IN_GUEST = os.environ.get("LASERNET_VM_GUEST") == "1"
+collect_ignore = [] if IN_GUEST else ["guest"]
+GUEST_TIMEOUT_S = 900
+_runs: list[dict] = []  # what the session's boot produced, for the terminal summary
+
+
+@pytest.fixture(scope="session")
+def vm_suite():
+    """Boot once and run the guest-side pytest suite; returns the harness result and the guest's measurements."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-ra", "--color=no",
+               "-o", "addopts=", "tests/vm/guest"]
+    try:
+        result = vmharness.run_in_vm(command, GUEST_TIMEOUT_S)
+    except vmharness.VMUnavailable as e:
+        pytest.skip(f"QEMU VM unavailable: {e}")
+    path = result.results_dir / "measurements.json"
+    measurements = json.loads(path.read_text()) if path.exists() else {}
+    _runs.append({"result": result, "measurements": measurements})
+    yield result, measurements
+    if result.exit_code == 0:
+        shutil.rmtree(result.results_dir, ignore_errors=True)  # a failed run's files stay for a look
+
+
+def pytest_terminal_summary(terminalreporter):
+    for run in _runs:
+        result, measurements = run["result"], run["measurements"]
+        tr = terminalreporter
+        tr.section("netem inside the VM (Debian stock kernel, QEMU TCG)")
+        boot = f"{result.boot_s:.1f} s" if result.boot_s is not None else "did not boot"
+        cmd = f"{result.command_s:.1f} s" if result.command_s is not None else "-"
+        tr.write_line(f"boot {boot}, guest suite {cmd}, total {result.total_s:.1f} s, exit code {result.exit_code}")
+        for name, m in measurements.items():
+            if "sent" not in m:  # not an RTT measurement: print as it is
+                tr.write_line(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+                continue
+            if m.get("median_ms") is None:
+                tr.write_line(f"  {name}: nothing came back ({m['sent']} sent)")
+                continue
+            above = (f", {m['above_configured_ms']:+.2f} ms vs configured"
+                     if "above_configured_ms" in m else "")
+            tr.write_line(f"  {name}: RTT median {m['median_ms']:.2f} ms{above} (p10 {m['p10_ms']:.2f}, "
+                          f"p90 {m['p90_ms']:.2f}), lost {m['lost']}/{m['sent']}")
+        if result.exit_code != 0:
+            tr.write_line(f"  results kept in {result.results_dir}")
