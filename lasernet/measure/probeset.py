@@ -87,8 +87,10 @@ class ProbeSet:
             if result is None:
                 continue
             send_s = emulation.mono_to_s(result["send_ns"])
-            rtt = np.where((np.asarray(result["recv_ns"]) > 0) & (np.asarray(result["send_ns"]) > 0),
-                           (np.asarray(result["recv_ns"]) - np.asarray(result["send_ns"])) * 1e-9, np.nan)
+            send_ns, echo_ns, recv_ns = (np.asarray(result[k]) for k in ("send_ns", "echo_ns", "recv_ns"))
+            rtt = np.where((recv_ns > 0) & (send_ns > 0), (recv_ns - send_ns) * 1e-9, np.nan)
+            # One way: both stamps come from CLOCK_MONOTONIC, shared by every namespace of this machine.
+            fwd_meas = np.where((echo_ns > 0) & (send_ns > 0), (echo_ns - send_ns) * 1e-9, np.nan)
             t = np.asarray(p.t_s)
             fwd, rev = np.asarray(p.fwd_s), np.asarray(p.rev_s)
             diffs = []
@@ -101,7 +103,11 @@ class ProbeSet:
                 pred = None if not np.isfinite(pred) else float(pred)
                 meas = None if np.isnan(m) else float(m)
                 rows.append({"t_s": float(ts), "pair": p.name, "seq": seq, "measured_rtt_s": meas,
-                             "predicted_rtt_s": pred, "path": p.path[k]})
+                             "predicted_rtt_s": pred, "path": p.path[k],
+                             "measured_fwd_s": None if np.isnan(fwd_meas[seq]) else float(fwd_meas[seq]),
+                             "predicted_fwd_s": float(fwd[k]) if np.isfinite(fwd[k]) else None,
+                             "predicted_fwd_prev_tick_s": float(fwd[max(k - 1, 0)]) if np.isfinite(fwd[max(k - 1, 0)])
+                             else None})
                 if meas is not None and pred is not None:
                     diffs.append(meas - pred)
             diffs_all += diffs

@@ -3,7 +3,8 @@
 ``events.csv`` (``time_utc,t_s,kind,what,a,b,event,cause,delay_ms,detail``) holds link up/down changes as the
 driver applied them and route-change counts per tick; ``ticks.csv`` holds each tick's cost and whether it
 overran; ``probes.csv`` (written at the end) holds every probe: send time, pair, measured RTT, the RTT the plan
-predicts along the oracle path at that time, and the path. Rows are flushed as they are written, so that a run
+predicts along the oracle path at that time, the path, and the one-way forward delay measured (both stamps on
+CLOCK_MONOTONIC) and predicted at that tick and at the tick before. Rows are flushed as they are written, so that a run
 killed half-way still leaves what it recorded.
 """
 
@@ -56,12 +57,13 @@ class Recorder:
         path = self.run_dir / "probes.csv"
         with path.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["time_utc", "t_s", "pair", "seq", "measured_rtt_ms", "predicted_rtt_ms", "path"])
+            w.writerow(["time_utc", "t_s", "pair", "seq", "measured_rtt_ms", "predicted_rtt_ms", "path",
+                        "measured_fwd_ms", "predicted_fwd_ms", "predicted_fwd_prev_tick_ms"])
+            ms = lambda x: "" if x is None else f"{x * 1e3:.4f}"  # noqa: E731
             for r in rows:
-                w.writerow([self._when(r["t_s"]), f"{r['t_s']:.4f}", r["pair"], r["seq"],
-                            "" if r["measured_rtt_s"] is None else f"{r['measured_rtt_s'] * 1e3:.4f}",
-                            "" if r["predicted_rtt_s"] is None else f"{r['predicted_rtt_s'] * 1e3:.4f}",
-                            r["path"]])
+                w.writerow([self._when(r["t_s"]), f"{r['t_s']:.4f}", r["pair"], r["seq"], ms(r["measured_rtt_s"]),
+                            ms(r["predicted_rtt_s"]), r["path"], ms(r.get("measured_fwd_s")),
+                            ms(r.get("predicted_fwd_s")), ms(r.get("predicted_fwd_prev_tick_s"))])
         return path
 
     def close(self, emulation=None) -> None:
