@@ -92,7 +92,7 @@ p9="trans=virtio,version=9p2000.L,msize=512000"
 mount -t 9p -o "$p9" results /results || die "cannot mount the results share"
 mount -t 9p -o "$p9,ro,cache=loose" hostroot /lower || die "cannot mount the host root over 9p"
 mount -t tmpfs -o mode=0755 rw /rw
-mkdir -p /rw/upper /rw/work
+mkdir -p /rw/upper /rw/work /rw/repo-upper /rw/repo-work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot \
     || die "cannot mount the overlay root"
 . /results/guest.conf    # sets KERNEL_VERSION, MODULES_DIR, NET_MODULES
@@ -107,6 +107,11 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 shm $r/dev/shm
 mount -t tmpfs -o mode=1777 tmp $r/tmp
 mount -t tmpfs -o mode=0755 run $r/run
+case "$REPO_DIR" in   # a clone under /tmp or /run (CI's may be) would be hidden by those tmpfs: show it again
+    /tmp/*|/run/*) mkdir -p "$r$REPO_DIR"
+        mount -t overlay overlay -o "lowerdir=/lower$REPO_DIR,upperdir=/rw/repo-upper,workdir=/rw/repo-work" \
+            "$r$REPO_DIR" || mount --bind "/lower$REPO_DIR" "$r$REPO_DIR" || die "cannot show $REPO_DIR" ;;
+esac
 mkdir -p $r/vmresults "$r/lib/modules/$KERNEL_VERSION"
 mount --bind /results $r/vmresults
 mount --bind "$r$MODULES_DIR" "$r/lib/modules/$KERNEL_VERSION" || die "cannot bind the kernel modules"
@@ -339,6 +344,7 @@ def _write_run_files(results: Path, cache: KernelCache, command: list[str], env:
     conf = [
         f"KERNEL_VERSION={q(cache.version)}",
         f"MODULES_DIR={q(str(cache.modules_dir))}",
+        f"REPO_DIR={q(str(REPO))}",
         f"NET_MODULES={q(' '.join(NET_MODULES))}",
     ]
     (results / "guest.conf").write_text("\n".join(conf) + "\n")
