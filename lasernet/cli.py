@@ -138,6 +138,21 @@ def ping(a, b, count, run_id):
 
 
 @main.command()
+@click.option("--run", "run_id", help="Run id (default: the newest run).")
+@click.option("--role", help="Only nodes of this role (satellite, ground-station, data-centre, city, server).")
+def nodes(run_id, role):
+    """List a running emulation's nodes: name, role, loopback address (identity) and shell PID."""
+    run = _run(run_id)
+    table = Table("node", "role", "index", "loopback", "pid", box=None)
+    for name, info in run["nodes"].items():
+        if role and info.get("role") != role:
+            continue
+        table.add_row(name, info.get("role", ""), str(info.get("index", "")), info.get("loopback", ""),
+                      str(info.get("pid", "")))
+    console.print(table)
+
+
+@main.command()
 @click.argument("run_id", required=False)
 def status(run_id):
     """Show running emulations: scenario, nodes, links, emulated time, tick health."""

@@ -129,3 +129,29 @@ def test_bad_input_exits_2_with_one_line_and_creates_nothing(tmp_path, name, tex
     assert len(err) == 1 and message in err[0], proc.stderr
     assert not (tmp_path / "runs").exists()
     assert_nothing_left(before)
+
+
+def test_nodes_exec_ping_and_status_reach_a_running_emulation(tmp_path):
+    before = snapshot()
+    proc = start_up(tmp_path, "--duration", "30")
+    try:
+        wait_running(tmp_path, proc)
+        run_id = json.loads((tmp_path / "run" / "state.json").read_text())["run_id"]
+        nodes = subprocess.run(LASERNET + ["nodes", "--run", run_id], capture_output=True, text=True, timeout=30)
+        assert nodes.returncode == 0 and "10.255.0.1" in nodes.stdout and "rack-0-0" in nodes.stdout
+        routes = subprocess.run(LASERNET + ["exec", "sat-0-0", "--run", run_id, "--", "ip", "route"],
+                                capture_output=True, text=True, timeout=30)
+        assert routes.returncode == 0 and "10.255.0.66 via 10.128." in routes.stdout
+        ping = subprocess.run(LASERNET + ["ping", "ashburn", "frankfurt", "-c", "2", "--run", run_id],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode == 0 and "2 received" in ping.stdout
+        status = subprocess.run(LASERNET + ["status", run_id], capture_output=True, text=True, timeout=30,
+                                env=dict(os.environ, COLUMNS="200"))
+        assert status.returncode == 0 and run_id[:12] in status.stdout and "up" in status.stdout
+        unknown = subprocess.run(LASERNET + ["exec", "atlantis", "--run", run_id, "--", "true"],
+                                 capture_output=True, text=True, timeout=30)
+        assert unknown.returncode == 2 and "unknown node 'atlantis'" in unknown.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert_nothing_left(before)
