@@ -146,6 +146,17 @@ def read_record(path: str) -> np.ndarray:
     return np.array([int(r[0]) for r in rows], dtype=np.int64)
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """SIGTERM ``proc``, SIGKILL it if it has not exited ``timeout_s`` later, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: float = 1.0,
               size_bytes: int = 64) -> ProbeResult:
     """Send ``count`` probes every ``interval_s`` to an echo responder; collect echoes until ``wait_s`` after the last."""
@@ -245,13 +256,7 @@ class EchoResponder:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout_s=10)
         self.proc.stdout.close()
         self.proc.stderr.close()
         self.proc = None

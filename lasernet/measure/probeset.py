@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .probes import terminate
+
 PORT = 7777
 RT_PRIORITY = 5  # below the relay's 10: probes measure the network, so the scheduler must not add to it
 
@@ -138,13 +140,8 @@ class ProbeSet:
                 p.prober.kill()
                 p.prober.wait()
                 self.errors[p.name] = "prober did not finish within 30 s of the end"
-        if p.responder is not None and p.responder.poll() is None:
-            p.responder.terminate()
-            try:
-                p.responder.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.responder.kill()
-                p.responder.wait()
+        if p.responder is not None:
+            terminate(p.responder)
         return out
 
     def stop(self) -> None:
