@@ -54,9 +54,26 @@ def segment_clearance_km(a_km: np.ndarray, b_km: np.ndarray) -> np.ndarray:
     return norm_km(closest) - WGS84_A_KM
 
 
-def earth_blocks(a_km: np.ndarray, b_km: np.ndarray, atmosphere_km: float = 80.0) -> np.ndarray:
-    """True where the Earth (plus ``atmosphere_km``) lies between ``a_km`` and ``b_km``."""
-    return segment_clearance_km(a_km, b_km) < atmosphere_km
+def earth_blocks(a_km: np.ndarray, b_km: np.ndarray, atmosphere_km: float = 80.0,
+                 range_km_: np.ndarray | None = None) -> np.ndarray:
+    """True where the Earth (plus ``atmosphere_km``) lies between ``a_km`` and ``b_km``.
+
+    Most links in a constellation are nowhere near grazing, so a cheap sufficient test clears them first: a
+    segment of length L between points at radii ra, rb never comes closer to the centre than
+    sqrt(min(ra, rb)^2 - (L/2)^2), and the Earth fits in a sphere of the equatorial radius. The exact clearance
+    on the ellipsoid is computed only for the links that test cannot clear.
+    """
+    if range_km_ is None:
+        range_km_ = range_km(a_km, b_km)
+    r_min2 = np.minimum(np.einsum("...i,...i->...", a_km, a_km), np.einsum("...i,...i->...", b_km, b_km))
+    clear = r_min2 - 0.25 * range_km_**2 >= (WGS84_A_KM + atmosphere_km) ** 2
+    blocked = np.zeros(np.shape(clear), dtype=bool)
+    check = ~clear
+    if check.any():
+        a_b = np.broadcast_to(a_km, np.shape(clear) + (3,))[check]
+        b_b = np.broadcast_to(b_km, np.shape(clear) + (3,))[check]
+        blocked[check] = segment_clearance_km(a_b, b_b) < atmosphere_km
+    return blocked
 
 
 def geodetic_to_itrs_km(lat_deg, lon_deg, alt_m) -> np.ndarray:

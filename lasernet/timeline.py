@@ -315,7 +315,7 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
         lit = ~geometry.in_earth_shadow(pos, sun_unit)
         cause[terminals.sun_blinded_both_ends(term, pa, pb, sun_unit, lit[:, isl.a], lit[:, isl.b])] = SUN
     cause[rng > term.max_range_km] = RANGE
-    cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km)] = EARTH
+    cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km, rng)] = EARTH
     if cfg.polar_cutoff_deg < 90:
         lat = np.abs(geometry.latitude_deg(pos))
         polar = (lat[:, isl.a] > cfg.polar_cutoff_deg) | (lat[:, isl.b] > cfg.polar_cutoff_deg)
