@@ -103,3 +103,26 @@ def test_tle_positions_match_skyfield_itrs():
     ours = sats.positions_km(t)[:, 0]
     ref = EarthSatellite.from_satrec(sat, skydata.timescale()).at(t).frame_xyz(itrs).km.T
     assert np.max(np.linalg.norm(ours - ref, axis=-1)) < 0.05  # km: polar motion is neglected by both
+
+
+def test_omm_json_gives_the_same_orbit_as_the_equivalent_tle():
+    """The ISS as CelesTrak OMM (JSON) and as a TLE with the same elements propagate to the same place."""
+    from lasernet.scenario import ElementsFile
+    from tests.conftest import DATA
+
+    (tle_name, tle_sat), = orbits.read_elements(ElementsFile(DATA / "iss.tle", "tle"))
+    (omm_name, omm_sat), = orbits.read_elements(ElementsFile(DATA / "iss-omm.json", "omm"))
+    assert omm_name == tle_name == "iss-zarya"
+    t = skydata.times(dt.datetime(2014, 1, 21, tzinfo=dt.timezone.utc), np.arange(0, 86400, 600.0))
+    pos = [orbits.Satellites((n,), np.array([-1]), np.array([-1]), np.array([-1]), (s,)).positions_km(t)[:, 0]
+           for n, s in ((tle_name, tle_sat), (omm_name, omm_sat))]
+    # The TLE's fields carry fewer digits (mean motion to 1e-8 rev/day, epoch to 1e-8 day): metres apart.
+    assert np.max(np.linalg.norm(pos[0] - pos[1], axis=-1)) < 1.0
+
+
+def test_omm_with_a_missing_field_is_named(tmp_path):
+    from lasernet.scenario import ElementsFile, ScenarioError
+
+    (tmp_path / "bad.json").write_text('[{"OBJECT_NAME": "X", "EPOCH": "2014-01-20T22:23:04.000416"}]')
+    with pytest.raises(ScenarioError, match=r"bad\.json: record 1: missing or invalid OMM field"):
+        orbits.read_elements(ElementsFile(tmp_path / "bad.json", "omm"))
