@@ -39,10 +39,10 @@ from .. import timeline as tl_mod
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
-from .addressing import LinkAddress, ifname_for, lan_network
+from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network
 from .kernel import Kernel
 from .links import LinkBackend, make_backend
-from .network import Router, Server
+from .network import SYSCTLS, Router, Server, finish_shells, terminate_all
 
 log = logging.getLogger("lasernet")
 
@@ -105,6 +105,7 @@ class Emulation:
         self._applied_state = {k: np.zeros(0, dtype=t) for k, t in (("valid", bool), ("up", bool),
                                ("delay_s", float), ("loss", float), ("rate_bps", float))}
         self._slot_maps: dict[int, np.ndarray] = {}
+        self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
         self._recorder = None
         self._routes = None  # the oracle's table now installed
         self._route_tl = None
@@ -113,6 +114,7 @@ class Emulation:
         self._wall0 = None
         self.ticks: list[TickReport] = []
         self._started = False
+        self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
 
     # ------------------------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> "Emulation":
@@ -131,6 +133,7 @@ class Emulation:
         from ..measure.probeset import ProbeSet
         from ..measure.recorder import Recorder
 
+        t_start = time.monotonic()
         first = self._plan_window(0.0)  # validates the scenario fully before anything is created
         self._windows.append((0.0, first))
         self.node_names = first.node_names
@@ -139,21 +142,28 @@ class Emulation:
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
         self._recorder = Recorder(self.run_dir, first)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
+        self.start_timings["plan"] = time.monotonic() - t_start
+        mark = time.monotonic()
         names = self.node_names
-        for i, name in enumerate(names):
+        for i, name in enumerate(names):  # spawns every shell; finish_shells waits for them together
             role = "satellite" if i < self.n_satellites else self.scenario.ground[i - self.n_satellites].kind
-            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None)
+            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None, bulk=True)
             self.nodes[name] = node
-            self.state.add_node(node)
             self.progress("starting nodes", i + 1, len(names))
-        self.state.save()
+        finish_shells(list(self.nodes.values()))
         for node in self.nodes.values():
-            node.configDefault()
+            self.state.add_node(node)
+        self.state.save()
+        self.start_timings["shells"] = time.monotonic() - mark
+        mark = time.monotonic()
+        self.kernel = Kernel(self.nodes, names)
+        self.kernel.configure_routers(range(len(names)), SYSCTLS)
+        self.kernel.commit()
+        self.start_timings["node config"] = time.monotonic() - mark
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
                                     n_slots=max(4096, 2 * len(first.links)), log_dir=self.run_dir)
         self.backend.start()
         self.state.set_backend(self.backend.name, self.backend.resources())
-        self.kernel = Kernel(self.nodes, names)
         for j, host in enumerate(self.scenario.hosts):
             router = names.index(host.attach)
             server = self.net.addHost(host.name, cls=Server, index=j, attach=router, lan=lan_network(j), ip=None,
@@ -166,17 +176,28 @@ class Emulation:
             self.nodes[host.attach].record_intf(ifname_r, server.gateway, 24, "")
             server.record_intf(ifname_s, server.loopback, 24)
         self.state.save()
+        mark = time.monotonic()
         ever_up = np.flatnonzero(first.up.any(axis=0))
+        created = []
         for k, li in enumerate(ever_up):
-            self._ensure_link(first, int(li))
+            created.append(self._ensure_link(first, int(li), bulk=True))
             self.progress("creating links", k + 1, len(ever_up))
+        self.kernel.link_ends_bulk(created)
         self.kernel.commit()
+        if created:  # new links start down until the first tick says otherwise
+            slots = np.array([link.slot for link, _, _ in created])
+            zeros = np.zeros((len(slots), 2))
+            self.backend.apply(slots, zeros.astype(bool), zeros, zeros, zeros)
+        self.state.save()
+        self.start_timings["links"] = time.monotonic() - mark
         self.state.set_backend(self.backend.name, self.backend.resources())
         self._started = True
         if self.scenario.probes:
             self.probes = ProbeSet([(p.src, p.dst, p.rate_hz) for p in self.scenario.probes], self)
         self._wall0 = time.monotonic()
+        mark = time.monotonic()
         self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
+        self.start_timings["first routes"] = time.monotonic() - mark
         if self.probes:
             self.probes.start_responders(self)
         self._wall0 = time.monotonic()
@@ -202,8 +223,7 @@ class Emulation:
             self.kernel.close()
             self.kernel = None
         if self.net is not None:
-            for node in list(self.nodes.values()) + list(self.servers.values()):
-                node.terminate()
+            terminate_all(list(self.nodes.values()) + list(self.servers.values()))
             self.net = None
         if self.backend:
             self.backend.stop()
@@ -350,22 +370,42 @@ class Emulation:
         src, dst = oracle.diff(self._routes, routes)
         self._routes = routes
         self._route_tl = tl
+        return self._install_routes(tl, slots, routes, src, dst)
+
+    def _install_routes(self, tl, slots, routes, src, dst) -> int:
+        """Install the routes of entries (src, dst) of ``routes``: one numpy-packed batch per source node.
+
+        Withdrawals and destinations with server LANs behind them go entry by entry (:meth:`Kernel.routes`).
+        """
         if len(src) == 0:
             return 0
+        li = routes.link[src, dst]
+        special = li < 0
+        if self.kernel.lans:
+            special |= np.isin(dst, np.fromiter(self.kernel.lans, np.int64))
         per_node: dict[int, list] = {}
-        for s_, d_ in zip(src.tolist(), dst.tolist()):
-            li = int(routes.link[s_, d_])
-            if li < 0:
+        for k in np.flatnonzero(special):
+            s_, d_ = int(src[k]), int(dst[k])
+            if li[k] < 0:
                 per_node.setdefault(s_, []).append((d_, None))
                 continue
-            link = self._slots[self._pair(tl, li)]
-            if link.a == s_:
-                hop = (link.ip_b, link.ifname_a, link.b)
-            else:
-                hop = (link.ip_a, link.ifname_b, link.a)
+            link = self._slots[self._pair(tl, int(li[k]))]
+            hop = (link.ip_b, link.ifname_a, link.b) if link.a == s_ else (link.ip_a, link.ifname_b, link.a)
             per_node.setdefault(s_, []).append((d_, hop))
         for node, entries in per_node.items():
             self.kernel.routes(node, entries)
+        keep = np.flatnonzero(~special)
+        if len(keep):
+            s_arr, d_arr, slot = src[keep], dst[keep], slots[li[keep]]
+            ends = self._slot_ends
+            slot_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot))
+            at_a = slot_a == s_arr
+            link_base = int(LINK_POOL.network_address)
+            via = (link_base + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
+            dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+            bounds = np.flatnonzero(np.diff(s_arr)) + 1
+            for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_arr)]])):
+                self.kernel.routes_bulk(int(s_arr[lo]), d_arr[lo:hi], via[lo:hi], dev[lo:hi])
         self.kernel.commit()
         self._recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
@@ -375,7 +415,12 @@ class Emulation:
     def _pair(tl: Timeline, li: int) -> tuple[int, int]:
         return int(tl.links.a[li]), int(tl.links.b[li])
 
-    def _ensure_link(self, tl: Timeline, li: int) -> LinkAddress:
+    def _ensure_link(self, tl: Timeline, li: int, bulk: bool = False):
+        """Create link ``li`` of ``tl`` if it does not exist yet; return its LinkAddress.
+
+        With ``bulk`` (start-up) its addresses, neighbours and initial state are left to the caller, and the
+        return value is ``(link, mac_a, mac_b)`` for :meth:`Kernel.link_ends_bulk`.
+        """
         pair = self._pair(tl, li)
         link = self._slots.get(pair)
         if link is not None:
@@ -391,8 +436,11 @@ class Emulation:
                 slots[hit] = link.slot
         na.record_intf(link.ifname_a, link.ip_a, 31, mac_a)
         nb.record_intf(link.ifname_b, link.ip_b, 31, mac_b)
+        self.state.add_link(link, f"{self.node_names[pair[0]]}~{self.node_names[pair[1]]}")
+        self._slot_ends.append((link.a, link.ifname_a, link.ifname_b))
+        if bulk:
+            return link, mac_a, mac_b
         self.kernel.link_ends(link, mac_a, mac_b)
-        self.state.add_link(link, tl.links.names[li])
         # A new link starts down until the next apply says otherwise.
         self.backend.apply(np.array([link.slot]), np.zeros((1, 2), bool), np.zeros((1, 2)), np.zeros((1, 2)),
                            np.zeros((1, 2)))
