@@ -39,7 +39,7 @@ from .. import timeline as tl_mod
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
-from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network
+from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from .kernel import Kernel
 from .links import LinkBackend, make_backend
 from .network import SYSCTLS, Router, Server, finish_shells, terminate_all
@@ -47,6 +47,13 @@ from .network import SYSCTLS, Router, Server, finish_shells, terminate_all
 log = logging.getLogger("lasernet")
 
 Progress = Callable[[str, int, int], None]
+
+#: How the oracle's routes are computed: ``tick`` (in every tick, exact: routes follow the link states of the
+#: tick that installs them), ``background`` (in a separate process, see :mod:`lasernet.routing.background`:
+#: the tick stays cheap and routes lag by one computation), ``auto`` (``tick`` up to
+#: ``BACKGROUND_ABOVE_NODES`` nodes, where a full recompute fits well inside a 0.1 s tick, else ``background``).
+ROUTING_MODES = ("auto", "tick", "background")
+BACKGROUND_ABOVE_NODES = 400
 
 
 @dataclasses.dataclass
@@ -77,10 +84,13 @@ class Emulation:
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, routing: str = "auto"):
         if speed <= 0 or tick_s <= 0:
             raise ScenarioError("lasernet up", "", f"needs speed > 0 and tick_s > 0, got {speed} and {tick_s}")
+        if routing not in ROUTING_MODES:
+            raise ScenarioError("lasernet up", "", f"routing must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
+        self.routing = routing
         self.links_kind = links
         self.speed = speed
         self.tick_s = tick_s
@@ -106,8 +116,11 @@ class Emulation:
                                ("delay_s", float), ("loss", float), ("rate_bps", float))}
         self._slot_maps: dict[int, np.ndarray] = {}
         self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
+        self._slots_by_index: list[LinkAddress] = []
         self._recorder = None
         self._routes = None  # the oracle's table now installed
+        self._oracle_proc = None  # background mode: the OracleProcess
+        self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
         self._route_tl = None
         self.probes = None
         self._stop = threading.Event()
@@ -138,6 +151,12 @@ class Emulation:
         self._windows.append((0.0, first))
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
+        if self.routing == "auto":
+            self.routing = "background" if len(self.node_names) > BACKGROUND_ABOVE_NODES else "tick"
+        if self.routing == "background":
+            from ..routing.background import OracleProcess
+
+            self._oracle_proc = OracleProcess(len(self.node_names))  # starts while the network comes up
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
         self._recorder = Recorder(self.run_dir, first)
@@ -219,6 +238,9 @@ class Emulation:
             except Exception as exc:  # a report problem must not leave namespaces behind
                 log.error("writing the run's results failed: %s", exc)
             self._recorder = None
+        if self._oracle_proc is not None:
+            self._oracle_proc.close()
+            self._oracle_proc = None
         if self.kernel:
             self.kernel.close()
             self.kernel = None
@@ -361,42 +383,69 @@ class Emulation:
             a[key] = grown
 
     def _update_routes(self, tl, slots, up, delay) -> int:
-        """Recompute the oracle's shortest-delay routes over the created, up links; install only the changes."""
+        """Recompute the oracle's shortest-delay routes over the created, up links; install only the changes.
+
+        In ``background`` mode: install the changes of a computation that has finished (if any), then hand the
+        process this tick's link states if it is idle; the first table (start-up) is waited for.
+        """
         from ..routing import oracle
 
         usable = up & (slots >= 0)
         d = np.where(np.isnan(delay), 0.0, delay)
-        routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d)
-        src, dst = oracle.diff(self._routes, routes)
-        self._routes = routes
-        self._route_tl = tl
-        return self._install_routes(tl, slots, routes, src, dst)
+        if self._oracle_proc is None:
+            routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d)
+            src, dst = oracle.diff(self._routes, routes)
+            self._routes = routes
+            self._route_tl = tl
+            li = routes.link[src, dst]
+            return self._install_routes(src, dst, np.where(li >= 0, slots[np.maximum(li, 0)], -1))
+        proc, t_s = self._oracle_proc, self.now_s()
+        result = proc.poll(timeout_s=600.0 if self._routes is None else 0.0)
+        if result is None and not proc.busy:
+            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
+            if self._routes is None:
+                result = proc.poll(timeout_s=600.0)
+        if result is None:
+            return 0
+        if self._routes is None:
+            n = len(self.node_names)
+            self._routes = oracle.Routes(next_hop=np.full((n, n), -1, np.int32), link=np.full((n, n), -1, np.int32),
+                                         delay_s=np.full((n, n), np.inf), hops=np.full((n, n), -1, np.int32))
+        else:
+            self.route_lags.append(t_s - result.t_s)
+        self._routes.next_hop[result.src, result.dst] = result.next_hop
+        self._routes.link[result.src, result.dst] = result.slot  # slots, not link indices, in this mode
+        if not proc.busy:  # start the next computation at once, from this tick's states
+            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
+        return self._install_routes(result.src, result.dst, result.slot)
 
-    def _install_routes(self, tl, slots, routes, src, dst) -> int:
-        """Install the routes of entries (src, dst) of ``routes``: one numpy-packed batch per source node.
+    def _install_routes(self, src, dst, slot) -> int:
+        """Install the routes from nodes ``src`` to ``dst`` over link slots ``slot`` (-1: withdraw the route).
 
-        Withdrawals and destinations with server LANs behind them go entry by entry (:meth:`Kernel.routes`).
+        One numpy-packed batch per source node; withdrawals and destinations with server LANs behind them go
+        entry by entry (:meth:`Kernel.routes`).
         """
         if len(src) == 0:
             return 0
-        li = routes.link[src, dst]
-        special = li < 0
+        special = slot < 0
         if self.kernel.lans:
             special |= np.isin(dst, np.fromiter(self.kernel.lans, np.int64))
         per_node: dict[int, list] = {}
         for k in np.flatnonzero(special):
             s_, d_ = int(src[k]), int(dst[k])
-            if li[k] < 0:
+            if slot[k] < 0:
                 per_node.setdefault(s_, []).append((d_, None))
                 continue
-            link = self._slots[self._pair(tl, int(li[k]))]
-            hop = (link.ip_b, link.ifname_a, link.b) if link.a == s_ else (link.ip_a, link.ifname_b, link.a)
+            a, ifname_a, ifname_b = self._slot_ends[int(slot[k])]
+            ip_a, ip_b = link_ips(int(slot[k]))
+            link = self._slots_by_index[int(slot[k])]
+            hop = (ip_b, ifname_a, link.b) if a == s_ else (ip_a, ifname_b, link.a)
             per_node.setdefault(s_, []).append((d_, hop))
         for node, entries in per_node.items():
             self.kernel.routes(node, entries)
         keep = np.flatnonzero(~special)
         if len(keep):
-            s_arr, d_arr, slot = src[keep], dst[keep], slots[li[keep]]
+            s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
             ends = self._slot_ends
             slot_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot))
             at_a = slot_a == s_arr
@@ -438,6 +487,7 @@ class Emulation:
         nb.record_intf(link.ifname_b, link.ip_b, 31, mac_b)
         self.state.add_link(link, f"{self.node_names[pair[0]]}~{self.node_names[pair[1]]}")
         self._slot_ends.append((link.a, link.ifname_a, link.ifname_b))
+        self._slots_by_index.append(link)
         if bulk:
             return link, mac_a, mac_b
         self.kernel.link_ends(link, mac_a, mac_b)
@@ -537,7 +587,12 @@ class Emulation:
         if self._routes is None:
             return [], math.inf
         nodes = oracle.path(self._routes, ia, ib)
-        return [self.node_names[i] for i in nodes], float(self._routes.delay_s[ia, ib])
+        if self._oracle_proc is None:
+            return [self.node_names[i] for i in nodes], float(self._routes.delay_s[ia, ib])
+        # background mode: the table holds link slots; add up the delays the backend has now
+        slots = [int(self._routes.link[u, ib]) for u in nodes[:-1]]
+        delay = float(self._applied_state["delay_s"][slots].sum()) if nodes else math.inf
+        return [self.node_names[i] for i in nodes], delay
 
     def link_table(self) -> list[dict]:
         """Live state of every created link: names, up, delay, loss, rate."""
