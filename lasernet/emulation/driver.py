@@ -23,6 +23,7 @@ is created, so that ``lasernet down`` can remove exactly that even after the dri
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
@@ -81,6 +82,9 @@ class TickReport:
 class Emulation:
     """A running (or ready to run) emulation of one scenario (see the module docstring)."""
 
+    #: Background routing: the share of a tick that installing routes may take; the rest waits for later ticks.
+    ROUTE_BUDGET = 0.15
+
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
@@ -117,10 +121,12 @@ class Emulation:
         self._slot_maps: dict[int, np.ndarray] = {}
         self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
         self._slots_by_index: list[LinkAddress] = []
+        self._route_queue: collections.deque = collections.deque()  # (node, changes) not installed yet
         self._recorder = None
         self._routes = None  # the oracle's table now installed
         self._oracle_proc = None  # background mode: the OracleProcess
         self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
+        self._lag_from = None
         self._route_tl = None
         self.probes = None
         self._stop = threading.Event()
@@ -398,26 +404,33 @@ class Emulation:
             self._routes = routes
             self._route_tl = tl
             li = routes.link[src, dst]
-            return self._install_routes(src, dst, np.where(li >= 0, slots[np.maximum(li, 0)], -1))
+            changes = self._install_routes(src, dst, np.where(li >= 0, slots[np.maximum(li, 0)], -1))
+            self._drain_routes()
+            return changes
         proc, t_s = self._oracle_proc, self.now_s()
         result = proc.poll(timeout_s=600.0 if self._routes is None else 0.0)
         if result is None and not proc.busy:
             proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
             if self._routes is None:
                 result = proc.poll(timeout_s=600.0)
+        first = self._routes is None
+        budget = None if first else self.ROUTE_BUDGET * self.tick_s
         if result is None:
+            self._drain_routes(None if budget is None else time.monotonic() + budget)
             return 0
         if self._routes is None:
             n = len(self.node_names)
             self._routes = oracle.Routes(next_hop=np.full((n, n), -1, np.int32), link=np.full((n, n), -1, np.int32),
                                          delay_s=np.full((n, n), np.inf), hops=np.full((n, n), -1, np.int32))
-        else:
-            self.route_lags.append(t_s - result.t_s)
+        elif self._lag_from is None:
+            self._lag_from = result.t_s  # recorded when its last change is installed (_drain_routes)
         self._routes.next_hop[result.src, result.dst] = result.next_hop
         self._routes.link[result.src, result.dst] = result.slot  # slots, not link indices, in this mode
         if not proc.busy:  # start the next computation at once, from this tick's states
             proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
-        return self._install_routes(result.src, result.dst, result.slot)
+        changes = self._install_routes(result.src, result.dst, result.slot)
+        self._drain_routes(None if budget is None else time.monotonic() + budget)
+        return changes
 
     def _install_routes(self, src, dst, slot) -> int:
         """Install the routes from nodes ``src`` to ``dst`` over link slots ``slot`` (-1: withdraw the route).
@@ -441,8 +454,9 @@ class Emulation:
             link = self._slots_by_index[int(slot[k])]
             hop = (ip_b, ifname_a, link.b) if a == s_ else (ip_a, ifname_b, link.a)
             per_node.setdefault(s_, []).append((d_, hop))
+        queue = self._route_queue
         for node, entries in per_node.items():
-            self.kernel.routes(node, entries)
+            queue.append((node, entries))
         keep = np.flatnonzero(~special)
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
@@ -454,10 +468,29 @@ class Emulation:
             dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
             bounds = np.flatnonzero(np.diff(s_arr)) + 1
             for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_arr)]])):
-                self.kernel.routes_bulk(int(s_arr[lo]), d_arr[lo:hi], via[lo:hi], dev[lo:hi])
-        self.kernel.commit()
+                queue.append((int(s_arr[lo]), (d_arr[lo:hi], via[lo:hi], dev[lo:hi])))
         self._recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
+
+    def _drain_routes(self, deadline: float | None = None) -> None:
+        """Install queued per-node route changes, one namespace at a time, until done or ``deadline`` (monotonic).
+
+        Background mode spreads a large update over ticks this way (the rest waits for the next tick, in order,
+        so a node's newer changes never overtake older ones); tick mode drains everything at once.
+        """
+        queue = self._route_queue
+        while queue:
+            node, work = queue.popleft()
+            if isinstance(work, list):
+                self.kernel.routes(node, work)
+            else:
+                self.kernel.routes_bulk(node, *work)
+            self.kernel.commit()
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        if not queue and self._lag_from is not None:
+            self.route_lags.append(self.now_s() - self._lag_from)
+            self._lag_from = None
 
     # ------------------------------------------------------------------------------------------------- links
     @staticmethod

@@ -246,7 +246,6 @@ class Netlink:
         self._ops: list = []  # per queued message: (operation name, args...) or a _BulkRoutes; formatted on error
         self._links: dict[str, Link] | None = None
         self._links_dirty = False
-        self._recv_buf = bytearray(1 << 20)
         self.timeout_s = timeout_s
 
     # --- queueing: links ------------------------------------------------------------------------------------
@@ -452,7 +451,8 @@ class Netlink:
     def _receive(self) -> Iterable[tuple[int, int, memoryview]]:
         """One datagram from the kernel, split into (type, seq, payload) messages."""
         try:
-            n = self.sock.recv_into(self._recv_buf)
+            buf = _receive_buffer()
+            n = self.sock.recv_into(buf)
         except socket.timeout:
             raise NetlinkError("waiting for acknowledgements", self.netns.name, errno_mod.ETIMEDOUT,
                                f"no answer within {self.timeout_s} s") from None
@@ -461,7 +461,7 @@ class Netlink:
                 raise
             raise NetlinkError("reading acknowledgements", self.netns.name, errno_mod.ENOBUFS,
                                "the receive buffer overflowed, so some errors were lost: lower max_batch") from None
-        view = memoryview(self._recv_buf)[:n]
+        view = memoryview(buf)[:n]
         offset = 0
         while offset + _HDR.size <= n:
             length, msg_type, flags, seq, _pid = _HDR.unpack_from(view, offset)
@@ -629,6 +629,18 @@ def _set_buffer(sock: socket.socket, force_opt: int, opt: int, size: int) -> int
     except PermissionError:
         sock.setsockopt(socket.SOL_SOCKET, opt, size)
     return sock.getsockopt(socket.SOL_SOCKET, opt) // 2  # the kernel doubles the value for bookkeeping
+
+
+_thread_buffers = threading.local()
+
+
+def _receive_buffer() -> bytearray:
+    """A 1 MiB receive buffer per thread, shared by all of that thread's sockets (a driver holds one socket per
+    node; a buffer each would be a gigabyte at constellation scale). Messages are parsed before the next read."""
+    buf = getattr(_thread_buffers, "buf", None)
+    if buf is None:
+        buf = _thread_buffers.buf = bytearray(1 << 20)
+    return buf
 
 
 def open_in_each(namespaces: "list[Netns]", sysctls: "Mapping[str, object] | None" = None) -> list[socket.socket]:

@@ -61,8 +61,11 @@ def _serve(conn, n_nodes: int) -> None:
         changed = (routes.next_hop != prev_next) | (slot != prev_slot)
         src, dst = np.nonzero(changed)
         prev_next, prev_slot = routes.next_hop, slot
-        conn.send(Result(t_s, src.astype(np.int32), dst.astype(np.int32), routes.next_hop[src, dst],
-                         slot[src, dst], time.monotonic() - t0))
+        try:
+            conn.send(Result(t_s, src.astype(np.int32), dst.astype(np.int32), routes.next_hop[src, dst],
+                             slot[src, dst], time.monotonic() - t0))
+        except (BrokenPipeError, OSError):  # the driver stopped while we computed
+            return
 
 
 class OracleProcess:
