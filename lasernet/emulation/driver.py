@@ -127,6 +127,7 @@ class Emulation:
         self._oracle_proc = None  # background mode: the OracleProcess
         self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
         self._lag_from = None
+        self.route_prefixes = None  # background mode: how many aggregated routes the first install used
         self._route_tl = None
         self.probes = None
         self._stop = threading.Event()
@@ -428,9 +429,45 @@ class Emulation:
         self._routes.link[result.src, result.dst] = result.slot  # slots, not link indices, in this mode
         if not proc.busy:  # start the next computation at once, from this tick's states
             proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
-        changes = self._install_routes(result.src, result.dst, result.slot)
+        if first:
+            changes = self._install_aggregated()
+        else:
+            changes = self._install_routes(result.src, result.dst, result.slot)
         self._drain_routes(None if budget is None else time.monotonic() + budget)
         return changes
+
+    def _install_aggregated(self) -> int:
+        """The first table of background mode as aggregated prefixes (:func:`oracle.aggregate`), ~4x fewer routes.
+
+        Later changes are /32 routes (or /32 ``unreachable`` routes for withdrawals) over these, so forwarding
+        to every node is exactly the table's. Addresses of the loopback pool that belong to no node may fall
+        under an aggregate. Destinations with server LANs behind them keep their own /32 and /24 routes.
+        """
+        from ..routing import oracle
+
+        n = len(self.node_names)
+        bits = max(1, int(n).bit_length())  # offsets 1..n of the loopback pool
+        values = np.full((n, 1 << bits), oracle.DONT_CARE, np.int64)
+        values[:, 1:n + 1] = self._routes.link  # slots; -1 where unreachable
+        values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE  # a node's own loopback is local
+        lans = np.fromiter(self.kernel.lans, np.int64) if self.kernel.lans else np.zeros(0, np.int64)
+        values[:, lans + 1] = -10 - lans  # unique: never merged, never emitted
+        row, first, host_bits, slot = oracle.aggregate(values, bits)
+        order = np.argsort(row, kind="stable")
+        row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
+        ends = self._slot_ends
+        at_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot)) == row
+        via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
+        dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+        bounds = np.flatnonzero(np.diff(row)) + 1
+        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(row)]])):
+            self._route_queue.append((int(row[lo]), ("prefixes", first[lo:hi], host_bits[lo:hi], via[lo:hi],
+                                                     dev[lo:hi])))
+        if len(lans):
+            src, dst = np.nonzero(np.isin(np.arange(n), lans)[None, :] & (self._routes.link >= 0))
+            self._install_routes(src, dst, self._routes.link[src, dst])
+        self.route_prefixes = len(row)
+        return int((self._routes.link >= 0).sum())
 
     def _install_routes(self, src, dst, slot) -> int:
         """Install the routes from nodes ``src`` to ``dst`` over link slots ``slot`` (-1: withdraw the route).
@@ -444,10 +481,15 @@ class Emulation:
         if self.kernel.lans:
             special |= np.isin(dst, np.fromiter(self.kernel.lans, np.int64))
         per_node: dict[int, list] = {}
+        lan_dsts = self.kernel.lans
+        unreachable: dict[int, list] = {}
         for k in np.flatnonzero(special):
             s_, d_ = int(src[k]), int(dst[k])
             if slot[k] < 0:
-                per_node.setdefault(s_, []).append((d_, None))
+                if self._oracle_proc is not None and d_ not in lan_dsts:  # over an aggregate: /32 unreachable
+                    unreachable.setdefault(s_, []).append(d_)
+                else:
+                    per_node.setdefault(s_, []).append((d_, None))
                 continue
             a, ifname_a, ifname_b = self._slot_ends[int(slot[k])]
             ip_a, ip_b = link_ips(int(slot[k]))
@@ -457,6 +499,8 @@ class Emulation:
         queue = self._route_queue
         for node, entries in per_node.items():
             queue.append((node, entries))
+        for node, dsts in unreachable.items():
+            queue.append((node, ("unreachable", dsts)))
         keep = np.flatnonzero(~special)
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
@@ -483,6 +527,10 @@ class Emulation:
             node, work = queue.popleft()
             if isinstance(work, list):
                 self.kernel.routes(node, work)
+            elif work[0] == "prefixes":
+                self.kernel.prefixes_bulk(node, *work[1:])
+            elif work[0] == "unreachable":
+                self.kernel.unreachable(node, work[1])
             else:
                 self.kernel.routes_bulk(node, *work)
             self.kernel.commit()

@@ -103,6 +103,31 @@ class Kernel:
                           source=np.full(len(dst), LOOPBACK_BASE + 1 + node, np.uint32))
         self._routed.setdefault(node, set()).update(dst.tolist())
 
+    def prefixes_bulk(self, node: int, first, host_bits, via, dev) -> None:
+        """Add or replace aggregated loopback routes of ``node``: prefixes starting at loopback-pool offset
+        ``first`` (int array) of ``32 - host_bits`` bits, via ``via`` (uint32) out of interfaces named ``dev``."""
+        import numpy as np
+
+        nl = self._nl(node)
+        first = np.asarray(first)
+        if len(first) == 0:
+            return
+        links = nl.links()
+        if any(name not in links for name in set(dev)):
+            links = nl.links(refresh=True)
+        oif = np.fromiter((links[name].index for name in dev), np.int32, len(dev))
+        src = np.full(len(first), LOOPBACK_BASE + 1 + node, np.uint32)
+        lengths = (32 - np.asarray(host_bits)).astype(np.uint8)  # one prefix length per message
+        nl.replace_routes((LOOPBACK_BASE + first).astype(np.uint32), np.asarray(via, np.uint32), oif, onlink=True,
+                          source=src, prefix_len=lengths)
+
+    def unreachable(self, node: int, dsts) -> None:
+        """Make other nodes' loopbacks unreachable from ``node`` (a /32 over any aggregate that covers them)."""
+        nl = self._nl(node)
+        for dst in dsts:
+            nl.replace_unreachable(loopback_ip(int(dst)), 32)
+            self._routed.get(node, set()).discard(int(dst))
+
     def routes(self, node: int, entries) -> None:
         """Set node's routes to other nodes' loopbacks: entries of (dst node, (via ip, dev, nb) or None)."""
         nl = self._nl(node)

@@ -74,6 +74,7 @@ RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNSPEC, RTN_UNICAST = 0, 1
+RTN_UNREACHABLE = 7
 RTNH_F_ONLINK = 0x4
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT = 0x80
@@ -382,6 +383,13 @@ class Netlink:
                 + _IP_ATTR.pack(8, RTA_DST, socket.inet_aton(dst)))
         self._queue(RTM_DELROUTE, 0, body, ("route delete", f"{dst}/{prefix_len}"))
 
+    def replace_unreachable(self, dst: str, prefix_len: int = 32, *, table: int = RT_TABLE_MAIN,
+                            protocol: int = RTPROT_STATIC) -> None:
+        """Add or replace an ``unreachable`` route for ``dst/prefix_len`` (senders get ICMP net unreachable)."""
+        body = (_RTMSG.pack(socket.AF_INET, prefix_len, 0, 0, table, protocol, RT_SCOPE_UNIVERSE, RTN_UNREACHABLE, 0)
+                + _IP_ATTR.pack(8, RTA_DST, socket.inet_aton(dst)))
+        self._queue(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, ("route replace unreachable", f"{dst}/{prefix_len}"))
+
     def replace_neighbour(self, dev: "int | str", address: str, mac: "bytes | str") -> None:
         """Add or replace a permanent neighbour entry: IPv4 ``address`` is at ``mac`` on ``dev`` (no ARP)."""
         lladdr = bytes.fromhex(mac.replace(":", "")) if isinstance(mac, str) else bytes(mac)
@@ -576,7 +584,7 @@ class _BulkRoutes:
 
     def describe(self, position: int) -> str:
         m = self.msgs[position - self.start]
-        text = (f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{self.prefix_len} via "
+        text = (f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{int(m['dst_len'])} via "
                 f"{socket.inet_ntoa(struct.pack('!I', m['gw']))} dev {int(m['oif'])}")
         return text + (" onlink" if self.onlink else "")
 

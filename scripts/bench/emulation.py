@@ -148,6 +148,8 @@ def main() -> int:
         print(f"lasernet up:   {t_up:6.2f} s for {n} routers, {n_links} links (plan {t_plan:.2f} s of it)")
         for what, secs in getattr(emu, "start_timings", {}).items():
             print(f"    {what:<16} {secs:6.2f} s")
+        if emu.route_prefixes is not None:
+            print(f"    first routes as {emu.route_prefixes} aggregated prefixes for {n * (n - 1)} node pairs")
         pairs = [(a, b) for (a, b) in emu._slots]
         gc.collect()
         time.sleep(1.0)
