@@ -512,7 +512,7 @@ class Emulation:
             dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
             bounds = np.flatnonzero(np.diff(s_arr)) + 1
             for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_arr)]])):
-                queue.append((int(s_arr[lo]), (d_arr[lo:hi], via[lo:hi], dev[lo:hi])))
+                queue.append((int(s_arr[lo]), ("routes", d_arr[lo:hi], via[lo:hi], dev[lo:hi])))
         self._recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
 
@@ -532,7 +532,7 @@ class Emulation:
             elif work[0] == "unreachable":
                 self.kernel.unreachable(node, work[1])
             else:
-                self.kernel.routes_bulk(node, *work)
+                self.kernel.routes_bulk(node, *work[1:])
             self.kernel.commit()
             if deadline is not None and time.monotonic() > deadline:
                 break
