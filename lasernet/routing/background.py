@@ -17,14 +17,13 @@ Hysteresis (``keep_within_s``, default 50 us): a next hop is changed only when t
 by more than that (see :func:`keep_near_best`: loop-free, at most ``hops * keep_within_s`` from the best),
 which cuts the route churn of a +Grid's near-ties by orders of magnitude.
 
-The wire between the two is a :mod:`multiprocessing` pipe; a request is the link arrays of one tick (a few
+The wire between the two is a socket pair carrying :mod:`multiprocessing.connection` pickles; a request is the link arrays of one tick (a few
 kilobytes), a result is the changed (source, destination) entries with their new next hop and link *slot* (the
 driver's stable link identity, so that diffs stay right across planning windows whose link indices differ).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from dataclasses import dataclass
 
@@ -47,6 +46,7 @@ def _serve(conn, n_nodes: int, keep_within_s: float) -> None:
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.nice(10)  # the tick (and the relay) come first: a result a little later costs less than a late tick
     from . import oracle
 
     prev_next = np.full((n_nodes, n_nodes), -1, np.int32)
@@ -69,8 +69,8 @@ def _serve(conn, n_nodes: int, keep_within_s: float) -> None:
         src, dst = np.nonzero(changed)
         prev_next, prev_slot = next_hop, slot
         try:
-            conn.send(Result(t_s, src.astype(np.int32), dst.astype(np.int32), next_hop[src, dst],
-                             slot[src, dst], time.monotonic() - t0))
+            conn.send((t_s, src.astype(np.int32), dst.astype(np.int32), next_hop[src, dst],  # a Result's fields
+                       slot[src, dst], time.monotonic() - t0))
         except (BrokenPipeError, OSError):  # the driver stopped while we computed
             return
 
@@ -112,15 +112,28 @@ def keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, del
 
 
 class OracleProcess:
-    """A process that computes oracle tables on request and answers with their differences (see the module)."""
+    """A process that computes oracle tables on request and answers with their differences (see the module).
+
+    It is ``python -m lasernet.routing.background`` (a plain subprocess, not :mod:`multiprocessing`'s spawn,
+    which would re-import the user's main script), joined to the driver by a socket pair carrying pickles. It
+    exits when the driver closes its end or dies (end of file).
+    """
 
     def __init__(self, n_nodes: int, keep_within_s: float = 50e-6):
-        ctx = mp.get_context("spawn")  # not fork: the driver has threads, sockets and namespaces' fds open
-        self._conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, n_nodes, keep_within_s), name="lasernet-oracle",
-                                daemon=True)
-        self.proc.start()
-        child.close()
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "lasernet.routing.background", "--nodes",
+                                          str(n_nodes), "--keep-within-s", repr(keep_within_s), "--fd",
+                                          str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                         stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
         self.busy = False
 
     def submit(self, t_s: float, a, b, usable, delay_s, slots) -> None:
@@ -133,8 +146,11 @@ class OracleProcess:
         """The finished result if there is one (waiting up to ``timeout_s``), else None."""
         if self.busy and self._conn.poll(timeout_s):
             self.busy = False
-            return self._conn.recv()
+            return Result(*self._conn.recv())
         return None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def close(self) -> None:
         try:
@@ -142,7 +158,27 @@ class OracleProcess:
         except OSError:
             pass
         self._conn.close()
-        self.proc.join(timeout=5)
-        if self.proc.is_alive():
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
             self.proc.kill()
-            self.proc.join()
+            self.proc.wait()
+
+
+def main(argv=None) -> int:
+    import argparse
+    from multiprocessing.connection import Connection
+
+    parser = argparse.ArgumentParser(description="lasernet's background oracle (started by the driver)")
+    parser.add_argument("--nodes", type=int, required=True)
+    parser.add_argument("--keep-within-s", type=float, default=50e-6)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    _serve(Connection(args.fd), args.nodes, args.keep_within_s)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

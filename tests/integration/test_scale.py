@@ -62,5 +62,5 @@ def test_walker_240_comes_up_routes_ground_to_ground_and_leaves_nothing(tmp_path
         assert received >= 3, out
     finally:
         emu.stop()
-    assert oracle is not None and not oracle.proc.is_alive(), "the oracle process outlived stop()"
+    assert oracle is not None and not oracle.alive(), "the oracle process outlived stop()"
     assert_nothing_left(before)
