@@ -17,6 +17,13 @@ batch, then recomputes shortest-delay routes and installs only the changed ones.
 ``ticks.csv``; a tick that overruns its slot is counted and logged, never silently skipped. Plans are computed
 in windows (default 10 minutes of emulated time), the next one in a background thread.
 
+At scale (see ``routing``): node shells are spawned together and configured by netlink rather than one shell
+round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends are addressed with one link dump
+per node, and with ``routing="background"`` (the default above ``BACKGROUND_ABOVE_NODES`` nodes) the oracle runs
+in a separate process (:mod:`lasernet.routing.background`): ticks install its finished diffs within a budget,
+so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
+prefixes. ``start_timings`` records how long each phase of ``start()`` took.
+
 What the run created (node PIDs and their namespace inodes, the relay, files) is written to a state file as it
 is created, so that ``lasernet down`` can remove exactly that even after the driver was killed with SIGKILL.
 """
