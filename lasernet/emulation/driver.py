@@ -103,6 +103,20 @@ def _pin_to_last_cpu(pid: int | None) -> None:
             log.warning("could not pin process %s to CPU %d: %s", pid, cpus[-1], exc)
 
 
+def _raise_fd_limit(pid: int | None, wanted: int) -> None:
+    """Raise a process's open-file limit to at least ``wanted`` (a large run needs more than a login's default)."""
+    import resource
+
+    if not pid:
+        return
+    try:
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        if soft < wanted:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (OSError, ValueError) as exc:
+        log.warning("could not raise the open-file limit of process %s to %d: %s", pid, wanted, exc)
+
+
 class Emulation:
     """A running (or ready to run) emulation of one scenario (see the module docstring)."""
 
@@ -179,7 +193,9 @@ class Emulation:
         from ..measure.recorder import Recorder
 
         t_start = time.monotonic()
-        first = self._plan_window(0.0)  # validates the scenario fully before anything is created
+        first = self._plan_window(0.0)
+        # The driver holds per node a pty, its netlink socket and namespace fd: ~4 fds a node.
+        _raise_fd_limit(os.getpid(), 8 * len(first.node_names) + 4096)  # validates the scenario fully before anything is created
         self._windows.append((0.0, first))
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
@@ -215,8 +231,10 @@ class Emulation:
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
                                     n_slots=max(4096, 2 * len(first.links)), log_dir=self.run_dir)
         self.backend.start()
+        helper = self.backend.resources().get("relay_pid")
+        _raise_fd_limit(helper, 4 * len(first.links) + 4096)  # the relay holds two TAP fds per link
         if self._oracle_proc is not None:  # at scale: relay and oracle share a core, the driver has the others
-            _pin_to_last_cpu(self.backend.resources().get("relay_pid"))
+            _pin_to_last_cpu(helper)
         self.state.set_backend(self.backend.name, self.backend.resources())
         for j, host in enumerate(self.scenario.hosts):
             router = names.index(host.attach)
