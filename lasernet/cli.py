@@ -78,7 +78,10 @@ def plan(scenario, start, duration_s, step_s, output, events):
 @click.option("--tick", "tick_s", type=float, default=0.1, show_default=True, help="Tick period, wall seconds.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Where results go (default ./runs/<run-id>).")
 @click.option("--cli", "open_cli", is_flag=True, help="Open Mininet's CLI (with links, path, orbit) while running.")
-def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli):
+@click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
+              help="Oracle routes computed in every tick (exact) or in a background process (large networks; "
+                   "routes lag one computation). auto: background above 400 nodes.")
+def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, routing):
     """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit."""
     from .emulation import runner
 
@@ -87,7 +90,8 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli):
     if start is not None and api.parse_time(start) is None:
         raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.run(sc, duration_s=duration_s, speed=speed, start=api.parse_time(start) if start else None,
-                         links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console)
+                         links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
+                         routing=routing)
     _render_run(summary)
 
 

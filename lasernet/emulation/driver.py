@@ -17,17 +17,27 @@ batch, then recomputes shortest-delay routes and installs only the changed ones.
 ``ticks.csv``; a tick that overruns its slot is counted and logged, never silently skipped. Plans are computed
 in windows (default 10 minutes of emulated time), the next one in a background thread.
 
+At scale (see ``routing``): node shells are spawned together and configured by netlink rather than one shell
+round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends are addressed with one link dump
+per node, and with ``routing="background"`` (the default above ``BACKGROUND_ABOVE_NODES`` nodes) the oracle runs
+in a separate process (:mod:`lasernet.routing.background`): ticks install its finished diffs within a budget,
+so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
+prefixes. ``start_timings`` records how long each phase of ``start()`` took.
+
 What the run created (node PIDs and their namespace inodes, the relay, files) is written to a state file as it
 is created, so that ``lasernet down`` can remove exactly that even after the driver was killed with SIGKILL.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -39,14 +49,21 @@ from .. import timeline as tl_mod
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
-from .addressing import LinkAddress, ifname_for, lan_network
+from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from .kernel import Kernel
 from .links import LinkBackend, make_backend
-from .network import Router, Server
+from .network import SYSCTLS, Router, Server, finish_shells, terminate_all
 
 log = logging.getLogger("lasernet")
 
 Progress = Callable[[str, int, int], None]
+
+#: How the oracle's routes are computed: ``tick`` (in every tick, exact: routes follow the link states of the
+#: tick that installs them), ``background`` (in a separate process, see :mod:`lasernet.routing.background`:
+#: the tick stays cheap and routes lag by one computation), ``auto`` (``tick`` up to
+#: ``BACKGROUND_ABOVE_NODES`` nodes, where a full recompute fits well inside a 0.1 s tick, else ``background``).
+ROUTING_MODES = ("auto", "tick", "background")
+BACKGROUND_ABOVE_NODES = 400
 
 
 @dataclasses.dataclass
@@ -71,16 +88,53 @@ class TickReport:
     route_changes: int
 
 
+def _pin_to_last_cpu(pid: int | None) -> None:
+    """Confine a helper process (relay, background oracle) to the last CPU when there are two or more.
+
+    The relay runs SCHED_FIFO: woken by the driver's per-tick commit it would preempt the driver on the driver's
+    own core for as long as it takes to apply the table (several ms at shell1 size). On a core of its own (shared
+    with the background oracle, which runs niced) it never stalls the tick.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if pid and len(cpus) >= 2:
+        try:
+            os.sched_setaffinity(pid, {cpus[-1]})
+        except OSError as exc:
+            log.warning("could not pin process %s to CPU %d: %s", pid, cpus[-1], exc)
+
+
+def _raise_fd_limit(pid: int | None, wanted: int) -> None:
+    """Raise a process's open-file limit to at least ``wanted`` (a large run needs more than a login's default)."""
+    import resource
+
+    if not pid:
+        return
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    try:
+        if soft < wanted:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (OSError, ValueError) as exc:  # e.g. no CAP_SYS_RESOURCE to pass the hard limit (as on CI here)
+        log.warning("could not raise the open-file limit of process %s to %d (%s): it stays %d, so a relay holds "
+                    "at most ~%d links", pid, wanted, exc, soft, soft // 2 - 8)
+
+
 class Emulation:
     """A running (or ready to run) emulation of one scenario (see the module docstring)."""
+
+    #: Background routing: the share of a tick that installing routes may take; the rest waits for later ticks.
+    ROUTE_BUDGET = 0.15
+    ROUTE_CHUNK = 128  # most routes of one node installed in one go (a handover changes all of a station's)
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, routing: str = "auto"):
         if speed <= 0 or tick_s <= 0:
             raise ScenarioError("lasernet up", "", f"needs speed > 0 and tick_s > 0, got {speed} and {tick_s}")
+        if routing not in ROUTING_MODES:
+            raise ScenarioError("lasernet up", "", f"routing must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
+        self.routing = routing
         self.links_kind = links
         self.speed = speed
         self.tick_s = tick_s
@@ -105,14 +159,22 @@ class Emulation:
         self._applied_state = {k: np.zeros(0, dtype=t) for k, t in (("valid", bool), ("up", bool),
                                ("delay_s", float), ("loss", float), ("rate_bps", float))}
         self._slot_maps: dict[int, np.ndarray] = {}
+        self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
+        self._slots_by_index: list[LinkAddress] = []
+        self._route_queue: collections.deque = collections.deque()  # (node, changes) not installed yet
         self._recorder = None
         self._routes = None  # the oracle's table now installed
+        self._oracle_proc = None  # background mode: the OracleProcess
+        self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
+        self._lag_from = None
+        self.route_prefixes = None  # background mode: how many aggregated routes the first install used
         self._route_tl = None
         self.probes = None
         self._stop = threading.Event()
         self._wall0 = None
         self.ticks: list[TickReport] = []
         self._started = False
+        self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
 
     # ------------------------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> "Emulation":
@@ -131,29 +193,50 @@ class Emulation:
         from ..measure.probeset import ProbeSet
         from ..measure.recorder import Recorder
 
-        first = self._plan_window(0.0)  # validates the scenario fully before anything is created
+        t_start = time.monotonic()
+        first = self._plan_window(0.0)
+        # The driver holds per node a pty, its netlink socket and namespace fd: ~4 fds a node.
+        _raise_fd_limit(os.getpid(), 8 * len(first.node_names) + 4096)  # validates the scenario fully before anything is created
         self._windows.append((0.0, first))
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
+        if self.routing == "auto":
+            self.routing = "background" if len(self.node_names) > BACKGROUND_ABOVE_NODES else "tick"
+        if self.routing == "background":
+            from ..routing.background import OracleProcess
+
+            self._oracle_proc = OracleProcess(len(self.node_names))  # starts while the network comes up
+            _pin_to_last_cpu(self._oracle_proc.proc.pid)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
         self._recorder = Recorder(self.run_dir, first)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
+        self.start_timings["plan"] = time.monotonic() - t_start
+        mark = time.monotonic()
         names = self.node_names
-        for i, name in enumerate(names):
+        for i, name in enumerate(names):  # spawns every shell; finish_shells waits for them together
             role = "satellite" if i < self.n_satellites else self.scenario.ground[i - self.n_satellites].kind
-            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None)
+            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None, bulk=True)
             self.nodes[name] = node
-            self.state.add_node(node)
             self.progress("starting nodes", i + 1, len(names))
-        self.state.save()
+        finish_shells(list(self.nodes.values()))
         for node in self.nodes.values():
-            node.configDefault()
+            self.state.add_node(node)
+        self.state.save()
+        self.start_timings["shells"] = time.monotonic() - mark
+        mark = time.monotonic()
+        self.kernel = Kernel(self.nodes, names)
+        self.kernel.configure_routers(range(len(names)), SYSCTLS)
+        self.kernel.commit()
+        self.start_timings["node config"] = time.monotonic() - mark
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
                                     n_slots=max(4096, 2 * len(first.links)), log_dir=self.run_dir)
         self.backend.start()
+        helper = self.backend.resources().get("relay_pid")
+        _raise_fd_limit(helper, 2 * len(first.links) + 1024)  # the relay holds two TAP fds per link
+        if self._oracle_proc is not None:  # at scale: relay and oracle share a core, the driver has the others
+            _pin_to_last_cpu(helper)
         self.state.set_backend(self.backend.name, self.backend.resources())
-        self.kernel = Kernel(self.nodes, names)
         for j, host in enumerate(self.scenario.hosts):
             router = names.index(host.attach)
             server = self.net.addHost(host.name, cls=Server, index=j, attach=router, lan=lan_network(j), ip=None,
@@ -166,19 +249,35 @@ class Emulation:
             self.nodes[host.attach].record_intf(ifname_r, server.gateway, 24, "")
             server.record_intf(ifname_s, server.loopback, 24)
         self.state.save()
+        mark = time.monotonic()
         ever_up = np.flatnonzero(first.up.any(axis=0))
+        created = []
         for k, li in enumerate(ever_up):
-            self._ensure_link(first, int(li))
+            created.append(self._ensure_link(first, int(li), bulk=True))
             self.progress("creating links", k + 1, len(ever_up))
+        self.kernel.link_ends_bulk(created)
         self.kernel.commit()
+        if created:  # new links start down until the first tick says otherwise
+            slots = np.array([link.slot for link, _, _ in created])
+            zeros = np.zeros((len(slots), 2))
+            self.backend.apply(slots, zeros.astype(bool), zeros, zeros, zeros)
+        self.state.save()
+        self.start_timings["links"] = time.monotonic() - mark
         self.state.set_backend(self.backend.name, self.backend.resources())
         self._started = True
         if self.scenario.probes:
             self.probes = ProbeSet([(p.src, p.dst, p.rate_hz) for p in self.scenario.probes], self)
         self._wall0 = time.monotonic()
+        mark = time.monotonic()
         self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
+        self.start_timings["first routes"] = time.monotonic() - mark
         if self.probes:
             self.probes.start_responders(self)
+        # The network's hundreds of thousands of long-lived objects (nodes, interfaces, sockets) would make every
+        # full garbage collection walk them all, a 100 ms pause in a tick at shell1 size: they are frozen out of
+        # the collector (gc.freeze); what ticks allocate is still collected.
+        gc.collect()
+        gc.freeze()
         self._wall0 = time.monotonic()
         self.state.set_clock(self._wall0, self.speed, self.start_utc)
         if self.probes:
@@ -198,12 +297,14 @@ class Emulation:
             except Exception as exc:  # a report problem must not leave namespaces behind
                 log.error("writing the run's results failed: %s", exc)
             self._recorder = None
+        if self._oracle_proc is not None:
+            self._oracle_proc.close()
+            self._oracle_proc = None
         if self.kernel:
             self.kernel.close()
             self.kernel = None
         if self.net is not None:
-            for node in list(self.nodes.values()) + list(self.servers.values()):
-                node.terminate()
+            terminate_all(list(self.nodes.values()) + list(self.servers.values()))
             self.net = None
         if self.backend:
             self.backend.stop()
@@ -341,41 +442,169 @@ class Emulation:
             a[key] = grown
 
     def _update_routes(self, tl, slots, up, delay) -> int:
-        """Recompute the oracle's shortest-delay routes over the created, up links; install only the changes."""
+        """Recompute the oracle's shortest-delay routes over the created, up links; install only the changes.
+
+        In ``background`` mode: install the changes of a computation that has finished (if any), then hand the
+        process this tick's link states if it is idle; the first table (start-up) is waited for.
+        """
         from ..routing import oracle
 
         usable = up & (slots >= 0)
         d = np.where(np.isnan(delay), 0.0, delay)
-        routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d)
-        src, dst = oracle.diff(self._routes, routes)
-        self._routes = routes
-        self._route_tl = tl
+        if self._oracle_proc is None:
+            routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d)
+            src, dst = oracle.diff(self._routes, routes)
+            self._routes = routes
+            self._route_tl = tl
+            li = routes.link[src, dst]
+            changes = self._install_routes(src, dst, np.where(li >= 0, slots[np.maximum(li, 0)], -1))
+            self._drain_routes()
+            return changes
+        proc, t_s = self._oracle_proc, self.now_s()
+        result = proc.poll(timeout_s=600.0 if self._routes is None else 0.0)
+        if result is None and not proc.busy:
+            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
+            if self._routes is None:
+                result = proc.poll(timeout_s=600.0)
+        first = self._routes is None
+        budget = None if first else self.ROUTE_BUDGET * self.tick_s
+        if result is None:
+            self._drain_routes(None if budget is None else time.monotonic() + budget)
+            return 0
+        if self._routes is None:
+            n = len(self.node_names)
+            self._routes = oracle.Routes(next_hop=np.full((n, n), -1, np.int32), link=np.full((n, n), -1, np.int32),
+                                         delay_s=np.full((n, n), np.inf), hops=np.full((n, n), -1, np.int32))
+        elif self._lag_from is None:
+            self._lag_from = result.t_s  # recorded when its last change is installed (_drain_routes)
+        self._routes.next_hop[result.src, result.dst] = result.next_hop
+        self._routes.link[result.src, result.dst] = result.slot  # slots, not link indices, in this mode
+        if not proc.busy:  # start the next computation at once, from this tick's states
+            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
+        if first:
+            changes = self._install_aggregated()
+        else:
+            changes = self._install_routes(result.src, result.dst, result.slot)
+        self._drain_routes(None if budget is None else time.monotonic() + budget)
+        return changes
+
+    def _install_aggregated(self) -> int:
+        """The first table of background mode as aggregated prefixes (:func:`oracle.aggregate`), ~4x fewer routes.
+
+        Later changes are /32 routes (or /32 ``unreachable`` routes for withdrawals) over these, so forwarding
+        to every node is exactly the table's. Addresses of the loopback pool that belong to no node may fall
+        under an aggregate. Destinations with server LANs behind them keep their own /32 and /24 routes.
+        """
+        from ..routing import oracle
+
+        n = len(self.node_names)
+        bits = max(1, int(n).bit_length())  # offsets 1..n of the loopback pool
+        values = np.full((n, 1 << bits), oracle.DONT_CARE, np.int64)
+        values[:, 1:n + 1] = self._routes.link  # slots; -1 where unreachable
+        values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE  # a node's own loopback is local
+        lans = np.fromiter(self.kernel.lans, np.int64) if self.kernel.lans else np.zeros(0, np.int64)
+        values[:, lans + 1] = -10 - lans  # unique: never merged, never emitted
+        row, first, host_bits, slot = oracle.aggregate(values, bits)
+        order = np.argsort(row, kind="stable")
+        row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
+        ends = self._slot_ends
+        at_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot)) == row
+        via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
+        dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+        bounds = np.flatnonzero(np.diff(row)) + 1
+        for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(row)]])):
+            self._route_queue.append((int(row[lo]), ("prefixes", first[lo:hi], host_bits[lo:hi], via[lo:hi],
+                                                     dev[lo:hi])))
+        if len(lans):
+            src, dst = np.nonzero(np.isin(np.arange(n), lans)[None, :] & (self._routes.link >= 0))
+            self._install_routes(src, dst, self._routes.link[src, dst])
+        self.route_prefixes = len(row)
+        return int((self._routes.link >= 0).sum())
+
+    def _install_routes(self, src, dst, slot) -> int:
+        """Install the routes from nodes ``src`` to ``dst`` over link slots ``slot`` (-1: withdraw the route).
+
+        One numpy-packed batch per source node; withdrawals and destinations with server LANs behind them go
+        entry by entry (:meth:`Kernel.routes`).
+        """
         if len(src) == 0:
             return 0
+        special = slot < 0
+        if self.kernel.lans:
+            special |= np.isin(dst, np.fromiter(self.kernel.lans, np.int64))
         per_node: dict[int, list] = {}
-        for s_, d_ in zip(src.tolist(), dst.tolist()):
-            li = int(routes.link[s_, d_])
-            if li < 0:
-                per_node.setdefault(s_, []).append((d_, None))
+        lan_dsts = self.kernel.lans
+        unreachable: dict[int, list] = {}
+        for k in np.flatnonzero(special):
+            s_, d_ = int(src[k]), int(dst[k])
+            if slot[k] < 0:
+                if self._oracle_proc is not None and d_ not in lan_dsts:  # over an aggregate: /32 unreachable
+                    unreachable.setdefault(s_, []).append(d_)
+                else:
+                    per_node.setdefault(s_, []).append((d_, None))
                 continue
-            link = self._slots[self._pair(tl, li)]
-            if link.a == s_:
-                hop = (link.ip_b, link.ifname_a, link.b)
-            else:
-                hop = (link.ip_a, link.ifname_b, link.a)
+            a, ifname_a, ifname_b = self._slot_ends[int(slot[k])]
+            ip_a, ip_b = link_ips(int(slot[k]))
+            link = self._slots_by_index[int(slot[k])]
+            hop = (ip_b, ifname_a, link.b) if a == s_ else (ip_a, ifname_b, link.a)
             per_node.setdefault(s_, []).append((d_, hop))
+        queue = self._route_queue
         for node, entries in per_node.items():
-            self.kernel.routes(node, entries)
-        self.kernel.commit()
+            queue.append((node, entries))
+        for node, dsts in unreachable.items():
+            queue.append((node, ("unreachable", dsts)))
+        keep = np.flatnonzero(~special)
+        if len(keep):
+            s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
+            ends = self._slot_ends
+            slot_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot))
+            at_a = slot_a == s_arr
+            link_base = int(LINK_POOL.network_address)
+            via = (link_base + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
+            dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+            bounds = np.flatnonzero(np.diff(s_arr)) + 1
+            for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_arr)]])):
+                for c in range(lo, hi, self.ROUTE_CHUNK):  # bounded work items, so the tick budget holds
+                    e = min(hi, c + self.ROUTE_CHUNK)
+                    queue.append((int(s_arr[lo]), ("routes", d_arr[c:e], via[c:e], dev[c:e])))
         self._recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
+
+    def _drain_routes(self, deadline: float | None = None) -> None:
+        """Install queued per-node route changes, one namespace at a time, until done or ``deadline`` (monotonic).
+
+        Background mode spreads a large update over ticks this way (the rest waits for the next tick, in order,
+        so a node's newer changes never overtake older ones); tick mode drains everything at once.
+        """
+        queue = self._route_queue
+        while queue:
+            node, work = queue.popleft()
+            if isinstance(work, list):
+                self.kernel.routes(node, work)
+            elif work[0] == "prefixes":
+                self.kernel.prefixes_bulk(node, *work[1:])
+            elif work[0] == "unreachable":
+                self.kernel.unreachable(node, work[1])
+            else:
+                self.kernel.routes_bulk(node, *work[1:])
+            self.kernel.commit()
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        if not queue and self._lag_from is not None:
+            self.route_lags.append(self.now_s() - self._lag_from)
+            self._lag_from = None
 
     # ------------------------------------------------------------------------------------------------- links
     @staticmethod
     def _pair(tl: Timeline, li: int) -> tuple[int, int]:
         return int(tl.links.a[li]), int(tl.links.b[li])
 
-    def _ensure_link(self, tl: Timeline, li: int) -> LinkAddress:
+    def _ensure_link(self, tl: Timeline, li: int, bulk: bool = False):
+        """Create link ``li`` of ``tl`` if it does not exist yet; return its LinkAddress.
+
+        With ``bulk`` (start-up) its addresses, neighbours and initial state are left to the caller, and the
+        return value is ``(link, mac_a, mac_b)`` for :meth:`Kernel.link_ends_bulk`.
+        """
         pair = self._pair(tl, li)
         link = self._slots.get(pair)
         if link is not None:
@@ -391,8 +620,12 @@ class Emulation:
                 slots[hit] = link.slot
         na.record_intf(link.ifname_a, link.ip_a, 31, mac_a)
         nb.record_intf(link.ifname_b, link.ip_b, 31, mac_b)
+        self.state.add_link(link, f"{self.node_names[pair[0]]}~{self.node_names[pair[1]]}")
+        self._slot_ends.append((link.a, link.ifname_a, link.ifname_b))
+        self._slots_by_index.append(link)
+        if bulk:
+            return link, mac_a, mac_b
         self.kernel.link_ends(link, mac_a, mac_b)
-        self.state.add_link(link, tl.links.names[li])
         # A new link starts down until the next apply says otherwise.
         self.backend.apply(np.array([link.slot]), np.zeros((1, 2), bool), np.zeros((1, 2)), np.zeros((1, 2)),
                            np.zeros((1, 2)))
@@ -489,7 +722,12 @@ class Emulation:
         if self._routes is None:
             return [], math.inf
         nodes = oracle.path(self._routes, ia, ib)
-        return [self.node_names[i] for i in nodes], float(self._routes.delay_s[ia, ib])
+        if self._oracle_proc is None:
+            return [self.node_names[i] for i in nodes], float(self._routes.delay_s[ia, ib])
+        # background mode: the table holds link slots; add up the delays the backend has now
+        slots = [int(self._routes.link[u, ib]) for u in nodes[:-1]]
+        delay = float(self._applied_state["delay_s"][slots].sum()) if nodes else math.inf
+        return [self.node_names[i] for i in nodes], delay
 
     def link_table(self) -> list[dict]:
         """Live state of every created link: names, up, delay, loss, rate."""

@@ -9,12 +9,23 @@ traffic a node originates can be answered from anywhere. Failures raise naming t
 
 from __future__ import annotations
 
-from .addressing import LinkAddress, loopback_ip
+import socket
+import struct
+
+from .addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
 from .netlink import Netlink
+
+LOOPBACK_BASE = int(LOOPBACK_POOL.network_address)
+
+
+def _ipv4_text(address: int) -> str:
+    return socket.inet_ntoa(struct.pack("!I", address))
 
 
 class Kernel:
     """Batched configuration of the nodes' namespaces (see the module docstring)."""
+
+    FEW_ROUTES = 16
 
     def __init__(self, nodes: dict, node_names: tuple[str, ...]):
         self.nodes = nodes
@@ -40,6 +51,98 @@ class Kernel:
                 nl.commit()
             nl.add_address(dev, ip, 31)
             nl.replace_neighbour(dev, peer_ip, peer_mac)
+
+    def configure_routers(self, indices, sysctls) -> None:
+        """What a bulk-started Router's shell would have done: ``net.*`` sysctls, ``lo`` up, the loopback /32.
+
+        ``sysctls`` are ``"key=value"`` strings; written through ``/proc/sys`` from a thread inside each namespace.
+        """
+        from .netlink import Netns, open_in_each
+
+        values = dict(item.split("=", 1) for item in sysctls)
+        indices = [node for node in indices if node not in self._socks]
+        spaces = [Netns(self.nodes[self.node_names[node]].pid) for node in indices]
+        try:
+            socks = open_in_each(spaces, values)
+        finally:
+            for ns in spaces:
+                ns.close()
+        for node, sock in zip(indices, socks):
+            nl = self._socks[node] = Netlink(self.nodes[self.node_names[node]].pid, sock=sock)
+            self._dirty.add(node)
+            nl.set_link("lo", up=True)
+            nl.add_address("lo", loopback_ip(node), 32)
+
+    def link_ends_bulk(self, ends) -> None:
+        """:meth:`link_ends` for many new links at once: ``ends`` of (link, mac_a, mac_b); one link dump per node.
+
+        Everything is queued; the caller commits.
+        """
+        per_node: dict[int, list] = {}
+        for link, mac_a, mac_b in ends:
+            per_node.setdefault(link.a, []).append((link.ifname_a, link.ip_a, link.ip_b, mac_b))
+            per_node.setdefault(link.b, []).append((link.ifname_b, link.ip_b, link.ip_a, mac_a))
+        for node, items in per_node.items():
+            nl = self._nl(node)
+            if nl.pending:
+                nl.commit()
+            nl.links(refresh=True)
+            for dev, ip, peer_ip, peer_mac in items:
+                nl.add_address(dev, ip, 31)
+                nl.replace_neighbour(dev, peer_ip, peer_mac)
+
+    def routes_bulk(self, node: int, dst, via, dev) -> None:
+        """Add or replace many routes of ``node`` at once (packed by numpy): to the loopbacks of nodes ``dst``
+        (int array) via ``via`` (uint32 addresses, host order) out of interfaces named ``dev`` (sequence of names).
+
+        Destinations with servers behind them (LANs) or withdrawals go through :meth:`routes`.
+        """
+        import numpy as np
+
+        nl = self._nl(node)
+        dst = np.asarray(dst)
+        if len(dst) == 0:
+            return
+        links = nl.links()
+        if any(name not in links for name in set(dev)):
+            links = nl.links(refresh=True)
+        if len(dst) <= self.FEW_ROUTES:  # a handful (the usual per-tick change): struct beats numpy set-up
+            src = _ipv4_text(LOOPBACK_BASE + 1 + node)
+            for d, v, name in zip(dst.tolist(), np.asarray(via).tolist(), dev):
+                nl.replace_route(_ipv4_text(LOOPBACK_BASE + 1 + d), 32, gateway=_ipv4_text(v),
+                                 dev=links[name].index, onlink=True, source=src)
+            self._routed.setdefault(node, set()).update(dst.tolist())
+            return
+        oif = np.fromiter((links[name].index for name in dev), np.int32, len(dev))
+        dst_ip = (LOOPBACK_BASE + 1 + dst).astype(np.uint32)
+        nl.replace_routes(dst_ip, np.asarray(via, np.uint32), oif, onlink=True,
+                          source=np.full(len(dst), LOOPBACK_BASE + 1 + node, np.uint32))
+        self._routed.setdefault(node, set()).update(dst.tolist())
+
+    def prefixes_bulk(self, node: int, first, host_bits, via, dev) -> None:
+        """Add or replace aggregated loopback routes of ``node``: prefixes starting at loopback-pool offset
+        ``first`` (int array) of ``32 - host_bits`` bits, via ``via`` (uint32) out of interfaces named ``dev``."""
+        import numpy as np
+
+        nl = self._nl(node)
+        first = np.asarray(first)
+        if len(first) == 0:
+            return
+        links = nl.links()
+        if any(name not in links for name in set(dev)):
+            links = nl.links(refresh=True)
+        oif = np.fromiter((links[name].index for name in dev), np.int32, len(dev))
+        src = np.full(len(first), LOOPBACK_BASE + 1 + node, np.uint32)
+        lengths = (32 - np.asarray(host_bits)).astype(np.uint8)  # one prefix length per message
+        nl.replace_routes((LOOPBACK_BASE + first).astype(np.uint32), np.asarray(via, np.uint32), oif, onlink=True,
+                          source=src, prefix_len=lengths)
+
+    def unreachable(self, node: int, dsts) -> None:
+        """Make other nodes' loopbacks unreachable from ``node`` (a /32 over any aggregate that covers them)."""
+        nl = self._nl(node)
+        for dst in dsts:
+            nl.replace_unreachable(loopback_ip(int(dst)), 32)
+            self._routed.get(node, set()).discard(int(dst))
 
     def routes(self, node: int, entries) -> None:
         """Set node's routes to other nodes' loopbacks: entries of (dst node, (via ip, dev, nb) or None)."""

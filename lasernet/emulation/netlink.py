@@ -74,6 +74,7 @@ RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNSPEC, RTN_UNICAST = 0, 1
+RTN_UNREACHABLE = 7
 RTNH_F_ONLINK = 0x4
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT = 0x80
@@ -223,13 +224,14 @@ class Netlink:
     max_batch = 4096
 
     def __init__(self, netns: "Netns | str | int | os.PathLike | None" = None, *, buffer_bytes: int = 4 << 20,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, sock: socket.socket | None = None):
         self._own_netns = not isinstance(netns, Netns)
         self.netns = Netns(netns) if self._own_netns else netns
         self.sock = None
-        try:
-            self.sock = self.netns.run(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                                             socket.NETLINK_ROUTE))
+        try:  # ``sock``: a NETLINK_ROUTE socket already opened inside netns (see open_in_each)
+            self.sock = sock or self.netns.run(lambda: socket.socket(socket.AF_NETLINK,
+                                                                     socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                                                     socket.NETLINK_ROUTE))
             self.sock.bind((0, 0))
             self.sock.settimeout(timeout_s)
             self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
@@ -245,7 +247,6 @@ class Netlink:
         self._ops: list = []  # per queued message: (operation name, args...) or a _BulkRoutes; formatted on error
         self._links: dict[str, Link] | None = None
         self._links_dirty = False
-        self._recv_buf = bytearray(1 << 20)
         self.timeout_s = timeout_s
 
     # --- queueing: links ------------------------------------------------------------------------------------
@@ -382,6 +383,13 @@ class Netlink:
                 + _IP_ATTR.pack(8, RTA_DST, socket.inet_aton(dst)))
         self._queue(RTM_DELROUTE, 0, body, ("route delete", f"{dst}/{prefix_len}"))
 
+    def replace_unreachable(self, dst: str, prefix_len: int = 32, *, table: int = RT_TABLE_MAIN,
+                            protocol: int = RTPROT_STATIC) -> None:
+        """Add or replace an ``unreachable`` route for ``dst/prefix_len`` (senders get ICMP net unreachable)."""
+        body = (_RTMSG.pack(socket.AF_INET, prefix_len, 0, 0, table, protocol, RT_SCOPE_UNIVERSE, RTN_UNREACHABLE, 0)
+                + _IP_ATTR.pack(8, RTA_DST, socket.inet_aton(dst)))
+        self._queue(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, ("route replace unreachable", f"{dst}/{prefix_len}"))
+
     def replace_neighbour(self, dev: "int | str", address: str, mac: "bytes | str") -> None:
         """Add or replace a permanent neighbour entry: IPv4 ``address`` is at ``mac`` on ``dev`` (no ARP)."""
         lladdr = bytes.fromhex(mac.replace(":", "")) if isinstance(mac, str) else bytes(mac)
@@ -451,7 +459,8 @@ class Netlink:
     def _receive(self) -> Iterable[tuple[int, int, memoryview]]:
         """One datagram from the kernel, split into (type, seq, payload) messages."""
         try:
-            n = self.sock.recv_into(self._recv_buf)
+            buf = _receive_buffer()
+            n = self.sock.recv_into(buf)
         except socket.timeout:
             raise NetlinkError("waiting for acknowledgements", self.netns.name, errno_mod.ETIMEDOUT,
                                f"no answer within {self.timeout_s} s") from None
@@ -460,7 +469,7 @@ class Netlink:
                 raise
             raise NetlinkError("reading acknowledgements", self.netns.name, errno_mod.ENOBUFS,
                                "the receive buffer overflowed, so some errors were lost: lower max_batch") from None
-        view = memoryview(self._recv_buf)[:n]
+        view = memoryview(buf)[:n]
         offset = 0
         while offset + _HDR.size <= n:
             length, msg_type, flags, seq, _pid = _HDR.unpack_from(view, offset)
@@ -575,7 +584,7 @@ class _BulkRoutes:
 
     def describe(self, position: int) -> str:
         m = self.msgs[position - self.start]
-        text = (f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{self.prefix_len} via "
+        text = (f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{int(m['dst_len'])} via "
                 f"{socket.inet_ntoa(struct.pack('!I', m['gw']))} dev {int(m['oif'])}")
         return text + (" onlink" if self.onlink else "")
 
@@ -628,3 +637,48 @@ def _set_buffer(sock: socket.socket, force_opt: int, opt: int, size: int) -> int
     except PermissionError:
         sock.setsockopt(socket.SOL_SOCKET, opt, size)
     return sock.getsockopt(socket.SOL_SOCKET, opt) // 2  # the kernel doubles the value for bookkeeping
+
+
+_thread_buffers = threading.local()
+
+
+def _receive_buffer() -> bytearray:
+    """A 1 MiB receive buffer per thread, shared by all of that thread's sockets (a driver holds one socket per
+    node; a buffer each would be a gigabyte at constellation scale). Messages are parsed before the next read."""
+    buf = getattr(_thread_buffers, "buf", None)
+    if buf is None:
+        buf = _thread_buffers.buf = bytearray(1 << 20)
+    return buf
+
+
+def open_in_each(namespaces: "list[Netns]", sysctls: "Mapping[str, object] | None" = None) -> list[socket.socket]:
+    """Open a NETLINK_ROUTE socket in each of many namespaces (and write ``net.*`` sysctls there) from one thread.
+
+    :meth:`Netns.run` starts a thread per call; at a thousand namespaces one thread that ``setns``-es from one to
+    the next is several times faster. Returns the sockets in order, for ``Netlink(netns, sock=...)``.
+    """
+    paths = {_sysctl_path(key): str(value) for key, value in (sysctls or {}).items()}
+
+    def work() -> list[socket.socket]:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        socks = []
+        try:
+            for ns in namespaces:
+                if _libc.setns(ns.fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({ns.path}): {os.strerror(err)}")
+                socks.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                           socket.NETLINK_ROUTE))
+                for path, text in paths.items():
+                    with open(path, "w") as f:
+                        f.write(text)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        finally:
+            _libc.setns(home, CLONE_NEWNET)
+            os.close(home)
+        return socks
+
+    return Netns(None).run(work)

@@ -12,10 +12,18 @@ node i's loopback is :func:`lasernet.emulation.addressing.loopback_ip(i)`.
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import time
+
 from mininet.link import Intf
 from mininet.node import Host
 
 from .addressing import loopback_ip
+
+PROMPT = chr(127)  # Mininet's shell prompt sentinel
+SHELL_SETUP = "unset HISTFILE; stty -echo; set +m\n"  # what Mininet's startShell runs first
 
 SYSCTLS = (
     "net.ipv4.ip_forward=1",
@@ -34,13 +42,41 @@ class Router(Host):
     ``role`` is ``satellite`` or ``ground-station`` (or the site's kind), and ``loopback`` its /32 identity.
     """
 
-    def __init__(self, name: str, index: int = 0, role: str = "satellite", **params):
+    def __init__(self, name: str, index: int = 0, role: str = "satellite", bulk: bool = False, **params):
         self.index = index
         self.role = role
         self.loopback = loopback_ip(index)
+        self.bulk = bulk
         super().__init__(name, inNamespace=True, **params)
 
+    def startShell(self, mnopts=None):  # noqa: N802 (Mininet's name)
+        """Start the shell; with ``bulk`` only spawn it, and :func:`finish_shells` waits for many at once.
+
+        Mininet spawns ``mnexec -cdn`` with every descriptor inherited and lets mnexec close them one by one (up
+        to RLIMIT_NOFILE, 3.7 ms here), then waits for the prompt and runs a first command before the next node
+        starts. A bulk start closes descriptors in the spawn itself (``close_range``), types Mininet's first
+        command ahead and leaves the waiting to :func:`finish_shells`, so that shells start while others spawn.
+        """
+        if not self.bulk:
+            return super().startShell(mnopts)
+        cmd = ["mnexec", "-dn", "env", "PS1=" + PROMPT, "bash", "--norc", "--noediting", "-is", "mininet:" + self.name]
+        self.master, self.slave = pty.openpty()
+        self.shell = self._popen(cmd, stdin=self.slave, stdout=self.slave, stderr=self.slave, close_fds=True)
+        self.stdin = os.fdopen(self.master, "r")
+        self.stdout = self.stdin
+        self.pid = self.shell.pid
+        self.pollOut = select.poll()
+        self.pollOut.register(self.stdout)
+        self.outToNode[self.stdout.fileno()] = self
+        self.inToNode[self.stdin.fileno()] = self
+        self.execed, self.lastCmd, self.lastPid, self.readbuf = False, None, None, ""
+        self.waiting = True
+        self.write(SHELL_SETUP)  # typed ahead: read by bash after its first prompt
+
     def config(self, **params):
+        """With ``bulk`` nothing runs in the shell: the driver sets sysctls, ``lo`` and the loopback by netlink."""
+        if self.bulk:
+            return {}
         result = super().config(**params)
         self.cmd(f"sysctl -qw {' '.join(SYSCTLS)}; ip addr add {self.loopback}/32 dev lo")
         return result
@@ -63,6 +99,49 @@ class Router(Host):
     def identity(self) -> dict:
         return {"name": self.name, "index": self.index, "role": self.role, "loopback": self.loopback,
                 "pid": self.pid}
+
+
+def finish_shells(nodes, timeout_s: float = 120.0) -> None:
+    """Wait until every bulk-started node's shell has run its first command (two prompts: startup, command)."""
+    pending = {node.stdout.fileno(): node for node in nodes if node.bulk and node.waiting}
+    seen = {fd: 0 for fd in pending}
+    poller = select.poll()
+    for fd in pending:
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            names = ", ".join(node.name for node in list(pending.values())[:5])
+            raise TimeoutError(f"{len(pending)} node shells did not start within {timeout_s} s: {names}...")
+        for fd, _ev in poller.poll(1000):
+            node = pending.get(fd)
+            if node is None:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                raise RuntimeError(f"the shell of node {node.name} exited while starting")
+            seen[fd] += data.count(PROMPT.encode())
+            if seen[fd] >= 2:
+                node.waiting, node.readbuf = False, ""
+                poller.unregister(fd)
+                del pending[fd]
+
+
+def terminate_all(nodes) -> None:
+    """Terminate many nodes at once: SIGHUP every shell's process group first, then reap them all."""
+    import signal
+
+    for node in nodes:
+        if node.shell is not None and node.shell.poll() is None:
+            try:
+                os.killpg(node.shell.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+    for node in nodes:
+        node.terminate()  # already signalled: closes the pty and waits for the shell
 
 
 class Server(Host):

@@ -128,6 +128,40 @@ def path(routes: Routes, source: int, destination: int) -> list[int]:
     return nodes
 
 
+def aggregate(values: np.ndarray, address_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cover each row's per-address values with the fewest aligned prefixes of one value each (greedy, exact).
+
+    ``values[s, x]`` is the next-hop identity (>= 0) of row ``s`` for address offset ``x`` (0 <= x <
+    2**address_bits), ``DONT_CARE`` where any answer will do (no such address), and any other negative number
+    where there must be no route (unreachable, or handled separately). A block of ``2**k`` addresses is emitted
+    when all its cared-for addresses hold the same value >= 0 and its parent block does not; so every address
+    with a value >= 0 is covered by exactly one emitted block carrying that value, and no other cared-for
+    address is covered. Returns (row, first address offset, prefix length in bits of the host part k, value).
+    """
+    rows, width = values.shape
+    if width != 1 << address_bits:
+        raise ValueError(f"values must have 2**{address_bits} columns, got {width}")
+    levels = [values.astype(np.int64)]
+    for _ in range(address_bits):
+        pair = levels[-1].reshape(rows, -1, 2)
+        left, right = pair[:, :, 0], pair[:, :, 1]
+        merged = np.where(left == DONT_CARE, right, np.where((right == DONT_CARE) | (right == left), left, MIXED))
+        merged[(left == MIXED) | (right == MIXED)] = MIXED
+        levels.append(merged)
+    out = []
+    for k, level in enumerate(levels):
+        emit = level >= 0
+        if k < address_bits:
+            emit &= np.repeat(levels[k + 1] == MIXED, 2, axis=1)
+        r, block = np.nonzero(emit)
+        out.append((r, block << k, np.full(len(r), k), level[r, block]))
+    return tuple(np.concatenate(parts) for parts in zip(*out))
+
+
+DONT_CARE = -3
+MIXED = -4
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def _check_links(n_nodes, a, b, up, delay_s):
     a = np.asarray(a, dtype=np.int64)
