@@ -21,6 +21,7 @@ if os.geteuid() != 0:
     pytest.skip("needs root to create network namespaces (CI runs as root)", allow_module_level=True)
 
 LASERNET = [sys.executable, "-m", "lasernet.cli"]
+LINKS = os.environ.get("LASERNET_LINKS", "auto")  # the link backend under test (auto: netem if the kernel has it)
 
 
 def snapshot() -> dict:
@@ -54,7 +55,8 @@ def assert_nothing_left(before: dict, timeout_s: float = 10.0) -> None:
 
 
 def start_up(tmp_path, *args) -> subprocess.Popen:
-    return subprocess.Popen(LASERNET + ["up", "mini", "--run-dir", str(tmp_path / "run"), *args], cwd=tmp_path,
+    return subprocess.Popen(LASERNET + ["up", "mini", "--run-dir", str(tmp_path / "run"), "--links", LINKS,
+                                         *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
