@@ -114,7 +114,9 @@ class NetemLinks(LinkBackend):
     end ``w<slot>a`` down makes ``ifname_a`` NO-CARRIER, and ``w<slot>b`` down does the same to ``ifname_b``:
     direction d's up/down is the wire end on its sender's side (index 0: ``w<slot>a``). On carrier loss the
     kernel's link watcher (immediately for a veth) swaps the end's qdisc for noop and resets netem, so frames
-    in flight (held by netem for their delay) are dropped, and sending stops until the carrier returns.
+    in flight (held by netem for their delay) are dropped, and sending stops until the carrier returns. The
+    bridge's forward delay is 0: with STP off a port that comes up still waits in listening and learning for the
+    forward delay each (15 s by default), which would turn every 1 s outage into a half-minute one.
 
     ``apply`` sends, per tick, one batch of qdisc changes to each node namespace concerned and one batch of
     link up/down messages to the wire namespace, and only for what differs from what it last sent. The wire
@@ -135,7 +137,8 @@ class NetemLinks(LinkBackend):
         self.wire: Netlink | None = None
         self._nodes: dict[int, Netlink] = {}  # node PID -> netlink socket in its namespace
         self._ends: dict[int, tuple[int, int, int, int]] = {}  # slot -> (pid a, ifindex a, pid b, ifindex b)
-        self._sent: dict[int, np.ndarray] = {}  # slot -> [[up, delay_s, loss, rate_bps] per direction], as sent
+        # What was last sent, by slot and direction: up (wire end), delay_s, loss, rate_bps; NaN = nothing yet.
+        self._sent = np.full((0, 2, 4), np.nan)
 
     # ------------------------------------------------------------------------------------------------- lifetime
     def start(self) -> "NetemLinks":
@@ -193,7 +196,11 @@ class NetemLinks(LinkBackend):
             nl.commit()
             ends.append((pid, index, nl.link(ifname).mac))
         self._ends[link.slot] = (ends[0][0], ends[0][1], ends[1][0], ends[1][1])
-        self._sent[link.slot] = np.array([[0.0, 0.0, 0.0, 0.0]] * 2)  # wire ends down, netem delay 0
+        if link.slot >= len(self._sent):
+            grown = np.full((max(link.slot + 1, 2 * len(self._sent), 256), 2, 4), np.nan)
+            grown[:len(self._sent)] = self._sent
+            self._sent = grown
+        self._sent[link.slot] = 0.0  # wire ends down, netem delay 0, no loss, unlimited rate
         return tuple(":".join(f"{b:02x}" for b in mac) for _pid, _index, mac in ends)
 
     def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
@@ -202,22 +209,21 @@ class NetemLinks(LinkBackend):
         new = np.stack([np.asarray(up, float), np.asarray(delay_s, float), np.asarray(loss, float),
                         np.asarray(rate_bps, float)], axis=-1)  # (n, 2, 4)
         new[..., 1] = np.where(np.isnan(new[..., 1]), 0.0, new[..., 1])
+        unknown = [int(x) for x in slots if x >= len(self._sent) or x not in self._ends]
+        if unknown:
+            raise KeyError(f"netem: link slot(s) {unknown[:5]} were never added")
+        old = self._sent[slots]
+        qdisc_changed = np.any(new[..., 1:] != old[..., 1:], axis=-1)  # (n, 2)
+        carrier_changed = new[..., 0] != old[..., 0]
+        self._sent[slots] = new
         touched: set[int] = set()
-        carrier = []
-        for k, slot in enumerate(slots.tolist()):
-            if slot not in self._ends:
-                raise KeyError(f"netem: link slot {slot} was never added")
-            pid_a, index_a, pid_b, index_b = self._ends[slot]
-            sent = self._sent[slot]
-            for d, (pid, index) in enumerate(((pid_a, index_a), (pid_b, index_b))):
-                want = new[k, d]
-                if np.any(want[1:] != sent[d, 1:]):
-                    self._node(pid).netem(index, delay_s=float(want[1]), loss=float(want[2]),
-                                          rate_bps=float(want[3]), limit_packets=self.limit_packets)
-                    touched.add(pid)
-                if want[0] != sent[d, 0]:
-                    carrier.append((f"w{slot}{'ab'[d]}", bool(want[0])))
-            self._sent[slot] = new[k].copy()
+        for k, d in zip(*np.nonzero(qdisc_changed)):
+            end = self._ends[int(slots[k])]
+            pid, index = end[2 * d], end[2 * d + 1]
+            self._node(pid).netem(index, delay_s=float(new[k, d, 1]), loss=float(new[k, d, 2]),
+                                  rate_bps=float(new[k, d, 3]), limit_packets=self.limit_packets)
+            touched.add(pid)
+        carrier = [(f"w{int(slots[k])}{'ab'[d]}", bool(new[k, d, 0])) for k, d in zip(*np.nonzero(carrier_changed))]
         errors = []
         for pid in touched:
             try:
