@@ -69,6 +69,13 @@ def _probe(emu, src: str, dst: str, count: int, interval_s: float, port: int):
                                    str(interval_s), "--wait-s", "1.0", "--rt-priority", "5"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    # The prober sends its first probe only once its interpreter has started (~0.3 s here, seconds in the TCG
+    # guest): tick until the responder has received one, so that what a test does next happens while probing.
+    deadline = time.monotonic() + 60
+    while not len(read_record(record)):
+        assert prober.poll() is None and time.monotonic() < deadline, "the prober never reached the responder"
+        emu.run(0.05)
+
     def collect() -> ProbeResult:
         try:
             out, err = prober.communicate(timeout=count * interval_s + 30)
@@ -223,6 +230,8 @@ def test_rate_limit_gives_iperf3_tcp_within_ten_percent(mini):
     assert abs(bps - 10e6) <= 0.1 * 10e6
 
 
+@pytest.mark.skipif(IN_GUEST, reason="needs ticks on time: at 30x one 0.1-0.3 s tick overrun in the TCG guest is "
+                                      "3-9 s of emulated drift, which is what this test measures")
 def test_geometry_driven_delay_change_shows_in_measured_rtt(tmp_path):
     """At 30x speed the path's delay drifts by milliseconds; measured RTT follows within a tick."""
     scenario = lasernet.load_scenario(SCENARIO)
