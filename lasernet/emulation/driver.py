@@ -41,7 +41,7 @@ from ..timeline import CAUSES, Timeline
 from . import state as run_state
 from .addressing import LinkAddress, ifname_for, lan_network
 from .kernel import Kernel
-from .links import LinkBackend, make_backend
+from .links import LinkBackend, choose_backend, make_backend
 from .network import Router, Server
 
 log = logging.getLogger("lasernet")
@@ -132,6 +132,7 @@ class Emulation:
         from ..measure.recorder import Recorder
 
         first = self._plan_window(0.0)  # validates the scenario fully before anything is created
+        self.links_kind = choose_backend(self.links_kind)  # so does the link backend (BackendUnavailable)
         self._windows.append((0.0, first))
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites

@@ -45,12 +45,14 @@ SRC, DST = _PROBES[0].src, _PROBES[0].dst
 LOSS_SRC, LOSS_DST = _PROBES[1].src, _PROBES[1].dst
 # Guest bounds (LASERNET_VM_GUEST=1: QEMU TCG, see tests/vm/test_emulation_in_vm.py). There every process and
 # every forwarded packet costs the emulated CPU 10-100x what it costs natively; measured there, a UDP echo over
-# one bare veth pair takes 1.6-5.6 ms. So measured - predicted RTT cannot be within 0.5 ms: in the guest it must
-# never be below the light time (p10 >= -0.5 ms: what a netem delay programmed too short would break) and its
-# median at most GUEST_RTT_EXCESS_MS above it (the guest's own cost over the path's hops). Ticks overrun there
+# one bare veth pair takes 1.6-5.6 ms. So measured - predicted RTT cannot be within 0.5 ms: in the guest its 10th
+# percentile must lie between -0.5 ms (never below the light time: what a netem delay programmed too short, e.g.
+# by a wrong psched clock, would break) and GUEST_RTT_EXCESS_MS (the guest's own cost over the path's 8
+# forwarding steps and two Python processes). The 10th percentile, because load on the host only ever adds
+# latency (medians have come out +5.9 to +25.8 ms over tiny's 4 hops from one run to the next). Ticks overrun there
 # (a tick costs 0.1-1 s of TCG time), and an override starts and ends at ticks, so the outage window and the
 # reroute losses get the largest tick cost seen during the test added to their host bounds.
-GUEST_RTT_EXCESS_MS = 25.0
+GUEST_RTT_EXCESS_MS = 15.0
 GUEST_MIN_PROBES = 60
 
 
@@ -130,7 +132,8 @@ def test_rtt_matches_light_time_over_four_or_more_hops(tmp_path):
               f"{float(mine[0]['predicted_rtt_ms']):.2f} ms, measured - predicted median {np.median(err):+.3f} ms, "
               f"p99 {np.percentile(err, 99):+.3f} ms")
         if IN_GUEST:
-            assert np.percentile(err, 10) >= -0.5 and np.median(err) <= GUEST_RTT_EXCESS_MS
+            print(f"{pair}: (guest) measured - predicted p10 {np.percentile(err, 10):+.3f} ms")
+            assert -0.5 <= np.percentile(err, 10) <= GUEST_RTT_EXCESS_MS
         else:
             assert abs(np.median(err)) <= 0.5
     ticks = list(csv.DictReader((tmp_path / "run" / "ticks.csv").open()))
