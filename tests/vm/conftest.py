@@ -26,12 +26,16 @@ GUEST_TIMEOUT_S = 900
 _runs: list[dict] = []  # what the session's boot produced, for the terminal summary
 _emulation_runs: list = []
 # The live-emulation tests run in the guest with the netem backend, on the scenario `tiny` (see its file for why).
-EMULATION_TESTS = ["tests/integration/test_emulation.py", "tests/integration/test_lifecycle.py"]
+EMULATION_TESTS = ["tests/integration/test_emulation.py", "tests/integration/test_lifecycle.py",
+                   # Not these (~2 min under TCG): bad input exits before any link backend exists, and SIGINT
+                   # takes the very teardown path of a normal end (both run on the host with every backend).
+                   "-k", "not bad_input and not sigint"]
 EMULATION_ENV = {"LASERNET_LINKS": "netem", "LASERNET_TEST_SCENARIO": "tiny"}
 EMULATION_TIMEOUT_S = 900
+_OVERRUN = re.compile(r"tick \d+ at t=[\d.]+ s took [\d.]+ ms \(> \d+ ms\)")
 # Lines the integration tests print with what they measured (see their print() calls).
-_MEASURED = re.compile(r"(probes over|outage |reroute |loss 0\.|rate 10\.|predicted RTT drifted|PASSED|FAILED|"
-                       r"SKIPPED|ERROR|passed|failed)")
+_MEASURED = re.compile(r"(probes over|\(guest\) measured|outage |reroute |loss 0\.|rate 10\.|predicted RTT drifted|"
+                       r"PASSED|FAILED|SKIPPED|ERROR|passed|failed|s call )")
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +59,7 @@ def vm_suite():
 def vm_emulation():
     """Boot once and run the live-emulation integration tests in the guest with the netem backend."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rA", "-s", "--color=no",
-               "-o", "addopts=", *EMULATION_TESTS]
+               "--durations=0", "-o", "addopts=", *EMULATION_TESTS]
     try:
         result = vmharness.run_in_vm(command, EMULATION_TIMEOUT_S, env=EMULATION_ENV)
     except vmharness.VMUnavailable as e:
@@ -74,6 +78,7 @@ def pytest_terminal_summary(terminalreporter):
         cmd = f"{result.command_s:.1f} s" if result.command_s is not None else "-"
         tr.write_line(f"boot {boot}, guest tests {cmd}, total {result.total_s:.1f} s, exit code {result.exit_code}")
         for line in result.output.splitlines():
+            line = _OVERRUN.sub("", line)  # the driver's overrun warnings run into pytest's -v lines
             if _MEASURED.search(line) and not line.startswith("vmtest:"):
                 tr.write_line("  " + line.strip())
         if result.exit_code != 0:
