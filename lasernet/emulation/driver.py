@@ -51,7 +51,7 @@ from ..timeline import CAUSES, Timeline
 from . import state as run_state
 from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from .kernel import Kernel
-from .links import LinkBackend, make_backend
+from .links import LinkBackend, choose_backend, make_backend
 from .network import SYSCTLS, Router, Server, finish_shells, terminate_all
 
 log = logging.getLogger("lasernet")
@@ -194,9 +194,10 @@ class Emulation:
         from ..measure.recorder import Recorder
 
         t_start = time.monotonic()
-        first = self._plan_window(0.0)
+        first = self._plan_window(0.0)  # validates the scenario fully before anything is created
+        self.links_kind = choose_backend(self.links_kind)  # so does the link backend (BackendUnavailable)
         # The driver holds per node a pty, its netlink socket and namespace fd: ~4 fds a node.
-        _raise_fd_limit(os.getpid(), 8 * len(first.node_names) + 4096)  # validates the scenario fully before anything is created
+        _raise_fd_limit(os.getpid(), 8 * len(first.node_names) + 4096)
         self._windows.append((0.0, first))
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites

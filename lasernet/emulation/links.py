@@ -10,19 +10,23 @@ Every backend offers the same small interface, used by the driver once per tick 
 * ``resources()``: the processes and files it created, for ``lasernet down``.
 
 Backends: ``delayline`` (TAPs plus a userspace relay; works on any kernel with tun/tap, and the only choice on
-kernels without sch_netem such as this machine's) and ``netem`` (veth pairs shaped by sch_netem: the standard
-in a VM with a stock kernel; not implemented yet). :func:`choose_backend` resolves ``auto`` by probing once
-whether a netem qdisc can be created in a scratch namespace.
+kernels without sch_netem such as this machine's) and ``netem`` (veth ends shaped by sch_netem, changed in place
+by batched rtnetlink: the standard in a VM with a stock kernel). :func:`choose_backend` resolves ``auto`` by
+probing once whether a netem qdisc can be created in a scratch namespace.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
 import subprocess
+import threading
 
 import numpy as np
 
 from .addressing import LinkAddress
+from .netlink import CLONE_NEWNET, Netlink, Netns
 
 
 class LinkBackend:
@@ -92,6 +96,174 @@ class DelaylineLinks(LinkBackend):
         return self.relay.created()
 
 
+class NetemLinks(LinkBackend):
+    """Links shaped by sch_netem on veth ends, with carrier that follows the link's state on both ends.
+
+    Each link is two veth pairs and a bridge: ``link.ifname_a`` in node a's namespace is peered with ``w<slot>a``
+    in a *wire* namespace of this backend's own, ``link.ifname_b`` in b's with ``w<slot>b``, and the bridge
+    ``w<slot>`` joins ``w<slot>a`` and ``w<slot>b``. Direction a->b is shaped by a root netem qdisc on
+    ``ifname_a`` (its egress), b->a on ``ifname_b``; both are added once in :meth:`add` and afterwards only ever
+    changed in place (``RTM_NEWQDISC`` without create flags: same handle, no reset, no artefacts).
+
+    Why the wire namespace: a link that goes down must show NO-CARRIER on both node ends while both stay
+    administratively up (their addresses, permanent neighbours and routes stay; routing daemons see a carrier
+    loss, as with a terminal losing lock). On kernel 6.1 a veth has neither ``IFLA_PROTO_DOWN`` ("Protodown not
+    supported by device") nor a writable carrier (``/sys/class/net/X/carrier``: I/O error), and taking one end of
+    a plain pair admin-down shows NO-CARRIER only on its peer while the downed end loses its routes and
+    neighbours. A veth end's carrier is on exactly when it and its peer are both admin-up, so setting the wire
+    end ``w<slot>a`` down makes ``ifname_a`` NO-CARRIER, and ``w<slot>b`` down does the same to ``ifname_b``:
+    direction d's up/down is the wire end on its sender's side (index 0: ``w<slot>a``). On carrier loss the
+    kernel's link watcher (immediately for a veth) swaps the end's qdisc for noop and resets netem, so frames
+    in flight (held by netem for their delay) are dropped, and sending stops until the carrier returns. The
+    bridge's forward delay is 0: with STP off a port that comes up still waits in listening and learning for the
+    forward delay each (15 s by default), which would turn every 1 s outage into a half-minute one.
+
+    ``apply`` sends, per tick, one batch of qdisc changes to each node namespace concerned and one batch of
+    link up/down messages to the wire namespace, and only for what differs from what it last sent. The wire
+    namespace is held only by this process's file descriptors and sockets, so it and every wire device vanish
+    when the backend stops or the driver dies (even by SIGKILL); the node ends vanish with the nodes.
+
+    netem's queue limit is ``limit_packets`` (default 10,000; netem's own default of 1,000 caps a link at 1,000
+    packets per one-way delay, e.g. 12 Mbit/s of 1,500-byte frames over a 1 s delay). Loss is drawn by the
+    kernel's own random generator (netem on 6.1 takes no seed), so it is not reproducible from the scenario seed.
+    """
+
+    name = "netem"
+    LIMIT_PACKETS = 10_000
+
+    def __init__(self, run_id: str, limit_packets: int | None = None):
+        self.run_id = run_id
+        self.limit_packets = limit_packets or self.LIMIT_PACKETS
+        self.wire: Netlink | None = None
+        self._nodes: dict[int, Netlink] = {}  # node PID -> netlink socket in its namespace
+        self._ends: dict[int, tuple[int, int, int, int]] = {}  # slot -> (pid a, ifindex a, pid b, ifindex b)
+        # What was last sent, by slot and direction: up (wire end), delay_s, loss, rate_bps; NaN = nothing yet.
+        self._sent = np.full((0, 2, 4), np.nan)
+
+    # ------------------------------------------------------------------------------------------------- lifetime
+    def start(self) -> "NetemLinks":
+        netns = _new_private_netns()
+        try:
+            self.wire = Netlink(netns)
+        except BaseException:
+            netns.close()
+            raise
+        self.wire._own_netns = True  # closing the socket closes the namespace handle: the namespace goes
+        self.wire.netns.write_sysctls({"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
+        return self
+
+    def stop(self) -> None:
+        for nl in self._nodes.values():
+            nl.close()
+        self._nodes.clear()
+        if self.wire is not None:
+            self.wire.close()
+            self.wire = None
+
+    def resources(self) -> dict:
+        return {}  # node ends go with the nodes' namespaces, the wire namespace with this process
+
+    # ------------------------------------------------------------------------------------------------- links
+    def _node(self, pid: int) -> Netlink:
+        nl = self._nodes.get(pid)
+        if nl is None:
+            nl = self._nodes[pid] = Netlink(pid)
+        return nl
+
+    def add(self, link: LinkAddress, ns_a, ns_b) -> tuple[str, str]:
+        """Create the link (down: both node ends NO-CARRIER) with netem on each end; return the ends' MACs."""
+        if self.wire is None:
+            raise RuntimeError("NetemLinks.add before start()")
+        pid_a, pid_b = int(ns_a), int(ns_b)
+        wa, wb, br = f"w{link.slot}a", f"w{link.slot}b", f"w{link.slot}"
+        wire = self.wire
+        for pid, wire_end, ifname in ((pid_a, wa, link.ifname_a), (pid_b, wb, link.ifname_b)):
+            node_ns = self._node(pid).netns
+            wire.add_veth(wire_end, ifname, node_ns)
+        wire.add_bridge(br)
+        wire.commit()
+        wire.set_master(wa, br)
+        wire.set_master(wb, br)
+        wire.commit()
+        ends = []
+        for pid, ifname in ((pid_a, link.ifname_a), (pid_b, link.ifname_b)):
+            nl = self._node(pid)
+            if nl.pending:
+                nl.commit()
+            index = nl.link(ifname).index  # a fresh dump: the interface was made by another socket
+            nl.set_link(index, up=True)
+            nl.netem(index, delay_s=0.0, limit_packets=self.limit_packets, create=True)
+            nl.commit()
+            ends.append((pid, index, nl.link(ifname).mac))
+        self._ends[link.slot] = (ends[0][0], ends[0][1], ends[1][0], ends[1][1])
+        if link.slot >= len(self._sent):
+            grown = np.full((max(link.slot + 1, 2 * len(self._sent), 256), 2, 4), np.nan)
+            grown[:len(self._sent)] = self._sent
+            self._sent = grown
+        self._sent[link.slot] = 0.0  # wire ends down, netem delay 0, no loss, unlimited rate
+        return tuple(":".join(f"{b:02x}" for b in mac) for _pid, _index, mac in ends)
+
+    def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
+        """Change what differs from what was last sent: netem per end in place, carrier by the wire ends."""
+        slots = np.asarray(slots, dtype=np.int64)
+        new = np.stack([np.asarray(up, float), np.asarray(delay_s, float), np.asarray(loss, float),
+                        np.asarray(rate_bps, float)], axis=-1)  # (n, 2, 4)
+        new[..., 1] = np.where(np.isnan(new[..., 1]), 0.0, new[..., 1])
+        unknown = [int(x) for x in slots if x >= len(self._sent) or x not in self._ends]
+        if unknown:
+            raise KeyError(f"netem: link slot(s) {unknown[:5]} were never added")
+        old = self._sent[slots]
+        qdisc_changed = np.any(new[..., 1:] != old[..., 1:], axis=-1)  # (n, 2)
+        carrier_changed = new[..., 0] != old[..., 0]
+        self._sent[slots] = new
+        touched: set[int] = set()
+        for k, d in zip(*np.nonzero(qdisc_changed)):
+            end = self._ends[int(slots[k])]
+            pid, index = end[2 * d], end[2 * d + 1]
+            self._node(pid).netem(index, delay_s=float(new[k, d, 1]), loss=float(new[k, d, 2]),
+                                  rate_bps=float(new[k, d, 3]), limit_packets=self.limit_packets)
+            touched.add(pid)
+        carrier = [(f"w{int(slots[k])}{'ab'[d]}", bool(new[k, d, 0])) for k, d in zip(*np.nonzero(carrier_changed))]
+        errors = []
+        for pid in touched:
+            try:
+                self._node(pid).commit()
+            except Exception as exc:  # the other namespaces still get their batch; raised below
+                errors.append(exc)
+        for wire_end, is_up in carrier:
+            self.wire.set_link(wire_end, up=is_up)
+        if carrier:
+            self.wire.commit()
+        if errors:
+            raise errors[0]
+
+
+def _new_private_netns() -> Netns:
+    """A new, unnamed network namespace held only by the returned handle (made in a throwaway thread)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    box: dict = {}
+
+    def make():
+        try:
+            if libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+            box["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=make, name="lasernet-wire-netns")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    fd = box["fd"]
+    try:
+        return Netns(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
 def netem_available() -> bool:
     """Whether this kernel can shape with sch_netem: try a netem qdisc on ``lo`` of a throw-away namespace."""
     if not shutil.which("unshare") or not shutil.which("tc"):
@@ -109,14 +281,21 @@ def choose_backend(kind: str) -> str:
     """Resolve ``auto`` / ``netem`` / ``delayline`` to a backend this machine can run, or raise."""
     if kind not in ("auto", "netem", "delayline"):
         raise BackendUnavailable(f"--links must be auto, netem or delayline, got {kind!r}")
+    if kind == "delayline":
+        return "delayline"
+    if netem_available():
+        return "netem"
     if kind == "netem":
-        raise BackendUnavailable("--links netem: the netem backend is not implemented yet; use --links delayline "
-                                 "(or auto)")
+        raise BackendUnavailable("--links netem: this kernel cannot make a netem qdisc (no sch_netem, or no "
+                                 "unshare/tc); use --links delayline (or auto)")
     return "delayline"
 
 
 def make_backend(kind: str, run_id: str, seed: int, n_slots: int, log_dir=None) -> LinkBackend:
-    name = choose_backend(kind)
+    """The backend ``kind`` names (``auto`` resolved by :func:`choose_backend`; a resolved name is not re-probed)."""
+    name = kind if kind in ("netem", "delayline") else choose_backend(kind)
     if name == "delayline":
         return DelaylineLinks(run_id, seed, n_slots, log_path=None if log_dir is None else str(log_dir / "relay.log"))
+    if name == "netem":
+        return NetemLinks(run_id)
     raise BackendUnavailable(f"no backend {name!r}")

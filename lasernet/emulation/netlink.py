@@ -62,11 +62,13 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH = 28
+RTM_NEWQDISC = 36
 
 IFF_UP = 0x1
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 16, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 10, 16, 18, 28
 IF_OPER_UP = 6
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_BR_FORWARD_DELAY = 1
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
@@ -79,12 +81,21 @@ RTNH_F_ONLINK = 0x4
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT = 0x80
 CLONE_NEWNET = 0x40000000
+# Traffic control (linux/rtnetlink.h, linux/pkt_sched.h): netem's options are a struct tc_netem_qopt followed by
+# nested attributes, all inside TCA_OPTIONS.
+TCA_KIND, TCA_OPTIONS = 1, 2
+TC_H_ROOT = 0xFFFFFFFF
+TCA_NETEM_RATE, TCA_NETEM_RATE64, TCA_NETEM_LATENCY64, TCA_NETEM_JITTER64 = 6, 8, 10, 11
+NETEM_LOSS_MAX = 0xFFFFFFFF  # netem's loss probability: a u32 where 2**32 - 1 means always
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, type
+_TCMSG = struct.Struct("=BxxxiIII")  # tcmsg: family, ifindex, handle, parent, info
+_NETEM_QOPT = struct.Struct("=IIIIII")  # tc_netem_qopt: latency (ticks), limit, loss, gap, duplicate, jitter (ticks)
+_NETEM_RATE = struct.Struct("=IiIi")  # tc_netem_rate: rate (bytes/s), packet_overhead, cell_size, cell_overhead
 _RTA = struct.Struct("=HH")
 _U32_ATTR = struct.Struct("=HHI")
 _IP_ATTR = struct.Struct("=HH4s")
@@ -281,6 +292,25 @@ class Netlink:
         self._queue(RTM_NEWLINK, 0, body, ("link move", dev, f"to netns {netns.name}"))
         self._links_dirty = True
 
+    def add_bridge(self, name: str) -> None:
+        """Create a bridge ``name``, administratively up, whose ports forward as soon as they are up.
+
+        Without STP a bridge still walks a port that comes up through listening and learning, for the forward
+        delay each (15 s by default); the delay is set to 0 here, which the kernel allows when STP is off.
+        """
+        _check_ifname(name)
+        info = _attr(IFLA_INFO_KIND, b"bridge") + _attr(IFLA_INFO_DATA, _U32_ATTR.pack(8, IFLA_BR_FORWARD_DELAY, 0))
+        body = (_IFINFO.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, name.encode() + b"\0")
+                + _attr(IFLA_LINKINFO, info))
+        self._queue(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, ("bridge add", name))
+        self._links_dirty = True
+
+    def set_master(self, dev: "int | str", master: "int | str") -> None:
+        """Enslave ``dev`` to ``master`` (e.g. make it a port of a bridge)."""
+        index, master_index = self.ifindex(dev), self.ifindex(master)
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _U32_ATTR.pack(8, IFLA_MASTER, master_index)
+        self._queue(RTM_NEWLINK, 0, body, ("link set", dev, f"master {master}"))
+
     def delete_link(self, dev: "int | str") -> None:
         """Delete an interface (a veth takes its peer with it)."""
         index = self.ifindex(dev)
@@ -398,6 +428,35 @@ class Netlink:
         body = (_NDMSG.pack(socket.AF_INET, self.ifindex(dev), NUD_PERMANENT, 0, 0)
                 + _IP_ATTR.pack(8, NDA_DST, socket.inet_aton(address)) + _attr(NDA_LLADDR, lladdr))
         self._queue(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body, ("neighbour replace", address, mac, dev))
+
+    def netem(self, dev: "int | str", *, delay_s: float, loss: float = 0.0, rate_bps: float = 0.0,
+              limit_packets: int = 1000, create: bool = False) -> None:
+        """Add (``create``) or change in place the root netem qdisc of ``dev``: one-way delay, loss, rate.
+
+        A change is ``RTM_NEWQDISC`` without ``NLM_F_CREATE``/``NLM_F_EXCL`` on the root: the kernel calls netem's
+        change on the qdisc it holds (same handle, statistics and queue kept), never delete + add. Every
+        parameter is sent each time, because netem keeps an earlier rate when the rate attribute is absent:
+        ``delay_s`` as TCA_NETEM_LATENCY64 in nanoseconds (so the psched tick rate plays no part; the legacy
+        tick field is 0), ``loss`` (0..1) as netem's u32 probability, ``rate_bps`` (0: unlimited) as
+        TCA_NETEM_RATE in bytes/s plus TCA_NETEM_RATE64 when it does not fit 32 bits. Jitter is set to 0.
+        """
+        if not (delay_s >= 0 and 0 <= loss <= 1 and rate_bps >= 0 and limit_packets > 0):
+            raise ValueError(f"netem on {dev}: needs delay_s >= 0, 0 <= loss <= 1, rate_bps >= 0, limit > 0; got "
+                             f"{delay_s}, {loss}, {rate_bps}, {limit_packets}")
+        index = self.ifindex(dev)
+        rate_bytes = int(round(rate_bps / 8))
+        opts = (_NETEM_QOPT.pack(0, limit_packets, int(round(loss * NETEM_LOSS_MAX)), 0, 0, 0)
+                + _attr(TCA_NETEM_LATENCY64, struct.pack("=q", int(round(delay_s * 1e9))))
+                + _attr(TCA_NETEM_JITTER64, struct.pack("=q", 0))
+                + _attr(TCA_NETEM_RATE, _NETEM_RATE.pack(min(rate_bytes, 0xFFFFFFFF), 0, 0, 0)))
+        if rate_bytes > 0xFFFFFFFF:
+            opts += _attr(TCA_NETEM_RATE64, struct.pack("=Q", rate_bytes))
+        body = (_TCMSG.pack(socket.AF_UNSPEC, index, 0, TC_H_ROOT, 0) + _attr(TCA_KIND, b"netem\0")
+                + _attr(TCA_OPTIONS, opts))
+        flags = NLM_F_CREATE | NLM_F_EXCL if create else 0
+        self._queue(RTM_NEWQDISC, flags, body, ("qdisc " + ("add" if create else "change"), f"dev {dev}",
+                                                f"root netem delay {delay_s * 1e3:.6g}ms loss {loss:.6g} "
+                                                f"rate {rate_bps:.6g}bit"))
 
     @property
     def pending(self) -> int:

@@ -1,4 +1,4 @@
-"""Benchmark: the cost of changing netem parameters on many veth ends, one ``tc -batch`` versus one tc per end.
+"""Benchmark: the cost of changing netem parameters on many veth ends: one netlink batch, one ``tc -batch``, one tc per end.
 
 The netem link backend changes the delay of every link whose length changed at every tick, so this cost bounds
 how many links a tick can update. Run it where sch_netem exists, e.g. inside the test VM::
@@ -8,6 +8,10 @@ how many links a tick can update. Run it where sch_netem exists, e.g. inside the
 It makes one namespace ``lnbench-<pid>`` holding ``--pairs`` veth pairs (``a<i>`` <-> ``b<i>``), adds a netem
 qdisc to every end (2 x pairs qdiscs, e.g. 3,000), then times, end to end (process start included):
 
+- ``netlink``: what the netem link backend does each tick: one ``RTM_NEWQDISC`` change per end (delay, loss,
+  rate, as :meth:`lasernet.emulation.netlink.Netlink.netem` builds them) queued on one rtnetlink socket kept
+  open in the namespace and sent in one commit (as few datagrams as the socket buffer allows); the median of
+  ``--repeats`` updates, each to a new delay, message building included;
 - ``batch``: one ``tc -batch`` process holding one ``qdisc change ... netem delay`` line per end;
 - ``per-process``: one ``tc qdisc change`` process per end, run one after another. By default only the first
   300 ends are timed and the time scaled to all (``--sample 0`` times all): under QEMU TCG one tc process takes
@@ -27,8 +31,12 @@ import platform
 import subprocess
 import sys
 import tempfile
+import statistics
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
+from lasernet.emulation.netlink import Netlink  # noqa: E402
 
 
 def run(argv: list[str], stdin: str | None = None) -> str:
@@ -64,6 +72,7 @@ def check_all(ns: str, ends: list[str], delay_ms: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1500, help="veth pairs (qdiscs = 2 x pairs; default 1500)")
+    parser.add_argument("--repeats", type=int, default=5, help="netlink updates to time (median; default 5)")
     parser.add_argument("--sample", type=int, default=300,
                         help="time one tc process per end on only this many ends and scale; 0: all (default 300)")
     args = parser.parse_args(argv)
@@ -83,6 +92,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(ends)} veth ends in {ns}: veth pairs made in {result['setup_veth_s']:.1f} s, "
               f"netem added in {result['setup_netem_add_s']:.1f} s", flush=True)
 
+        # One netlink commit for all ends, on a socket kept open (as the backend keeps one per namespace).
+        with Netlink(f"/run/netns/{ns}") as nl:
+            index = {name: link.index for name, link in nl.links().items()}
+            netlink_s = []
+            for r in range(args.repeats):
+                delay_s = (20 + r) * 1e-3
+                t = time.perf_counter()
+                for e in ends:
+                    nl.netem(index[e], delay_s=delay_s, loss=0.001, rate_bps=10e9)
+                nl.commit()
+                netlink_s.append(time.perf_counter() - t)
+                check_all(ns, ends, 20 + r)
+        netlink_med_s = statistics.median(netlink_s)
+
         # One tc process for all ends.
         batch_s = batch(ns, "tc", [f"qdisc change dev {e} root netem delay 11ms" for e in ends])
         check_all(ns, ends, 11)
@@ -96,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         check_all(ns, timed, 12)
 
         result.update({
+            "netlink_s": netlink_med_s,
+            "netlink_runs_s": netlink_s,
+            "netlink_ms_per_qdisc": netlink_med_s * 1e3 / len(ends),
+            "ratio_per_process_vs_netlink": per_process_s / netlink_med_s,
+            "ratio_tc_batch_vs_netlink": batch_s / netlink_med_s,
             "batch_s": batch_s,
             "per_process_s": per_process_s,
             "per_process_timed_ends": len(timed),
@@ -109,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"one tc process per qdisc: {per_process_s:8.2f} s for {len(ends)} qdiscs = "
               f"{result['per_process_ms_per_qdisc']:.3f} ms per qdisc, "
               f"{2 * result['per_process_ms_per_qdisc']:.3f} ms per link{scaled}")
-        print(f"ratio per-process / batch: {result['ratio']:.1f}x")
+        print(f"one netlink commit:       {netlink_med_s:8.3f} s for {len(ends)} qdiscs = "
+              f"{result['netlink_ms_per_qdisc']:.4f} ms per qdisc, {2 * result['netlink_ms_per_qdisc']:.4f} ms per link "
+              f"(median of {len(netlink_s)}: " + ", ".join(f"{x:.3f}" for x in netlink_s) + " s)")
+        print(f"ratio per-process / batch: {result['ratio']:.1f}x; per-process / netlink: "
+              f"{result['ratio_per_process_vs_netlink']:.0f}x; tc -batch / netlink: "
+              f"{result['ratio_tc_batch_vs_netlink']:.1f}x")
     finally:
         t = time.perf_counter()
         subprocess.run(["ip", "netns", "del", ns])

@@ -70,3 +70,48 @@ def test_a_link_lookup_between_queued_requests_keeps_their_sequence_numbers_cons
     assert seqs[1] == seqs[0] + 1
     with pytest.raises(KeyError, match="no interface 'nope0'"):
         netlink.ifindex("nope0")
+
+
+def _tlvs(buf: bytes) -> dict[int, bytes]:
+    out, offset = {}, 0
+    while offset + 4 <= len(buf):
+        length, kind = struct.unpack_from("=HH", buf, offset)
+        out[kind] = buf[offset + 4: offset + length]
+        offset += (length + 3) & ~3
+    return out
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_netem_message_carries_latency64_loss_and_rate_and_changes_without_create_flags(netlink, create):
+    from lasernet.emulation import netlink as nlm
+
+    netlink.netem(7, delay_s=0.0123456, loss=0.2, rate_bps=40e9, limit_packets=5000, create=create)
+    (msg,) = queued(netlink)
+    length, kind, flags, _seq, _pid = struct.unpack_from("=IHHII", msg)
+    assert length == len(msg) and kind == nlm.RTM_NEWQDISC
+    assert bool(flags & nlm.NLM_F_CREATE) == create and bool(flags & nlm.NLM_F_EXCL) == create
+    assert not flags & nlm.NLM_F_REPLACE  # a change is never a replace (that would graft a new qdisc)
+    family, ifindex, handle, parent, _info = struct.unpack_from("=BxxxiIII", msg, 16)
+    assert (family, ifindex, handle, parent) == (0, 7, 0, nlm.TC_H_ROOT)
+    attrs = _tlvs(msg[16 + 20:])
+    assert attrs[nlm.TCA_KIND] == b"netem\0"
+    opts = attrs[nlm.TCA_OPTIONS]
+    latency_ticks, limit, loss, gap, duplicate, jitter = struct.unpack_from("=IIIIII", opts)
+    assert (latency_ticks, limit, gap, duplicate, jitter) == (0, 5000, 0, 0, 0)  # no psched ticks involved
+    assert loss == round(0.2 * 0xFFFFFFFF)
+    nested = _tlvs(opts[24:])
+    assert struct.unpack("=q", nested[nlm.TCA_NETEM_LATENCY64])[0] == 12_345_600  # ns
+    assert struct.unpack("=q", nested[nlm.TCA_NETEM_JITTER64])[0] == 0
+    assert struct.unpack_from("=I", nested[nlm.TCA_NETEM_RATE])[0] == 0xFFFFFFFF  # 5e9 bytes/s does not fit
+    assert struct.unpack("=Q", nested[nlm.TCA_NETEM_RATE64])[0] == 5_000_000_000
+
+
+def test_netem_unlimited_rate_is_sent_as_zero_so_an_earlier_rate_is_cleared(netlink):
+    from lasernet.emulation import netlink as nlm
+
+    netlink.netem(3, delay_s=0.0, rate_bps=0.0)
+    (msg,) = queued(netlink)
+    nested = _tlvs(_tlvs(msg[36:])[nlm.TCA_OPTIONS][24:])
+    assert struct.unpack_from("=I", nested[nlm.TCA_NETEM_RATE])[0] == 0 and nlm.TCA_NETEM_RATE64 not in nested
+    with pytest.raises(ValueError, match="0 <= loss <= 1"):
+        netlink.netem(3, delay_s=0.01, loss=1.5)

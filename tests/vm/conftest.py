@@ -3,13 +3,16 @@
 On the host, tests/vm/guest/ is not collected (it needs the guest's kernel); in the guest (LASERNET_VM_GUEST=1)
 it is. The ``vm_suite`` fixture boots QEMU once and runs ``pytest tests/vm/guest`` in it; the measurements the
 guest records (RTT medians, loss) and the boot time are printed in pytest's terminal summary, so CI logs show
-them without ``-s``.
+them without ``-s``. The ``vm_emulation`` fixture boots once more and runs the live-emulation integration tests
+(``EMULATION_TESTS``) in the guest with ``LASERNET_LINKS=netem``; the lines those tests print with their
+measurements (RTT error, outage window, lost probes, loss, iperf3 rate) go to the summary too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -21,6 +24,18 @@ IN_GUEST = os.environ.get("LASERNET_VM_GUEST") == "1"
 collect_ignore = [] if IN_GUEST else ["guest"]
 GUEST_TIMEOUT_S = 900
 _runs: list[dict] = []  # what the session's boot produced, for the terminal summary
+_emulation_runs: list = []
+# The live-emulation tests run in the guest with the netem backend, on the scenario `tiny` (see its file for why).
+EMULATION_TESTS = ["tests/integration/test_emulation.py", "tests/integration/test_lifecycle.py",
+                   # Not these (~2 min under TCG): bad input exits before any link backend exists, and SIGINT
+                   # takes the very teardown path of a normal end (both run on the host with every backend).
+                   "-k", "not bad_input and not sigint"]
+EMULATION_ENV = {"LASERNET_LINKS": "netem", "LASERNET_TEST_SCENARIO": "tiny"}
+EMULATION_TIMEOUT_S = 900
+_OVERRUN = re.compile(r"tick \d+ at t=[\d.]+ s took [\d.]+ ms \(> \d+ ms\)")
+# Lines the integration tests print with what they measured (see their print() calls).
+_MEASURED = re.compile(r"(probes over|\(guest\) measured|outage |reroute |loss 0\.|rate 10\.|predicted RTT drifted|"
+                       r"PASSED|FAILED|SKIPPED|ERROR|passed|failed|s call )")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +55,34 @@ def vm_suite():
         shutil.rmtree(result.results_dir, ignore_errors=True)  # a failed run's files stay for a look
 
 
+@pytest.fixture(scope="session")
+def vm_emulation():
+    """Boot once and run the live-emulation integration tests in the guest with the netem backend."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rA", "-s", "--color=no",
+               "--durations=0", "-o", "addopts=", *EMULATION_TESTS]
+    try:
+        result = vmharness.run_in_vm(command, EMULATION_TIMEOUT_S, env=EMULATION_ENV)
+    except vmharness.VMUnavailable as e:
+        pytest.skip(f"QEMU VM unavailable: {e}")
+    _emulation_runs.append(result)
+    yield result
+    if result.exit_code == 0:
+        shutil.rmtree(result.results_dir, ignore_errors=True)
+
+
 def pytest_terminal_summary(terminalreporter):
+    for result in _emulation_runs:
+        tr = terminalreporter
+        tr.section("live emulation with --links netem inside the VM (scenario tiny, QEMU TCG)")
+        boot = f"{result.boot_s:.1f} s" if result.boot_s is not None else "did not boot"
+        cmd = f"{result.command_s:.1f} s" if result.command_s is not None else "-"
+        tr.write_line(f"boot {boot}, guest tests {cmd}, total {result.total_s:.1f} s, exit code {result.exit_code}")
+        for line in result.output.splitlines():
+            line = _OVERRUN.sub("", line)  # the driver's overrun warnings run into pytest's -v lines
+            if _MEASURED.search(line) and not line.startswith("vmtest:"):
+                tr.write_line("  " + line.strip())
+        if result.exit_code != 0:
+            tr.write_line(f"  results kept in {result.results_dir}")
     for run in _runs:
         result, measurements = run["result"], run["measurements"]
         tr = terminalreporter

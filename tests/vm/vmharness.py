@@ -124,7 +124,11 @@ hostname lasernet-vm
 
 uptime_s > /results/booted
 log "running the command"
-chroot $r /bin/sh /vmresults/command.sh > /results/output.log 2>&1 < /dev/null
+# Make the overlay the mount namespace's root (as switch_root does) before entering it, not just chroot into it:
+# a process that joins the namespace with setns (Mininet's mnexec -a, which every node.popen uses) gets the
+# namespace's root, and with a plain chroot that would be the initramfs, where the repository does not exist.
+cd $r && mount --move . / || die "cannot move the overlay root over /"  # the working directory stays in it
+chroot . /bin/sh /vmresults/command.sh > /results/output.log 2>&1 < /dev/null
 echo $? > /results/exit_code
 log "command exited $(cat /results/exit_code)"
 sync
