@@ -103,9 +103,7 @@ class Kernel:
         dst = np.asarray(dst)
         if len(dst) == 0:
             return
-        links = nl.links()
-        if any(name not in links for name in set(dev)):
-            links = nl.links(refresh=True)
+        links = _links_naming(nl, dev)
         if len(dst) <= self.FEW_ROUTES:  # a handful (the usual per-tick change): struct beats numpy set-up
             src = _ipv4_text(LOOPBACK_BASE + 1 + node)
             for d, v, name in zip(dst.tolist(), np.asarray(via).tolist(), dev):
@@ -128,9 +126,7 @@ class Kernel:
         first = np.asarray(first)
         if len(first) == 0:
             return
-        links = nl.links()
-        if any(name not in links for name in set(dev)):
-            links = nl.links(refresh=True)
+        links = _links_naming(nl, dev)
         oif = np.fromiter((links[name].index for name in dev), np.int32, len(dev))
         src = np.full(len(first), LOOPBACK_BASE + 1 + node, np.uint32)
         lengths = (32 - np.asarray(host_bits)).astype(np.uint8)  # one prefix length per message
@@ -200,3 +196,11 @@ class Kernel:
         for nl in self._socks.values():
             nl.close()
         self._socks.clear()
+
+
+def _links_naming(nl: Netlink, names) -> dict:
+    """The namespace's interfaces by name, re-dumped once if any of ``names`` is not in the cache yet."""
+    links = nl.links()
+    if any(name not in links for name in set(names)):
+        links = nl.links(refresh=True)
+    return links
