@@ -1,11 +1,20 @@
 """UDP echo probes with CLOCK_MONOTONIC timestamps: a responder and a paced sender, runnable inside namespaces.
 
-Each probe datagram carries ``magic | seq | send_ns | echo_ns``. The sender stamps ``send_ns`` just before
-sending, the responder stamps ``echo_ns`` when it receives it and sends it back, the sender stamps ``recv_ns`` on
-arrival. Every stamp is ``time.monotonic_ns()``. Within one machine all network namespaces share
-CLOCK_MONOTONIC (there is no time namespace here), so besides the round-trip time the stamps give each one-way
-delay: forward ``echo_ns - send_ns`` and back ``recv_ns - echo_ns``. A probe with no ``echo_ns`` was lost on the
-way out (or at the responder); one with ``echo_ns`` but no ``recv_ns`` was lost on the way back.
+Each probe datagram carries ``magic | seq | send_ns | echo_ns | reply_ns``. The sender stamps ``send_ns`` just
+before sending; the responder stamps ``echo_ns`` when the probe arrived and ``reply_ns`` just before sending it
+back; the sender stamps ``recv_ns`` when the echo arrived. Every stamp is CLOCK_MONOTONIC in nanoseconds.
+
+Arrival stamps are the **kernel's** receive timestamps (``SO_TIMESTAMPNS``, taken when the packet entered the
+receiving namespace's stack, as ``ping`` does), not the moment the process woke up to read it: waking a sleeping
+process costs 20-400 us on a VM and would otherwise be counted as network delay, twice per round trip. The kernel
+stamps CLOCK_REALTIME; each is moved to CLOCK_MONOTONIC by the offset between the two clocks read right after
+the receive (error well under a microsecond). Without a kernel stamp the user-space read time is used.
+
+The round-trip time leaves out the responder's turnaround, as TWAMP does: ``(recv - send) - (reply - echo)``.
+Within one machine all network namespaces share CLOCK_MONOTONIC (there is no time namespace here), so the stamps
+also give each one-way delay: forward ``echo_ns - send_ns`` and back ``recv_ns - reply_ns``. A probe with no
+``echo_ns`` was lost on the way out (or at the responder); one with ``echo_ns`` but no ``recv_ns`` was lost on the
+way back.
 
 Command line (what the tests run through ``ip netns exec NS``)::
 
@@ -33,9 +42,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAGIC = b"LNP1"
-HEADER = struct.Struct("!4sIqq")
+MAGIC = b"LNP2"
+HEADER = struct.Struct("!4sIqqq")
 MISSING = -1
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 does not name it
+_TIMESPEC = struct.Struct("qq")
+_ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def _timestamping_socket() -> socket.socket:
+    """A UDP socket with a 1 MiB receive buffer that asks the kernel to stamp every datagram it receives."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def _receive(sock: socket.socket):
+    """``(data, address, arrival_ns)``: one datagram and when the kernel received it, on CLOCK_MONOTONIC."""
+    data, ancillary, _flags, addr = sock.recvmsg(2048, _ANCILLARY_BYTES)
+    mono = time.monotonic_ns()
+    for level, kind, raw in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(raw)
+            offset = time.time_ns() - time.monotonic_ns()  # CLOCK_REALTIME - CLOCK_MONOTONIC, read now
+            return data, addr, min(sec * 1_000_000_000 + nsec - offset, mono)
+    return data, addr, mono
 
 
 @dataclass
@@ -44,6 +76,7 @@ class ProbeResult:
     seq: np.ndarray
     send_ns: np.ndarray
     echo_ns: np.ndarray
+    reply_ns: np.ndarray
     recv_ns: np.ndarray
     interval_s: float
 
@@ -57,9 +90,9 @@ class ProbeResult:
 
     @property
     def rtt_s(self) -> np.ndarray:
-        """Round-trip times of delivered probes, s."""
+        """Round-trip times of delivered probes without the responder's turnaround, s."""
         ok = self.delivered
-        return (self.recv_ns[ok] - self.send_ns[ok]) / 1e9
+        return ((self.recv_ns[ok] - self.send_ns[ok]) - (self.reply_ns[ok] - self.echo_ns[ok])) / 1e9
 
     @property
     def forward_s(self) -> np.ndarray:
@@ -71,7 +104,7 @@ class ProbeResult:
     def back_s(self) -> np.ndarray:
         """One-way responder->sender delays of delivered probes, s."""
         ok = self.delivered
-        return (self.recv_ns[ok] - self.echo_ns[ok]) / 1e9
+        return (self.recv_ns[ok] - self.reply_ns[ok]) / 1e9
 
     @property
     def forward_loss(self) -> float:
@@ -86,18 +119,20 @@ class ProbeResult:
 
     def to_json(self) -> str:
         return json.dumps({"interval_s": self.interval_s, "seq": self.seq.tolist(), "send_ns": self.send_ns.tolist(),
-                           "echo_ns": self.echo_ns.tolist(), "recv_ns": self.recv_ns.tolist()})
+                           "echo_ns": self.echo_ns.tolist(), "reply_ns": self.reply_ns.tolist(),
+                           "recv_ns": self.recv_ns.tolist()})
 
     @classmethod
     def from_json(cls, text: str) -> "ProbeResult":
         d = json.loads(text)
-        return cls(*(np.asarray(d[k], dtype=np.int64) for k in ("seq", "send_ns", "echo_ns", "recv_ns")),
+        return cls(*(np.asarray(d[k], dtype=np.int64) for k in ("seq", "send_ns", "echo_ns", "reply_ns", "recv_ns")),
                    interval_s=float(d["interval_s"]))
 
     def to_csv(self, path: str) -> None:
-        """Write one row per probe: seq, send_ns, echo_ns, recv_ns (``-1`` where missing)."""
-        table = np.column_stack([self.seq, self.send_ns, self.echo_ns, self.recv_ns])
-        np.savetxt(path, table, fmt="%d", delimiter=",", header="seq,send_ns,echo_ns,recv_ns", comments="")
+        """Write one row per probe: seq, send_ns, echo_ns, reply_ns, recv_ns (``-1`` where missing)."""
+        table = np.column_stack([self.seq, self.send_ns, self.echo_ns, self.reply_ns, self.recv_ns])
+        np.savetxt(path, table, fmt="%d", delimiter=",", header="seq,send_ns,echo_ns,reply_ns,recv_ns",
+                   comments="")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -105,13 +140,12 @@ class ProbeResult:
 # --------------------------------------------------------------------------------------------------------------
 
 def echo_serve(port: int, bind_ip: str = "0.0.0.0", ready=None, record: str | None = None) -> None:
-    """Answer probes on ``bind_ip:port`` forever, stamping ``echo_ns`` on arrival; ``ready()`` is called once bound.
+    """Answer probes on ``bind_ip:port`` forever, stamping arrival and reply; ``ready()`` is called once bound.
 
     With ``record``, also append ``seq,send_ns,echo_ns`` of every probe received to that file (line-buffered):
     which probes made it one way, whatever happened to their echo on the way back.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock = _timestamping_socket()
     sock.bind((bind_ip, port))
     log = open(record, "w", buffering=1) if record else None
     if ready:
@@ -119,13 +153,12 @@ def echo_serve(port: int, bind_ip: str = "0.0.0.0", ready=None, record: str | No
     pack_into, now_ns = HEADER.pack_into, time.monotonic_ns
     try:
         while True:
-            data, addr = sock.recvfrom(2048)
-            stamp = now_ns()
+            data, addr, stamp = _receive(sock)
             if len(data) < HEADER.size or data[:4] != MAGIC:
                 continue
             buf = bytearray(data)
-            magic, seq, send_ns, _ = HEADER.unpack_from(buf)
-            pack_into(buf, 0, magic, seq, send_ns, stamp)
+            magic, seq, send_ns, _, _ = HEADER.unpack_from(buf)
+            pack_into(buf, 0, magic, seq, send_ns, stamp, now_ns())
             try:
                 sock.sendto(buf, addr)
             except OSError:  # no route back right now (a link is down): the echo is lost, the responder lives on
@@ -165,9 +198,10 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
     size_bytes = max(size_bytes, HEADER.size)
     send_ns = np.full(count, MISSING, dtype=np.int64)
     echo_ns = np.full(count, MISSING, dtype=np.int64)
+    reply_ns = np.full(count, MISSING, dtype=np.int64)
     recv_ns = np.full(count, MISSING, dtype=np.int64)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    stamps = (echo_ns, reply_ns, recv_ns)
+    sock = _timestamping_socket()
     sock.setblocking(False)
     sock.connect((target_ip, port))
     poller = select.poll()
@@ -178,9 +212,9 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
     try:
         try:
             for seq in range(count):
-                _receive_until(sock, poller, start_ns + seq * interval_ns, echo_ns, recv_ns)
+                _receive_until(sock, poller, start_ns + seq * interval_ns, stamps)
                 stamp = time.monotonic_ns()
-                HEADER.pack_into(payload, 0, MAGIC, seq, stamp, MISSING)
+                HEADER.pack_into(payload, 0, MAGIC, seq, stamp, MISSING, MISSING)
                 send_ns[seq] = stamp
                 try:
                     sock.send(payload)
@@ -189,15 +223,16 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
         except KeyboardInterrupt:  # asked to stop early (SIGINT): keep what was sent, still collect late echoes
             pass
         try:
-            _receive_until(sock, poller, time.monotonic_ns() + round(wait_s * 1e9), echo_ns, recv_ns)
+            _receive_until(sock, poller, time.monotonic_ns() + round(wait_s * 1e9), stamps)
         except KeyboardInterrupt:  # asked again: report what arrived so far
             pass
     finally:
         sock.close()
-    return ProbeResult(np.arange(count, dtype=np.int64), send_ns, echo_ns, recv_ns, interval_s)
+    return ProbeResult(np.arange(count, dtype=np.int64), send_ns, echo_ns, reply_ns, recv_ns, interval_s)
 
 
-def _receive_until(sock, poller, deadline_ns: int, echo_ns: np.ndarray, recv_ns: np.ndarray) -> None:
+def _receive_until(sock, poller, deadline_ns: int, stamps) -> None:
+    echo_ns, reply_ns, recv_ns = stamps
     count = len(recv_ns)
     while True:
         left_ms = (deadline_ns - time.monotonic_ns()) / 1e6
@@ -207,15 +242,14 @@ def _receive_until(sock, poller, deadline_ns: int, echo_ns: np.ndarray, recv_ns:
             continue
         while True:
             try:
-                data = sock.recv(2048)
+                data, _addr, stamp = _receive(sock)
             except (BlockingIOError, ConnectionRefusedError):
                 break
-            stamp = time.monotonic_ns()
             if len(data) < HEADER.size or data[:4] != MAGIC:
                 continue
-            _, seq, _, echoed = HEADER.unpack_from(data)
+            _, seq, _, echoed, replied = HEADER.unpack_from(data)
             if seq < count and recv_ns[seq] == MISSING:
-                echo_ns[seq], recv_ns[seq] = echoed, stamp
+                echo_ns[seq], reply_ns[seq], recv_ns[seq] = echoed, replied, stamp
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -89,8 +89,10 @@ class ProbeSet:
             if result is None:
                 continue
             send_s = emulation.mono_to_s(result["send_ns"])
-            send_ns, echo_ns, recv_ns = (np.asarray(result[k]) for k in ("send_ns", "echo_ns", "recv_ns"))
-            rtt = np.where((recv_ns > 0) & (send_ns > 0), (recv_ns - send_ns) * 1e-9, np.nan)
+            send_ns, echo_ns, reply_ns, recv_ns = (np.asarray(result[k])
+                                                   for k in ("send_ns", "echo_ns", "reply_ns", "recv_ns"))
+            # The round trip without the responder's turnaround (see lasernet.measure.probes).
+            rtt = np.where((recv_ns > 0) & (send_ns > 0), ((recv_ns - send_ns) - (reply_ns - echo_ns)) * 1e-9, np.nan)
             # One way: both stamps come from CLOCK_MONOTONIC, shared by every namespace of this machine.
             fwd_meas = np.where((echo_ns > 0) & (send_ns > 0), (echo_ns - send_ns) * 1e-9, np.nan)
             t = np.asarray(p.t_s)

@@ -58,7 +58,7 @@ def added_rtt_s(lab, dst: str, slot: int, delays: dict, name: str) -> tuple[floa
     report(name, median_rtt_ms=median_s * 1e3, zero_delay_rtt_ms=base_s * 1e3,
            added_ms=(median_s - base_s) * 1e3, expected_ms=2e3 * sum(delays.values()),
            p95_ms=float(np.percentile(result.rtt_s, 95)) * 1e3, fwd_ms=float(np.median(result.forward_s)) * 1e3,
-           back_ms=float(np.median(result.back_s)) * 1e3, release_late_us_mean=max(late))
+           back_ms=float(np.median(result.back_s)) * 1e3, release_late_us_mean=max(late), **lab.relay.timing())
     return median_s, base_s
 
 
