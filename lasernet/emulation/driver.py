@@ -49,6 +49,7 @@ from .. import timeline as tl_mod
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
+from .awake import CpuAwake
 from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from .kernel import Kernel
 from .links import LinkBackend, choose_backend, make_backend
@@ -128,13 +129,17 @@ class Emulation:
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
-                 progress: Progress | None = None, routing: str = "auto"):
+                 progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None):
         if speed <= 0 or tick_s <= 0:
             raise ScenarioError("lasernet up", "", f"needs speed > 0 and tick_s > 0, got {speed} and {tick_s}")
         if routing not in ROUTING_MODES:
             raise ScenarioError("lasernet up", "", f"routing must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
+        if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.emulation.awake)
+            keep_awake = os.environ.get("LASERNET_KEEP_AWAKE", "1") != "0"
+        self.keep_awake = keep_awake
+        self._awake: CpuAwake | None = None
         self.links_kind = links
         self.speed = speed
         self.tick_s = tick_s
@@ -211,6 +216,9 @@ class Emulation:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
         self._recorder = Recorder(self.run_dir, first)
+        if self.keep_awake:
+            self._awake = CpuAwake().start()
+            self.state.add_helpers(self._awake.pids)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
         self.start_timings["plan"] = time.monotonic() - t_start
         mark = time.monotonic()
@@ -310,6 +318,9 @@ class Emulation:
         if self.backend:
             self.backend.stop()
             self.backend = None
+        if self._awake is not None:
+            self._awake.stop()
+            self._awake = None
         if self.state:
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()

@@ -79,6 +79,11 @@ class RunState:
         self.data["backend"] = {"name": name, **res}
         self.save()
 
+    def add_helpers(self, pids) -> None:
+        """Record helper processes that live outside the nodes (e.g. the CPU spinners of ``awake``)."""
+        self.data.setdefault("helpers", []).extend({"pid": pid, "start": _start_time(pid)} for pid in pids)
+        self.save()
+
     def set_clock(self, wall0_monotonic: float, speed: float, start_utc: dt.datetime) -> None:
         self.data["clock"] = {"wall0_monotonic": wall0_monotonic, "speed": speed,
                               "start_utc": start_utc.isoformat()}
@@ -185,6 +190,11 @@ def teardown(data: dict, quiet: bool = False) -> dict:
         _signal_all(left, signal.SIGKILL)
         _wait_gone(left, 5.0)
         removed["processes"] = len(victims)
+    helpers = [h["pid"] for h in data.get("helpers", []) if _same_process(h.get("pid"), h.get("start"))]
+    if helpers:
+        _signal_all(helpers, signal.SIGKILL)
+        _wait_gone(helpers, 5.0)
+        removed["processes"] += len(helpers)
     backend = data.get("backend", {})
     if _same_process(backend.get("relay_pid"), backend.get("relay_start")):
         _signal_all([backend["relay_pid"]], signal.SIGTERM)
