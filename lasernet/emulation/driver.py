@@ -87,6 +87,8 @@ class TickReport:
     overrun: bool
     link_changes: int
     route_changes: int
+    links_s: float = 0.0  # of cost_s: state at t, creating links and applying their parameters
+    routes_s: float = 0.0  # of cost_s: oracle routes (computing, or taking a background result) and installing
 
 
 def _pin_to_last_cpu(pid: int | None) -> None:
@@ -372,12 +374,14 @@ class Emulation:
             self._ensure_link(tl, int(li))
         self.kernel.commit()
         link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause)
+        t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
+        t2 = time.monotonic()
         if self.probes:
             self.probes.observe(t_s, self._routes, self._path_text)
         cost = time.monotonic() - t0
         report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
-                            route_changes)
+                            route_changes, links_s=t1 - t0, routes_s=t2 - t1)
         if report.overrun:
             log.warning("tick %d at t=%.1f s took %.1f ms (> %.0f ms)", report.index, t_s, cost * 1e3,
                         self.tick_s * 1e3)
