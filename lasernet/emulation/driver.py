@@ -168,6 +168,7 @@ class Emulation:
         self._slot_maps: dict[int, np.ndarray] = {}
         self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
         self._slots_by_index: list[LinkAddress] = []
+        self._slot_end_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._route_queue: collections.deque = collections.deque()  # (node, changes) not installed yet
         self._recorder = None
         self._routes = None  # the oracle's table now installed
@@ -523,10 +524,10 @@ class Emulation:
         row, first, host_bits, slot = oracle.aggregate(values, bits)
         order = np.argsort(row, kind="stable")
         row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
-        ends = self._slot_ends
-        at_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot)) == row
+        end_a, ifname_a, ifname_b = self._slot_end_arrays()
+        at_a = end_a[slot] == row
         via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
-        dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+        dev = np.where(at_a, ifname_a[slot], ifname_b[slot])
         bounds = np.flatnonzero(np.diff(row)) + 1
         for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(row)]])):
             self._route_queue.append((int(row[lo]), ("prefixes", first[lo:hi], host_bits[lo:hi], via[lo:hi],
@@ -572,12 +573,11 @@ class Emulation:
         keep = np.flatnonzero(~special)
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
-            ends = self._slot_ends
-            slot_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot))
-            at_a = slot_a == s_arr
+            end_a, ifname_a, ifname_b = self._slot_end_arrays()
+            at_a = end_a[slot] == s_arr
             link_base = int(LINK_POOL.network_address)
             via = (link_base + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
-            dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+            dev = np.where(at_a, ifname_a[slot], ifname_b[slot])
             bounds = np.flatnonzero(np.diff(s_arr)) + 1
             for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_arr)]])):
                 for c in range(lo, hi, self.ROUTE_CHUNK):  # bounded work items, so the tick budget holds
@@ -585,6 +585,13 @@ class Emulation:
                     queue.append((int(s_arr[lo]), ("routes", d_arr[c:e], via[c:e], dev[c:e])))
         self._recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
+
+    def _slot_end_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per link slot: node at end a, interface name at a, at b (numpy; rebuilt only when links were added)."""
+        if self._slot_end_cache is None or len(self._slot_end_cache[0]) != len(self._slot_ends):
+            a, ifa, ifb = zip(*self._slot_ends) if self._slot_ends else ((), (), ())
+            self._slot_end_cache = (np.array(a, np.int64), np.array(ifa, object), np.array(ifb, object))
+        return self._slot_end_cache
 
     def _drain_routes(self, deadline: float | None = None) -> None:
         """Install queued per-node route changes, one namespace at a time, until done or ``deadline`` (monotonic).
