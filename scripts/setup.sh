@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev)
+pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev frr bird2)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,6 +16,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# lasernet starts routing daemons inside its nodes' namespaces; the packages' own services must not route the host.
+for svc in frr bird; do
+    if command -v systemctl >/dev/null && systemctl is-enabled -q "$svc" 2>/dev/null; then
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "setup: stopping and disabling the host's $svc service (lasernet runs its own per node)"
+        $sudo systemctl disable --now -q "$svc" || true
+    fi
+done
 
 # Debian's Mininet lives in the system Python's site-packages: the venv must see it.
 if [ ! -x .venv/bin/python ]; then
