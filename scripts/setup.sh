@@ -15,15 +15,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # lasernet starts routing daemons in its nodes' namespaces; the services these packages just started would
+    # route the host itself: stop them (only what this run installed).
+    for svc in frr bird; do
+        case " ${missing[*]} " in *" $svc "*|*" ${svc}2 "*) ;; *) continue ;; esac
+        if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
+            echo "setup: stopping and disabling the host's $svc service (lasernet runs its own per node)"
+            $sudo systemctl disable --now -q "$svc" || true
+        fi
+    done
 fi
-# lasernet starts routing daemons inside its nodes' namespaces; the packages' own services must not route the host.
-for svc in frr bird; do
-    if command -v systemctl >/dev/null && systemctl is-enabled -q "$svc" 2>/dev/null; then
-        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        echo "setup: stopping and disabling the host's $svc service (lasernet runs its own per node)"
-        $sudo systemctl disable --now -q "$svc" || true
-    fi
-done
 
 # Debian's Mininet lives in the system Python's site-packages: the venv must see it.
 if [ ! -x .venv/bin/python ]; then
