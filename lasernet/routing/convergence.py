@@ -104,6 +104,7 @@ class FibWatcher:
         self._last_up = b""
         self.result: dict = {}
         self.end_s: float | None = None  # emulated time the watching stopped
+        self.last: dict = {}  # the latest judgement's matrices: delivered, connected, delay_s (FIB path delay)
 
     # ---------------------------------------------------------------------------------------------- life
     def start(self) -> "FibWatcher":
@@ -262,6 +263,7 @@ class FibWatcher:
         connected = comp[:, None] == comp[None, :]
         np.fill_diagonal(connected, False)
         broken = connected & ~delivered
+        self.last = {"delivered": delivered, "connected": connected, "delay_s": delay.reshape(n, n)}
         stretch_all = stretch_ground = math.nan
         routes = getattr(self.emu, "_routes", None)
         if routes is not None and routes.delay_s.shape == (n, n):
@@ -275,6 +277,28 @@ class FibWatcher:
             if len(gr):
                 stretch_ground = float(np.median(gr))
         return int(broken.sum()), int(connected.sum()), int((connected & delivered).sum()), stretch_all, stretch_ground
+
+    def path(self, src: str, dst: str) -> list[str]:
+        """The path the FIBs forward along now from router ``src`` to router ``dst`` (node names), following
+        next hops over links that are up; it ends early at a black hole or a link that is down, and stops at
+        a loop."""
+        names = list(self.emu.node_names)
+        cur, goal = names.index(src), names.index(dst)
+        up = self._up()
+        links = self.emu._slots_by_index
+        out = [src]
+        for _ in range(self.n):
+            if cur == goal:
+                break
+            slot = int(self.next_slot[cur, goal])
+            if slot < 0 or slot >= len(links) or slot >= len(up) or not up[slot]:
+                break
+            cur = links[slot].b if links[slot].a == cur else links[slot].a
+            if names[cur] in out:
+                out.append(names[cur])
+                break
+            out.append(names[cur])
+        return out
 
     def converged(self) -> bool:
         """True when the latest judgement found no broken pair (and at least one connected pair)."""
@@ -295,12 +319,26 @@ class FibWatcher:
                         "ground_stretch_median"])
             for t, broken, conn, deliv, st, gst in self.samples:
                 w.writerow([f"{t:.4f}", broken, conn, deliv, f"{st:.4f}", f"{gst:.4f}"])
-        lost_at = _probe_losses(probes_csv)
+        rows = self.changes(end_s, _probe_losses(probes_csv))
+        with (run_dir / "convergence.csv").open("w", newline="") as f:
+            keys = ["t_s", "window_s", "downs", "ups", "links", "reachable_again_s", "settled_s", "convergence_s",
+                    "converged", "max_broken_pairs", "probes_sent", "probes_lost"]
+            w = csv.DictWriter(f, keys)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+        self.result = summarize(rows, self.samples)
+        return self.result
+
+    def changes(self, end_s: float | None = None, lost_at=None) -> list[dict]:
+        """One row per change (link events applied in the same tick), measured as the module docstring says;
+        ``lost_at`` is (probe send times, lost flags) to count the probes lost in each change's window."""
+        end_s = self.emu.now_s() if end_s is None else end_s
         groups: dict[float, list] = {}
         for t, name, up in self.events:
             groups.setdefault(round(t, 6), []).append((name, up))
         times = sorted(groups)
-        samples = np.array([s[:3] for s in self.samples]) if self.samples else np.zeros((0, 3))
+        samples = np.array([s[:3] for s in list(self.samples)]) if self.samples else np.zeros((0, 3))
         changes = np.array(self.fib_changes)
         rows = []
         for k, t in enumerate(times):
@@ -318,7 +356,7 @@ class FibWatcher:
             settled_s = float(fib_in.max() - t) if len(fib_in) else 0.0
             conv_s = max(reach_s, settled_s) if converged else math.nan
             sent = lost = 0
-            if lost_at is not None:
+            if lost_at is not None and len(lost_at[0]):
                 sel = (lost_at[0] >= t) & (lost_at[0] < t_next)
                 sent, lost = int(sel.sum()), int(lost_at[1][sel].sum())
             names = groups[t]
@@ -329,15 +367,7 @@ class FibWatcher:
                          "reachable_again_s": reach_s, "settled_s": settled_s, "convergence_s": conv_s,
                          "converged": bool(converged), "max_broken_pairs": int(states.max()),
                          "probes_sent": sent, "probes_lost": lost})
-        with (run_dir / "convergence.csv").open("w", newline="") as f:
-            keys = ["t_s", "window_s", "downs", "ups", "links", "reachable_again_s", "settled_s", "convergence_s",
-                    "converged", "max_broken_pairs", "probes_sent", "probes_lost"]
-            w = csv.DictWriter(f, keys)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-        self.result = summarize(rows, self.samples)
-        return self.result
+        return rows
 
 
 def _probe_losses(path: Path | None):
@@ -374,4 +404,13 @@ def summarize(rows: list[dict], samples: list[tuple]) -> dict:
            "stretch_median": float(np.median(stretch)) if len(stretch) else math.nan,
            "ground_stretch_median": float(np.median(ground)) if len(ground) else math.nan,
            "fib_samples": len(samples)}
-    return out
+    return _json_safe(out)
+
+
+def _json_safe(value):
+    """NaN (not measured) as null, so that summary.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -38,6 +38,7 @@ STOP_TIMEOUT_S = 5.0
 FRR_BIN = Path("/usr/lib/frr")
 FRR_TMP = Path("/var/tmp/frr")  # FRR keeps a per-process crash-log directory <daemon>.<pid> here
 LOG_TAIL_LINES = 6
+CONFIG_READ_S = 0.5
 
 ConfigHook = Callable[[str, str, str], str]  # (node, daemon, config text) -> config text; for tests
 
@@ -132,6 +133,7 @@ class FrrSuite:
     name = "frr"
     owner = "frr"
     shell = "vtysh"
+    rejects = (" on config line ",)  # libfrr: "%s on config line %u: %s" (no such command, ambiguous, ...)
 
     def __init__(self, cfg: RoutingConfig):
         protocol_daemon = {"ospf": "ospfd", "isis": "isisd"}[cfg.protocol]
@@ -162,6 +164,7 @@ class BirdSuite:
     name = "bird"
     owner = None
     shell = "birdc"
+    rejects = ()  # BIRD exits on a configuration error
 
     def __init__(self, cfg: RoutingConfig):
         self.daemons = [BirdDaemon()]
@@ -176,6 +179,13 @@ class BirdSuite:
 
 def make_suite(cfg: RoutingConfig):
     return {"frr": FrrSuite, "bird": BirdSuite}[cfg.daemon](cfg)
+
+
+def make_shell_args(routing: dict, node: str) -> list[str]:
+    """The options that point a run's daemon shell (``routing["shell"]``: vtysh or birdc) at ``node``'s daemons,
+    from the ``routing`` entry of the run's state file."""
+    suite = {"frr": FrrSuite, "bird": BirdSuite}[routing["daemon"]]
+    return suite.shell_args(Path(routing["dir"]) / node)
 
 
 def _tail(*paths: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -238,9 +248,30 @@ class DaemonSet:
                 for path in [d, *d.iterdir()]:
                     os.chown(path, owner.pw_uid, owner.pw_gid)
         os.chmod(self.base, 0o755)
-        for k, daemon in enumerate(self.suite.daemons):  # stage by stage: zebra everywhere first
+        for daemon in self.suite.daemons:  # stage by stage: zebra everywhere first
             stage = [self._spawn(name, daemon) for name in specs]
             self._wait_ready(stage)
+        self._check_configs()
+
+    def _check_configs(self) -> None:
+        """FRR daemons keep running with configuration lines they rejected: read their output for that.
+
+        They read their configuration as the first thing their event loop does once their sockets exist, so their
+        output and log are read after CONFIG_READ_S."""
+        if not self.suite.rejects:
+            return
+        time.sleep(CONFIG_READ_S)
+        for run in self.running:
+            text = ""
+            for path in (run.out, run.log):
+                try:
+                    text += path.read_text(errors="replace")
+                except OSError:
+                    continue
+            for line in text.splitlines():
+                if any(marker in line for marker in self.suite.rejects):
+                    raise self._error(f"{run.node}: {run.daemon} rejected its configuration "
+                                             f"({run.out.with_suffix('.conf')}): {line.strip()}")
 
     def _spawn(self, name: str, daemon: Daemon) -> Running:
         d = self.node_dir(name)
@@ -267,24 +298,28 @@ class DaemonSet:
                 code = run.proc.poll()
                 if code is not None:
                     time.sleep(0.1)  # let it finish writing its log
-                    raise RoutingDaemonError(f"{run.node}: {run.daemon} did not start (exit code {code}); its log "
+                    raise self._error(f"{run.node}: {run.daemon} did not start (exit code {code}); its log "
                                              f"ends: {_tail(run.out, run.log)}")
                 if run.ready.exists():
                     pending.remove(run)
             if pending and time.monotonic() > deadline:
                 run = pending[0]
-                raise RoutingDaemonError(f"{run.node}: {run.daemon} did not open {run.ready.name} within "
+                raise self._error(f"{run.node}: {run.daemon} did not open {run.ready.name} within "
                                          f"{START_TIMEOUT_S:g} s ({len(pending)} daemons late); its log ends: "
                                          f"{_tail(run.out, run.log)}")
             if pending:
                 time.sleep(0.02)
+
+    def _error(self, message: str) -> RoutingDaemonError:
+        """The error, with paths pointing where the files are kept after the run (``<run dir>/routing``)."""
+        return RoutingDaemonError(message.replace(str(self.base), str(self.run_dir / "routing")))
 
     def check(self) -> None:
         """Raise RoutingDaemonError if any daemon has exited since it started."""
         for run in self.running:
             code = run.proc.poll()
             if code is not None:
-                raise RoutingDaemonError(f"{run.node}: {run.daemon} exited (code {code}); its log ends: "
+                raise self._error(f"{run.node}: {run.daemon} exited (code {code}); its log ends: "
                                          f"{_tail(run.out, run.log)}")
 
     # ---------------------------------------------------------------------------------------------- runtime
