@@ -91,7 +91,9 @@ def test_fib_paths_are_never_shorter_than_the_oracle_shortest_path(routed):
     stretch = last["delay_s"][ok] / oracle[ok]
     print(f"{routed.scenario.routing.protocol}: path stretch over {ok.sum()} pairs: median {np.median(stretch):.4f}, "
           f"p95 {np.percentile(stretch, 95):.4f}, max {stretch.max():.4f}")
-    assert stretch.min() >= 1 - 1e-6
+    # The applied link delays follow the plan to within the driver's 0.1 us update threshold per link, so a path
+    # of up to 10 hops may read 1 us shorter than the oracle's, never more.
+    assert (last["delay_s"][ok] - oracle[ok]).min() >= -1e-6
 
 
 def _probe(emu, src: str, dst: str, count: int, port: int):
