@@ -292,7 +292,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
-                        probes=probes, hosts=hosts, routing=parse_routing(root.get("routing", {})))
+                        probes=probes, hosts=hosts, routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground)))
     _check_unique_names(root, scenario)
     return scenario
 

@@ -690,22 +690,23 @@ class Emulation:
                  for i, name in enumerate(self.node_names)}
         for host in self.scenario.hosts:
             specs[host.attach].lans.append(ifname_for(host.name, 0))
+            specs[host.attach].lan_prefixes.append(self.servers[host.name].lan)
         costs = {}
         for li in range(len(tl.links)):
             costs[self._pair(tl, li)] = self._link_cost(tl, li)
         for (ia, ib), link in sorted(self._slots.items(), key=lambda kv: kv[1].slot):
             cost = costs.get((ia, ib), 10)
-            specs[self.node_names[ia]].links.append(LinkSpec(link.ifname_a, self.node_names[ib], cost))
-            specs[self.node_names[ib]].links.append(LinkSpec(link.ifname_b, self.node_names[ia], cost))
-        self.daemons.start(self.nodes, specs)
+            specs[self.node_names[ia]].links.append(LinkSpec(link.ifname_a, self.node_names[ib], cost, link.ip_b))
+            specs[self.node_names[ib]].links.append(LinkSpec(link.ifname_b, self.node_names[ia], cost, link.ip_a))
+        self.daemons.start(self.nodes, specs, self.n_satellites)
 
     def _daemons_link_added(self, link, tl: Timeline, li: int) -> None:
         from ..routing.daemons import LinkSpec
 
         cost = self._link_cost(tl, li)
         na, nb = self.node_names[link.a], self.node_names[link.b]
-        self.daemons.link_added(na, LinkSpec(link.ifname_a, nb, cost))
-        self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost))
+        self.daemons.link_added(na, LinkSpec(link.ifname_a, nb, cost, link.ip_b))
+        self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
 
     def run_until_converged(self, timeout_s: float, settle_s: float = 0.0) -> float | None:
         """Tick until the daemons' FIBs deliver every connected pair (for ``settle_s`` in a row); return the

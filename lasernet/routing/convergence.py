@@ -104,6 +104,7 @@ class FibWatcher:
         self._last_up = b""
         self.result: dict = {}
         self.end_s: float | None = None  # emulated time the watching stopped
+        self._allowed: list[bool] = []  # per link slot: may routing use it (BGP landing policies)
         self.last: dict = {}  # the latest judgement's matrices: delivered, connected, delay_s (FIB path delay)
 
     # ---------------------------------------------------------------------------------------------- life
@@ -213,8 +214,19 @@ class FibWatcher:
 
     # ---------------------------------------------------------------------------------------------- judging
     def _up(self) -> np.ndarray:
+        """Links that are up and that routing may use: with BGP landing policies, a ground link between an
+        operator's satellite and a station it does not list carries nothing by design, so it counts as down."""
         a = self.emu._applied_state
-        return (a["valid"] & a["up"]).copy()
+        up = (a["valid"] & a["up"]).copy()
+        plan = getattr(getattr(self.emu, "daemons", None), "bgp", None)
+        if plan is not None:
+            links, names = self.emu._slots_by_index, self.emu.node_names
+            while len(self._allowed) < len(links):
+                lk = links[len(self._allowed)]
+                self._allowed.append(plan.allowed(names[lk.a], names[lk.b]))
+            n = min(len(up), len(self._allowed))
+            up[:n] &= np.array(self._allowed[:n], bool)
+        return up
 
     def evaluate(self, up: np.ndarray | None = None) -> tuple[int, int, int, float, float]:
         """Judge the FIBs now: (broken pairs, connected pairs, delivered pairs, median stretch, ground stretch)."""
@@ -223,7 +235,7 @@ class FibWatcher:
 
         up = self._up() if up is None else up
         n = self.n
-        links = list(self.emu._slots_by_index)
+        links = list(self.emu._slots_by_index)[:len(up)]
         s_count = len(links)
         a_of = np.fromiter((lk.a for lk in links), np.int64, s_count)
         b_of = np.fromiter((lk.b for lk in links), np.int64, s_count)

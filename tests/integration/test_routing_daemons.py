@@ -24,7 +24,7 @@ import pytest
 import lasernet
 from lasernet.emulation.state import STATE_DIR, _start_time
 from lasernet.measure.probes import ProbeResult, read_record
-from lasernet.routing.config import RoutingConfig
+from lasernet.routing.config import Operator, RoutingConfig
 from lasernet.routing.daemons import FRR_TMP, RoutingDaemonError
 
 from ..conftest import TOPOLOGIES
@@ -186,6 +186,42 @@ def test_run_records_convergence_and_leaves_nothing_behind(tmp_path):
     assert result["changes_with_down"] >= 1 and result["initial_convergence_s"] > 0
     assert not base.exists()
     assert all(_start_time(pid) != start for pid, start in pids)  # every daemon exited
+
+
+def test_bgp_operators_land_only_at_their_listed_stations(tmp_path):
+    """Two operators (ASes) over the planes, each station its own AS, eBGP on every link. The operator whose
+    satellite serves frankfurt at the start may land only at ashburn and dublin: frankfurt's session with that
+    satellite exchanges nothing, so frankfurt is unreachable although its ground link is up, while ashburn and
+    dublin reach each other over BGP routes (and the FIBs count as converged under the policy)."""
+    scenario = lasernet.load_scenario(SCENARIO)
+    tl = lasernet.plan(scenario, duration_s=60, step_s=1)
+    names = list(tl.node_names)
+    served = [names[b] if names[a] == "frankfurt" else names[a]
+              for li, (a, b) in enumerate(zip(tl.links.a, tl.links.b))
+              if "frankfurt" in (names[a], names[b]) and tl.up[:, li].all()]
+    assert len(served) == 1, served  # one satellite serves frankfurt for the whole minute
+    plane = int(served[0].split("-")[1])
+    others = [p for p in range(8) if p != plane]
+    operators = (Operator("alpha", 64500, (plane, plane), (), ("ashburn", "dublin")),
+                 Operator("beta", 64501, None, tuple(f"sat-{p}-{s}" for p in others for s in range(8))))
+    scenario = dataclasses.replace(scenario, probes=(), routing=RoutingConfig(
+        protocol="bgp", daemon="frr", hello_s=1, dead_s=3, operators=operators))
+    with lasernet.Emulation(scenario, run_dir=tmp_path / "run", links=LINKS) as emu:
+        assert emu.run_until_converged(CONVERGE_TIMEOUT_S) is not None
+        gsl = [row for row in emu.link_table() if row["link"] in (f"frankfurt~{served[0]}",
+                                                                   f"{served[0]}~frankfurt")]
+        assert gsl and gsl[0]["up"]
+        for src, dst in (("ashburn", "dublin"), ("dublin", "ashburn")):
+            out = emu.nodes[src].cmd(f"ping -c 3 -i 0.2 -W 2 {emu.nodes[dst].IP()}")
+            assert " 0 received" not in out and "received" in out, f"{src} -> {dst}: {out}"
+            assert "proto bgp" in emu.nodes[src].cmd(f"ip route show {emu.nodes[dst].IP()}/32")
+        for src in ("ashburn", "dublin"):
+            out = emu.nodes[src].cmd(f"ping -c 2 -i 0.2 -W 1 {emu.nodes['frankfurt'].IP()}")
+            assert "unreachable" in out or " 0 received" in out, out
+        assert "proto bgp" not in emu.nodes["frankfurt"].cmd("ip route")
+        summary = emu.daemons.shell(served[0], "show bgp summary")
+        print(summary)
+        assert "(landing not allowed)" in emu.daemons.shell(served[0], "show running-config")
 
 
 @pytest.mark.parametrize("daemon", ["frr", "bird"])

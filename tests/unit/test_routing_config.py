@@ -3,6 +3,7 @@ and the daemon templates render configurations the daemons themselves accept (BI
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
@@ -42,7 +43,7 @@ def test_daemon_defaults_per_protocol(tmp_path):
 
 
 @pytest.mark.parametrize("routing,message", [
-    ({"protocol": "rip"}, "routing.protocol: must be one of oracle, ospf, isis, babel, got 'rip'"),
+    ({"protocol": "rip"}, "routing.protocol: must be one of oracle, ospf, isis, babel, bgp, got 'rip'"),
     ({"protocol": "isis", "daemon": "bird"}, "routing.daemon: isis with bird: BIRD 2 has no IS-IS; use daemon: frr"),
     ({"protocol": "babel", "daemon": "frr"}, "routing.daemon: babel with frr: FRR 8.4's babeld"),
     ({"protocol": "ospf", "hello_s": 1.5}, "routing.hello_s: ospf hello intervals are whole seconds, got 1.5"),
@@ -66,10 +67,10 @@ def _node():
                      LinkSpec("sat-2-7", "sat-2-7", 190), LinkSpec("ashburn", "ashburn", 70)], ["rack-3-7"])
 
 
-def _render(suite, cfg, tmp_path):
+def _render(suite, cfg, tmp_path, node=None):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return {d.name: d.config(env, _node(), cfg, tmp_path, "test") for d in suite(cfg).daemons}
+    return {d.name: d.config(env, node or _node(), cfg, tmp_path, "test") for d in suite(cfg).daemons}
 
 
 def test_frr_ospf_config_has_point_to_point_links_loopback_and_timers(tmp_path):
@@ -101,3 +102,58 @@ def test_bird_accepts_the_generated_config(tmp_path, protocol, bfd):
     path.write_text(text)
     proc = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr + text
+
+
+BGP = {"protocol": "bgp", "hello_s": 1, "dead_s": 3,
+       "operators": [{"name": "alpha", "asn": 64500, "planes": [0, 3], "land_at": ["ashburn"]},
+                     {"name": "beta", "asn": 64501, "planes": [4, 7]}]}
+
+
+def test_bgp_operators_are_parsed_with_their_planes_and_landing_stations(tmp_path):
+    cfg = lasernet.load_scenario(_mini_with(tmp_path, BGP)).routing
+    alpha, beta = cfg.operators
+    assert (alpha.asn, alpha.planes, alpha.land_at, cfg.daemon) == (64500, (0, 3), ("ashburn",), "frr")
+    assert alpha.owns("sat-3-7") and not alpha.owns("sat-4-0") and beta.owns("sat-4-0")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"operators": []}, "routing.operators: bgp needs at least one operator"),
+    ({"operators": [{"name": "a", "asn": 64500, "planes": [0, 3], "land_at": ["paris"]}]},
+     "routing.operators[0].land_at[0]: unknown ground station 'paris'; stations are ashburn, frankfurt, dublin"),
+    ({"operators": [{"name": "a", "asn": 64500}]}, "routing.operators[0]: needs planes: [first, last]"),
+    ({"operators": [{"name": "a", "asn": 64500, "planes": [3, 0]}]}, "routing.operators[0].planes: must be [first"),
+    ({"operators": [{"name": "a", "asn": 65001, "planes": [0, 7]}]}, "routing.operators[0].asn: collides with the "
+                                                                      "ground stations' ASes 65000..65002"),
+    ({"dead_s": 2}, "routing.dead_s: BGP's hold time must be at least 3 keepalives"),
+    ({"daemon": "bird"}, "routing.daemon: bgp with bird: lasernet generates BGP configurations for FRR only"),
+])
+def test_bad_bgp_is_one_line_naming_field_and_fix(tmp_path, change, message):
+    with pytest.raises(lasernet.ScenarioError) as err:
+        lasernet.load_scenario(_mini_with(tmp_path, {**BGP, **change}))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_operators_only_apply_to_bgp(tmp_path):
+    with pytest.raises(lasernet.ScenarioError, match="routing.operators: only applies to protocol: bgp"):
+        lasernet.load_scenario(_mini_with(tmp_path, {"protocol": "ospf", "operators": BGP["operators"]}))
+
+
+def test_bgp_config_confederation_members_and_a_landing_policy(tmp_path):
+    from lasernet.routing.daemons import BgpPlan
+
+    cfg = lasernet.load_scenario(_mini_with(tmp_path, BGP)).routing
+    names = [f"sat-{p}-{s}" for p in range(8) for s in range(8)] + ["ashburn", "frankfurt", "dublin"]
+    plan = BgpPlan(cfg, names, 64)
+    node = _node()  # sat-3-7 (alpha): links to sat-3-6, sat-3-0 (alpha), sat-2-7 (alpha), ashburn
+    node.links = [dataclasses.replace(lk, peer_ip=f"10.128.0.{k}") for k, lk in enumerate(node.links)]
+    node.links.append(LinkSpec("frankfurt", "frankfurt", 70, "10.128.0.9"))
+    node.links.append(LinkSpec("sat-4-7", "sat-4-7", 10, "10.128.0.11"))
+    node.bgp = plan.node(node)
+    text = _render(FrrSuite, cfg, tmp_path, node)["bgpd"]
+    assert "router bgp 4200000031" in text and "bgp confederation identifier 64500" in text
+    assert "neighbor 10.128.0.0 remote-as 4200000030" in text  # sat-3-6: a member of the same confederation
+    assert "neighbor 10.128.0.11 remote-as 64501" in text  # sat-4-7: the other operator
+    assert "neighbor 10.128.0.3 remote-as 65000" in text  # ashburn, listed: routes flow
+    assert "neighbor 10.128.0.3 route-map lasernet-accept in" in text
+    assert "neighbor 10.128.0.9 remote-as 65001" in text  # frankfurt, not listed: nothing is exchanged
+    assert "neighbor 10.128.0.9 route-map lasernet-deny in" in text and "route-map lasernet-deny out" in text

@@ -54,6 +54,7 @@ class LinkSpec:
     name: str
     peer: str
     cost: int
+    peer_ip: str = ""  # the peer's address on the link's /31 (BGP sessions)
 
 
 @dataclasses.dataclass
@@ -66,6 +67,57 @@ class NodeSpec:
     loopback: str
     links: list[LinkSpec]
     lans: list[str]  # interfaces towards attached servers (advertised, never peered over)
+    lan_prefixes: list[str] = dataclasses.field(default_factory=list)  # their /24s
+    bgp: dict = dataclasses.field(default_factory=dict)  # BGP: asn, confed, confed_peers, neighbors
+
+
+class BgpPlan:
+    """Who is which AS (see :mod:`lasernet.routing.config`): satellite i of operator O is member AS
+    MEMBER_ASN_BASE + i of the confederation O.asn; ground station k is AS ground_asn + k. A session between a
+    satellite of an operator with ``land_at`` and a ground station it does not list exchanges no routes."""
+
+    def __init__(self, cfg: RoutingConfig, node_names, n_satellites: int, source: str = "routing"):
+        from ..config import MEMBER_ASN_BASE, operator_of
+
+        self.cfg, self.names, self.n_sat = cfg, list(node_names), n_satellites
+        self.index = {name: i for i, name in enumerate(node_names)}
+        self.operator = {name: operator_of(cfg, name) for name in node_names[:n_satellites]}
+        missing = [name for name, op in self.operator.items() if op is None]
+        if missing:
+            from ...scenario import ScenarioError
+
+            raise ScenarioError(source, "routing.operators", f"{len(missing)} satellites belong to no operator "
+                                f"(e.g. {', '.join(missing[:3])}); cover every plane or list them")
+        self.member = {name: MEMBER_ASN_BASE + i for i, name in enumerate(node_names[:n_satellites])}
+
+    def is_sat(self, name: str) -> bool:
+        return self.index[name] < self.n_sat
+
+    def asn(self, name: str) -> int:
+        return self.member[name] if self.is_sat(name) else self.cfg.ground_asn + self.index[name] - self.n_sat
+
+    def asn_seen_from(self, me: str, peer: str) -> int:
+        if self.is_sat(peer) and not (self.is_sat(me) and self.operator[me] is self.operator[peer]):
+            return self.operator[peer].asn  # outside the confederation it is the operator's AS
+        return self.asn(peer)
+
+    def allowed(self, me: str, peer: str) -> bool:
+        sat, station = (me, peer) if self.is_sat(me) else (peer, me)
+        if not self.is_sat(sat) or self.is_sat(station):
+            return True
+        land = self.operator[sat].land_at
+        return not land or station in land
+
+    def neighbor(self, me: str, link: LinkSpec) -> dict:
+        return {"ip": link.peer_ip, "asn": self.asn_seen_from(me, link.peer), "name": link.peer,
+                "allowed": self.allowed(me, link.peer)}
+
+    def node(self, spec: NodeSpec) -> dict:
+        me = spec.name
+        op = self.operator.get(me) if self.is_sat(me) else None
+        peers = sorted(self.member[n] for n, o in self.operator.items() if o is op and n != me) if op else []
+        return {"asn": self.asn(me), "confed": op.asn if op else None, "confed_peers": peers,
+                "neighbors": [self.neighbor(me, link) for link in spec.links], "lan_prefixes": spec.lan_prefixes}
 
 
 @dataclasses.dataclass
@@ -112,7 +164,7 @@ class FrrDaemon(Daemon):
     def extra(self, node: NodeSpec, cfg: RoutingConfig) -> dict:
         octets = "".join(f"{int(x):03d}" for x in node.loopback.split("."))  # 10.255.0.5 -> 010255000005
         return {"protocol": cfg.protocol, "hello_multiplier": max(2, math.ceil(cfg.dead_s / cfg.hello_s)),
-                "net": f"49.0001.{octets[0:4]}.{octets[4:8]}.{octets[8:12]}.00"}
+                "net": f"49.0001.{octets[0:4]}.{octets[4:8]}.{octets[8:12]}.00", "bgp": node.bgp}
 
 
 class BirdDaemon(Daemon):
@@ -136,15 +188,24 @@ class FrrSuite:
     rejects = (" on config line ",)  # libfrr: "%s on config line %u: %s" (no such command, ambiguous, ...)
 
     def __init__(self, cfg: RoutingConfig):
-        protocol_daemon = {"ospf": "ospfd", "isis": "isisd"}[cfg.protocol]
+        protocol_daemon = {"ospf": "ospfd", "isis": "isisd", "bgp": "bgpd"}[cfg.protocol]
         self.daemons = [FrrDaemon("zebra")] + ([FrrDaemon("bfdd")] if cfg.bfd else []) + [FrrDaemon(protocol_daemon)]
 
     @staticmethod
     def shell_args(d: Path) -> list[str]:
         return ["--vty_socket", str(d)]
 
-    def link_commands(self, cfg: RoutingConfig, link: LinkSpec) -> list[str] | None:
+    def link_commands(self, cfg: RoutingConfig, link: LinkSpec, node: NodeSpec | None = None,
+                      plan: "BgpPlan | None" = None) -> list[str] | None:
         """vtysh commands that configure a link created after start (FRR configures interfaces by name)."""
+        if cfg.protocol == "bgp":
+            n = plan.neighbor(node.name, link)
+            policy = "lasernet-accept" if n["allowed"] else "lasernet-deny"
+            return ["configure terminal", f"router bgp {plan.asn(node.name)}",
+                    f"neighbor {n['ip']} remote-as {n['asn']}", f"neighbor {n['ip']} advertisement-interval 0",
+                    f"neighbor {n['ip']} timers connect 1", "address-family ipv4 unicast",
+                    f"neighbor {n['ip']} next-hop-self", f"neighbor {n['ip']} route-map {policy} in",
+                    f"neighbor {n['ip']} route-map {policy} out"]
         if cfg.protocol == "ospf":
             lines = ["ip ospf network point-to-point", f"ip ospf hello-interval {int(cfg.hello_s)}",
                      f"ip ospf dead-interval {int(cfg.dead_s)}", f"ip ospf cost {link.cost}"]
@@ -173,7 +234,7 @@ class BirdSuite:
     def shell_args(d: Path) -> list[str]:
         return ["-s", str(d / "bird.ctl")]
 
-    def link_commands(self, cfg: RoutingConfig, link: LinkSpec) -> list[str] | None:
+    def link_commands(self, cfg: RoutingConfig, link: LinkSpec, node=None, plan=None) -> list[str] | None:
         return None
 
 
@@ -215,16 +276,21 @@ class DaemonSet:
         self.specs: dict[str, NodeSpec] = {}
         self._helpers: list[subprocess.Popen] = []  # vtysh runs configuring links made after start
         self._stopped = False
+        self.bgp: BgpPlan | None = None
 
     def node_dir(self, name: str) -> Path:
         return self.base / name
 
     # ---------------------------------------------------------------------------------------------- start
-    def start(self, nodes: dict, specs: dict[str, NodeSpec]) -> None:
+    def start(self, nodes: dict, specs: dict[str, NodeSpec], n_satellites: int = 0) -> None:
         """Write every node's configs, start its daemons (dependency order) and wait until all are up."""
         import jinja2
 
         self.nodes, self.specs = nodes, specs
+        if self.cfg.protocol == "bgp":
+            self.bgp = BgpPlan(self.cfg, list(specs), n_satellites, self.scenario_name)
+            for spec in specs.values():
+                spec.bgp = self.bgp.node(spec)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True,
                                  lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         self.base.mkdir(parents=True, exist_ok=True)
@@ -325,7 +391,7 @@ class DaemonSet:
     # ---------------------------------------------------------------------------------------------- runtime
     def link_added(self, node: str, link: LinkSpec) -> None:
         """A link created after start: configure it in the node's daemons if the suite needs that (FRR)."""
-        commands = self.suite.link_commands(self.cfg, link)
+        commands = self.suite.link_commands(self.cfg, link, self.specs.get(node), self.bgp)
         if not commands or node not in self.nodes:
             return
         argv = [self.suite.shell, *self.suite.shell_args(self.node_dir(node))]
