@@ -404,6 +404,8 @@ class Emulation:
         self._maybe_plan_ahead(t_s)
         if report.index % max(1, int(round(1.0 / self.tick_s))) == 0:
             self._write_status(report)
+            if self.daemons is not None:
+                self.daemons.report_exits()  # a daemon that died mid-run is logged (with its log), once
         return report
 
     def _path_text(self, src: int, dst: int) -> str:

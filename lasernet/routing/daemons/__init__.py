@@ -277,6 +277,7 @@ class DaemonSet:
         self._helpers: list[subprocess.Popen] = []  # vtysh runs configuring links made after start
         self._stopped = False
         self.bgp: BgpPlan | None = None
+        self._reported: list[Running] = []
 
     def node_dir(self, name: str) -> Path:
         return self.base / name
@@ -379,6 +380,20 @@ class DaemonSet:
     def _error(self, message: str) -> RoutingDaemonError:
         """The error, with paths pointing where the files are kept after the run (``<run dir>/routing``)."""
         return RoutingDaemonError(message.replace(str(self.base), str(self.run_dir / "routing")))
+
+    def report_exits(self) -> list[str]:
+        """Log (once each) the daemons that have exited since they started; return their one-line reports."""
+        import logging
+
+        reports = []
+        for run in self.running:
+            if run.proc.poll() is not None and run not in self._reported:
+                self._reported.append(run)
+                text = (f"{run.node}: {run.daemon} exited (code {run.proc.returncode}); its log ends: "
+                        f"{_tail(run.out, run.log)}")
+                logging.getLogger("lasernet").error("%s", text)
+                reports.append(text)
+        return reports
 
     def check(self) -> None:
         """Raise RoutingDaemonError if any daemon has exited since it started."""
