@@ -24,8 +24,16 @@ in a separate process (:mod:`lasernet.routing.background`): ticks install its fi
 so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
 prefixes. ``start_timings`` records how long each phase of ``start()`` took.
 
-What the run created (node PIDs and their namespace inodes, the relay, files) is written to a state file as it
-is created, so that ``lasernet down`` can remove exactly that even after the driver was killed with SIGKILL.
+With a routing daemon protocol in the scenario (``routing: {protocol: ospf|isis|babel|bgp}``) the driver installs
+no routes: ``start()`` starts the daemons on every router once the links exist (:mod:`lasernet.routing.daemons`;
+``daemon_config_hook`` lets tests alter a generated config), each tick still computes the oracle as the
+reference for probes and path stretch, and a :class:`~lasernet.routing.convergence.FibWatcher` judges the
+daemons' FIBs after every change (``convergence.csv``, ``fib.csv``, ``summary["routing"]``);
+:meth:`Emulation.run_until_converged` ticks until they deliver every connected pair.
+
+What the run created (node PIDs and their namespace inodes, the relay, routing daemons, files) is written to a
+state file as it is created, so that ``lasernet down`` can remove exactly that even after the driver was killed
+with SIGKILL.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import lasernet
 from lasernet.emulation.state import STATE_DIR, _start_time
@@ -252,3 +253,41 @@ def test_daemon_that_fails_to_start_is_one_clear_error_and_everything_is_removed
     for node in emu.nodes.values():
         assert node.shell is None or node.shell.poll() is not None
         assert not Path(f"/proc/{node.pid}").exists() or _start_time(node.pid) is None
+
+
+def test_sigkill_of_lasernet_up_then_down_removes_the_daemons(tmp_path):
+    """`lasernet up` with OSPF (FRR) killed by SIGKILL: `lasernet down` stops every recorded daemon and removes
+    their directory and FRR's per-process crash-log directories; `lasernet exec NODE -- vtysh` worked before."""
+    import json
+    import signal
+
+    doc = yaml.safe_load(SCENARIO.read_text())
+    doc["ground"]["include"] = [str(TOPOLOGIES / "ground" / "sites.yaml")]
+    doc["routing"] = {"protocol": "ospf", "daemon": "frr"}
+    path = tmp_path / "mini-ospf.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    cli = [sys.executable, "-m", "lasernet.cli"]
+    proc = subprocess.Popen(cli + ["up", str(path), "--run-dir", str(tmp_path / "run"), "--links", LINKS],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "status.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "lasernet up did not start"
+            time.sleep(0.2)
+        state = json.loads((tmp_path / "run" / "state.json").read_text())
+        shell = subprocess.run(cli + ["exec", "sat-3-7", "--run", state["run_id"], "--", "vtysh", "-c",
+                                      "show ip ospf interface sat-3-6"], capture_output=True, text=True, timeout=30)
+        assert "Network Type POINTOPOINT" in shell.stdout, shell.stdout + shell.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    daemons = state["routing"]["processes"]
+    assert len(daemons) == 2 * len(state["nodes"])  # zebra and ospfd on every router
+    assert all(_start_time(d["pid"]) == d["start"] for d in daemons)  # SIGKILL of the driver left them running
+    down = subprocess.run(cli + ["down", state["run_id"]], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert all(_start_time(d["pid"]) != d["start"] for d in daemons)
+    assert not Path(state["routing"]["dir"]).exists()
+    assert not any((FRR_TMP / f"{d['daemon']}.{d['pid']}").exists() for d in daemons)
+    assert all(_start_time(n["pid"]) != n["start"] for n in state["nodes"].values())
