@@ -104,6 +104,7 @@ class FibWatcher:
         self._last_up = b""
         self.result: dict = {}
         self.end_s: float | None = None  # emulated time the watching stopped
+        self.error: str | None = None  # why the watching stopped early, if it did
         self._allowed: list[bool] = []  # per link slot: may routing use it (BGP landing policies)
         self.last: dict = {}  # the latest judgement's matrices: delivered, connected, delay_s (FIB path delay)
 
@@ -196,6 +197,15 @@ class FibWatcher:
         return False
 
     def _loop(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:  # the run goes on; its summary says the measurement stopped, and why
+            import logging
+
+            self.error = f"the FIB watcher stopped at t={self.emu.now_s():.1f} s: {exc!r}"
+            logging.getLogger("lasernet").error("%s", self.error)
+
+    def _watch(self) -> None:
         while not self._stop.is_set():
             try:
                 ready, _, _ = select.select(self.socks, [], [], self.POLL_S)
@@ -340,6 +350,8 @@ class FibWatcher:
             for r in rows:
                 w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
         self.result = summarize(rows, self.samples)
+        if self.error:
+            self.result["error"] = self.error
         return self.result
 
     def changes(self, end_s: float | None = None, lost_at=None) -> list[dict]:
