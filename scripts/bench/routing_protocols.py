@@ -134,9 +134,9 @@ def plot(results: list[dict], path: Path, speed: float) -> None:
             ax1.step(np.concatenate([[0], v]), np.linspace(0, 1, len(v) + 1), where="post",
                      label=f"{r['label']} (n={len(v)}, median {np.median(v):.2f} s)")
     ax1.set_xscale("symlog", linthresh=0.01)
-    ax1.set_xlabel("time until every connected pair is delivered again after a link goes down (s, daemon time)")
+    ax1.set_xlabel("s until every connected pair is delivered again (daemon time)")
+    ax1.set_title(f"after a link goes down: mini at {speed:g}x")
     ax1.set_ylabel("share of changes")
-    ax1.set_title(f"FIB convergence, mini at {speed:g}x")
     ax1.legend(fontsize=8)
     labels = [r["label"] for r in results]
     x = np.arange(len(labels))
