@@ -75,6 +75,7 @@ class RoutingConfig:
     daemon: str = ""  # "" with the oracle
     hello_s: float = 1.0
     dead_s: float = 4.0
+    retransmit_s: int = 5  # OSPF: LSA retransmission interval (FRR's and BIRD's default)
     spf_delay_ms: int = 0
     spf_hold_ms: int = 50
     spf_max_ms: int = 1000
@@ -95,7 +96,7 @@ def parse_routing(node, stations: tuple[str, ...] = ()) -> RoutingConfig:
 
     ``stations`` are the scenario's ground station names (for BGP landing policies)."""
     node.mapping(("protocol", "daemon", "hello_s", "dead_s", "spf_delay_ms", "spf_hold_ms", "spf_max_ms", "bfd",
-                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn"))
+                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s"))
     protocol = node.get("protocol", "oracle").choice(PROTOCOLS)
     if protocol == "oracle":
         extra = [k for k in (node.value or {}) if k != "protocol"]
@@ -107,6 +108,8 @@ def parse_routing(node, stations: tuple[str, ...] = ()) -> RoutingConfig:
     why_not = SUPPORTED[(protocol, daemon)]
     if why_not:
         raise node.get("daemon").fail(f"{protocol} with {daemon}: {why_not}")
+    if protocol != "ospf" and "retransmit_s" in (node.value or {}):
+        raise node.child("retransmit_s", None).fail("only applies to protocol: ospf")
     if protocol != "bgp":
         for key in ("operators", "ground_asn"):
             if key in (node.value or {}):
@@ -135,6 +138,7 @@ def parse_routing(node, stations: tuple[str, ...] = ()) -> RoutingConfig:
         ground_asn = node.get("ground_asn", 65000).number(1, MEMBER_ASN_BASE - 1 - len(stations), integer=True)
         operators = _operators(node.get("operators", None), stations, ground_asn)
     return RoutingConfig(protocol=protocol, daemon=daemon, hello_s=float(hello_s), dead_s=float(dead_s),
+                         retransmit_s=node.get("retransmit_s", 5).number(1, 3600, integer=True),
                          spf_delay_ms=spf_delay, spf_hold_ms=spf_hold, spf_max_ms=spf_max, bfd=bfd,
                          bfd_interval_ms=node.get("bfd_interval_ms", 100).number(10, 10000, integer=True),
                          bfd_multiplier=node.get("bfd_multiplier", 3).number(2, 255, integer=True),

@@ -54,6 +54,7 @@ def test_daemon_defaults_per_protocol(tmp_path):
     ({"protocol": "oracle", "hello_s": 2}, "routing.hello_s: only applies to a routing daemon"),
     ({"protocol": "ospf", "colour": "red"}, "routing.colour: unknown field"),
     ({"protocol": "ospf", "cost": "bandwidth"}, "routing.cost: must be one of hops, delay"),
+    ({"protocol": "isis", "retransmit_s": 1}, "routing.retransmit_s: only applies to protocol: ospf"),
 ])
 def test_bad_routing_is_one_line_naming_field_and_fix(tmp_path, routing, message):
     with pytest.raises(lasernet.ScenarioError) as err:
@@ -74,14 +75,14 @@ def _render(suite, cfg, tmp_path, node=None):
 
 
 def test_frr_ospf_config_has_point_to_point_links_loopback_and_timers(tmp_path):
-    cfg = RoutingConfig(protocol="ospf", daemon="frr", hello_s=2, dead_s=6, spf_delay_ms=10, bfd=True)
+    cfg = RoutingConfig(protocol="ospf", daemon="frr", hello_s=2, dead_s=6, spf_delay_ms=10, bfd=True, retransmit_s=1)
     texts = _render(FrrSuite, cfg, tmp_path)
     assert list(texts) == ["zebra", "bfdd", "ospfd"]
     ospf = texts["ospfd"]
     assert ospf.count("ip ospf network point-to-point") == 4 and ospf.count("ip ospf bfd profile lasernet") == 4
     assert "ospf router-id 10.255.0.32" in ospf and "network 10.255.0.0/16 area 0" in ospf
     assert "ip ospf hello-interval 2" in ospf and "ip ospf dead-interval 6" in ospf and "ip ospf cost 190" in ospf
-    assert "timers throttle spf 10 50 1000" in ospf
+    assert "timers throttle spf 10 50 1000" in ospf and ospf.count("ip ospf retransmit-interval 1") == 4
     assert "interface rack-3-7\n ip ospf passive" in ospf
     assert "set src 10.255.0.32" in texts["zebra"] and "transmit-interval 100" in texts["bfdd"]
 
@@ -96,7 +97,7 @@ def test_frr_isis_net_is_derived_from_the_loopback(tmp_path):
 @pytest.mark.parametrize("protocol,bfd", [("ospf", False), ("ospf", True), ("babel", False)])
 def test_bird_accepts_the_generated_config(tmp_path, protocol, bfd):
     """``bird -p`` parses the configuration and exits: the template yields valid BIRD 2 syntax."""
-    cfg = RoutingConfig(protocol=protocol, daemon="bird", hello_s=1, dead_s=4, bfd=bfd)
+    cfg = RoutingConfig(protocol=protocol, daemon="bird", hello_s=1, dead_s=4, bfd=bfd, retransmit_s=2)
     text = _render(BirdSuite, cfg, tmp_path)["bird"]
     path = tmp_path / "bird.conf"
     path.write_text(text)

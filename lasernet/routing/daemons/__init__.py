@@ -208,7 +208,8 @@ class FrrSuite:
                     f"neighbor {n['ip']} route-map {policy} out"]
         if cfg.protocol == "ospf":
             lines = ["ip ospf network point-to-point", f"ip ospf hello-interval {int(cfg.hello_s)}",
-                     f"ip ospf dead-interval {int(cfg.dead_s)}", f"ip ospf cost {link.cost}"]
+                     f"ip ospf dead-interval {int(cfg.dead_s)}", f"ip ospf retransmit-interval {cfg.retransmit_s}",
+                     f"ip ospf cost {link.cost}"]
             lines += ["ip ospf bfd", "ip ospf bfd profile lasernet"] if cfg.bfd else []
         else:
             lines = ["ip router isis lasernet", "isis network point-to-point", "isis circuit-type level-2-only",
