@@ -80,9 +80,14 @@ def plan(scenario, start, duration_s, step_s, output, events):
 @click.option("--cli", "open_cli", is_flag=True, help="Open Mininet's CLI (with links, path, orbit) while running.")
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="Oracle routes computed in every tick (exact) or in a background process (large networks; "
-                   "routes lag one computation). auto: background above 400 nodes.")
+                   "routes lag one computation). auto: background above 400 nodes. (Routing daemons are chosen "
+                   "by the scenario's routing: section.)")
 def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, routing):
-    """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit."""
+    """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit.
+
+    Routes come from the oracle, or from real routing daemons on every router (OSPF, IS-IS, Babel, BGP with FRR
+    or BIRD) when the scenario has a routing: section; their convergence goes to the run directory.
+    """
     from .emulation import runner
 
     _require_root("lasernet up")
