@@ -37,15 +37,19 @@ if os.geteuid() != 0:
 
 LINKS = os.environ.get("LASERNET_LINKS", "auto")
 SCENARIO = TOPOLOGIES / "mini.yaml"
-CONVERGE_TIMEOUT_S = 120  # wall seconds; IS-IS takes ~30 s on mini, OSPF ~10 s, Babel ~5 s
+CONVERGE_TIMEOUT_S = 120  # wall seconds; IS-IS takes ~30 s on mini, OSPF ~10 s, Babel ~5 s, BGP ~3 s
 PORT = 7950
 # (protocol, daemon, the kernel's "proto" of the routes it installs)
-CASES = [("ospf", "frr", "ospf"), ("babel", "bird", "bird"), ("isis", "frr", "isis")]
+CASES = [("ospf", "frr", "ospf"), ("babel", "bird", "bird"), ("isis", "frr", "isis"), ("bgp", "frr", "bgp")]
+# BGP: two operators (planes 0-3 and 4-7), no landing restrictions
+OPERATORS = (Operator("alpha", 64500, (0, 3)), Operator("beta", 64501, (4, 7)))
 PROBE_INTERVAL_S = 0.01
 OUTAGE_S = 15.0  # longer than any protocol's reconvergence here (IS-IS: ~4 s), so the detour can be seen
 
 
 def _scenario(protocol: str, daemon: str, **timers):
+    if protocol == "bgp":
+        timers = {"hello_s": 1, "dead_s": 3, "operators": OPERATORS, **timers}
     scenario = lasernet.load_scenario(SCENARIO)
     return dataclasses.replace(scenario, probes=(),
                                routing=RoutingConfig(protocol=protocol, daemon=daemon, **timers))
