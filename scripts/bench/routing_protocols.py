@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Oracle vs OSPF vs IS-IS vs Babel on the same orbit: convergence, loss during link changes, control traffic.
 
-For each routing (the oracle, then each daemon protocol) the script emulates the same scenario window with the
+For each routing (the oracle, then each daemon protocol; ``bgp`` splits the planes between two operators) the script emulates the same scenario window with the
 same probe pairs, waits for the initial convergence, then lets the orbit drive the links (ISLs cut at the
 range/polar limits, ground handovers) for ``--duration`` wall seconds at ``--speed``. The FIB watcher
 (:mod:`lasernet.routing.convergence`) measures every change; the oracle is measured the same way (its routes are
@@ -43,7 +43,7 @@ from lasernet.routing.convergence import FibWatcher
 from lasernet.scenario import ProbePair
 
 RUNS = {"oracle": ("oracle", ""), "ospf": ("ospf", "frr"), "isis": ("isis", "frr"), "babel": ("babel", "bird"),
-        "ospf-bird": ("ospf", "bird")}
+        "ospf-bird": ("ospf", "bird"), "bgp": ("bgp", "frr")}
 
 
 def link_bytes(emu) -> tuple[int, int]:
@@ -66,7 +66,16 @@ def link_bytes(emu) -> tuple[int, int]:
 
 def run_one(label: str, scenario, args, out: Path) -> dict:
     protocol, daemon = RUNS[label]
-    cfg = RoutingConfig() if protocol == "oracle" else RoutingConfig(protocol=protocol, daemon=daemon)
+    if protocol == "oracle":
+        cfg = RoutingConfig()
+    elif protocol == "bgp":  # two operators, the first and the second half of the first shell's planes
+        from lasernet.routing.config import Operator
+
+        half = scenario.constellation.shells[0].planes // 2
+        cfg = RoutingConfig(protocol="bgp", daemon="frr", hello_s=1, dead_s=3,
+                            operators=(Operator("alpha", 64500, (0, half - 1)), Operator("beta", 64501, (half, 999))))
+    else:
+        cfg = RoutingConfig(protocol=protocol, daemon=daemon)
     sc = dataclasses.replace(scenario, routing=cfg)
     run_dir = out / label
     emu = lasernet.Emulation(sc, speed=args.speed, duration_s=args.duration + 200, run_dir=run_dir)
