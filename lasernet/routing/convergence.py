@@ -15,8 +15,10 @@ for each, :meth:`FibWatcher.finish` measures ``reachable_again_s`` (from the cha
 good, before the next change), ``settled_s`` (until the last FIB change before the next change) and their
 maximum ``convergence_s`` (``nan`` if pairs were still broken when the next change came), plus the scenario's
 probes lost in the window. The first change (the links coming up at start) is the initial convergence, reported
-apart. Times are emulated seconds; route announcements are stamped on arrival (CLOCK_MONOTONIC), so the
-resolution is the watcher's wake-up, about a millisecond, not the tick.
+apart. Times are emulated seconds (at ``speed`` S the daemons' timers still run in wall time: divide by S for
+their own time); route announcements are stamped when the watcher reads them, so the resolution is its
+wake-up, about a millisecond, unless the driver's tick holds the interpreter (the watcher is a thread of the
+driver's process): an overrunning tick delays the stamps by up to its length.
 """
 
 from __future__ import annotations
