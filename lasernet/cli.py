@@ -80,13 +80,18 @@ def plan(scenario, start, duration_s, step_s, output, events):
 @click.option("--cli", "open_cli", is_flag=True, help="Open Mininet's CLI (with links, path, orbit) while running.")
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="Oracle routes computed in every tick (exact) or in a background process (large networks; "
-                   "routes lag one computation). auto: background above 400 nodes.")
+                   "routes lag one computation). auto: background above 400 nodes. (Routing daemons are chosen "
+                   "by the scenario's routing: section.)")
 @click.option("--keep-awake/--no-keep-awake", default=None,
               help="Keep every CPU out of idle halt while up (one SCHED_IDLE spinner per CPU): on a VM, wake-ups "
                    "then take ~20 us instead of up to milliseconds, and delays stay true to the plan. Default: on, "
                    "unless LASERNET_KEEP_AWAKE=0.")
 def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, routing, keep_awake):
-    """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit."""
+    """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit.
+
+    Routes come from the oracle, or from real routing daemons on every router (OSPF, IS-IS, Babel, BGP with FRR
+    or BIRD) when the scenario has a routing: section; their convergence goes to the run directory.
+    """
     from .emulation import runner
 
     _require_root("lasernet up")
@@ -122,10 +127,20 @@ def down(run_id, everything):
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--run", "run_id", help="Run id (default: the newest run).")
 def exec_(node, command, run_id):
-    """Run COMMAND inside NODE's namespace of a running emulation: lasernet exec sat-0-1 -- ip route."""
+    """Run COMMAND inside NODE's namespace of a running emulation: lasernet exec sat-0-1 -- ip route.
+
+    With routing daemons, `vtysh` (FRR) and `birdc` (BIRD) reach NODE's own daemons: the option naming its
+    socket is added (lasernet exec sat-3-7 -- vtysh -c 'show ip ospf neighbor').
+    """
     import os
 
     pid = _node_pid(node, run_id)
+    routing = _run(run_id).get("routing") or {}
+    command = list(command)
+    if routing.get("dir") and command and command[0] == routing.get("shell"):
+        from .routing.daemons import make_shell_args
+
+        command[1:1] = make_shell_args(routing, node)
     os.execvp("mnexec", ["mnexec", "-a", str(pid), *command])
 
 
@@ -221,6 +236,14 @@ def _render_run(summary: dict) -> None:
     if ticks:
         console.print(f"ticks: {ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} ms, "
                       f"max {ticks['max_ms']:.2f} ms, overruns {ticks['overruns']}")
+    routing = summary.get("routing")
+    if routing:
+        conv, fmt = routing.get("convergence_s") or {}, lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        console.print(f"routing: {routing['protocol']} ({routing['daemon']}), initial convergence "
+                      f"{fmt(routing.get('initial_convergence_s'))} s; {routing['changes']} link changes, convergence "
+                      f"median {fmt(conv.get('median'))} s, p95 {fmt(conv.get('p95'))} s, "
+                      f"{routing['unconverged_changes']} unconverged, {routing['probes_lost_in_changes']} probes "
+                      f"lost in them; ground path stretch median {fmt(routing.get('ground_stretch_median'))}")
     probes = summary.get("probes") or {}
     if probes:
         table = Table("probe pair", "probes", "lost", "measured - predicted RTT: median ms", "p99 ms",

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from .routing.config import RoutingConfig, parse_routing
+
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 MAX_NAME_LEN = 12
 SHELL_TYPES = ("delta", "star", "formation")
@@ -153,6 +155,7 @@ class Scenario:
     plan: PlanDefaults = field(default_factory=PlanDefaults)
     probes: tuple[ProbePair, ...] = ()
     hosts: tuple[Server, ...] = ()
+    routing: RoutingConfig = field(default_factory=RoutingConfig)  # lasernet.routing.config
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -289,7 +292,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
-                        probes=probes, hosts=hosts)
+                        probes=probes, hosts=hosts, routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground)))
     _check_unique_names(root, scenario)
     return scenario
 

@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev)
+pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev frr bird2)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +15,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # lasernet starts routing daemons in its nodes' namespaces; the services these packages just started would
+    # route the host itself: stop them (only what this run installed).
+    for svc in frr bird; do
+        case " ${missing[*]} " in *" $svc "*|*" ${svc}2 "*) ;; *) continue ;; esac
+        if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
+            echo "setup: stopping and disabling the host's $svc service (lasernet runs its own per node)"
+            $sudo systemctl disable --now -q "$svc" || true
+        fi
+    done
 fi
 
 # Debian's Mininet lives in the system Python's site-packages: the venv must see it.

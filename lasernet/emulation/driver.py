@@ -24,8 +24,16 @@ in a separate process (:mod:`lasernet.routing.background`): ticks install its fi
 so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
 prefixes. ``start_timings`` records how long each phase of ``start()`` took.
 
-What the run created (node PIDs and their namespace inodes, the relay, files) is written to a state file as it
-is created, so that ``lasernet down`` can remove exactly that even after the driver was killed with SIGKILL.
+With a routing daemon protocol in the scenario (``routing: {protocol: ospf|isis|babel|bgp}``) the driver installs
+no routes: ``start()`` starts the daemons on every router once the links exist (:mod:`lasernet.routing.daemons`;
+``daemon_config_hook`` lets tests alter a generated config), each tick still computes the oracle as the
+reference for probes and path stretch, and a :class:`~lasernet.routing.convergence.FibWatcher` judges the
+daemons' FIBs after every change (``convergence.csv``, ``fib.csv``, ``summary["routing"]``);
+:meth:`Emulation.run_until_converged` ticks until they deliver every connected pair.
+
+What the run created (node PIDs and their namespace inodes, the relay, routing daemons, files) is written to a
+state file as it is created, so that ``lasernet down`` can remove exactly that even after the driver was killed
+with SIGKILL.
 """
 
 from __future__ import annotations
@@ -121,6 +129,15 @@ def _raise_fd_limit(pid: int | None, wanted: int) -> None:
                     "at most ~%d links", pid, wanted, exc, soft, soft // 2 - 8)
 
 
+def _daemon_sysctls(scenario: Scenario) -> tuple[str, ...]:
+    """Sysctls routing daemons need besides SYSCTLS: Babel speaks over IPv6 link-local addresses, so links get
+    IPv6 (without duplicate-address detection, which would hold a new link's address back for a second)."""
+    if scenario.routing.protocol != "babel":
+        return ()
+    return ("net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
+            "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+
+
 class Emulation:
     """A running (or ready to run) emulation of one scenario (see the module docstring)."""
 
@@ -131,7 +148,8 @@ class Emulation:
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
-                 progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None):
+                 progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None,
+                 daemon_config_hook=None):
         if speed <= 0 or tick_s <= 0:
             raise ScenarioError("lasernet up", "", f"needs speed > 0 and tick_s > 0, got {speed} and {tick_s}")
         if routing not in ROUTING_MODES:
@@ -183,6 +201,9 @@ class Emulation:
         self.ticks: list[TickReport] = []
         self._started = False
         self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
+        self.daemons = None  # routing daemons (scenario routing.protocol other than oracle): a DaemonSet
+        self.fib_watch = None  # with daemons: the FibWatcher measuring their convergence
+        self._daemon_config_hook = daemon_config_hook  # tests: (node, daemon, config text) -> config text
 
     # ------------------------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> "Emulation":
@@ -238,7 +259,7 @@ class Emulation:
         self.start_timings["shells"] = time.monotonic() - mark
         mark = time.monotonic()
         self.kernel = Kernel(self.nodes, names)
-        self.kernel.configure_routers(range(len(names)), SYSCTLS)
+        self.kernel.configure_routers(range(len(names)), SYSCTLS + _daemon_sysctls(self.scenario))
         self.kernel.commit()
         self.start_timings["node config"] = time.monotonic() - mark
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
@@ -276,6 +297,13 @@ class Emulation:
         self.state.save()
         self.start_timings["links"] = time.monotonic() - mark
         self.state.set_backend(self.backend.name, self.backend.resources())
+        if self.scenario.routing.uses_daemons:
+            mark = time.monotonic()
+            self._start_daemons(first)
+            self.start_timings["routing daemons"] = time.monotonic() - mark
+            from ..routing.convergence import FibWatcher
+
+            self.fib_watch = FibWatcher(self)  # records link events from the first tick on; started below
         self._started = True
         if self.scenario.probes:
             self.probes = ProbeSet([(p.src, p.dst, p.rate_hz) for p in self.scenario.probes], self)
@@ -292,6 +320,8 @@ class Emulation:
         gc.freeze()
         self._wall0 = time.monotonic()
         self.state.set_clock(self._wall0, self.speed, self.start_utc)
+        if self.fib_watch is not None:
+            self.fib_watch.start()
         if self.probes:
             self.probes.start_probers(self, self.duration_s if self.duration_s is not None else 3600.0)
         return self
@@ -301,11 +331,19 @@ class Emulation:
         self._stop.set()
         if self.probes and not self._recorder:
             self.probes.stop()
+        if self.fib_watch is not None:
+            self.fib_watch.stop()  # before the daemons go: their withdrawals are not convergence
+        if self.daemons is not None:
+            self.daemons.stop()
         if self._next_window and self._next_window.is_alive():
             self._next_window.join(timeout=30)
         if self._recorder:
             try:
                 self._recorder.close(self)
+                if self.fib_watch is not None:
+                    self._recorder.summary["routing"] = {
+                        "protocol": self.scenario.routing.protocol, "daemon": self.scenario.routing.daemon,
+                        **self.fib_watch.finish(self.run_dir, self.run_dir / "probes.csv")}
             except Exception as exc:  # a report problem must not leave namespaces behind
                 log.error("writing the run's results failed: %s", exc)
             self._recorder = None
@@ -391,6 +429,8 @@ class Emulation:
         self._maybe_plan_ahead(t_s)
         if report.index % max(1, int(round(1.0 / self.tick_s))) == 0:
             self._write_status(report)
+            if self.daemons is not None:
+                self.daemons.report_exits()  # a daemon that died mid-run is logged (with its log), once
         return report
 
     def _path_text(self, src: int, dst: int) -> str:
@@ -435,6 +475,8 @@ class Emulation:
             is_up = bool(up[li[k]])
             why = "" if is_up else (CAUSES[int(cause[li[k]])] if cause[li[k]] else "override")
             self._recorder.link_event(t_s, tl, int(li[k]), is_up, why, float(d[k]))
+            if self.fib_watch is not None:
+                self.fib_watch.link_event(t_s, "~".join(tl.node_names[x] for x in self._pair(tl, int(li[k]))), is_up)
         if not changed.any():
             return 0
         ch = np.flatnonzero(changed)
@@ -470,6 +512,9 @@ class Emulation:
         d = np.where(np.isnan(delay), 0.0, delay)
         if self._oracle_proc is None:
             routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d)
+            if self.daemons is not None:  # the daemons route; the oracle is the reference for probes and stretch
+                self._routes, self._route_tl = routes, tl
+                return 0
             src, dst = oracle.diff(self._routes, routes)
             self._routes = routes
             self._route_tl = tl
@@ -514,6 +559,8 @@ class Emulation:
         """
         from ..routing import oracle
 
+        if self.daemons is not None:  # routing daemons install the routes
+            return 0
         n = len(self.node_names)
         bits = max(1, int(n).bit_length())  # offsets 1..n of the loopback pool
         values = np.full((n, 1 << bits), oracle.DONT_CARE, np.int64)
@@ -544,7 +591,7 @@ class Emulation:
         One numpy-packed batch per source node; withdrawals and destinations with server LANs behind them go
         entry by entry (:meth:`Kernel.routes`).
         """
-        if len(src) == 0:
+        if len(src) == 0 or self.daemons is not None:
             return 0
         special = slot < 0
         if self.kernel.lans:
@@ -649,10 +696,69 @@ class Emulation:
         if bulk:
             return link, mac_a, mac_b
         self.kernel.link_ends(link, mac_a, mac_b)
+        if self.daemons is not None:
+            self._daemons_link_added(link, tl, li)
         # A new link starts down until the next apply says otherwise.
         self.backend.apply(np.array([link.slot]), np.zeros((1, 2), bool), np.zeros((1, 2)), np.zeros((1, 2)),
                            np.zeros((1, 2)))
         return link
+
+    # ------------------------------------------------------------------------------------------------- daemons
+    def _link_cost(self, tl: Timeline, li: int) -> int:
+        """A link's metric for the daemons: 10 per hop, or its mean light time over the window in 10 us units."""
+        if self.scenario.routing.cost == "hops":
+            return 10
+        d = tl.delay_s[:, li]
+        d = d[np.isfinite(d)]
+        return max(1, int(round(float(d.mean()) * 1e5))) if len(d) else 1000
+
+    def _start_daemons(self, tl: Timeline) -> None:
+        """Start the scenario's routing daemons on every router, configured for the links created so far."""
+        from ..routing.daemons import DaemonSet, LinkSpec, NodeSpec
+
+        cfg = self.scenario.routing
+        self.daemons = DaemonSet(cfg, self.run_id, self.run_dir, self.scenario.name, state=self.state,
+                                 config_hook=self._daemon_config_hook)
+        specs = {name: NodeSpec(name, i, self.nodes[name].role, self.nodes[name].loopback, [], [])
+                 for i, name in enumerate(self.node_names)}
+        for host in self.scenario.hosts:
+            specs[host.attach].lans.append(ifname_for(host.name, 0))
+            specs[host.attach].lan_prefixes.append(self.servers[host.name].lan)
+        costs = {}
+        for li in range(len(tl.links)):
+            costs[self._pair(tl, li)] = self._link_cost(tl, li)
+        for (ia, ib), link in sorted(self._slots.items(), key=lambda kv: kv[1].slot):
+            cost = costs.get((ia, ib), 10)
+            specs[self.node_names[ia]].links.append(LinkSpec(link.ifname_a, self.node_names[ib], cost, link.ip_b))
+            specs[self.node_names[ib]].links.append(LinkSpec(link.ifname_b, self.node_names[ia], cost, link.ip_a))
+        self.daemons.start(self.nodes, specs, self.n_satellites)
+
+    def _daemons_link_added(self, link, tl: Timeline, li: int) -> None:
+        from ..routing.daemons import LinkSpec
+
+        cost = self._link_cost(tl, li)
+        na, nb = self.node_names[link.a], self.node_names[link.b]
+        self.daemons.link_added(na, LinkSpec(link.ifname_a, nb, cost, link.ip_b))
+        self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
+
+    def run_until_converged(self, timeout_s: float, settle_s: float = 0.0) -> float | None:
+        """Tick until the daemons' FIBs deliver every connected pair (for ``settle_s`` in a row); return the
+        emulated time it took, or None after ``timeout_s`` wall seconds."""
+        if self.fib_watch is None:
+            raise RuntimeError("run_until_converged needs routing daemons (scenario routing.protocol)")
+        t0, end = self.now_s(), time.monotonic() + timeout_s
+        since = None
+        while time.monotonic() < end:
+            self.run(0.25)
+            if self.fib_watch.converged():
+                since = self.now_s() if since is None else since
+                if self.now_s() - since >= settle_s:
+                    return since - t0
+            else:
+                since = None
+            if self.daemons is not None:
+                self.daemons.check()
+        return None
 
     # ------------------------------------------------------------------------------------------------- overrides
     def override(self, a: str, b: str, *, up: bool | None = None, loss: float | None = None,

@@ -14,6 +14,7 @@ import threading
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..api import UserError
+from ..routing.daemons import RoutingDaemonError
 from .driver import Emulation
 from .links import BackendUnavailable
 
@@ -40,7 +41,7 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
         with progress:
             try:
                 emu.start()
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, RoutingDaemonError) as exc:  # one line (node, daemon, its log); torn down
                 raise UserError(str(exc)) from None
         if console:
             console.print(f"lasernet: {len(emu.nodes)} nodes up, run {emu.run_id}, results in {emu.run_dir}"

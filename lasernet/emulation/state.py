@@ -7,8 +7,9 @@ the clock (so that another shell can convert times). It is rewritten atomically 
 :func:`teardown` is what ``lasernet down`` runs. It never matches processes by name: it signals the PIDs it
 recorded (after checking that each PID still belongs to the same process, by its start time), then every
 process whose network namespace is one of the run's (software started in a node with ``lasernet exec`` or
-``node.popen``), waits for them to exit so that the namespaces and their interfaces go away, and removes the
-backend's files. It is idempotent and works after the driver was killed with SIGKILL.
+``node.popen``; the routing daemons' PIDs are recorded too), waits for them to exit so that the namespaces and
+their interfaces go away, and removes the backend's files and the routing daemons' directories. It is
+idempotent and works after the driver was killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -183,7 +184,9 @@ def teardown(data: dict, quiet: bool = False) -> dict:
     inodes = {n["netns_inode"] for n in data.get("nodes", {}).values() if n.get("netns_inode")}
     shells = [n["pid"] for n in data.get("nodes", {}).values() if _same_process(n.get("pid"), n.get("start"))]
     inside = _processes_in(inodes) if inodes else []
-    victims = sorted(set(inside) | set(shells))
+    routing = data.get("routing") or {}
+    daemons = [p["pid"] for p in routing.get("processes", []) if _same_process(p.get("pid"), p.get("start"))]
+    victims = sorted(set(inside) | set(shells) | set(daemons))
     if victims:
         _signal_all(victims, signal.SIGTERM)
         left = _wait_gone(victims, 2.0)
@@ -202,6 +205,10 @@ def teardown(data: dict, quiet: bool = False) -> dict:
             _signal_all([backend["relay_pid"]], signal.SIGKILL)
             _wait_gone([backend["relay_pid"]], 5.0)
         removed["relay"] = 1
+    if routing:  # routing daemons' directories (sockets, configs) and FRR's per-process crash-log directories
+        from ..routing.daemons import remove_leftovers
+
+        removed["files"] += remove_leftovers(routing)
     for key in ("table_path",):
         path = backend.get(key)
         if path and os.path.exists(path):

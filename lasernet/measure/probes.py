@@ -30,6 +30,7 @@ this process), all returning a :class:`ProbeResult`.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import select
@@ -203,7 +204,7 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
     stamps = (echo_ns, reply_ns, recv_ns)
     sock = _timestamping_socket()
     sock.setblocking(False)
-    sock.connect((target_ip, port))
+    connected = _connect(sock, target_ip, port)
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     payload = bytearray(size_bytes)
@@ -217,7 +218,9 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
                 HEADER.pack_into(payload, 0, MAGIC, seq, stamp, MISSING, MISSING)
                 send_ns[seq] = stamp
                 try:
-                    sock.send(payload)
+                    connected = connected or _connect(sock, target_ip, port)
+                    if connected:
+                        sock.send(payload)
                 except OSError:  # e.g. ENOBUFS or the route is gone while a link is down: the probe is lost
                     pass
         except KeyboardInterrupt:  # asked to stop early (SIGINT): keep what was sent, still collect late echoes
@@ -229,6 +232,18 @@ def run_probe(target_ip: str, port: int, count: int, interval_s: float, wait_s: 
     finally:
         sock.close()
     return ProbeResult(np.arange(count, dtype=np.int64), send_ns, echo_ns, reply_ns, recv_ns, interval_s)
+
+
+def _connect(sock, target_ip: str, port: int) -> bool:
+    """Connect the UDP socket to the target; False while there is no route yet (routing daemons still
+    converging): the probes sent meanwhile count as lost."""
+    try:
+        sock.connect((target_ip, port))
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return False
+        raise
 
 
 def _receive_until(sock, poller, deadline_ns: int, stamps) -> None:

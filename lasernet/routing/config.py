@@ -1,0 +1,186 @@
+"""The scenario's ``routing:`` section: which routing runs on the routers, with which daemon and timers.
+
+``protocol: oracle`` (the default) keeps lasernet's own shortest-delay routes, installed by the driver every
+tick. Any other protocol runs a real routing daemon in every router's namespace and the driver installs no
+routes at all; the oracle is still computed, as the reference that probes and the convergence measurement
+compare against. Which daemon suite runs it:
+
+=========  ==========================  ============================================================
+protocol   daemons                     notes
+=========  ==========================  ============================================================
+ospf       ``frr`` (default), ``bird``  OSPFv2, one area, point-to-point links
+bgp        ``frr``                      eBGP on every link: each operator an AS (a confederation of one
+                                        member AS per satellite), each ground station an AS; landing
+                                        policies per operator
+isis       ``frr``                      level-2 only, wide metrics; BIRD 2 has no IS-IS
+babel      ``bird`` (default)           RFC 8966 over IPv6 link-local, IPv4 routes; FRR 8.4's babeld
+                                        does not bring neighbours up in namespaces (FRRouting/frr#13569)
+=========  ==========================  ============================================================
+
+Timers are in the units of their names: ``hello_s``/``dead_s`` for OSPF and IS-IS (IS-IS's hold time is
+``dead_s``, its hello multiplier ``ceil(dead_s / hello_s)``; Babel's hello interval is ``hello_s``), SPF
+throttling as initial delay, hold and maximum wait in milliseconds. ``bfd: true`` adds BFD sessions on every
+link (``bfd_interval_ms`` x ``bfd_multiplier`` detection time).
+
+The parser takes the scenario reader's node (``lasernet.scenario._Node``) so that every error names its field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROTOCOLS = ("oracle", "ospf", "isis", "babel", "bgp")
+DAEMONS = ("frr", "bird")
+COSTS = ("hops", "delay")
+
+#: Which daemon suite implements which protocol, and why not where it does not.
+SUPPORTED = {
+    ("ospf", "frr"): None, ("ospf", "bird"): None, ("isis", "frr"): None, ("babel", "bird"): None,
+    ("bgp", "frr"): None, ("bgp", "bird"): "lasernet generates BGP configurations for FRR only; use daemon: frr",
+    ("isis", "bird"): "BIRD 2 has no IS-IS; use daemon: frr",
+    ("babel", "frr"): ("FRR 8.4's babeld never brings its neighbours up in lasernet's namespaces "
+                       "(FRRouting/frr#13569); use daemon: bird"),
+}
+DEFAULT_DAEMON = {"ospf": "frr", "isis": "frr", "babel": "bird", "bgp": "frr"}
+#: Confederation member ASNs (one per satellite: 4200000000 + node index) come from the private 4-byte range.
+MEMBER_ASN_BASE = 4_200_000_000
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A satellite operator: one AS (a BGP confederation of one member AS per satellite), which satellites are
+    its own (``planes`` as an inclusive [first, last] range of Walker plane indices, and/or names), and the
+    ground stations its traffic may land at (``land_at``; empty: any)."""
+
+    name: str
+    asn: int
+    planes: tuple[int, int] | None = None
+    satellites: tuple[str, ...] = ()
+    land_at: tuple[str, ...] = ()
+
+    def owns(self, satellite: str) -> bool:
+        if satellite in self.satellites:
+            return True
+        parts = satellite.rsplit("-", 2)
+        if self.planes is None or len(parts) != 3 or not parts[1].isdigit():
+            return False
+        return self.planes[0] <= int(parts[1]) <= self.planes[1]
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """How the routers route (see the module docstring). The defaults keep the oracle."""
+
+    protocol: str = "oracle"
+    daemon: str = ""  # "" with the oracle
+    hello_s: float = 1.0
+    dead_s: float = 4.0
+    retransmit_s: int = 5  # OSPF: LSA retransmission interval (FRR's and BIRD's default)
+    spf_delay_ms: int = 0
+    spf_hold_ms: int = 50
+    spf_max_ms: int = 1000
+    bfd: bool = False
+    bfd_interval_ms: int = 100
+    bfd_multiplier: int = 3
+    cost: str = "hops"  # link metric: "hops" (10 per link) or "delay" (the link's light time at start, in 10 us)
+    operators: tuple[Operator, ...] = ()  # bgp: the satellite operators
+    ground_asn: int = 65000  # bgp: ground station i is AS ground_asn + i
+
+    @property
+    def uses_daemons(self) -> bool:
+        return self.protocol != "oracle"
+
+
+def parse_routing(node, stations: tuple[str, ...] = ()) -> RoutingConfig:
+    """Validate a ``routing:`` mapping (a scenario ``_Node``); raise the node's ScenarioError on a problem.
+
+    ``stations`` are the scenario's ground station names (for BGP landing policies)."""
+    node.mapping(("protocol", "daemon", "hello_s", "dead_s", "spf_delay_ms", "spf_hold_ms", "spf_max_ms", "bfd",
+                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s"))
+    protocol = node.get("protocol", "oracle").choice(PROTOCOLS)
+    if protocol == "oracle":
+        extra = [k for k in (node.value or {}) if k != "protocol"]
+        if extra:
+            raise node.child(extra[0], None).fail("only applies to a routing daemon; set protocol: ospf, isis or "
+                                                  "babel, or remove it")
+        return RoutingConfig()
+    daemon = node.get("daemon", DEFAULT_DAEMON[protocol]).choice(DAEMONS)
+    why_not = SUPPORTED[(protocol, daemon)]
+    if why_not:
+        raise node.get("daemon").fail(f"{protocol} with {daemon}: {why_not}")
+    if protocol != "ospf" and "retransmit_s" in (node.value or {}):
+        raise node.child("retransmit_s", None).fail("only applies to protocol: ospf")
+    if protocol != "bgp":
+        for key in ("operators", "ground_asn"):
+            if key in (node.value or {}):
+                raise node.child(key, None).fail("only applies to protocol: bgp")
+    hello_s = node.get("hello_s", 1.0).number(0.1 if protocol == "babel" else 1, 60)
+    if protocol != "babel" and not float(hello_s).is_integer():
+        raise node.get("hello_s").fail(f"{protocol} hello intervals are whole seconds, got {hello_s!r}")
+    dead_s = node.get("dead_s", 4 * hello_s).number(1, 600)
+    if protocol != "babel" and (dead_s <= hello_s or not float(dead_s).is_integer()):
+        raise node.get("dead_s").fail(f"must be whole seconds greater than hello_s ({hello_s:g}), got {dead_s!r}")
+    bfd = node.get("bfd", False).value
+    if not isinstance(bfd, bool):
+        raise node.get("bfd").fail(f"must be true or false, got {bfd!r}")
+    if bfd and protocol == "babel":
+        raise node.get("bfd").fail("babel has no BFD client in BIRD 2; remove bfd or use protocol: ospf")
+    spf_delay = node.get("spf_delay_ms", 0).number(0, 60000, integer=True)
+    spf_hold = node.get("spf_hold_ms", 50).number(0, 60000, integer=True)
+    spf_max = node.get("spf_max_ms", max(1000, spf_hold)).number(0, 600000, integer=True)
+    if spf_max < spf_hold:
+        raise node.get("spf_max_ms").fail(f"must be >= spf_hold_ms ({spf_hold}), got {spf_max}")
+    operators, ground_asn = (), 65000
+    if protocol == "bgp":
+        if dead_s < 3 * hello_s:
+            raise node.get("dead_s").fail(f"BGP's hold time must be at least 3 keepalives ({3 * hello_s:g} s), "
+                                          f"got {dead_s:g}")
+        ground_asn = node.get("ground_asn", 65000).number(1, MEMBER_ASN_BASE - 1 - len(stations), integer=True)
+        operators = _operators(node.get("operators", None), stations, ground_asn)
+    return RoutingConfig(protocol=protocol, daemon=daemon, hello_s=float(hello_s), dead_s=float(dead_s),
+                         retransmit_s=node.get("retransmit_s", 5).number(1, 3600, integer=True),
+                         spf_delay_ms=spf_delay, spf_hold_ms=spf_hold, spf_max_ms=spf_max, bfd=bfd,
+                         bfd_interval_ms=node.get("bfd_interval_ms", 100).number(10, 10000, integer=True),
+                         bfd_multiplier=node.get("bfd_multiplier", 3).number(2, 255, integer=True),
+                         cost=node.get("cost", "hops").choice(COSTS), operators=operators, ground_asn=ground_asn)
+
+
+def _operators(node, stations: tuple[str, ...], ground_asn: int) -> tuple[Operator, ...]:
+    items = node.items()
+    if not items:
+        raise node.fail("bgp needs at least one operator, e.g. [{name: alpha, asn: 64500, planes: [0, 7]}]")
+    out, seen_asn = [], {}
+    for item in items:
+        item.mapping(("name", "asn", "planes", "satellites", "land_at"))
+        name = item.get("name").name()
+        asn = item.get("asn").number(1, MEMBER_ASN_BASE - 1, integer=True)
+        if ground_asn <= asn < ground_asn + len(stations):
+            raise item.get("asn").fail(f"collides with the ground stations' ASes {ground_asn}.."
+                                       f"{ground_asn + len(stations) - 1} (routing.ground_asn)")
+        if asn in seen_asn:
+            raise item.get("asn").fail(f"is already operator {seen_asn[asn]}'s")
+        seen_asn[asn] = name
+        planes = None
+        pn = item.get("planes", None)
+        if pn.value is not None:
+            v = pn.value
+            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and x >= 0 for x in v)
+                    and v[0] <= v[1]):
+                raise pn.fail(f"must be [first, last] plane indices (inclusive), got {v!r}")
+            planes = (v[0], v[1])
+        sats = tuple(n.name(max_len=64) for n in item.get("satellites", []).items())
+        if planes is None and not sats:
+            raise item.fail("needs planes: [first, last] and/or satellites: [names]")
+        land = []
+        for n in item.get("land_at", []).items():
+            station = n.name()
+            if station not in stations:
+                raise n.fail(f"unknown ground station {station!r}; stations are {', '.join(stations) or 'none'}")
+            land.append(station)
+        out.append(Operator(name, asn, planes, sats, tuple(land)))
+    return tuple(out)
+
+
+def operator_of(cfg: RoutingConfig, satellite: str) -> Operator | None:
+    """The operator owning ``satellite`` (the first that lists it), or None."""
+    return next((op for op in cfg.operators if op.owns(satellite)), None)

@@ -1,0 +1,442 @@
+"""How well routing daemons keep up with the orbit: every router's FIB, judged against the links that are up.
+
+A :class:`FibWatcher` holds one rtnetlink socket in every router's namespace, subscribed to IPv4 route changes
+(``RTMGRP_IPV4_ROUTE``), after one dump of the main table. It keeps, per router, the next-hop link of its route
+to every other router's loopback /32 (the identity daemons must advertise), stamped when the kernel announced
+it. Whenever a FIB or the set of up links changes it walks every (source, destination) pair along the FIBs:
+
+- *delivered*: the walk reaches the destination over links that are up, without a loop;
+- *broken*: the pair is connected over the up links (so the oracle has a path) but the walk is not delivered
+  (a black hole, a loop, or a route over a link that is down);
+- *stretch*: delivered path delay over the oracle's shortest delay (1.0 = the oracle's path).
+
+Each change is a sample in ``fib.csv``. Link events that the driver applied in the same tick form one change;
+for each, :meth:`FibWatcher.finish` measures ``reachable_again_s`` (from the change until no pair is broken, for
+good, before the next change), ``settled_s`` (until the last FIB change before the next change) and their
+maximum ``convergence_s`` (``nan`` if pairs were still broken when the next change came), plus the scenario's
+probes lost in the window. The first change (the links coming up at start) is the initial convergence, reported
+apart. Times are emulated seconds (at ``speed`` S the daemons' timers still run in wall time: divide by S for
+their own time); route announcements are stamped when the watcher reads them, so the resolution is its
+wake-up, about a millisecond, unless the driver's tick holds the interpreter (the watcher is a thread of the
+driver's process): an overrunning tick delays the stamps by up to its length.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import math
+import select
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..emulation.addressing import LINK_POOL, LOOPBACK_POOL
+
+RTMGRP_IPV4_ROUTE = 0x40
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 2, 3, 4
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
+RT_TABLE_MAIN, RTN_UNICAST = 254, 1
+_HDR = struct.Struct("=IHHII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTA = struct.Struct("=HH")
+_RTNH = struct.Struct("=HBBi")
+LOOP_BASE = int(LOOPBACK_POOL.network_address)
+LINK_BASE, LINK_SIZE = int(LINK_POOL.network_address), LINK_POOL.num_addresses
+
+
+def _attrs(buf, offset=0):
+    while offset + 4 <= len(buf):
+        length, kind = _RTA.unpack_from(buf, offset)
+        if length < 4:
+            break
+        yield kind & 0x3FFF, buf[offset + 4: offset + length]
+        offset += (length + 3) & ~3
+
+
+def parse_route(payload) -> tuple[int, int, int, int, int] | None:
+    """A route message's (dst address, prefix length, metric, gateway address or 0, route type) for the main
+    IPv4 table, else None. With several next hops (RTA_MULTIPATH) the first one's gateway."""
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(payload)
+    if family != socket.AF_INET:
+        return None
+    dst = gateway = metric = 0
+    for kind, data in _attrs(payload, _RTMSG.size):
+        if kind == RTA_DST:
+            dst = struct.unpack("!I", bytes(data[:4]))[0]
+        elif kind == RTA_GATEWAY:
+            gateway = struct.unpack("!I", bytes(data[:4]))[0]
+        elif kind == RTA_PRIORITY:
+            metric = struct.unpack("=I", bytes(data[:4]))[0]
+        elif kind == RTA_TABLE:
+            table = struct.unpack("=I", bytes(data[:4]))[0]
+        elif kind == RTA_MULTIPATH and not gateway and len(data) >= _RTNH.size:
+            length = _RTNH.unpack_from(data)[0]
+            for sub, sdata in _attrs(data[:length], _RTNH.size):
+                if sub == RTA_GATEWAY:
+                    gateway = struct.unpack("!I", bytes(sdata[:4]))[0]
+    if table != RT_TABLE_MAIN:
+        return None
+    return dst, dst_len, metric, gateway, rtype
+
+
+class FibWatcher:
+    """Follows every router's FIB by rtnetlink notifications (see the module docstring)."""
+
+    POLL_S = 0.01
+
+    def __init__(self, emulation):
+        self.emu = emulation
+        self.n = len(emulation.node_names)
+        self.n_satellites = emulation.n_satellites
+        self.next_slot = np.full((self.n, self.n), -1, np.int64)
+        self._routes = [dict() for _ in range(self.n)]  # node -> {(dst node, metric): slot or -1}
+        self.samples: list[tuple] = []  # (t_s, broken, connected pairs, delivered, stretch median, ground stretch)
+        self.fib_changes: list[float] = []  # t_s of each batch of FIB changes
+        self.events: list[tuple[float, str, bool]] = []  # link events as the driver applied them
+        self.socks: list[socket.socket] = []
+        self._by_fd: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_up = b""
+        self.result: dict = {}
+        self.end_s: float | None = None  # emulated time the watching stopped
+        self.error: str | None = None  # why the watching stopped early, if it did
+        self._allowed: list[bool] = []  # per link slot: may routing use it (BGP landing policies)
+        self.last: dict = {}  # the latest judgement's matrices: delivered, connected, delay_s (FIB path delay)
+
+    # ---------------------------------------------------------------------------------------------- life
+    def start(self) -> "FibWatcher":
+        from ..emulation.netlink import Netns, open_in_each
+
+        spaces = [Netns(self.emu.nodes[name].pid) for name in self.emu.node_names]
+        try:
+            self.socks = open_in_each(spaces)
+        finally:
+            for ns in spaces:
+                ns.close()
+        for node, sock in enumerate(self.socks):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+            except OSError:
+                pass
+            sock.bind((0, RTMGRP_IPV4_ROUTE))
+            sock.setblocking(False)
+            self._by_fd[sock.fileno()] = node
+            self._dump(node)
+        self._thread = threading.Thread(target=self._loop, name="lasernet-fib", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.end_s is None:
+            self.end_s = self.emu.now_s()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for sock in self.socks:
+            sock.close()
+        self.socks = []
+
+    def link_event(self, t_s: float, name: str, up: bool) -> None:
+        """Called by the driver for every link up/down it applies."""
+        self.events.append((t_s, name, up))
+
+    # ---------------------------------------------------------------------------------------------- reading
+    def _dump(self, node: int) -> None:
+        self._routes[node].clear()
+        self.next_slot[node] = -1
+        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        self.socks[node].send(_HDR.pack(_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+
+    def _read(self, node: int) -> bool:
+        sock, changed = self.socks[node], False
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                return changed
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # notifications were lost: read the whole table again
+                    self._dump(node)
+                    changed = True
+                    continue
+                raise
+            offset = 0
+            while offset + _HDR.size <= len(data):
+                length, kind, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
+                if length < _HDR.size:
+                    break
+                if kind in (RTM_NEWROUTE, RTM_DELROUTE):
+                    changed |= self._apply(node, kind, memoryview(data)[offset + _HDR.size: offset + length])
+                offset += (length + 3) & ~3
+
+    def _apply(self, node: int, kind: int, payload) -> bool:
+        route = parse_route(payload)
+        if route is None:
+            return False
+        dst, dst_len, metric, gateway, rtype = route
+        peer = dst - LOOP_BASE - 1
+        if dst_len != 32 or not 0 <= peer < self.n or peer == node:
+            return False
+        table = self._routes[node]
+        if kind == RTM_DELROUTE:
+            table.pop((peer, metric), None)
+        else:
+            ok = rtype == RTN_UNICAST and LINK_BASE <= gateway < LINK_BASE + LINK_SIZE
+            table[(peer, metric)] = (gateway - LINK_BASE) // 2 if ok else -1
+        best = min((m for (d, m) in table if d == peer), default=None)
+        slot = -1 if best is None else table[(peer, best)]
+        if self.next_slot[node, peer] != slot:
+            self.next_slot[node, peer] = slot
+            return True
+        return False
+
+    def _loop(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:  # the run goes on; its summary says the measurement stopped, and why
+            import logging
+
+            self.error = f"the FIB watcher stopped at t={self.emu.now_s():.1f} s: {exc!r}"
+            logging.getLogger("lasernet").error("%s", self.error)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select(self.socks, [], [], self.POLL_S)
+            except (OSError, ValueError):
+                return
+            changed = False
+            for sock in ready:
+                changed |= self._read(self._by_fd[sock.fileno()])
+            t_s = self.emu.now_s()
+            if changed:
+                self.fib_changes.append(t_s)
+            up = self._up()
+            if changed or up.tobytes() != self._last_up:
+                self._last_up = up.tobytes()
+                self.samples.append((t_s, *self.evaluate(up)))
+
+    # ---------------------------------------------------------------------------------------------- judging
+    def _up(self) -> np.ndarray:
+        """Links that are up and that routing may use: with BGP landing policies, a ground link between an
+        operator's satellite and a station it does not list carries nothing by design, so it counts as down."""
+        a = self.emu._applied_state
+        up = (a["valid"] & a["up"]).copy()
+        plan = getattr(getattr(self.emu, "daemons", None), "bgp", None)
+        if plan is not None:
+            links, names = self.emu._slots_by_index, self.emu.node_names
+            while len(self._allowed) < len(links):
+                lk = links[len(self._allowed)]
+                self._allowed.append(plan.allowed(names[lk.a], names[lk.b]))
+            n = min(len(up), len(self._allowed))
+            up[:n] &= np.array(self._allowed[:n], bool)
+        return up
+
+    def evaluate(self, up: np.ndarray | None = None) -> tuple[int, int, int, float, float]:
+        """Judge the FIBs now: (broken pairs, connected pairs, delivered pairs, median stretch, ground stretch)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        up = self._up() if up is None else up
+        n = self.n
+        links = list(self.emu._slots_by_index)[:len(up)]
+        s_count = len(links)
+        a_of = np.fromiter((lk.a for lk in links), np.int64, s_count)
+        b_of = np.fromiter((lk.b for lk in links), np.int64, s_count)
+        up = np.concatenate([up[:s_count], np.zeros(max(0, s_count - len(up)), bool)])[:s_count]
+        delay_s = self.emu._applied_state["delay_s"][:s_count]
+        ns = self.next_slot.copy()
+        has = (ns >= 0) & (ns < s_count)
+        nsc = np.where(has, ns, 0)
+        hop_ok = has & up[nsc] if s_count else np.zeros_like(has)
+        rows = np.arange(n)[:, None]
+        nxt = np.where(hop_ok, np.where(a_of[nsc] == rows, b_of[nsc], a_of[nsc]) if s_count else -1, -1)
+        # the walk, all pairs at once (flattened index = src * n + dst)
+        cur = np.repeat(np.arange(n), n)
+        dst = np.tile(np.arange(n), n)
+        delivered = cur == dst
+        delay = np.zeros(n * n)
+        alive = np.flatnonzero(~delivered)
+        for _ in range(n):
+            if not len(alive):
+                break
+            c, d = cur[alive], dst[alive]
+            step = nxt[c, d]
+            moving = step >= 0
+            alive = alive[moving]
+            if s_count:
+                delay[alive] += delay_s[nsc[c[moving], d[moving]]]
+            cur[alive] = step[moving]
+            arrived = cur[alive] == dst[alive]
+            delivered[alive[arrived]] = True
+            alive = alive[~arrived]
+        delivered = delivered.reshape(n, n)
+        if s_count and up.any():
+            graph = coo_matrix((np.ones(int(up.sum())), (a_of[up], b_of[up])), shape=(n, n))
+            _, comp = connected_components(graph, directed=False)
+        else:
+            comp = np.arange(n)
+        connected = comp[:, None] == comp[None, :]
+        np.fill_diagonal(connected, False)
+        broken = connected & ~delivered
+        self.last = {"delivered": delivered, "connected": connected, "delay_s": delay.reshape(n, n)}
+        stretch_all = stretch_ground = math.nan
+        routes = getattr(self.emu, "_routes", None)
+        if routes is not None and routes.delay_s.shape == (n, n):
+            ok = connected & delivered & np.isfinite(routes.delay_s) & (routes.delay_s > 0)
+            ratio = delay.reshape(n, n)[ok] / routes.delay_s[ok]
+            if len(ratio):
+                stretch_all = float(np.median(ratio))
+            ground = np.zeros((n, n), bool)
+            ground[self.n_satellites:, self.n_satellites:] = True
+            gr = delay.reshape(n, n)[ok & ground] / routes.delay_s[ok & ground]
+            if len(gr):
+                stretch_ground = float(np.median(gr))
+        return int(broken.sum()), int(connected.sum()), int((connected & delivered).sum()), stretch_all, stretch_ground
+
+    def path(self, src: str, dst: str) -> list[str]:
+        """The path the FIBs forward along now from router ``src`` to router ``dst`` (node names), following
+        next hops over links that are up; it ends early at a black hole or a link that is down, and stops at
+        a loop."""
+        names = list(self.emu.node_names)
+        cur, goal = names.index(src), names.index(dst)
+        up = self._up()
+        links = self.emu._slots_by_index
+        out = [src]
+        for _ in range(self.n):
+            if cur == goal:
+                break
+            slot = int(self.next_slot[cur, goal])
+            if slot < 0 or slot >= len(links) or slot >= len(up) or not up[slot]:
+                break
+            cur = links[slot].b if links[slot].a == cur else links[slot].a
+            if names[cur] in out:
+                out.append(names[cur])
+                break
+            out.append(names[cur])
+        return out
+
+    def converged(self) -> bool:
+        """True when the latest judgement found no broken pair (and at least one connected pair)."""
+        if not self.samples:
+            return False
+        _t, broken, connected, *_ = self.samples[-1]
+        return broken == 0 and connected > 0
+
+    # ---------------------------------------------------------------------------------------------- results
+    def finish(self, run_dir: Path, probes_csv: Path | None = None) -> dict:
+        """Write ``fib.csv`` and ``convergence.csv``; return the summary (also kept as ``self.result``)."""
+        self.stop()
+        end_s = self.end_s
+        run_dir = Path(run_dir)
+        with (run_dir / "fib.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["t_s", "broken_pairs", "connected_pairs", "delivered_pairs", "stretch_median",
+                        "ground_stretch_median"])
+            for t, broken, conn, deliv, st, gst in self.samples:
+                w.writerow([f"{t:.4f}", broken, conn, deliv, f"{st:.4f}", f"{gst:.4f}"])
+        rows = self.changes(end_s, _probe_losses(probes_csv))
+        with (run_dir / "convergence.csv").open("w", newline="") as f:
+            keys = ["t_s", "window_s", "downs", "ups", "links", "reachable_again_s", "settled_s", "convergence_s",
+                    "converged", "max_broken_pairs", "probes_sent", "probes_lost"]
+            w = csv.DictWriter(f, keys)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+        self.result = summarize(rows, self.samples)
+        if self.error:
+            self.result["error"] = self.error
+        return self.result
+
+    def changes(self, end_s: float | None = None, lost_at=None) -> list[dict]:
+        """One row per change (link events applied in the same tick), measured as the module docstring says;
+        ``lost_at`` is (probe send times, lost flags) to count the probes lost in each change's window."""
+        end_s = self.emu.now_s() if end_s is None else end_s
+        groups: dict[float, list] = {}
+        for t, name, up in self.events:
+            groups.setdefault(round(t, 6), []).append((name, up))
+        times = sorted(groups)
+        samples = np.array([s[:3] for s in list(self.samples)]) if self.samples else np.zeros((0, 3))
+        changes = np.array(self.fib_changes)
+        rows = []
+        for k, t in enumerate(times):
+            t_next = times[k + 1] if k + 1 < len(times) else end_s
+            in_win = (samples[:, 0] >= t) & (samples[:, 0] < t_next) if len(samples) else np.zeros(0, bool)
+            before = samples[samples[:, 0] < t] if len(samples) else samples
+            broken_then = before[-1, 1] if len(before) else 1
+            win = samples[in_win]
+            states = np.concatenate([[broken_then], win[:, 1]]) if len(win) else np.array([broken_then])
+            stamps = np.concatenate([[t], win[:, 0]]) if len(win) else np.array([t])
+            converged = states[-1] == 0
+            bad = np.flatnonzero(states > 0)
+            reach_s = 0.0 if not len(bad) else (stamps[bad[-1] + 1] - t if bad[-1] + 1 < len(stamps) else math.nan)
+            fib_in = changes[(changes >= t) & (changes < t_next)] if len(changes) else changes
+            settled_s = float(fib_in.max() - t) if len(fib_in) else 0.0
+            conv_s = max(reach_s, settled_s) if converged else math.nan
+            sent = lost = 0
+            if lost_at is not None and len(lost_at[0]):
+                sel = (lost_at[0] >= t) & (lost_at[0] < t_next)
+                sent, lost = int(sel.sum()), int(lost_at[1][sel].sum())
+            names = groups[t]
+            rows.append({"t_s": t, "window_s": t_next - t, "downs": sum(not u for _, u in names),
+                         "ups": sum(u for _, u in names),
+                         "links": (" ".join(f"{'+' if u else '-'}{n}" for n, u in names) if len(names) <= 8
+                                   else f"{len(names)} links"),
+                         "reachable_again_s": reach_s, "settled_s": settled_s, "convergence_s": conv_s,
+                         "converged": bool(converged), "max_broken_pairs": int(states.max()),
+                         "probes_sent": sent, "probes_lost": lost})
+        return rows
+
+
+def _probe_losses(path: Path | None):
+    """(send times, lost flags) of every probe in probes.csv, or None without probes."""
+    if path is None or not Path(path).exists():
+        return None
+    t, lost = [], []
+    with Path(path).open() as f:
+        for row in csv.DictReader(f):
+            t.append(float(row["t_s"]))
+            lost.append(not row["measured_rtt_ms"])
+    return np.array(t), np.array(lost, bool)
+
+
+def summarize(rows: list[dict], samples: list[tuple]) -> dict:
+    """The routing part of summary.json: initial convergence, per-change distributions, stretch."""
+    def dist(values):
+        v = np.array([x for x in values if not math.isnan(x)])
+        if not len(v):
+            return {"n": 0}
+        return {"n": int(len(v)), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)),
+                "max": float(v.max())}
+
+    first, later = (rows[0], rows[1:]) if rows else (None, [])
+    stretch = np.array([s[4] for s in samples if not math.isnan(s[4])])
+    ground = np.array([s[5] for s in samples if not math.isnan(s[5])])
+    out = {"initial_convergence_s": first["convergence_s"] if first else math.nan,
+           "changes": len(later), "changes_with_down": sum(r["downs"] > 0 for r in later),
+           "unconverged_changes": sum(not r["converged"] for r in later),
+           "convergence_s": dist(r["convergence_s"] for r in later),
+           "down_convergence_s": dist(r["convergence_s"] for r in later if r["downs"]),
+           "reachable_again_s": dist(r["reachable_again_s"] for r in later),
+           "probes_lost_in_changes": int(sum(r["probes_lost"] for r in later)),
+           "stretch_median": float(np.median(stretch)) if len(stretch) else math.nan,
+           "ground_stretch_median": float(np.median(ground)) if len(ground) else math.nan,
+           "fib_samples": len(samples)}
+    return _json_safe(out)
+
+
+def _json_safe(value):
+    """NaN (not measured) as null, so that summary.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,160 @@
+"""The scenario's routing: section: defaults keep the oracle, bad combinations are one line naming field and fix,
+and the daemon templates render configurations the daemons themselves accept (BIRD's own parser)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+
+import jinja2
+import pytest
+import yaml
+
+import lasernet
+from lasernet.routing.config import RoutingConfig
+from lasernet.routing.daemons import TEMPLATES, BirdSuite, FrrSuite, LinkSpec, NodeSpec
+
+from ..conftest import TOPOLOGIES
+
+
+def _mini_with(tmp_path, routing):
+    doc = yaml.safe_load((TOPOLOGIES / "mini.yaml").read_text())
+    doc["ground"]["include"] = [str(TOPOLOGIES / "ground" / "sites.yaml")]
+    if routing is None:
+        doc.pop("routing", None)
+    else:
+        doc["routing"] = routing
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_without_a_routing_section_the_oracle_routes(tmp_path):
+    assert lasernet.load_scenario(_mini_with(tmp_path, None)).routing == RoutingConfig()
+    assert not RoutingConfig().uses_daemons
+
+
+def test_daemon_defaults_per_protocol(tmp_path):
+    assert lasernet.load_scenario(_mini_with(tmp_path, {"protocol": "ospf"})).routing.daemon == "frr"
+    assert lasernet.load_scenario(_mini_with(tmp_path, {"protocol": "isis"})).routing.daemon == "frr"
+    babel = lasernet.load_scenario(_mini_with(tmp_path, {"protocol": "babel", "hello_s": 0.5})).routing
+    assert (babel.daemon, babel.hello_s, babel.dead_s) == ("bird", 0.5, 2.0)
+
+
+@pytest.mark.parametrize("routing,message", [
+    ({"protocol": "rip"}, "routing.protocol: must be one of oracle, ospf, isis, babel, bgp, got 'rip'"),
+    ({"protocol": "isis", "daemon": "bird"}, "routing.daemon: isis with bird: BIRD 2 has no IS-IS; use daemon: frr"),
+    ({"protocol": "babel", "daemon": "frr"}, "routing.daemon: babel with frr: FRR 8.4's babeld"),
+    ({"protocol": "ospf", "hello_s": 1.5}, "routing.hello_s: ospf hello intervals are whole seconds, got 1.5"),
+    ({"protocol": "ospf", "hello_s": 5, "dead_s": 5}, "routing.dead_s: must be whole seconds greater than hello_s"),
+    ({"protocol": "babel", "bfd": True}, "routing.bfd: babel has no BFD client in BIRD 2"),
+    ({"protocol": "ospf", "bfd": "yes"}, "routing.bfd: must be true or false, got 'yes'"),
+    ({"protocol": "ospf", "spf_hold_ms": 500, "spf_max_ms": 100}, "routing.spf_max_ms: must be >= spf_hold_ms"),
+    ({"protocol": "oracle", "hello_s": 2}, "routing.hello_s: only applies to a routing daemon"),
+    ({"protocol": "ospf", "colour": "red"}, "routing.colour: unknown field"),
+    ({"protocol": "ospf", "cost": "bandwidth"}, "routing.cost: must be one of hops, delay"),
+    ({"protocol": "isis", "retransmit_s": 1}, "routing.retransmit_s: only applies to protocol: ospf"),
+])
+def test_bad_routing_is_one_line_naming_field_and_fix(tmp_path, routing, message):
+    with pytest.raises(lasernet.ScenarioError) as err:
+        lasernet.load_scenario(_mini_with(tmp_path, routing))
+    assert str(err.value).startswith("r.yaml: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def _node():
+    return NodeSpec("sat-3-7", 31, "satellite", "10.255.0.32",
+                    [LinkSpec("sat-3-6", "sat-3-6", 10), LinkSpec("sat-3-0", "sat-3-0", 10),
+                     LinkSpec("sat-2-7", "sat-2-7", 190), LinkSpec("ashburn", "ashburn", 70)], ["rack-3-7"])
+
+
+def _render(suite, cfg, tmp_path, node=None):
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return {d.name: d.config(env, node or _node(), cfg, tmp_path, "test") for d in suite(cfg).daemons}
+
+
+def test_frr_ospf_config_has_point_to_point_links_loopback_and_timers(tmp_path):
+    cfg = RoutingConfig(protocol="ospf", daemon="frr", hello_s=2, dead_s=6, spf_delay_ms=10, bfd=True, retransmit_s=1)
+    texts = _render(FrrSuite, cfg, tmp_path)
+    assert list(texts) == ["zebra", "bfdd", "ospfd"]
+    ospf = texts["ospfd"]
+    assert ospf.count("ip ospf network point-to-point") == 4 and ospf.count("ip ospf bfd profile lasernet") == 4
+    assert "ospf router-id 10.255.0.32" in ospf and "network 10.255.0.0/16 area 0" in ospf
+    assert "ip ospf hello-interval 2" in ospf and "ip ospf dead-interval 6" in ospf and "ip ospf cost 190" in ospf
+    assert "timers throttle spf 10 50 1000" in ospf and ospf.count("ip ospf retransmit-interval 1") == 4
+    assert "interface rack-3-7\n ip ospf passive" in ospf
+    assert "set src 10.255.0.32" in texts["zebra"] and "transmit-interval 100" in texts["bfdd"]
+
+
+def test_frr_isis_net_is_derived_from_the_loopback(tmp_path):
+    texts = _render(FrrSuite, RoutingConfig(protocol="isis", daemon="frr", hello_s=1, dead_s=3), tmp_path)
+    assert " net 49.0001.0102.5500.0032.00" in texts["isisd"]
+    assert texts["isisd"].count("isis network point-to-point") == 4 and "isis hello-multiplier 3" in texts["isisd"]
+
+
+@pytest.mark.skipif(shutil.which("bird") is None, reason="needs BIRD 2 (scripts/setup.sh installs it)")
+@pytest.mark.parametrize("protocol,bfd", [("ospf", False), ("ospf", True), ("babel", False)])
+def test_bird_accepts_the_generated_config(tmp_path, protocol, bfd):
+    """``bird -p`` parses the configuration and exits: the template yields valid BIRD 2 syntax."""
+    cfg = RoutingConfig(protocol=protocol, daemon="bird", hello_s=1, dead_s=4, bfd=bfd, retransmit_s=2)
+    text = _render(BirdSuite, cfg, tmp_path)["bird"]
+    path = tmp_path / "bird.conf"
+    path.write_text(text)
+    proc = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + text
+
+
+BGP = {"protocol": "bgp", "hello_s": 1, "dead_s": 3,
+       "operators": [{"name": "alpha", "asn": 64500, "planes": [0, 3], "land_at": ["ashburn"]},
+                     {"name": "beta", "asn": 64501, "planes": [4, 7]}]}
+
+
+def test_bgp_operators_are_parsed_with_their_planes_and_landing_stations(tmp_path):
+    cfg = lasernet.load_scenario(_mini_with(tmp_path, BGP)).routing
+    alpha, beta = cfg.operators
+    assert (alpha.asn, alpha.planes, alpha.land_at, cfg.daemon) == (64500, (0, 3), ("ashburn",), "frr")
+    assert alpha.owns("sat-3-7") and not alpha.owns("sat-4-0") and beta.owns("sat-4-0")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"operators": []}, "routing.operators: bgp needs at least one operator"),
+    ({"operators": [{"name": "a", "asn": 64500, "planes": [0, 3], "land_at": ["paris"]}]},
+     "routing.operators[0].land_at[0]: unknown ground station 'paris'; stations are ashburn, frankfurt, dublin"),
+    ({"operators": [{"name": "a", "asn": 64500}]}, "routing.operators[0]: needs planes: [first, last]"),
+    ({"operators": [{"name": "a", "asn": 64500, "planes": [3, 0]}]}, "routing.operators[0].planes: must be [first"),
+    ({"operators": [{"name": "a", "asn": 65001, "planes": [0, 7]}]}, "routing.operators[0].asn: collides with the "
+                                                                      "ground stations' ASes 65000..65002"),
+    ({"dead_s": 2}, "routing.dead_s: BGP's hold time must be at least 3 keepalives"),
+    ({"daemon": "bird"}, "routing.daemon: bgp with bird: lasernet generates BGP configurations for FRR only"),
+])
+def test_bad_bgp_is_one_line_naming_field_and_fix(tmp_path, change, message):
+    with pytest.raises(lasernet.ScenarioError) as err:
+        lasernet.load_scenario(_mini_with(tmp_path, {**BGP, **change}))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_operators_only_apply_to_bgp(tmp_path):
+    with pytest.raises(lasernet.ScenarioError, match="routing.operators: only applies to protocol: bgp"):
+        lasernet.load_scenario(_mini_with(tmp_path, {"protocol": "ospf", "operators": BGP["operators"]}))
+
+
+def test_bgp_config_confederation_members_and_a_landing_policy(tmp_path):
+    from lasernet.routing.daemons import BgpPlan
+
+    cfg = lasernet.load_scenario(_mini_with(tmp_path, BGP)).routing
+    names = [f"sat-{p}-{s}" for p in range(8) for s in range(8)] + ["ashburn", "frankfurt", "dublin"]
+    plan = BgpPlan(cfg, names, 64)
+    node = _node()  # sat-3-7 (alpha): links to sat-3-6, sat-3-0 (alpha), sat-2-7 (alpha), ashburn
+    node.links = [dataclasses.replace(lk, peer_ip=f"10.128.0.{k}") for k, lk in enumerate(node.links)]
+    node.links.append(LinkSpec("frankfurt", "frankfurt", 70, "10.128.0.9"))
+    node.links.append(LinkSpec("sat-4-7", "sat-4-7", 10, "10.128.0.11"))
+    node.bgp = plan.node(node)
+    text = _render(FrrSuite, cfg, tmp_path, node)["bgpd"]
+    assert "router bgp 4200000031" in text and "bgp confederation identifier 64500" in text
+    assert "neighbor 10.128.0.0 remote-as 4200000030" in text  # sat-3-6: a member of the same confederation
+    assert "neighbor 10.128.0.11 remote-as 64501" in text  # sat-4-7: the other operator
+    assert "neighbor 10.128.0.3 remote-as 65000" in text  # ashburn, listed: routes flow
+    assert "neighbor 10.128.0.3 route-map lasernet-accept in" in text
+    assert "neighbor 10.128.0.9 remote-as 65001" in text  # frankfurt, not listed: nothing is exchanged
+    assert "neighbor 10.128.0.9 route-map lasernet-deny in" in text and "route-map lasernet-deny out" in text
