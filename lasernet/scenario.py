@@ -153,6 +153,7 @@ class Scenario:
     plan: PlanDefaults = field(default_factory=PlanDefaults)
     probes: tuple[ProbePair, ...] = ()
     hosts: tuple[Server, ...] = ()
+    workload: Any = field(default_factory=lambda: _workload_section(None))  # lasernet.workload.Workload
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -289,9 +290,16 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
-                        probes=probes, hosts=hosts)
+                        probes=probes, hosts=hosts, workload=_workload_section(root.get("workload", None)))
     _check_unique_names(root, scenario)
     return scenario
+
+
+def _workload_section(node: _Node | None):
+    """The ``workload:`` section, read by :mod:`lasernet.workload` (its own module: it imports this one)."""
+    from .workload import Workload, parse_workload
+
+    return Workload() if node is None else parse_workload(node)
 
 
 def parse_time(value: Any) -> dt.datetime | None:

@@ -66,5 +66,7 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
         summary.update(recorder.summary)
     if emu.probes is not None:
         summary["probes"] = emu.probes.summary
+    if emu.workload_summary:
+        summary["workload"] = emu.workload_summary
     (emu.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
