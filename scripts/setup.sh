@@ -5,7 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev)
+# etcd-server and etcd-client: the etcd example experiment (topologies/etcd-orbit.yaml). Debian's packages do not
+# start a daemon in a container with policy-rc.d; elsewhere disable it: systemctl disable --now etcd.
+pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev etcd-server etcd-client)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
