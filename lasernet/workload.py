@@ -8,6 +8,8 @@ A workload says, in emulated seconds from the start of a run:
 * ``ping_mesh``: UDP echo probes between every pair of a set of nodes (the probe pairs' machinery, compared with the
   RTT the plan predicts);
 * ``iperf3``: TCP or UDP flows between two nodes, their throughput over time;
+* ``outages``: failure injection: every link of a router (``node:``) or one link (``link: [a, b]``) forced down
+  from ``start_s`` for ``duration_s`` (the driver's :meth:`~lasernet.emulation.driver.Emulation.override`);
 * ``report``: the instants the report's constellation maps show.
 
 Nodes are chosen by *selectors*: a node's name (``sat-0-1``, ``ashburn``, a server of ``hosts:``), a glob
@@ -69,23 +71,34 @@ class IperfFlow:
 
 
 @dataclass(frozen=True)
+class Outage:
+    """Links forced down from ``start_s`` for ``duration_s``: all of router ``node``'s, or the one ``link``."""
+
+    start_s: float
+    duration_s: float
+    node: str | None = None
+    link: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Workload:
     duration_s: float | None = None  # how long `lasernet run` runs (wall seconds) unless --duration says
     commands: tuple[Command, ...] = ()
     ping_mesh: PingMesh | None = None
     iperf3: tuple[IperfFlow, ...] = ()
     map_at_s: tuple[float, ...] = ()  # report maps at these emulated seconds (default: start, middle, end)
+    outages: tuple[Outage, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.commands or self.ping_mesh or self.iperf3)
+        return not (self.commands or self.ping_mesh or self.iperf3 or self.outages)
 
 
 def parse_workload(node: _Node) -> Workload:
     """Read the ``workload:`` mapping (``node``); raise :class:`ScenarioError` naming the first problem."""
     if node.value is None:
         return Workload()
-    node.mapping(("duration_s", "commands", "ping_mesh", "iperf3", "report"))
+    node.mapping(("duration_s", "commands", "ping_mesh", "iperf3", "outages", "report"))
     duration = node.get("duration_s", None)
     commands = tuple(_command(n) for n in node.get("commands", []).items())
     names = [c.name for c in commands]
@@ -104,7 +117,7 @@ def parse_workload(node: _Node) -> Workload:
     map_at = tuple(n.number(0, 30 * 86400) for n in report.get("map_at_s", []).items())
     return Workload(duration_s=None if duration.value is None else duration.number(1, 86400), commands=commands,
                     ping_mesh=mesh, iperf3=tuple(_flow(n) for n in node.get("iperf3", []).items()),
-                    map_at_s=map_at)
+                    map_at_s=map_at, outages=tuple(_outage(n) for n in node.get("outages", []).items()))
 
 
 def _selectors(node: _Node) -> tuple[str, ...]:
@@ -169,6 +182,23 @@ def _flow(node: _Node) -> IperfFlow:
                      parallel=node.get("parallel", 1).number(1, 16, integer=True))
 
 
+def _outage(node: _Node) -> Outage:
+    node.mapping(("node", "link", "start_s", "duration_s"))
+    values = node.value or {}
+    if ("node" in values) == ("link" in values):
+        raise node.fail("needs exactly one of node: NAME (all its links) or link: [A, B]")
+    target, link = None, None
+    if "node" in values:
+        target = node.get("node").name(max_len=64)
+    else:
+        pair = node.get("link")
+        if not (isinstance(pair.value, list) and len(pair.value) == 2 and all(isinstance(x, str) for x in pair.value)):
+            raise pair.fail(f"must be a pair of node names like [sat-0-0, sat-0-1], got {pair.value!r}")
+        link = (pair.value[0], pair.value[1])
+    return Outage(start_s=node.get("start_s").number(0, 30 * 86400),
+                  duration_s=node.get("duration_s").number(0.1, 30 * 86400), node=target, link=link)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Resolving selectors once the nodes are known
 
@@ -227,4 +257,10 @@ def resolve(scenario, node_names: tuple[str, ...], n_satellites: int) -> dict:
             if name not in roles:
                 raise ScenarioError(src, f"workload.iperf3[{i}].{key}", f"unknown node {name!r}; nodes are e.g. "
                                                                         f"{', '.join(list(roles)[:4])}")
+    for i, outage in enumerate(wl.outages):
+        for k, name in enumerate([outage.node] if outage.node else outage.link):
+            if roles.get(name) in (None, "server"):
+                where = f"workload.outages[{i}]." + ("node" if outage.node else f"link[{k}]")
+                raise ScenarioError(src, where, f"{name!r} is not a satellite or ground station; outages act on "
+                                                f"the links between routers, e.g. {node_names[0]!r}")
     return {"commands": commands, "mesh": mesh, "roles": roles}

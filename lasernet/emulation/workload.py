@@ -106,6 +106,7 @@ class WorkloadRunner:
             client = self._add(flow.src, f"iperf3-{i}", args, self.run_dir / "workload", {}, flow.start_s, None)
             self.flows.append((i, flow, server, client))
         self.jobs.sort(key=lambda j: (j.start_s, j.command.endswith("-server") is False))
+        self.outages = [[o, False] for o in self.workload.outages]  # (outage, applied)
 
     def _add(self, node, command, argv, cwd, extra_env, start_s, stop_s) -> Job:
         base = self.run_dir / "workload" / f"{node}.{command}"
@@ -135,6 +136,10 @@ class WorkloadRunner:
 
     def tick(self, t_s: float) -> None:
         """Start the jobs that are due, stop those past their ``stop_s``, notice those that have exited."""
+        for entry in self.outages:
+            if not entry[1] and t_s >= entry[0].start_s:
+                self._outage(entry[0], t_s)
+                entry[1] = True
         for job in self.jobs:
             if job.proc is None and job.status == "not-started" and t_s >= job.start_s:
                 self._launch(job, t_s)
@@ -221,6 +226,21 @@ class WorkloadRunner:
             if b"listening" in job.out_path.read_bytes():
                 return
             time.sleep(0.02)
+
+    def _outage(self, outage: spec.Outage, t_s: float) -> None:
+        """Force the outage's links down for its duration (the driver records their down and up events)."""
+        if outage.link:
+            pairs = [outage.link]
+        else:
+            tl, _ = self.emu.timeline_at(t_s)
+            me = self.emu.node_names.index(outage.node)
+            names = self.emu.node_names
+            pairs = {tuple(sorted((names[a], names[b]))) for a, b in zip(tl.links.a.tolist(), tl.links.b.tolist())
+                     if me in (a, b)}
+        for a, b in sorted(pairs):
+            self.emu.override(a, b, up=False, for_s=outage.duration_s)
+        log.info("workload: outage of %s from t=%.1f s for %g s", outage.node or "~".join(outage.link), t_s,
+                 outage.duration_s)
 
     # ------------------------------------------------------------------------------------------------- results
     def _write_jobs(self) -> None:

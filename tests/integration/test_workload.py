@@ -2,7 +2,8 @@
 
 One run (module fixture, ~12 s of emulation) carries: a command on both servers that records application metrics,
 a command that fails (exit 3 on sat-0-1), one stopped at its stop_s, the ping mesh between the three stations, and
-a rate-limited iperf3 flow from the ground data centre to the orbital rack. The tests read what it left: the exit
+a rate-limited iperf3 flow from the ground data centre to the orbital rack, and a 2 s outage of every link of a
+satellite off the probed paths. The tests read what it left: the exit
 status, workload.csv, each job's output files, probes.csv (measured vs predicted RTT), iperf3.csv, app-metrics.csv,
 run.json (versions, and a plan digest equal to an offline plan's), report.html (its embedded PNGs decoded) and that
 nothing of the run is left on the machine. Bad workload configuration exits 2 with one line and creates nothing.
@@ -17,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ import lasernet
 from lasernet.measure import provenance
 
 from ..conftest import TOPOLOGIES
-from .test_lifecycle import assert_nothing_left, snapshot
+from lasernet.emulation import state as run_state
 
 pytestmark = pytest.mark.root
 
@@ -55,8 +57,31 @@ workload:
   ping_mesh: {{rate_hz: 10}}
   iperf3:
     - {{from: dc-ashburn, to: rack-0-0, start_s: 2, duration_s: 6, interval_s: 0.5, bitrate_bps: {FLOW_BPS:.0f}}}
+  outages: [{{node: sat-4-5, start_s: 3, duration_s: 2}}]
   report: {{map_at_s: [0, 6]}}
 """
+
+
+def assert_run_gone(run_dir: Path, timeout_s: float = 10.0) -> None:
+    """Nothing the run recorded in its state file is left: namespaces, node shells, jobs, relay, table, state.
+
+    (What this run created, not a snapshot of the whole machine: other tests may be running next to this one.)
+    """
+    state = json.loads((run_dir / "state.json").read_text())
+    inodes = {n["netns_inode"] for n in state["nodes"].values()}
+    pids = [n["pid"] for n in state["nodes"].values()] + [j["pid"] for j in state.get("workload", [])]
+    pids.append(state["backend"].get("relay_pid"))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [p for p in pids if p and run_state._start_time(p) is not None and not run_state._is_zombie(p)]
+        inside = run_state._processes_in(inodes)
+        if not (alive or inside) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not alive and not inside, f"left running: {alive} {inside}"
+    table = state["backend"].get("table_path")  # the delay line's shared-memory table
+    assert not (table and Path(table).exists())
+    assert not (run_state.STATE_DIR / f"{state['run_id']}.json").exists()
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -66,31 +91,30 @@ def read_csv(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One `lasernet run` of mini with the workload above: (process, run directory, scenario path, snapshot)."""
+    """One `lasernet run` of mini with the workload above: (process, run directory, scenario path)."""
     tmp = tmp_path_factory.mktemp("workload")
     scenario = tmp / "wl.yaml"
     scenario.write_text(MINI.replace("name: mini", "name: wl") + WORKLOAD)
-    before = snapshot()
     proc = subprocess.run(LASERNET + ["run", str(scenario), "--run-dir", str(tmp / "run"), "--links", LINKS],
                           cwd=tmp, capture_output=True, text=True, timeout=300)
-    return proc, tmp / "run", scenario, before
+    return proc, tmp / "run", scenario
 
 
 def test_a_failed_command_is_reported_with_its_node_and_exit_code_and_the_run_tears_down(run):
-    proc, run_dir, _, before = run
+    proc, run_dir, _ = run
     assert proc.returncode == 1, proc.stderr  # a workload command failed
     assert "failed: bad on sat-0-1 exited with 3: about to fail" in proc.stderr
     assert f"report: {run_dir / 'report.html'}" in proc.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["workload"]["failed"] == [{"node": "sat-0-1", "command": "bad", "exit_code": 3,
                                               "stderr": "about to fail"}]
-    assert_nothing_left(before)
+    assert_run_gone(run_dir)
     recorded = json.loads((run_dir / "state.json").read_text())["workload"]
-    assert len(recorded) == 7 and all(not Path(f"/proc/{job['pid']}").exists() for job in recorded)
+    assert len(recorded) == 7  # every job's PID was in the state file for `lasernet down`
 
 
 def test_every_job_is_recorded_with_its_status_exit_code_and_output(run):
-    _, run_dir, _, _ = run
+    _, run_dir, _ = run
     jobs = {(r["node"], r["command"]): r for r in read_csv(run_dir / "workload.csv")}
     assert set(jobs) == {("rack-0-0", "metrics"), ("dc-ashburn", "metrics"), ("sat-0-1", "bad"),
                          ("sat-1-0", "sleeper"), ("sat-1-1", "sleeper"), ("rack-0-0", "iperf3-0-server"),
@@ -113,7 +137,7 @@ def test_every_job_is_recorded_with_its_status_exit_code_and_output(run):
 
 
 def test_app_metrics_are_collected_on_the_emulated_clock(run):
-    _, run_dir, _, _ = run
+    _, run_dir, _ = run
     rows = read_csv(run_dir / "app-metrics.csv")
     assert list(rows[0]) == ["t_s", "node", "command", "metric", "value"]
     for node in ("rack-0-0", "dc-ashburn"):
@@ -124,7 +148,7 @@ def test_app_metrics_are_collected_on_the_emulated_clock(run):
 
 
 def test_ping_mesh_measures_rtt_close_to_the_predicted_light_time(run):
-    _, run_dir, _, _ = run
+    _, run_dir, _ = run
     rows = read_csv(run_dir / "probes.csv")
     pairs = {r["pair"] for r in rows}
     assert pairs == {"ashburn>frankfurt", "dublin>ashburn", "frankfurt>dublin"}  # mesh + the scenario's probes
@@ -138,7 +162,7 @@ def test_ping_mesh_measures_rtt_close_to_the_predicted_light_time(run):
 
 
 def test_iperf3_throughput_over_time_matches_the_flow_rate(run):
-    _, run_dir, _, _ = run
+    _, run_dir, _ = run
     rows = read_csv(run_dir / "iperf3.csv")
     assert list(rows[0]) == ["flow", "t_s", "bits_per_second", "retransmits", "rtt_ms"]
     assert {r["flow"] for r in rows} == {"dc-ashburn>rack-0-0"}
@@ -152,7 +176,7 @@ def test_iperf3_throughput_over_time_matches_the_flow_rate(run):
 
 
 def test_run_dir_records_versions_the_scenario_and_the_plan_an_offline_plan_repeats(run):
-    _, run_dir, scenario, _ = run
+    _, run_dir, scenario = run
     info = json.loads((run_dir / "run.json").read_text())
     for key in ("lasernet", "python", "skyfield", "sgp4", "numpy", "kernel"):
         assert info["versions"][key], key
@@ -164,12 +188,24 @@ def test_run_dir_records_versions_the_scenario_and_the_plan_an_offline_plan_repe
     assert provenance.plan_digest(again) == info["plan_events_sha256"] == provenance.plan_digest(planned)
 
 
+def test_an_outage_takes_every_link_of_its_satellite_down_for_its_duration(run):
+    _, run_dir, _ = run
+    rows = [r for r in read_csv(run_dir / "events.csv") if "sat-4-5" in (r["a"], r["b"])]
+    down = [r for r in rows if r["event"] == "down"]
+    up_again = [r for r in rows if r["event"] == "up" and float(r["t_s"]) > 1]
+    assert len(down) == 4 and {r["cause"] for r in down} == {"override"}  # its four +Grid ISLs
+    assert {r["what"] for r in up_again} == {r["what"] for r in down}
+    t_down = np.array([float(r["t_s"]) for r in down])
+    t_up = np.array([float(r["t_s"]) for r in up_again])
+    assert np.all((3.0 <= t_down) & (t_down < 3.25)) and np.all((4.9 <= t_up) & (t_up < 5.25))
+
+
 def _figures(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
 
 
 def test_report_embeds_every_plot_and_lists_the_failed_job(run):
-    _, run_dir, _, _ = run
+    _, run_dir, _ = run
     html = (run_dir / "report.html").read_text()
     assert "http://" not in html and "https://" not in html  # self-contained: no CDN, nothing fetched
     pngs = _figures(html)
@@ -184,7 +220,7 @@ def test_report_embeds_every_plot_and_lists_the_failed_job(run):
 
 
 def test_lasernet_report_rebuilds_the_same_report(run):
-    _, run_dir, _, _ = run
+    _, run_dir, _ = run
     first = (run_dir / "report.html").read_text()
     (run_dir / "report.html").unlink()
     proc = subprocess.run(LASERNET + ["report", str(run_dir)], capture_output=True, text=True, timeout=120)
@@ -198,11 +234,13 @@ def test_lasernet_report_rebuilds_the_same_report(run):
 def test_a_selector_matching_no_node_exits_2_with_one_line_and_creates_nothing(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(MINI + "\nworkload:\n  duration_s: 5\n  commands: [{name: x, nodes: [sat-9-*], run: 'true'}]\n")
-    before = snapshot()
-    proc = subprocess.run(LASERNET + ["run", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    child = subprocess.Popen(LASERNET + ["run", str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    out, err = child.communicate(timeout=120)
+    proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: bad.yaml: workload.commands[0].nodes[0]: 'sat-9-*' matches no node; nodes are e.g. sat-0-0, "
         "sat-0-1, sat-0-2, sat-0-3 (names, globs, role:ROLE or hosts)"]
     assert not (tmp_path / "runs").exists()
-    assert_nothing_left(before)
+    assert not list(run_state.STATE_DIR.glob(f"*-{child.pid % 100000}.json"))  # no state: nothing was created
