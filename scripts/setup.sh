@@ -5,8 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-# etcd-server and etcd-client: the etcd example experiment (topologies/etcd-orbit.yaml). Debian's packages do not
-# start a daemon in a container with policy-rc.d; elsewhere disable it: systemctl disable --now etcd.
+# etcd-server and etcd-client: the etcd example experiment (topologies/etcd-orbit.yaml). Experiments start etcd
+# inside nodes; the system service Debian's package starts (where services start) is stopped and disabled below.
 pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev etcd-server etcd-client)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -17,6 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null \
+            && systemctl is-enabled etcd >/dev/null 2>&1; then
+        $sudo systemctl disable --now etcd || true
+    fi
 fi
 
 # Debian's Mininet lives in the system Python's site-packages: the venv must see it.

@@ -13,6 +13,7 @@ what it recorded. Outside a run (no such variables) it writes to ``metrics.csv``
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 
@@ -23,6 +24,7 @@ class Metrics:
         self.speed = float(os.environ.get("LASERNET_SPEED", "1.0"))
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
         self._f = open(self.path, "a", buffering=1)
+        self._lock = threading.Lock()  # rows from several threads stay whole
         if new:
             self._f.write("t_s,metric,value\n")
 
@@ -31,7 +33,9 @@ class Metrics:
         return self.speed * ((time.monotonic() if monotonic_s is None else monotonic_s) - self.t0)
 
     def record(self, metric: str, value: float, t_s: float | None = None) -> None:
-        self._f.write(f"{self.now_s() if t_s is None else t_s:.4f},{metric},{float(value)!r}\n")
+        line = f"{self.now_s() if t_s is None else t_s:.4f},{metric},{float(value)!r}\n"
+        with self._lock:
+            self._f.write(line)
 
     def close(self) -> None:
         self._f.close()
