@@ -138,10 +138,9 @@ def app_metric(name: str, series: dict[str, tuple[np.ndarray, np.ndarray]], bin_
         mids, p50, p99 = [], [], []
         for b in range(len(edges) - 1):
             sel = v[idx == b]
-            if len(sel):
-                mids.append(edges[b] + bin_s / 2)
-                p50.append(np.median(sel))
-                p99.append(np.percentile(sel, 99))
+            mids.append(edges[b] + bin_s / 2)  # an empty bin breaks the lines: no value is drawn across it
+            p50.append(np.median(sel) if len(sel) else np.nan)
+            p99.append(np.percentile(sel, 99) if len(sel) else np.nan)
         ax.plot(mids, p50, "-", color="black", lw=1.5, label=f"median per {bin_s:g} s")
         ax.plot(mids, p99, "--", color="black", lw=1, label=f"p99 per {bin_s:g} s")
     ax.set_title(name, fontsize=10, loc="left")
