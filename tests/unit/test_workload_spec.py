@@ -139,3 +139,18 @@ def test_show_draws_a_map_png_with_the_links_the_plan_has_up(tmp_path):
     assert f"ISL up ({isl_up})" in labels and f"ground link up ({int((tl.up[0] & (tl.links.kind == GSL)).sum())})" \
         in labels
     assert 100 <= isl_up <= 128  # 8x8 +Grid has 128 candidates; a few are off above the polar cut-off
+
+
+@pytest.mark.parametrize("name,commands", [("etcd-orbit", {"etcd": ["orb-1", "orb-2", "orb-3"],
+                                                          "client": ["dc-ashburn", "dc-frankfurt"]}),
+                                          ("allreduce-ring", {"allreduce": ["sat-0-0", "sat-2-1", "sat-4-2",
+                                                                            "sat-6-3"]})])
+def test_shipped_experiments_resolve_and_their_programs_exist(name, commands):
+    sc = lasernet.load_scenario(TOPOLOGIES / f"{name}.yaml")
+    tl = lasernet.plan(sc, duration_s=0)
+    resolved = spec.resolve(sc, tl.node_names, tl.n_satellites)
+    assert {c.name: nodes for c, nodes in resolved["commands"]} == commands
+    for command, _ in resolved["commands"]:
+        script = command.run.split("$LASERNET_SCENARIO_DIR/")[1].split()[0]
+        assert (TOPOLOGIES / script).resolve().is_file(), script
+    assert sc.workload.duration_s
