@@ -189,9 +189,9 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
     step("links")
     if timeline is not None:
         t, isl_n, gsl_n, pct = _plan_arrays(timeline, end_s)
+        figure = plots.links_over_time(t, isl_n, gsl_n, pct, _applied_link_count(events, end_s))
         add("Links", "Links up over time (plan; dashed: as applied by the driver) and the one-way delay of the "
-                     "ISLs that are up.", plots.links_over_time(t, isl_n, gsl_n, pct, _applied_link_count(events, end_s)),
-            "links")
+                     "ISLs that are up.", figure, "links")
     route = [(_float(r["t_s"]), _float(r["detail"])) for r in events if r["kind"] == "route"]
     link_ev = [(_float(r["t_s"]), r["event"] == "up") for r in events if r["kind"] in ("isl", "gsl")
                and _float(r["t_s"]) > 0.5]
