@@ -16,6 +16,9 @@ import sys
 import numpy as np
 import pytest
 
+import lasernet
+from lasernet.measure import provenance
+
 from .test_workload import assert_run_gone
 
 pytestmark = pytest.mark.root
@@ -79,3 +82,10 @@ def test_etcd_cluster_elects_a_leader_and_serves_ground_clients(tmp_path):
         assert {w["op"] for w in windows} == {"put", "get"} and any(w["p99_ms"] for w in windows)
     metrics = {r["metric"] for r in read_csv(run_dir / "app-metrics.csv")}
     assert {"put_latency_ms", "get_latency_ms", "raft_term", "leader_changes"} <= metrics
+    # The run directory's copy of the scenario (with its relative ground/sites.yaml) repeats the plan.
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["scenario_files"] == ["ground/sites.yaml"]
+    copy = lasernet.load_scenario(run_dir / "scenario.yaml")
+    planned = lasernet.Timeline.load(run_dir / "plan.npz")
+    again = lasernet.plan(copy, start=planned.start_utc, duration_s=float(planned.offsets_s[-1]), step_s=1.0)
+    assert provenance.plan_digest(again) == info["plan_events_sha256"]
