@@ -281,7 +281,7 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s) ->
     if jobs:
         failed = [j for j in jobs if j["status"] == "failed"]
         title = f"<h2>Workload ({len(jobs)} jobs, {len(failed)} failed)</h2>"
-        parts.append(title + _table(["node", "command", "start s", "end s", "status", "exit code", "stderr"],
+        parts.append(title + _table(["node", "command", "start s", "end s", "status", "exit code", "stderr file"],
                                     [[j["node"], j["command"], j["start_s"], j["end_s"], j["status"], j["exit_code"],
                                       j["stderr"]] for j in jobs],
                                     ["failed" if j["status"] == "failed" else "" for j in jobs]))
