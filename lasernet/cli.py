@@ -93,6 +93,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
                          links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
                          routing=routing)
     _render_run(summary)
+    _render_workload(summary.get("workload") or {})
 
 
 @main.command(name="run")
