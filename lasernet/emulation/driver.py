@@ -49,6 +49,7 @@ from .. import timeline as tl_mod
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
+from .awake import CpuAwake
 from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from .kernel import Kernel
 from .links import LinkBackend, choose_backend, make_backend
@@ -86,6 +87,8 @@ class TickReport:
     overrun: bool
     link_changes: int
     route_changes: int
+    links_s: float = 0.0  # of cost_s: state at t, creating links and applying their parameters
+    routes_s: float = 0.0  # of cost_s: oracle routes (computing, or taking a background result) and installing
 
 
 def _pin_to_last_cpu(pid: int | None) -> None:
@@ -128,13 +131,17 @@ class Emulation:
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
-                 progress: Progress | None = None, routing: str = "auto"):
+                 progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None):
         if speed <= 0 or tick_s <= 0:
             raise ScenarioError("lasernet up", "", f"needs speed > 0 and tick_s > 0, got {speed} and {tick_s}")
         if routing not in ROUTING_MODES:
             raise ScenarioError("lasernet up", "", f"routing must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
+        if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.emulation.awake)
+            keep_awake = os.environ.get("LASERNET_KEEP_AWAKE", "1") != "0"
+        self.keep_awake = keep_awake
+        self._awake: CpuAwake | None = None
         self.links_kind = links
         self.speed = speed
         self.tick_s = tick_s
@@ -161,6 +168,7 @@ class Emulation:
         self._slot_maps: dict[int, np.ndarray] = {}
         self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
         self._slots_by_index: list[LinkAddress] = []
+        self._slot_end_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._route_queue: collections.deque = collections.deque()  # (node, changes) not installed yet
         self._recorder = None
         self._routes = None  # the oracle's table now installed
@@ -222,6 +230,9 @@ class Emulation:
 
         provenance.record(self.run_dir, self.scenario, first, speed=self.speed, tick_s=self.tick_s,
                           links=self.links_kind, duration_s=self.duration_s)
+        if self.keep_awake:
+            self._awake = CpuAwake().start()
+            self.state.add_helpers(self._awake.pids)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
         self.start_timings["plan"] = time.monotonic() - t_start
         mark = time.monotonic()
@@ -337,6 +348,9 @@ class Emulation:
         if self.backend:
             self.backend.stop()
             self.backend = None
+        if self._awake is not None:
+            self._awake.stop()
+            self._awake = None
         if self.state:
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()
@@ -388,14 +402,16 @@ class Emulation:
             self._ensure_link(tl, int(li))
         self.kernel.commit()
         link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause)
+        t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
+        t2 = time.monotonic()
         if self.probes:
             self.probes.observe(t_s, self._routes, self._path_text)
         if self.workload is not None:
             self.workload.tick(t_s)
         cost = time.monotonic() - t0
         report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
-                            route_changes)
+                            route_changes, links_s=t1 - t0, routes_s=t2 - t1)
         if report.overrun:
             log.warning("tick %d at t=%.1f s took %.1f ms (> %.0f ms)", report.index, t_s, cost * 1e3,
                         self.tick_s * 1e3)
@@ -537,10 +553,10 @@ class Emulation:
         row, first, host_bits, slot = oracle.aggregate(values, bits)
         order = np.argsort(row, kind="stable")
         row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
-        ends = self._slot_ends
-        at_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot)) == row
+        end_a, ifname_a, ifname_b = self._slot_end_arrays()
+        at_a = end_a[slot] == row
         via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
-        dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+        dev = np.where(at_a, ifname_a[slot], ifname_b[slot])
         bounds = np.flatnonzero(np.diff(row)) + 1
         for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(row)]])):
             self._route_queue.append((int(row[lo]), ("prefixes", first[lo:hi], host_bits[lo:hi], via[lo:hi],
@@ -586,12 +602,11 @@ class Emulation:
         keep = np.flatnonzero(~special)
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
-            ends = self._slot_ends
-            slot_a = np.fromiter((ends[x][0] for x in slot.tolist()), np.int64, len(slot))
-            at_a = slot_a == s_arr
+            end_a, ifname_a, ifname_b = self._slot_end_arrays()
+            at_a = end_a[slot] == s_arr
             link_base = int(LINK_POOL.network_address)
             via = (link_base + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
-            dev = [ends[x][1] if a else ends[x][2] for x, a in zip(slot.tolist(), at_a.tolist())]
+            dev = np.where(at_a, ifname_a[slot], ifname_b[slot])
             bounds = np.flatnonzero(np.diff(s_arr)) + 1
             for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_arr)]])):
                 for c in range(lo, hi, self.ROUTE_CHUNK):  # bounded work items, so the tick budget holds
@@ -599,6 +614,13 @@ class Emulation:
                     queue.append((int(s_arr[lo]), ("routes", d_arr[c:e], via[c:e], dev[c:e])))
         self._recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
+
+    def _slot_end_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per link slot: node at end a, interface name at a, at b (numpy; rebuilt only when links were added)."""
+        if self._slot_end_cache is None or len(self._slot_end_cache[0]) != len(self._slot_ends):
+            a, ifa, ifb = zip(*self._slot_ends) if self._slot_ends else ((), (), ())
+            self._slot_end_cache = (np.array(a, np.int64), np.array(ifa, object), np.array(ifb, object))
+        return self._slot_end_cache
 
     def _drain_routes(self, deadline: float | None = None) -> None:
         """Install queued per-node route changes, one namespace at a time, until done or ``deadline`` (monotonic).

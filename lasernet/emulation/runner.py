@@ -22,7 +22,7 @@ from .links import BackendUnavailable
 
 
 def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_s=0.1, run_dir=None,
-        open_cli=False, console=None, routing="auto") -> dict:
+        open_cli=False, console=None, routing="auto", keep_awake=None) -> dict:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM,)}
     if not open_cli:
@@ -37,7 +37,8 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
         progress.update(tasks[what], completed=done, total=total)
 
     emu = Emulation(scenario, links=links, speed=speed, tick_s=tick_s, start=start, duration_s=duration_s,
-                    run_dir=run_dir, progress=report, routing=routing)
+                    run_dir=run_dir, progress=report, routing=routing,
+                    keep_awake=keep_awake)
     try:
         with progress:
             try:

@@ -7,8 +7,8 @@ the clock (so that another shell can convert times). It is rewritten atomically 
 :func:`teardown` is what ``lasernet down`` runs. It never matches processes by name: it signals the PIDs it
 recorded (after checking that each PID still belongs to the same process, by its start time), then every
 process whose network namespace is one of the run's (software started in a node with ``lasernet exec`` or
-``node.popen``) and the workload's jobs it recorded, waits for them to exit so that the namespaces and their interfaces go away, and removes the
-backend's files. It is idempotent and works after the driver was killed with SIGKILL.
+``node.popen``) and the workload's jobs it recorded, waits for them to exit so that the namespaces and their
+interfaces go away, and removes the backend's files. It is idempotent and works after the driver was killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ class RunState:
             res["relay_start"] = _start_time(pid)
         res.pop("taps", None)  # they live in the nodes' namespaces and go with them
         self.data["backend"] = {"name": name, **res}
+        self.save()
+
+    def add_helpers(self, pids) -> None:
+        """Record helper processes that live outside the nodes (e.g. the CPU spinners of ``awake``)."""
+        self.data.setdefault("helpers", []).extend({"pid": pid, "start": _start_time(pid)} for pid in pids)
         self.save()
 
     def set_clock(self, wall0_monotonic: float, speed: float, start_utc: dt.datetime) -> None:
@@ -186,6 +191,11 @@ def teardown(data: dict, quiet: bool = False) -> dict:
         _signal_all(left, signal.SIGKILL)
         _wait_gone(left, 5.0)
         removed["processes"] = len(victims)
+    helpers = [h["pid"] for h in data.get("helpers", []) if _same_process(h.get("pid"), h.get("start"))]
+    if helpers:
+        _signal_all(helpers, signal.SIGKILL)
+        _wait_gone(helpers, 5.0)
+        removed["processes"] += len(helpers)
     backend = data.get("backend", {})
     if _same_process(backend.get("relay_pid"), backend.get("relay_start")):
         _signal_all([backend["relay_pid"]], signal.SIGTERM)

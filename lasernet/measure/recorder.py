@@ -1,8 +1,8 @@
 """The run directory's record of what happened: events, tick costs and probe results, as CSV files.
 
 ``events.csv`` (``time_utc,t_s,kind,what,a,b,event,cause,delay_ms,detail``) holds link up/down changes as the
-driver applied them and route-change counts per tick; ``ticks.csv`` holds each tick's cost and whether it
-overran; ``probes.csv`` (written at the end) holds every probe: send time, pair, measured RTT, the RTT the plan
+driver applied them and route-change counts per tick; ``ticks.csv`` holds each tick's cost (and the part of it spent on links and on
+routes) and whether it overran; ``probes.csv`` (written at the end) holds every probe: send time, pair, measured RTT, the RTT the plan
 predicts along the oracle path at that time, the path, and the one-way forward delay measured (both stamps on
 CLOCK_MONOTONIC) and predicted at that tick and at the tick before. Rows are flushed as they are written, so that a run
 killed half-way still leaves what it recorded.
@@ -29,7 +29,8 @@ class Recorder:
         self._events.writerow(["time_utc", "t_s", "kind", "what", "a", "b", "event", "cause", "delay_ms", "detail"])
         self._ticks_f = (self.run_dir / "ticks.csv").open("w", newline="")
         self._ticks = csv.writer(self._ticks_f)
-        self._ticks.writerow(["tick", "t_s", "cost_ms", "overrun", "link_changes", "route_changes"])
+        self._ticks.writerow(["tick", "t_s", "cost_ms", "overrun", "link_changes", "route_changes", "links_ms",
+                              "routes_ms"])
         self.summary: dict = {}
 
     def _when(self, t_s: float) -> str:
@@ -49,7 +50,8 @@ class Recorder:
 
     def tick(self, report) -> None:
         self._ticks.writerow([report.index, f"{report.t_s:.3f}", f"{report.cost_s * 1e3:.3f}", int(report.overrun),
-                              report.link_changes, report.route_changes])
+                              report.link_changes, report.route_changes, f"{report.links_s * 1e3:.3f}",
+                              f"{report.routes_s * 1e3:.3f}"])
         if report.index % 10 == 0:
             self._ticks_f.flush()
 

@@ -174,6 +174,12 @@ def main() -> int:
         print(f"ticks: {len(costs)} in {wall:.1f} s (expected {expected}); cost p50 {np.percentile(costs, 50):.2f} ms "
               f"p99 {np.percentile(costs, 99):.2f} ms max {costs.max():.2f} ms; overruns {over}; "
               f"route changes/tick mean {np.mean([t.route_changes for t in emu.ticks]):.0f}")
+        links_ms = np.array([t.links_s for t in emu.ticks]) * 1e3
+        routes_ms = np.array([t.routes_s for t in emu.ticks]) * 1e3
+        slow = costs >= np.percentile(costs, 95)
+        print(f"  parts: links p50 {np.median(links_ms):.2f} ms, routes p50 {np.median(routes_ms):.2f} ms; in the "
+              f"slowest 5 % of ticks: links {links_ms[slow].mean():.1f} ms, routes {routes_ms[slow].mean():.1f} ms, "
+              f"rest (probes, gc, the scheduler) {(costs - links_ms - routes_ms)[slow].mean():.1f} ms (means)")
         if emu.route_lags:
             lags = np.array(emu.route_lags)
             print(f"routing {emu.routing}: {len(lags)} route updates, lag (emulated s from the link states used to "
