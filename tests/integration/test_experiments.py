@@ -66,7 +66,8 @@ def test_allreduce_rounds_are_correct_and_the_ring_latency_follows_the_plan(tmp_
 def test_etcd_cluster_elects_a_leader_and_serves_ground_clients(tmp_path):
     run_dir = lasernet_run(tmp_path, "etcd-orbit", 16)  # ends before the first outage (18 s)
     leaders = read_csv(run_dir / "workload" / "dc-ashburn" / "leader.csv")
-    assert leaders and leaders[0]["leader"] in ("orb-1", "orb-2", "orb-3")
+    logs = " | ".join((run_dir / "workload" / f"orb-{k}.etcd.err").read_text()[-400:] for k in (1, 2, 3))
+    assert leaders and leaders[0]["leader"] in ("orb-1", "orb-2", "orb-3"), logs
     nodes = json.loads((run_dir / "workload" / "nodes.json").read_text())
     assert nodes["orb-1"]["role"] == "server"
     probes = read_csv(run_dir / "probes.csv")
