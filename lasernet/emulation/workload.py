@@ -20,8 +20,9 @@ Files in the run directory: ``workload/<node>.<command>.out`` and ``.err`` (stdo
 ``workload.csv`` (one row per job: node, command, pid, start and end in emulated seconds, status, exit code),
 ``app-metrics.csv`` (every job's metrics: ``t_s,node,command,metric,value``), ``iperf3.csv`` (throughput per
 interval: ``flow,t_s,bits_per_second,retransmits,rtt_ms``) and each flow's raw iperf3 JSON. A job's status is
-``exited`` (exit code 0), ``failed`` (non-zero, or it could not start), ``stopped`` (still running at its
-``stop_s`` or at the end of the run, and stopped then) or ``not-started`` (the run ended first).
+``exited`` (exit code 0), ``failed`` (it exited by itself with non-zero, or could not start), ``stopped`` (still
+running at its ``stop_s`` or at the end of the run, and stopped then: its exit code is recorded, whatever it is)
+or ``not-started`` (the run ended first).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ class WorkloadRunner:
 
     def _ended(self, job: Job, t_s: float, code: int) -> None:
         job.ended_s, job.exit_code = t_s, code
-        if job.stopped and (code < 0 or code in (128 + signal.SIGTERM, 128 + signal.SIGKILL) or code == 0):
+        if job.stopped:  # we signalled it: however it exits then (iperf3 exits 1 on SIGTERM), it was stopped
             job.status = "stopped"
         else:
             job.status = "exited" if code == 0 else "failed"

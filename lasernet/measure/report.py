@@ -40,8 +40,13 @@ class ReportError(RuntimeError):
 # --------------------------------------------------------------------------------------------------------------
 # Maps
 
-def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | None = None, title: str = ""):
-    """The constellation of ``scenario`` at ``when``: link states from ``timeline`` at ``offset_s`` if given."""
+def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | None = None, title: str = "",
+               applied_up: set[str] | None = None):
+    """The constellation of ``scenario`` at ``when``: link states from ``timeline`` at ``offset_s`` if given.
+
+    With ``applied_up`` (names ``a~b`` of the links a run had up then, see :func:`applied_links_at`) the links
+    drawn up are those, outages injected by the workload included; the plan still gives the candidates.
+    """
     from .. import skydata
     from ..orbits import build_satellites
     from ..timeline import plan
@@ -53,6 +58,8 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
     track = sats.positions_km(skydata.times(when, offsets))
     now = sats.positions_km(skydata.times(when, np.zeros(1)))[0]
     up, _delay = timeline.state_at(offset_s)
+    if applied_up is not None:
+        up = np.array([name in applied_up for name in timeline.links.names], dtype=bool)
     links, n_sat = timeline.links, timeline.n_satellites
     isl = links.kind == ISL
     gsl = links.kind == GSL
@@ -130,6 +137,15 @@ def _applied_link_count(events: list[dict], end_s: float) -> tuple[np.ndarray, n
         t.append(max(end_s, t[-1]))
         n.append(count)
     return np.asarray(t), np.asarray(n)
+
+
+def applied_links_at(events: list[dict], t_s: float) -> set[str]:
+    """Names of the links up at ``t_s`` as the driver applied them (events.csv replayed up to ``t_s``)."""
+    up: set[str] = set()
+    for r in events:
+        if r["kind"] in ("isl", "gsl") and _float(r["t_s"]) <= t_s:
+            (up.add if r["event"] == "up" else up.discard)(r["what"])
+    return up
 
 
 def _plan_arrays(timeline, end_s: float):
@@ -234,9 +250,12 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
             s = min(s, float(timeline.offsets_s[-1]))
             step(f"map at {s:g} s")
             when = timeline.start_utc + dt.timedelta(seconds=s)
-            add("Maps", f"The constellation at t = {s:g} s: ISLs up (solid) and down (dotted), ground links, "
+            applied = applied_links_at(events, s) if s <= end_s and events else None
+            add("Maps", f"The constellation at t = {s:g} s: ISLs up (solid) and down (dotted) "
+                        f"{'as the run applied them' if applied is not None else 'as planned'}, ground links, "
                         f"ground tracks over {TRACK_S / 60:g} minutes.",
-                map_figure(scenario, when, timeline, s, title=f"{scenario.name}, t = {s:g} s"), f"map-{s:g}s")
+                map_figure(scenario, when, timeline, s, title=f"{scenario.name}, t = {s:g} s", applied_up=applied),
+                f"map-{s:g}s")
     step("html")
     path = run_dir / "report.html"
     tmp = path.with_name("report.html.part")

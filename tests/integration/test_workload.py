@@ -29,6 +29,7 @@ from lasernet.measure import provenance
 
 from ..conftest import TOPOLOGIES
 from lasernet.emulation import state as run_state
+from lasernet.measure.report import applied_links_at
 
 pytestmark = pytest.mark.root
 
@@ -58,7 +59,7 @@ workload:
   iperf3:
     - {{from: dc-ashburn, to: rack-0-0, start_s: 2, duration_s: 6, interval_s: 0.5, bitrate_bps: {FLOW_BPS:.0f}}}
   outages: [{{node: sat-4-5, start_s: 3, duration_s: 2}}]
-  report: {{map_at_s: [0, 6]}}
+  report: {{map_at_s: [0, 4]}}
 """
 
 
@@ -198,6 +199,11 @@ def test_an_outage_takes_every_link_of_its_satellite_down_for_its_duration(run):
     t_down = np.array([float(r["t_s"]) for r in down])
     t_up = np.array([float(r["t_s"]) for r in up_again])
     assert np.all((3.0 <= t_down) & (t_down < 3.25)) and np.all((4.9 <= t_up) & (t_up < 5.25))
+    # The report's map at 4 s draws what the run applied: the satellite cut off, as at no other time.
+    events = read_csv(run_dir / "events.csv")
+    names = {r["what"] for r in down}
+    assert names <= applied_links_at(events, 2.0) and not names & applied_links_at(events, 4.0)
+    assert "as the run applied them" in (run_dir / "report.html").read_text()
 
 
 def _figures(html: str) -> list[bytes]:
@@ -210,7 +216,7 @@ def test_report_embeds_every_plot_and_lists_the_failed_job(run):
     assert "http://" not in html and "https://" not in html  # self-contained: no CDN, nothing fetched
     pngs = _figures(html)
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
-    assert plots == ["iperf3.png", "links.png", "map-0s.png", "map-6s.png", "metric-0.png", "routes.png", "rtt.png"]
+    assert plots == ["iperf3.png", "links.png", "map-0s.png", "map-4s.png", "metric-0.png", "routes.png", "rtt.png"]
     assert len(pngs) == len(plots) and all(p[:8] == b"\x89PNG\r\n\x1a\n" and len(p) > 5000 for p in pngs)
     assert sorted(pngs) == sorted((run_dir / "plots" / name).read_bytes() for name in plots)
     assert re.search(r"<h2>Workload \(7 jobs, 1 failed\)</h2>", html)
