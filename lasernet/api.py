@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import Scenario, ScenarioError, load_scenario, parse_time
 from .timeline import CAUSES, Timeline, plan
 
 class UserError(RuntimeError):

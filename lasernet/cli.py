@@ -102,6 +102,79 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
                          links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
                          routing=routing, keep_awake=keep_awake)
     _render_run(summary)
+    _render_workload(summary.get("workload") or {})
+
+
+@main.command(name="run")
+@click.argument("scenario")
+@click.option("--duration", "duration_s", type=float, metavar="S", help="Run this many wall seconds (default: the "
+              "scenario's workload.duration_s).")
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Emulated seconds per wall second.")
+@click.option("--start", metavar="ISO", help="Emulated start time (default: scenario epoch).")
+@click.option("--links", type=click.Choice(["auto", "netem", "delayline"]), default="auto", show_default=True,
+              help="Link backend.")
+@click.option("--tick", "tick_s", type=float, default=0.1, show_default=True, help="Tick period, wall seconds.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Where results go (default ./runs/<run-id>).")
+@click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
+              help="As for `lasernet up`.")
+@click.option("--no-report", is_flag=True, help="Skip report.html (build it later with `lasernet report`).")
+def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no_report):
+    """Run an experiment: emulate SCENARIO, run its workload, collect, write report.html, tear down.
+
+    Exits 1 if a workload command failed (each failure is listed with its node and exit code).
+    """
+    from .emulation import runner
+
+    _require_root("lasernet run")
+    sc = api.load_scenario(api.resolve_scenario(scenario))
+    if start is not None and api.parse_time(start) is None:
+        raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+    summary = runner.experiment(sc, duration_s=duration_s, report=not no_report, speed=speed,
+                                start=api.parse_time(start) if start else None, links=links, tick_s=tick_s,
+                                run_dir=run_dir, console=err_console, routing=routing)
+    _render_run(summary)
+    failed = _render_workload(summary.get("workload") or {})
+    if summary.get("report"):
+        console.print(f"report: {summary['report']}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+def report(run_dir):
+    """Rebuild RUN_DIR/report.html (and RUN_DIR/plots/*.png) from the files of a finished run; no root needed."""
+    from .measure.report import ReportError, build_report
+
+    with Progress(TextColumn("report: {task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("reading the run", total=None)
+        try:
+            path = build_report(run_dir, progress=lambda what: bar.update(task, description=what))
+        except ReportError as exc:
+            raise api.UserError(str(exc)) from None
+    console.print(f"report: {path}")
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--at", "at", metavar="ISO", help="The instant, e.g. 2026-01-01T00:10:00Z (default: scenario epoch).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="map.png", show_default=True,
+              help="PNG file to write.")
+def show(scenario, at, output):
+    """Draw a map of SCENARIO at one instant: satellites, ground tracks, ISLs, ground links (offline, no root)."""
+    from .measure.report import render_map
+
+    sc = api.load_scenario(api.resolve_scenario(scenario))
+    when = sc.epoch if at is None else api.parse_time(at)
+    if when is None:
+        raise api.ScenarioError("--at", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {at!r}")
+    if not output.lower().endswith(".png"):
+        raise api.ScenarioError("--output", "", f"must be a .png file, got {output!r}")
+    with _progress() as bar:
+        bar.add_task(f"drawing {sc.name}", total=None)
+        path = render_map(sc, when, output)
+    console.print(f"map: {path}")
 
 
 @main.command()
@@ -255,6 +328,23 @@ def _render_run(summary: dict) -> None:
                           f"{st['median_ms']:+.3f}" if "median_ms" in st else "-",
                           f"{st['p99_ms']:+.3f}" if "p99_ms" in st else "-")
         console.print(table)
+
+
+def _render_workload(workload: dict) -> list:
+    """Print the workload's job counts and every failed job (node, command, exit code); return the failures."""
+    if not workload:
+        return []
+    counts = ", ".join(f"{n} {s}" for s, n in workload.get("by_status", {}).items() if n)
+    console.print(f"workload: {workload.get('jobs', 0)} jobs ({counts or 'none'})")
+    for name, flow in (workload.get("iperf3") or {}).items():
+        console.print(f"iperf3 {name}: {flow['received_bps'] / 1e6:.2f} Mbit/s received over {flow['intervals']} "
+                      f"intervals" + (f" ({flow['error']})" if flow.get("error") else ""))
+    failed = workload.get("failed") or []
+    for job in failed:
+        err_console.print(Text("failed: ", style="bold red") + Text(
+            f"{job['command']} on {job['node']} exited with {job['exit_code']}"
+            + (f": {job['stderr']}" if job.get("stderr") else "")), highlight=False, soft_wrap=True)
+    return failed
 
 
 @main.command()

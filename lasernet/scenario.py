@@ -156,6 +156,7 @@ class Scenario:
     probes: tuple[ProbePair, ...] = ()
     hosts: tuple[Server, ...] = ()
     routing: RoutingConfig = field(default_factory=RoutingConfig)  # lasernet.routing.config
+    workload: Any = field(default_factory=lambda: _workload_section(None))  # lasernet.workload.Workload
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -292,9 +293,18 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
-                        probes=probes, hosts=hosts, routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground)))
+                        probes=probes, hosts=hosts,
+                        routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground)),
+                        workload=_workload_section(root.get("workload", None)))
     _check_unique_names(root, scenario)
     return scenario
+
+
+def _workload_section(node: _Node | None):
+    """The ``workload:`` section, read by :mod:`lasernet.workload` (its own module: it imports this one)."""
+    from .workload import Workload, parse_workload
+
+    return Workload() if node is None else parse_workload(node)
 
 
 def parse_time(value: Any) -> dt.datetime | None:

@@ -5,7 +5,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev frr bird2)
+# frr and bird2: the routing daemons (scenario routing:). etcd-server and etcd-client: the etcd example
+# experiment (topologies/etcd-orbit.yaml). lasernet starts all of them inside its nodes; the system services
+# these packages start on the host (where services start) are stopped and disabled below.
+pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev frr bird2 etcd-server etcd-client)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
             $sudo systemctl disable --now -q "$svc" || true
         fi
     done
+    if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null \
+            && systemctl is-enabled etcd >/dev/null 2>&1; then
+        $sudo systemctl disable --now etcd || true
+    fi
 fi
 
 # Debian's Mininet lives in the system Python's site-packages: the venv must see it.

@@ -196,6 +196,9 @@ class Emulation:
         self.route_prefixes = None  # background mode: how many aggregated routes the first install used
         self._route_tl = None
         self.probes = None
+        self.workload = None  # the WorkloadRunner of the scenario's `workload:` section, if it has one
+        self.workload_summary: dict = {}
+        self._workload_plan = None
         self._stop = threading.Event()
         self._wall0 = None
         self.ticks: list[TickReport] = []
@@ -224,6 +227,10 @@ class Emulation:
 
         t_start = time.monotonic()
         first = self._plan_window(0.0)  # validates the scenario fully before anything is created
+        if not self.scenario.workload.empty:  # so are the workload's node selectors
+            from .. import workload as workload_spec
+
+            self._workload_plan = workload_spec.resolve(self.scenario, first.node_names, first.n_satellites)
         self.links_kind = choose_backend(self.links_kind)  # so does the link backend (BackendUnavailable)
         # The driver holds per node a pty, its netlink socket and namespace fd: ~4 fds a node.
         _raise_fd_limit(os.getpid(), 8 * len(first.node_names) + 4096)
@@ -240,6 +247,10 @@ class Emulation:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
         self._recorder = Recorder(self.run_dir, first)
+        from ..measure import provenance
+
+        provenance.record(self.run_dir, self.scenario, first, speed=self.speed, tick_s=self.tick_s,
+                          links=self.links_kind, duration_s=self.duration_s)
         if self.keep_awake:
             self._awake = CpuAwake().start()
             self.state.add_helpers(self._awake.pids)
@@ -305,8 +316,13 @@ class Emulation:
 
             self.fib_watch = FibWatcher(self)  # records link events from the first tick on; started below
         self._started = True
-        if self.scenario.probes:
-            self.probes = ProbeSet([(p.src, p.dst, p.rate_hz) for p in self.scenario.probes], self)
+        pairs = [(p.src, p.dst, p.rate_hz) for p in self.scenario.probes]
+        if self._workload_plan and self.scenario.workload.ping_mesh:  # the ping mesh rides the probe pairs
+            probed = {frozenset(pair[:2]) for pair in pairs}
+            pairs += [(a, b, self.scenario.workload.ping_mesh.rate_hz) for a, b in self._workload_plan["mesh"]
+                      if frozenset((a, b)) not in probed]
+        if pairs:
+            self.probes = ProbeSet(pairs, self)
         self._wall0 = time.monotonic()
         mark = time.monotonic()
         self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
@@ -324,11 +340,22 @@ class Emulation:
             self.fib_watch.start()
         if self.probes:
             self.probes.start_probers(self, self.duration_s if self.duration_s is not None else 3600.0)
+        if self._workload_plan:
+            from .workload import WorkloadRunner
+
+            self.workload = WorkloadRunner(self, self._workload_plan)
+            self.workload.start()
         return self
 
     def stop(self) -> None:
         """Stop ticking and remove everything this run created; safe to call twice or after a failed start."""
         self._stop.set()
+        if self.workload is not None:  # first: its jobs are stopped and their exit codes read while nodes exist
+            try:
+                self.workload_summary = self.workload.stop()
+            except Exception as exc:  # a results problem must not leave namespaces behind
+                log.error("stopping the workload failed: %s", exc)
+            self.workload = None
         if self.probes and not self._recorder:
             self.probes.stop()
         if self.fib_watch is not None:
@@ -418,6 +445,8 @@ class Emulation:
         t2 = time.monotonic()
         if self.probes:
             self.probes.observe(t_s, self._routes, self._path_text)
+        if self.workload is not None:
+            self.workload.tick(t_s)
         cost = time.monotonic() - t0
         report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
                             route_changes, links_s=t1 - t0, routes_s=t2 - t1)

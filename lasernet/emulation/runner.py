@@ -3,6 +3,9 @@
 ``lasernet up`` calls :func:`run`. SIGINT and SIGTERM stop the tick loop and lead to the normal teardown (the
 same path as the end of ``--duration``); a crash tears down too. The returned summary holds the run directory,
 tick statistics and the probe fidelity (median and p99 of measured - predicted RTT per pair).
+
+``lasernet run`` calls :func:`experiment`: the same run for the workload's duration, then the report
+(:func:`lasernet.measure.report.build_report`) built from the run directory after the teardown.
 """
 
 from __future__ import annotations
@@ -68,5 +71,26 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
         summary.update(recorder.summary)
     if emu.probes is not None:
         summary["probes"] = emu.probes.summary
+    if emu.workload_summary:
+        summary["workload"] = emu.workload_summary
     (emu.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def experiment(scenario, *, duration_s=None, report=True, console=None, **options) -> dict:
+    """Run ``scenario`` with its workload for ``duration_s`` (default ``workload.duration_s``), then the report."""
+    if duration_s is None:
+        duration_s = scenario.workload.duration_s
+    if duration_s is None:
+        raise UserError(f"{scenario.source.name}: workload.duration_s: not set; add it to the scenario or give "
+                        f"--duration S")
+    summary = run(scenario, duration_s=duration_s, console=console, **options)
+    if report:
+        from ..measure.report import build_report
+
+        with Progress(TextColumn("report: {task.description}"), TimeElapsedColumn(), console=console,
+                      transient=True) as progress:
+            task = progress.add_task("reading the run", total=None)
+            summary["report"] = str(build_report(summary["run_dir"],
+                                                 progress=lambda what: progress.update(task, description=what)))
     return summary

@@ -1,0 +1,327 @@
+"""A run's report: ``report.html`` (self-contained, PNGs embedded, works offline) from the files of its run directory.
+
+:func:`build_report` reads what a run left (``run.json``, ``summary.json``, ``probes.csv``, ``events.csv``,
+``ticks.csv``, ``plan.npz``, ``workload.csv``, ``iperf3.csv``, ``app-metrics.csv``; any may be missing) and writes
+``report.html`` and, next to it in ``plots/``, the same figures as PNG files:
+
+* measured vs predicted RTT over time per probe pair (the scenario's probes and the ping mesh);
+* links up over time (planned, and as applied by the driver) and the up ISLs' delay distribution over time;
+* route changes per tick, link events and each probe pair's path changes;
+* iperf3 throughput over time; every application metric the workload recorded;
+* maps of the constellation at chosen instants (``workload.report.map_at_s``; default start, middle and end).
+
+:func:`map_figure` draws one map from a scenario (planning the instant if no timeline is given); it is also what
+``lasernet show`` uses. Everything here is offline: no root, no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..topology import GSL, ISL
+from . import plots
+
+TRACK_S = 1800.0  # ground tracks span this many seconds around the instant
+TRACK_STEP_S = 20.0
+MAX_RTT_PANELS = 12  # probe pairs drawn in the RTT figure (a 12-station mesh has 66)
+
+
+class ReportError(RuntimeError):
+    """The directory is not a run directory (the CLI prints it on one line, exit code 2)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Maps
+
+def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | None = None, title: str = "",
+               applied_up: set[str] | None = None):
+    """The constellation of ``scenario`` at ``when``: link states from ``timeline`` at ``offset_s`` if given.
+
+    With ``applied_up`` (names ``a~b`` of the links a run had up then, see :func:`applied_links_at`) the links
+    drawn up are those, outages injected by the workload included; the plan still gives the candidates.
+    """
+    from .. import skydata
+    from ..orbits import build_satellites
+    from ..timeline import plan
+
+    if timeline is None:
+        timeline, offset_s = plan(scenario, start=when, duration_s=0.0, step_s=1.0), 0.0
+    sats = build_satellites(scenario)
+    offsets = np.arange(-TRACK_S / 2, TRACK_S / 2 + 1e-9, TRACK_STEP_S)
+    track = sats.positions_km(skydata.times(when, offsets))
+    now = sats.positions_km(skydata.times(when, np.zeros(1)))[0]
+    up, _delay = timeline.state_at(offset_s)
+    if applied_up is not None:
+        up = np.array([name in applied_up for name in timeline.links.names], dtype=bool)
+    links, n_sat = timeline.links, timeline.n_satellites
+    isl = links.kind == ISL
+    gsl = links.kind == GSL
+    pairs = lambda sel: list(zip(links.a[sel].tolist(), links.b[sel].tolist()))  # noqa: E731
+    isl_up, isl_down = pairs(isl & up), pairs(isl & ~up)
+    gsl_up = [(a - n_sat, b) if a >= n_sat else (b - n_sat, a) for a, b in pairs(gsl & up)]
+    stations = [(g.name, g.lat_deg, g.lon_deg) for g in scenario.ground]
+    return plots.constellation_map(when, sats.names, now, track, stations, isl_up, isl_down, gsl_up,
+                                   title=title or scenario.name)
+
+
+def render_map(scenario, when: dt.datetime, path: str | Path) -> Path:
+    """Draw the map of ``scenario`` at ``when`` into the PNG file ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots.save_png(map_figure(scenario, when), path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading a run directory
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _float(x: str) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def probe_series(rows: list[dict]) -> dict[str, dict]:
+    """probes.csv rows grouped per pair: arrays t_s, measured_ms, predicted_ms, and the path per probe."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        d = out.setdefault(r["pair"], {"t_s": [], "measured_ms": [], "predicted_ms": [], "path": []})
+        d["t_s"].append(_float(r["t_s"]))
+        d["measured_ms"].append(_float(r["measured_rtt_ms"]))
+        d["predicted_ms"].append(_float(r["predicted_rtt_ms"]))
+        d["path"].append(r.get("path", ""))
+    for d in out.values():
+        for key in ("t_s", "measured_ms", "predicted_ms"):
+            d[key] = np.asarray(d[key], float)
+    return out
+
+
+def _path_changes(series: dict[str, dict]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, d in series.items():
+        paths = d["path"]
+        out[name] = np.array([d["t_s"][k] for k in range(1, len(paths)) if paths[k] != paths[k - 1]])
+    return out
+
+
+def _applied_link_count(events: list[dict], end_s: float) -> tuple[np.ndarray, np.ndarray]:
+    t, n, count = [], [], 0
+    for r in events:
+        if r["kind"] in ("isl", "gsl") and r["event"] in ("up", "down"):
+            count += 1 if r["event"] == "up" else -1
+            t.append(_float(r["t_s"]))
+            n.append(count)
+    if t:
+        t.append(max(end_s, t[-1]))
+        n.append(count)
+    return np.asarray(t), np.asarray(n)
+
+
+def applied_links_at(events: list[dict], t_s: float) -> set[str]:
+    """Names of the links up at ``t_s`` as the driver applied them (events.csv replayed up to ``t_s``)."""
+    up: set[str] = set()
+    for r in events:
+        if r["kind"] in ("isl", "gsl") and _float(r["t_s"]) <= t_s:
+            (up.add if r["event"] == "up" else up.discard)(r["what"])
+    return up
+
+
+def _plan_arrays(timeline, end_s: float):
+    keep = timeline.offsets_s <= end_s + timeline.step_s
+    t = timeline.offsets_s[keep]
+    up = timeline.up[keep]
+    isl, gsl = timeline.links.kind == ISL, timeline.links.kind == GSL
+    delay_ms = np.where(up[:, isl], timeline.delay_s[keep][:, isl].astype(float) * 1e3, np.nan)
+    pct = np.full((len(t), 5), np.nan)
+    has = np.isfinite(delay_ms).any(axis=1)
+    if has.any():
+        pct[has] = np.nanpercentile(delay_ms[has], [0, 10, 50, 90, 100], axis=1).T
+    return t, up[:, isl].sum(axis=1), up[:, gsl].sum(axis=1), pct
+
+
+def _scenario_of(run_dir: Path, info: dict):
+    from ..scenario import ScenarioError, load_scenario
+
+    for candidate in (info.get("scenario"), run_dir / "scenario.yaml"):
+        if candidate and Path(candidate).is_file():
+            try:
+                return load_scenario(candidate)
+            except ScenarioError:
+                continue
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The report
+
+def build_report(run_dir: str | Path, progress=None) -> Path:
+    """Write ``report.html`` and ``plots/*.png`` for the run in ``run_dir``; return the HTML's path."""
+    from ..timeline import Timeline
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists() and not (run_dir / "events.csv").exists():
+        raise ReportError(f"{run_dir}: not a lasernet run directory (no run.json or events.csv); give the "
+                          f"directory `lasernet run` or `lasernet up` printed")
+    step = progress or (lambda what: None)
+    info = _load_json(run_dir / "run.json")
+    summary = _load_json(run_dir / "summary.json")
+    plots_dir = run_dir / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    figures: list[tuple[str, str, bytes]] = []  # (section, caption, png)
+
+    def add(section, caption, fig, name):
+        figures.append((section, caption, plots.save_png(fig, plots_dir / f"{name}.png")))
+
+    ticks = _rows(run_dir / "ticks.csv")
+    end_s = max((_float(r["t_s"]) for r in ticks), default=0.0)
+    step("probes")
+    series = probe_series(_rows(run_dir / "probes.csv"))
+    if series:
+        shown = dict(list(series.items())[:MAX_RTT_PANELS])
+        more = "" if len(shown) == len(series) else f" The first {len(shown)} of {len(series)} pairs (all in the table)."
+        add("RTT", "Measured (points) vs predicted (line) round-trip time per probe pair; x: lost probes." + more,
+            plots.rtt_over_time(shown), "rtt")
+    events = _rows(run_dir / "events.csv")
+    timeline = Timeline.load(run_dir / "plan.npz") if (run_dir / "plan.npz").exists() else None
+    step("links")
+    if timeline is not None:
+        t, isl_n, gsl_n, pct = _plan_arrays(timeline, end_s)
+        figure = plots.links_over_time(t, isl_n, gsl_n, pct, _applied_link_count(events, end_s))
+        add("Links", "Links up over time (plan; dashed: as applied by the driver) and the one-way delay of the "
+                     "ISLs that are up.", figure, "links")
+    route = [(_float(r["t_s"]), _float(r["detail"])) for r in events if r["kind"] == "route"]
+    link_ev = [(_float(r["t_s"]), r["event"] == "up") for r in events if r["kind"] in ("isl", "gsl")
+               and _float(r["t_s"]) > 0.5]
+    add("Routes", "Routes changed per tick (log scale), link up/down events after the start, and when each probe "
+                  "pair's path changed.",
+        plots.route_changes(np.array([r[0] for r in route]), np.array([r[1] for r in route]),
+                            np.array([e[0] for e in link_ev]), np.array([e[1] for e in link_ev]),
+                            _path_changes(series)), "routes")
+    flows: dict[str, tuple] = {}
+    for r in _rows(run_dir / "iperf3.csv"):
+        f = flows.setdefault(r["flow"], ([], []))
+        f[0].append(_float(r["t_s"]))
+        f[1].append(_float(r["bits_per_second"]))
+    if flows:
+        step("iperf3")
+        add("Throughput", "iperf3 throughput per reporting interval.",
+            plots.throughput({k: (np.array(v[0]), np.array(v[1])) for k, v in flows.items()}), "iperf3")
+    metrics: dict[str, dict[str, tuple[list, list]]] = {}
+    for r in _rows(run_dir / "app-metrics.csv"):
+        s = metrics.setdefault(r["metric"], {}).setdefault(r["node"], ([], []))
+        s[0].append(_float(r["t_s"]))
+        s[1].append(_float(r["value"]))
+    metric_stats = {}
+    for k, (metric, per_node) in enumerate(sorted(metrics.items())):
+        step(f"metric {metric}")
+        arrays = {n: (np.array(v[0]), np.array(v[1])) for n, v in per_node.items()}
+        values = np.concatenate([v for _, v in arrays.values()])
+        metric_stats[metric] = {"n": len(values), "p50": float(np.median(values)),
+                                "p99": float(np.percentile(values, 99)), "max": float(values.max())}
+        span = max(float(np.ptp(np.concatenate([t for t, _ in arrays.values()]))), 1.0)
+        add("Application metrics", f"{metric} (recorded by the workload).",
+            plots.app_metric(metric, arrays, bin_s=max(1.0, round(span / 20))), f"metric-{k}")
+    scenario = _scenario_of(run_dir, info)
+    if scenario is not None and timeline is not None:
+        at = list(scenario.workload.map_at_s) or sorted({0.0, round(end_s / 2, 1), round(end_s, 1)})
+        for s in at:
+            s = min(s, float(timeline.offsets_s[-1]))
+            step(f"map at {s:g} s")
+            when = timeline.start_utc + dt.timedelta(seconds=s)
+            applied = applied_links_at(events, s) if s <= end_s and events else None
+            add("Maps", f"The constellation at t = {s:g} s: ISLs up (solid) and down (dotted) "
+                        f"{'as the run applied them' if applied is not None else 'as planned'}, ground links, "
+                        f"ground tracks over {TRACK_S / 60:g} minutes.",
+                map_figure(scenario, when, timeline, s, title=f"{scenario.name}, t = {s:g} s", applied_up=applied),
+                f"map-{s:g}s")
+    step("html")
+    path = run_dir / "report.html"
+    tmp = path.with_name("report.html.part")
+    tmp.write_text(_html(run_dir, info, summary, series, _rows(run_dir / "workload.csv"), metric_stats, figures,
+                         end_s))
+    tmp.replace(path)
+    return path
+
+
+def _table(header: list[str], rows: list[list], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for k, row in enumerate(rows):
+        cls = f' class="{classes[k]}"' if classes and classes[k] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s) -> str:
+    e = html.escape
+    parts = [f"<h1>lasernet run {e(info.get('scenario_name', run_dir.name))}</h1>"]
+    versions = info.get("versions", {})
+    overview = [["run directory", str(run_dir.resolve())], ["scenario", info.get("scenario", "")],
+                ["seed", info.get("seed", "")], ["start (UTC)", info.get("start_utc", "")],
+                ["emulated duration s", f"{end_s:.1f}"], ["speed", info.get("speed", "")],
+                ["link backend", info.get("links", "")],
+                ["plan events SHA-256", info.get("plan_events_sha256", "")],
+                ["versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)]]
+    ticks = summary.get("ticks")
+    if ticks:
+        overview.append(["ticks", f"{ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} "
+                                  f"ms, overruns {ticks['overruns']}"])
+    parts.append("<h2>Run</h2>" + _table(["", ""], overview))
+    if series:
+        rows = []
+        for name, d in series.items():
+            ok = np.isfinite(d["measured_ms"]) & np.isfinite(d["predicted_ms"])
+            diff = d["measured_ms"][ok] - d["predicted_ms"][ok]
+            rows.append([name, len(d["t_s"]), int(np.sum(~np.isfinite(d["measured_ms"]))),
+                         f"{np.median(d['measured_ms'][ok]):.3f}" if ok.any() else "-",
+                         f"{np.median(diff):+.3f}" if ok.any() else "-",
+                         f"{np.percentile(diff, 99):+.3f}" if ok.any() else "-"])
+        parts.append("<h2>Probe fidelity</h2>" + _table(
+            ["pair", "probes", "lost", "median RTT ms", "median measured - predicted ms", "p99 ms"], rows))
+    if jobs:
+        failed = [j for j in jobs if j["status"] == "failed"]
+        title = f"<h2>Workload ({len(jobs)} jobs, {len(failed)} failed)</h2>"
+        parts.append(title + _table(["node", "command", "start s", "end s", "status", "exit code", "stderr file"],
+                                    [[j["node"], j["command"], j["start_s"], j["end_s"], j["status"], j["exit_code"],
+                                      j["stderr"]] for j in jobs],
+                                    ["failed" if j["status"] == "failed" else "" for j in jobs]))
+    if metric_stats:
+        parts.append("<h2>Application metrics</h2>" + _table(
+            ["metric", "values", "median", "p99", "max"],
+            [[m, s["n"], f"{s['p50']:.4g}", f"{s['p99']:.4g}", f"{s['max']:.4g}"] for m, s in metric_stats.items()]))
+    section = None
+    for name, caption, png in figures:
+        if name != section:
+            parts.append(f"<h2>{e(name)}</h2>")
+            section = name
+        data = base64.b64encode(png).decode()
+        parts.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+                     f"<figcaption>{e(caption)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"
+             "tr.failed td{background:#fdd}img{max-width:100%}figcaption{color:#555;font-size:90%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lasernet report</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
