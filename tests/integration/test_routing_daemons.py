@@ -170,13 +170,16 @@ def test_failed_isl_on_the_daemons_path_reconverges_and_delivery_resumes(routed)
 
 
 def test_run_records_convergence_and_leaves_nothing_behind(tmp_path):
-    """OSPF with BIRD (the fourth combination): convergence.csv, fib.csv and each node's configs and logs land in
-    the run directory, summary data names the protocol, and the daemons, their sockets and directories are gone."""
-    emu = lasernet.Emulation(_scenario("ospf", "bird"), run_dir=tmp_path / "run", links=LINKS)
+    """OSPF with BIRD (the fifth combination) and BFD: BFD sessions up on sat-3-7's links; convergence.csv,
+    fib.csv and each node's configs and logs land in the run directory, summary data names the protocol, and the
+    daemons, their sockets and directories are gone."""
+    emu = lasernet.Emulation(_scenario("ospf", "bird", bfd=True), run_dir=tmp_path / "run", links=LINKS)
     with emu:
         assert emu.run_until_converged(CONVERGE_TIMEOUT_S) is not None
         out = emu.daemons.shell("sat-3-7", "show", "ospf", "neighbors")
         assert out.count("Full") >= 2, out  # sat-3-7's intra-plane neighbours at least
+        bfd = emu.daemons.shell("sat-3-7", "show", "bfd", "sessions")
+        assert bfd.count(" Up ") >= 2 and "0.100" in bfd, bfd  # 100 ms x 3 sessions on those links
         emu.override("sat-3-7", "sat-3-0", up=False, for_s=8.0)
         emu.run(6.0)
         pids = [(r.proc.pid, _start_time(r.proc.pid)) for r in emu.daemons.running]
