@@ -263,14 +263,21 @@ class ParamTable:
         """Relay side: the current record of one slot (spinning briefly past a concurrent write)."""
         return self.read_record(slot)[1:]
 
-    def read_record(self, slot: int) -> tuple[int, list, list, list, list]:
-        """Relay side: ``(gen, delay_s, loss, rate_bps, up)`` of one slot, consistent (seqlock)."""
-        for _ in range(1000):
+    def read_record(self, slot: int, attempts: int = 1000) -> tuple[int, list, list, list, list] | None:
+        """Relay side: ``(gen, delay_s, loss, rate_bps, up)`` of one slot, consistent (seqlock).
+
+        With the default ``attempts`` a record that stays mid-write is an error (a stuck writer). The relay's
+        data path passes a few attempts and gets None instead: it must never spin on a writer, which may be the
+        driver preempted by the relay itself on the same core (SCHED_FIFO) in the middle of a commit.
+        """
+        for _ in range(attempts):
             before = int(self.records["seq"][slot])
             row = self.records[slot].copy()
             if before % 2 == 0 and before == int(self.records["seq"][slot]):
                 return (int(row["gen"]), row["delay_s"].tolist(), row["loss"].tolist(), row["rate_bps"].tolist(),
                         row["up"].tolist())
+        if attempts < 1000:
+            return None
         raise RuntimeError(f"slot {slot} of {self.path} stayed mid-write; is a writer stuck?")
 
 
@@ -608,9 +615,17 @@ class RelayProcess:
         self.applied_gen = gen
         self.table.header["applied_generation"] = gen
 
-    def _refresh(self, link: _Link) -> None:
-        """Apply the slot's current record to the link (a consistent copy, whatever a writer is doing)."""
-        link.gen, *params = self.table.read_record(link.slot)
+    def _refresh(self, link: _Link, wait: bool = False) -> None:
+        """Apply the slot's current record to the link if it can be read consistently now.
+
+        A record caught mid-write (a commit in progress) is left for later: the link keeps its parameters and its
+        old generation, so its next frame, or the wake-up that ends the commit, tries again. ``wait`` (adding a
+        link, when the controller waits for the answer and writes nothing) spins until it is consistent.
+        """
+        record = self.table.read_record(link.slot, 1000 if wait else 3)
+        if record is None:
+            return
+        link.gen, *params = record
         self._apply(link, *params)
 
     def _apply(self, link: _Link, delay_s, loss, rate_bps, up) -> None:
@@ -637,7 +652,7 @@ class RelayProcess:
         link = _Link(slot=slot, names=names, fds=(fds[0], fds[1]))
         for index, (src, dst) in enumerate(((fds[0], fds[1]), (fds[1], fds[0]))):
             link.dirs.append(_Direction(link, index, src, dst, seed=f"{self.seed}:{slot}:{index}"))
-        self._refresh(link)
+        self._refresh(link, wait=True)
         self._present[slot] = True
         for fd in fds:
             os.set_blocking(fd, False)
@@ -979,7 +994,13 @@ class Relay:
         self.table.set(slot, direction, **params)
 
     def commit(self, wait: bool = True, timeout_s: float = 5.0) -> int:
-        """Publish staged parameters in one generation; by default wait until the relay has applied them."""
+        """Publish staged parameters in one generation; by default wait until the relay has applied them.
+
+        Raises RuntimeError if the relay process has exited: every link would be silently dead otherwise.
+        """
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"delay-line relay for run {self.run_id} exited with {self.proc.returncode}: every "
+                               f"link is down (log: {self.log_path or 'stderr'})")
         gen = self.table.commit()
         if wait:
             self.table.wait_applied(gen, timeout_s)
