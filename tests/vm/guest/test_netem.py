@@ -17,7 +17,10 @@ by many ms when the host is busy. So:
   percentile: host load only ever adds latency, so the fastest tenth is where it reaches least (the medians'
   move is recorded too; it has come out 29.4-30.4 ms);
 - the absolute RTTs must never be below the configured RTT (20 ms, 50 ms; 10th percentile), which is what the 9p
-  pitfall breaks, and their medians at most 5 ms above it (the guest's cost; typically 2-4 ms under TCG).
+  pitfall breaks, and their medians above it by at most the guest's own cost measured in the same boot (the
+  bare veth pair's median RTT) plus ``NETEM_TIMER_COST_MS`` for netem's timer wake-ups. A fixed 5 ms allowance
+  failed on a busy host: bare veth 4.7 ms, netem +6.1 ms over the configured RTT, the 10 -> 25 ms move still
+  29.9 ms (median) / 30.2 ms (p10).
 The medians, and what they exceed the configured RTT by, are recorded and printed in the host's test summary.
 """
 
@@ -32,7 +35,7 @@ PROBES = 300          # per delay setting, one every 10 ms, in 6 interleaved rou
 ROUNDS = 6
 LOSS_PROBES = 1000
 TOLERANCE_MS = 1.0
-MAX_GUEST_COST_MS = 5.0
+NETEM_TIMER_COST_MS = 2.0  # netem's hrtimer wake-ups on top of the bare pair's cost, under TCG
 
 
 @pytest.fixture(scope="session")
@@ -88,16 +91,21 @@ def test_every_probe_comes_back_over_the_bare_veth_pair(netem_pair):
     assert netem_pair.bare["lost"] == 0
 
 
-def test_netem_10ms_on_each_end_gives_a_20ms_rtt(delay_rtts):
+def guest_cost_ms(netem_pair) -> float:
+    """What the guest itself may add to a median RTT: the bare pair's median plus netem's timer wake-ups."""
+    return netem_pair.bare["median_ms"] + NETEM_TIMER_COST_MS
+
+
+def test_netem_10ms_on_each_end_gives_a_20ms_rtt(delay_rtts, netem_pair):
     m = delay_rtts[0][10]
     assert m["p10_ms"] >= 20.0, "netem delivered early: is the 9p root exported with multidevs=remap?"
-    assert m["median_ms"] - 20.0 < MAX_GUEST_COST_MS, m
+    assert m["median_ms"] - 20.0 < guest_cost_ms(netem_pair), (m, netem_pair.bare["median_ms"])
 
 
-def test_netem_changed_in_place_to_25ms_on_each_end_gives_a_50ms_rtt(delay_rtts):
+def test_netem_changed_in_place_to_25ms_on_each_end_gives_a_50ms_rtt(delay_rtts, netem_pair):
     m, qdiscs = delay_rtts
     assert m[25]["p10_ms"] >= 50.0, "netem delivered early: is the 9p root exported with multidevs=remap?"
-    assert m[25]["median_ms"] - 50.0 < MAX_GUEST_COST_MS, m[25]
+    assert m[25]["median_ms"] - 50.0 < guest_cost_ms(netem_pair), (m[25], netem_pair.bare["median_ms"])
     # The change moves the RTT by twice the change per end: the guest's own cost cancels here.
     assert m[25]["p10_ms"] - m[10]["p10_ms"] == pytest.approx(30.0, abs=TOLERANCE_MS)
     # In place: one qdisc (same handle) throughout, its packet counter never reset by a delete + add.
