@@ -67,16 +67,27 @@ def plan(scenario, start, duration_s, step_s, output, events):
         console.print(f"events:   {events} ({n} rows)")
 
 
+def _live_options(command):
+    """The options `lasernet up` and `lasernet run` share: clock, link backend and where results go."""
+    for option in reversed([
+        click.option("--speed", type=float, default=1.0, show_default=True, help="Emulated seconds per wall second."),
+        click.option("--start", metavar="ISO", help="Emulated start time (default: scenario epoch)."),
+        click.option("--links", type=click.Choice(["auto", "netem", "delayline"]), default="auto", show_default=True,
+                     help="Link backend."),
+        click.option("--tick", "tick_s", type=float, default=0.1, show_default=True,
+                     help="Tick period, wall seconds."),
+        click.option("--run-dir", type=click.Path(file_okay=False),
+                     help="Where results go (default ./runs/<run-id>)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("scenario")
 @click.option("--duration", "duration_s", type=float, metavar="S", help="Run this many wall seconds (default: "
               "until Ctrl-C).")
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Emulated seconds per wall second.")
-@click.option("--start", metavar="ISO", help="Emulated start time (default: scenario epoch).")
-@click.option("--links", type=click.Choice(["auto", "netem", "delayline"]), default="auto", show_default=True,
-              help="Link backend.")
-@click.option("--tick", "tick_s", type=float, default=0.1, show_default=True, help="Tick period, wall seconds.")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Where results go (default ./runs/<run-id>).")
+@_live_options
 @click.option("--cli", "open_cli", is_flag=True, help="Open Mininet's CLI (with links, path, orbit) while running.")
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="Oracle routes computed in every tick (exact) or in a background process (large networks; "
@@ -109,12 +120,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
 @click.argument("scenario")
 @click.option("--duration", "duration_s", type=float, metavar="S", help="Run this many wall seconds (default: the "
               "scenario's workload.duration_s).")
-@click.option("--speed", type=float, default=1.0, show_default=True, help="Emulated seconds per wall second.")
-@click.option("--start", metavar="ISO", help="Emulated start time (default: scenario epoch).")
-@click.option("--links", type=click.Choice(["auto", "netem", "delayline"]), default="auto", show_default=True,
-              help="Link backend.")
-@click.option("--tick", "tick_s", type=float, default=0.1, show_default=True, help="Tick period, wall seconds.")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Where results go (default ./runs/<run-id>).")
+@_live_options
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="As for `lasernet up`.")
 @click.option("--no-report", is_flag=True, help="Skip report.html (build it later with `lasernet report`).")
