@@ -6,12 +6,13 @@ command's ``LASERNET_GROUP`` in order, member k sends to member k+1. Each member
 each moving 1/n of the message to the next member over one TCP connection kept for the whole run, sending and
 receiving at once. The result is checked (every element must equal the sum of all members' values).
 
-Before each round member 0 sends a 1-byte token around the ring (every member forwards it): a barrier, and a
-measurement of the ring's latency, which geometry sets: the sum of one-way path delays between consecutive
-members. Member 0 writes ``rounds.csv`` (``round,t_start_s,round_s,token_ring_ms,predicted_ring_ms,bytes,ok``) and
+Before each round member 0 sends a 1-byte token around the ring twice (every member forwards it): the first lap is
+a barrier, the second, on a ring where every member is already waiting, measures the ring's latency, which
+geometry sets: the sum of one-way path delays between consecutive members. Member 0 writes ``rounds.csv`` (``round,t_start_s,round_s,token_ring_ms,predicted_ring_ms,bytes,ok``) and
 records the metrics ``round_s``, ``token_ring_ms`` and ``predicted_ring_ms`` (the plan's light time around the ring
 at the round's start: shortest-delay paths over the links up in the run's ``plan.npz``, as the oracle routes
-them; failure injection is not in the plan). Rounds repeat every ``PAUSE_S`` until SIGTERM.
+them; failure injection is not in the plan). Member 0 pauses ``PAUSE_S`` between rounds; the
+rounds repeat until SIGTERM.
 """
 
 import csv
@@ -92,14 +93,17 @@ def main() -> int:
     r = 0
     try:
         while not STOP.is_set():
-            # the token: a barrier and the ring's latency
-            t0 = time.monotonic()
-            if k == 0:
-                nxt.sendall(struct.pack("B", r % 256))
-                recv_exact(prev, memoryview(token))
-            else:
-                recv_exact(prev, memoryview(token))
-                nxt.sendall(token)
+            # the token, twice around the ring: the first lap is a barrier (a member forwards it only once its
+            # previous round is over, so the lap's time includes whoever lagged); the second lap finds every
+            # member already waiting on an idle ring and measures the ring's latency alone.
+            for lap in range(2):
+                t0 = time.monotonic()
+                if k == 0:
+                    nxt.sendall(struct.pack("B", (2 * r + lap) % 256))
+                    recv_exact(prev, memoryview(token))
+                else:
+                    recv_exact(prev, memoryview(token))
+                    nxt.sendall(token)
             token_ms = (time.monotonic() - t0) * 1e3
             start = time.monotonic()
             data = np.full(floats, float(k + r), dtype=np.float32)
@@ -134,7 +138,8 @@ def main() -> int:
                 print(f"round {r}: wrong result", file=sys.stderr)
                 return 1
             r += 1
-            STOP.wait(pause_s)
+            if k == 0:  # the others wait for the next barrier token instead
+                STOP.wait(pause_s)
     except (ConnectionError, OSError) as exc:
         if not STOP.is_set():
             print(f"ring broken in round {r}: {exc}", file=sys.stderr)
