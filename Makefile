@@ -13,7 +13,7 @@ demo: setup
 	.venv/bin/lasernet up $(SCENARIO) --duration $(DURATION)
 
 test: setup
-	$(PY) -m pytest -ra tests
+	$(PY) -m pytest -ra --durations=25 tests
 
 unit: setup
 	$(PY) -m pytest -ra tests/unit

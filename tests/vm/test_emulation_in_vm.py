@@ -2,8 +2,8 @@
 
 The evidence is tests/integration/test_emulation.py (RTT against light time, a forced outage's loss window,
 rerouting, loss, rate, geometry-driven delay drift) and tests/integration/test_lifecycle.py (nothing left behind
-after a normal end, SIGINT, SIGKILL + ``lasernet down``; bad input exits 2), run in one boot with
-``LASERNET_LINKS=netem`` on the scenario ``tiny`` (see conftest.py). Under TCG the RTT tests use the guest
+after a normal end; the SIGINT, SIGKILL + ``lasernet down`` and bad-input cases run on the host only), run in
+one boot with ``LASERNET_LINKS=netem`` on the scenario ``tiny`` (see conftest.py for why). Under TCG the RTT tests use the guest
 bounds documented in test_emulation.py, the geometry-drift test (300x speed) is skipped, and every other bound
 is the host's.
 """
