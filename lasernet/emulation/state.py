@@ -24,9 +24,16 @@ from pathlib import Path
 STATE_DIR = Path(os.environ.get("LASERNET_STATE_DIR", "/run/lasernet"))
 
 
+#: A run id names kernel objects and files (the relay's table and control socket): at most this long.
+RUN_ID_MAX_LEN = 40
+
+
 def new_run_id(scenario_name: str) -> str:
+    """``<UTC date>-<time>-<scenario name>-<pid>``, the name shortened so that the id fits RUN_ID_MAX_LEN."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{scenario_name}-{os.getpid() % 100000}"
+    pid = str(os.getpid() % 100000)
+    name = scenario_name[:RUN_ID_MAX_LEN - len(stamp) - len(pid) - 2].rstrip("-")
+    return f"{stamp}-{name}-{pid}"
 
 
 def _start_time(pid: int) -> int | None:
