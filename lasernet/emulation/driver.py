@@ -114,6 +114,15 @@ def _pin_to_last_cpu(pid: int | None) -> None:
             log.warning("could not pin process %s to CPU %d: %s", pid, cpus[-1], exc)
 
 
+def mem_available_kib() -> int:
+    """The machine's ``MemAvailable`` (KiB): what processes and the kernel's objects together have left."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
+
+
 def _raise_fd_limit(pid: int | None, wanted: int) -> None:
     """Raise a process's open-file limit to at least ``wanted`` (a large run needs more than a login's default)."""
     import resource
@@ -141,8 +150,9 @@ def _daemon_sysctls(scenario: Scenario) -> tuple[str, ...]:
 class Emulation:
     """A running (or ready to run) emulation of one scenario (see the module docstring)."""
 
-    #: Background routing: the share of a tick that installing routes may take; the rest waits for later ticks.
-    ROUTE_BUDGET = 0.15
+    #: Background routing: the share of a tick that taking in a result and installing routes may take (counted from
+    #: the start of the routes part); what does not fit waits for later ticks.
+    ROUTE_BUDGET = 0.10
     ROUTE_CHUNK = 128  # most routes of one node installed in one go (a handover changes all of a station's)
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
@@ -204,6 +214,7 @@ class Emulation:
         self.ticks: list[TickReport] = []
         self._started = False
         self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
+        self.start_memory_kib: dict[str, int] = {}  # drop of the machine's MemAvailable per phase (kernel included)
         self.daemons = None  # routing daemons (scenario routing.protocol other than oracle): a DaemonSet
         self.fib_watch = None  # with daemons: the FibWatcher measuring their convergence
         self._daemon_config_hook = daemon_config_hook  # tests: (node, daemon, config text) -> config text
@@ -226,6 +237,7 @@ class Emulation:
         from ..measure.recorder import Recorder
 
         t_start = time.monotonic()
+        self._mem_mark_kib = mem_available_kib()
         first = self._plan_window(0.0)  # validates the scenario fully before anything is created
         if not self.scenario.workload.empty:  # so are the workload's node selectors
             from .. import workload as workload_spec
@@ -255,8 +267,7 @@ class Emulation:
             self._awake = CpuAwake().start()
             self.state.add_helpers(self._awake.pids)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
-        self.start_timings["plan"] = time.monotonic() - t_start
-        mark = time.monotonic()
+        mark = self._end_phase("plan", t_start)
         names = self.node_names
         for i, name in enumerate(names):  # spawns every shell; finish_shells waits for them together
             role = "satellite" if i < self.n_satellites else self.scenario.ground[i - self.n_satellites].kind
@@ -267,12 +278,11 @@ class Emulation:
         for node in self.nodes.values():
             self.state.add_node(node)
         self.state.save()
-        self.start_timings["shells"] = time.monotonic() - mark
-        mark = time.monotonic()
+        mark = self._end_phase("shells", mark)
         self.kernel = Kernel(self.nodes, names)
         self.kernel.configure_routers(range(len(names)), SYSCTLS + _daemon_sysctls(self.scenario))
         self.kernel.commit()
-        self.start_timings["node config"] = time.monotonic() - mark
+        self._end_phase("node config", mark)
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
                                     n_slots=max(4096, 2 * len(first.links)), log_dir=self.run_dir)
         self.backend.start()
@@ -306,12 +316,12 @@ class Emulation:
             zeros = np.zeros((len(slots), 2))
             self.backend.apply(slots, zeros.astype(bool), zeros, zeros, zeros)
         self.state.save()
-        self.start_timings["links"] = time.monotonic() - mark
+        self._end_phase("links", mark)
         self.state.set_backend(self.backend.name, self.backend.resources())
         if self.scenario.routing.uses_daemons:
             mark = time.monotonic()
             self._start_daemons(first)
-            self.start_timings["routing daemons"] = time.monotonic() - mark
+            self._end_phase("routing daemons", mark)
             from ..routing.convergence import FibWatcher
 
             self.fib_watch = FibWatcher(self)  # records link events from the first tick on; started below
@@ -326,7 +336,7 @@ class Emulation:
         self._wall0 = time.monotonic()
         mark = time.monotonic()
         self.tick()  # installs the first state and all routes: set-up work, so the clock starts after it
-        self.start_timings["first routes"] = time.monotonic() - mark
+        self._end_phase("first routes", mark)
         if self.probes:
             self.probes.start_responders(self)
         # The network's hundreds of thousands of long-lived objects (nodes, interfaces, sockets) would make every
@@ -424,6 +434,14 @@ class Emulation:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _end_phase(self, name: str, mark: float) -> float:
+        """Record the time and the memory (MemAvailable drop: kernel objects too) one phase of start() took."""
+        now_kib = mem_available_kib()
+        self.start_memory_kib[name] = self._mem_mark_kib - now_kib
+        self._mem_mark_kib = now_kib
+        self.start_timings[name] = time.monotonic() - mark
+        return time.monotonic()
 
     # ------------------------------------------------------------------------------------------------- one tick
     def tick(self) -> TickReport:
@@ -551,6 +569,7 @@ class Emulation:
             changes = self._install_routes(src, dst, np.where(li >= 0, slots[np.maximum(li, 0)], -1))
             self._drain_routes()
             return changes
+        entered = time.monotonic()  # the budget covers taking the result in and queueing it, not only installing
         proc, t_s = self._oracle_proc, self.now_s()
         result = proc.poll(timeout_s=600.0 if self._routes is None else 0.0)
         if result is None and not proc.busy:
@@ -558,9 +577,9 @@ class Emulation:
             if self._routes is None:
                 result = proc.poll(timeout_s=600.0)
         first = self._routes is None
-        budget = None if first else self.ROUTE_BUDGET * self.tick_s
+        deadline = None if first else entered + self.ROUTE_BUDGET * self.tick_s
         if result is None:
-            self._drain_routes(None if budget is None else time.monotonic() + budget)
+            self._drain_routes(deadline)
             return 0
         if self._routes is None:
             n = len(self.node_names)
@@ -576,7 +595,7 @@ class Emulation:
             changes = self._install_aggregated()
         else:
             changes = self._install_routes(result.src, result.dst, result.slot)
-        self._drain_routes(None if budget is None else time.monotonic() + budget)
+        self._drain_routes(deadline)
         return changes
 
     def _install_aggregated(self) -> int:

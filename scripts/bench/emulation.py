@@ -40,14 +40,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import lasernet  # noqa: E402
-from lasernet.emulation.driver import Emulation  # noqa: E402
-
-
-def mem_available_kib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
+from lasernet.emulation.driver import Emulation, mem_available_kib  # noqa: E402
 
 
 def pss_kib(pid: int) -> int:
@@ -76,6 +69,14 @@ def cut_down(scenario, planes: int, cities: int):
     return dataclasses.replace(scenario, name=f"cut-{planes}p",
                                constellation=dataclasses.replace(scenario.constellation, shells=shells),
                                ground=scenario.ground[:cities], probes=())
+
+
+def fewer_stations(scenario, keep: int):
+    """The scenario with only its first ``keep`` ground stations (and the probe pairs among them)."""
+    ground = scenario.ground[:keep]
+    names = {g.name for g in ground}
+    probes = tuple(p for p in scenario.probes if p.src in names and p.dst in names)
+    return dataclasses.replace(scenario, name=f"{scenario.name}-{keep}gs", ground=ground, probes=probes)
 
 
 def plain_mininet(n_nodes: int, pairs: list[tuple[int, int]]) -> tuple[float, float]:
@@ -111,6 +112,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a cut-down shell and 10 s of ticks")
     parser.add_argument("--planes", type=int, default=12, help="planes kept with --quick")
     parser.add_argument("--seconds", type=float, default=None, help="wall seconds of ticks (default 60; quick 10)")
+    parser.add_argument("--stations", type=int, default=None,
+                        help="keep only the scenario's first N ground stations (fewer ground links)")
     parser.add_argument("--tick", type=float, default=0.1)
     parser.add_argument("--routing", default="auto", choices=("auto", "tick", "background"),
                         help="Emulation(routing=...): oracle in the tick or in a background process")
@@ -129,6 +132,8 @@ def main() -> int:
     scenario = lasernet.load_scenario(path)
     if args.quick:
         scenario = cut_down(scenario, args.planes, 20)
+    if args.stations is not None:
+        scenario = fewer_stations(scenario, args.stations)
     seconds = args.seconds if args.seconds is not None else (10.0 if args.quick else 60.0)
     kwargs = {"routing": args.routing}
     run_dir = Path(tempfile.mkdtemp(prefix="lasernet-bench-"))
@@ -142,12 +147,13 @@ def main() -> int:
     try:
         emu.start()
         t_up = time.monotonic() - t0
-        t_plan = getattr(emu, "start_timings", {}).get("plan", float("nan"))
+        t_plan = emu.start_timings.get("plan", float("nan"))
         n = len(emu.nodes)
         n_links = len(emu._slots)
         print(f"lasernet up:   {t_up:6.2f} s for {n} routers, {n_links} links (plan {t_plan:.2f} s of it)")
-        for what, secs in getattr(emu, "start_timings", {}).items():
-            print(f"    {what:<16} {secs:6.2f} s")
+        for what, secs in emu.start_timings.items():
+            mib = emu.start_memory_kib.get(what, 0) / 1024
+            print(f"    {what:<16} {secs:6.2f} s  {mib:7.0f} MiB ({mib / n:.2f} MiB/node)")
         if emu.route_prefixes is not None:
             print(f"    first routes as {emu.route_prefixes} aggregated prefixes for {n * (n - 1)} node pairs")
         pairs = [(a, b) for (a, b) in emu._slots]
