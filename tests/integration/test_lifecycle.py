@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+import lasernet
 
 from ..conftest import DATA, TOPOLOGIES
 
@@ -165,4 +168,53 @@ def test_nodes_exec_ping_and_status_reach_a_running_emulation(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+    assert_nothing_left(before)
+
+
+def test_cli_commands_show_live_links_the_predicted_path_and_the_orbit(tmp_path):
+    """`lasernet up --cli`: the emulation ticks while the prompt is open, and `orbit`, `links NODE` and
+    `path A B` typed there agree with the run's plan."""
+    src, dst = _FIRST["from"], _FIRST["to"]
+    before = snapshot()
+    proc = subprocess.Popen(LASERNET + ["up", SCENARIO, "--cli", "--links", LINKS, "--run-dir", str(tmp_path / "run")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        wait_running(tmp_path, proc)
+        proc.stdin.write("orbit\n")
+        proc.stdin.flush()
+        time.sleep(2.0)
+        out, err = proc.communicate(f"links {src}\npath {src} {dst}\norbit\nexit\n", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    out = out.replace("lasernet> ", "\n")  # the prompt, printed before each command's output
+    orbits = re.findall(r"t = ([\d.]+) s \(.* UTC\), speed 1x; links up (\d+)/(\d+); ticks (\d+)", out)
+    assert len(orbits) == 2, out
+    (t1, _, _, ticks1), (t_s, links_up, links_made, ticks2) = [(float(t), int(u), int(m), int(k)) for t, u, m, k in orbits]
+    assert t_s - t1 >= 1.5 and ticks2 - ticks1 >= 10  # the clock ran on behind the prompt
+    assert 0 < links_up <= links_made
+    # What the run's plan says at that time (the last three commands run within a second of each other).
+    plan = lasernet.Timeline.load(tmp_path / "run" / "plan.npz")
+    step = min(int(round(t_s / plan.step_s)), len(plan.offsets_s) - 1)
+    index = {frozenset((plan.node_names[a], plan.node_names[b])): li
+             for li, (a, b) in enumerate(zip(plan.links.a, plan.links.b))}
+    ground = [row for row in map(str.split, out.splitlines()) if row and "~" in row[0] and src in row[0].split("~")]
+    assert ground and all(row[1] == "gsl" for row in ground), out
+    for row in ground:  # link, kind, up/DOWN, delay ms, loss, rate: the live state is the plan's
+        li = index[frozenset(row[0].split("~"))]
+        assert (row[2] == "up") == bool(plan.up[step, li])
+        if row[2] == "up":
+            assert abs(float(row[3]) - plan.delay_s[step, li] * 1e3) < 0.2
+    path = re.search(r"^(\S+( > \S+)+)\n(\d+) hops, one-way ([\d.]+) ms, RTT ([\d.]+) ms \(predicted\)$", out, re.M)
+    assert path, out
+    nodes = path[1].split(" > ")
+    assert nodes[0] == src and nodes[-1] == dst and int(path[3]) == len(nodes) - 1 >= 4
+    hops = [index[frozenset(hop)] for hop in zip(nodes, nodes[1:])]
+    assert all(plan.up[step, li] for li in hops)
+    light_ms = 1e3 * sum(plan.delay_s[step, li] for li in hops)
+    assert abs(float(path[4]) - light_ms) < 0.5  # the path's light time (it changes by < 0.5 ms/s)
+    assert abs(float(path[5]) - 2 * float(path[4])) < 0.01
     assert_nothing_left(before)
