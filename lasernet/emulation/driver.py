@@ -152,7 +152,7 @@ class Emulation:
 
     #: Background routing: the share of a tick that taking in a result and installing routes may take (counted from
     #: the start of the routes part); what does not fit waits for later ticks.
-    ROUTE_BUDGET = 0.10
+    ROUTE_BUDGET = 0.15
     ROUTE_CHUNK = 128  # most routes of one node installed in one go (a handover changes all of a station's)
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
@@ -202,6 +202,9 @@ class Emulation:
         self._routes = None  # the oracle's table now installed
         self._oracle_proc = None  # background mode: the OracleProcess
         self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
+        # Background mode: what installing one queued item costs (per item + per route, learnt as it goes), so
+        # that the drain stops before an item that would not fit in the tick's budget rather than after it.
+        self._item_cost_s, self._route_cost_s = 40e-6, 3e-6
         self._lag_from = None
         self.route_prefixes = None  # background mode: how many aggregated routes the first install used
         self._route_tl = None
@@ -285,11 +288,8 @@ class Emulation:
         self._end_phase("node config", mark)
         self.backend = make_backend(self.links_kind, self.run_id, self.scenario.seed,
                                     n_slots=max(4096, 2 * len(first.links)), log_dir=self.run_dir)
+        self.backend.on_process = self._backend_process
         self.backend.start()
-        helper = self.backend.resources().get("relay_pid")
-        _raise_fd_limit(helper, 2 * len(first.links) + 1024)  # the relay holds two TAP fds per link
-        if self._oracle_proc is not None:  # at scale: relay and oracle share a core, the driver has the others
-            _pin_to_last_cpu(helper)
         self.state.set_backend(self.backend.name, self.backend.resources())
         for j, host in enumerate(self.scenario.hosts):
             router = names.index(host.attach)
@@ -434,6 +434,13 @@ class Emulation:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _backend_process(self, pid: int, open_files: int) -> None:
+        """A process the link backend started (a relay): its open-file limit, its CPU, the run's state file."""
+        _raise_fd_limit(pid, open_files)
+        if self._oracle_proc is not None:  # at scale: relays and oracle share a core, the driver has the others
+            _pin_to_last_cpu(pid)
+        self.state.set_backend(self.backend.name, self.backend.resources())
 
     def _end_phase(self, name: str, mark: float) -> float:
         """Record the time and the memory (MemAvailable drop: kernel objects too) one phase of start() took."""
@@ -660,11 +667,11 @@ class Emulation:
             link = self._slots_by_index[int(slot[k])]
             hop = (ip_b, ifname_a, link.b) if a == s_ else (ip_a, ifname_b, link.a)
             per_node.setdefault(s_, []).append((d_, hop))
-        queue = self._route_queue
+        queue, chunk = self._route_queue, self.ROUTE_CHUNK
         for node, entries in per_node.items():
-            queue.append((node, entries))
+            queue.extend((node, entries[c:c + chunk]) for c in range(0, len(entries), chunk))
         for node, dsts in unreachable.items():
-            queue.append((node, ("unreachable", dsts)))
+            queue.extend((node, ("unreachable", dsts[c:c + chunk])) for c in range(0, len(dsts), chunk))
         keep = np.flatnonzero(~special)
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
@@ -695,8 +702,14 @@ class Emulation:
         so a node's newer changes never overtake older ones); tick mode drains everything at once.
         """
         queue = self._route_queue
+        done = 0
         while queue:
-            node, work = queue.popleft()
+            node, work = queue[0]
+            n = len(work) if isinstance(work, list) else len(work[1])
+            began = time.monotonic()
+            if deadline is not None and done and began + self._item_cost_s + n * self._route_cost_s > deadline:
+                break  # would not fit: the next tick starts with it
+            queue.popleft()
             if isinstance(work, list):
                 self.kernel.routes(node, work)
             elif work[0] == "prefixes":
@@ -706,11 +719,19 @@ class Emulation:
             else:
                 self.kernel.routes_bulk(node, *work[1:])
             self.kernel.commit()
-            if deadline is not None and time.monotonic() > deadline:
-                break
+            done += 1
+            if deadline is not None:
+                self._learn_item_cost(n, time.monotonic() - began)
         if not queue and self._lag_from is not None:
             self.route_lags.append(self.now_s() - self._lag_from)
             self._lag_from = None
+
+    def _learn_item_cost(self, routes: int, took_s: float) -> None:
+        """Moving averages of an item's fixed cost (from items of a few routes) and of each further route."""
+        if routes <= 4:
+            self._item_cost_s += (took_s - self._item_cost_s) / 16
+        else:
+            self._route_cost_s += (max(took_s - self._item_cost_s, 0.0) / routes - self._route_cost_s) / 16
 
     # ------------------------------------------------------------------------------------------------- links
     @staticmethod
