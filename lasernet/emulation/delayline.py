@@ -52,10 +52,12 @@ as EPOLLERR/EBADFD: that link is dropped with a log line, the others go on.
 TAP fds; it can take SCHED_FIFO for itself alone; it is one PID to terminate and wait for; and it can be run
 by hand for debugging. It asks the kernel to SIGTERM it if the controller dies (PR_SET_PDEATHSIG): no orphans.
 
-**Sharding** (not implemented yet, designed for): all per-link state lives in one process and is keyed by slot.
-The table is shared; a later version starts one relay per core, each owning a contiguous slot range
-``[lo, hi)``, reading only its records and publishing its own applied generation (the header has room). The
-controller routes ``add``/``remove`` to the shard owning the slot. Nothing in a record refers to another slot.
+**Shards**: one relay process holds two TAP fds per link, so the hard open-file limit bounds its links (20,000
+fds: ~9,870 links where the limit cannot be raised, as in containers without CAP_SYS_RESOURCE). A run with more
+links starts more relays (:class:`~lasernet.emulation.links.DelaylineLinks`): shard ``k`` serves the link slots
+``[k * n, (k + 1) * n)`` as its own slots ``0..n-1``, with its own table, eventfd and control socket (names
+suffixed ``-k``) and loss generators seeded by the run's slot (``--slot-base``), so a run behaves the same
+however it is sharded. Nothing in a record refers to another slot.
 """
 
 from __future__ import annotations
@@ -116,12 +118,16 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
-def table_path_for(run_id: str) -> str:
-    return f"/dev/shm/lasernet-{validate_run_id(run_id)}-delayline"
+def _shard_suffix(shard: int) -> str:
+    return f"-{int(shard)}" if shard else ""
 
 
-def control_address_for(run_id: str) -> bytes:
-    return f"\0lasernet-{validate_run_id(run_id)}-delayline".encode()
+def table_path_for(run_id: str, shard: int = 0) -> str:
+    return f"/dev/shm/lasernet-{validate_run_id(run_id)}-delayline{_shard_suffix(shard)}"
+
+
+def control_address_for(run_id: str, shard: int = 0) -> bytes:
+    return f"\0lasernet-{validate_run_id(run_id)}-delayline{_shard_suffix(shard)}".encode()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -409,8 +415,9 @@ class RelayProcess:
     """The relay's event loop: epoll over TAPs, the timerfd, the table's eventfd and the control socket."""
 
     def __init__(self, run_id: str, table_path: str, wake_fd: int, seed: int, queue_limit_bytes: int,
-                 inflight_limit_frames: int, timer_lead_ns: int = 50_000):
+                 inflight_limit_frames: int, timer_lead_ns: int = 50_000, shard: int = 0, slot_base: int = 0):
         self.run_id, self.seed = run_id, seed
+        self.slot_base = slot_base  # this shard's slot 0 is the run's link slot slot_base (loss seeds use that)
         self.timer_lead_ns = timer_lead_ns
         self.wake_ns = 20_000  # estimated epoll wake-up latency, learnt from timer wake-ups
         self.last_write_ns = 0  # when the relay last wrote a frame (frames it forwards show up right after)
@@ -431,7 +438,7 @@ class RelayProcess:
         self.ep = select.epoll()
         self.timer = TimerFd()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        self.listener.bind(control_address_for(run_id))
+        self.listener.bind(control_address_for(run_id, shard))
         self.listener.listen(16)
         self.listener.setblocking(False)
         for fd in (self.timer.fd, self.wake_fd, self.listener.fileno()):
@@ -651,7 +658,7 @@ class RelayProcess:
             raise ValueError(f"slot {slot} already holds link {self.links[slot].describe()}")
         link = _Link(slot=slot, names=names, fds=(fds[0], fds[1]))
         for index, (src, dst) in enumerate(((fds[0], fds[1]), (fds[1], fds[0]))):
-            link.dirs.append(_Direction(link, index, src, dst, seed=f"{self.seed}:{slot}:{index}"))
+            link.dirs.append(_Direction(link, index, src, dst, seed=f"{self.seed}:{self.slot_base + slot}:{index}"))
         self._refresh(link, wait=True)
         self._present[slot] = True
         for fd in fds:
@@ -765,6 +772,8 @@ def main(argv=None) -> int:
                    help="arm the timer this early and poll without sleeping until due (epoll wake-up latency), "
                         "microseconds")
     p.add_argument("--parent-pid", type=int, default=0, help="exit at once if this process is already gone")
+    p.add_argument("--shard", type=int, default=0, help="which of the run's relays this is (names its socket)")
+    p.add_argument("--slot-base", type=int, default=0, help="the run's link slot that this relay's slot 0 is")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s delayline[{os.getpid()}] %(message)s")
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -779,9 +788,11 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     relay = RelayProcess(validate_run_id(args.run_id), args.table, args.wake_fd, args.seed,
-                         args.queue_limit_bytes, args.inflight_limit_frames, args.timer_lead_us * 1000)
+                         args.queue_limit_bytes, args.inflight_limit_frames, args.timer_lead_us * 1000,
+                         args.shard, args.slot_base)
     _take_realtime_priority(args.rt_priority)
-    log.info("delayline: run %s serving %d slots", args.run_id, relay.table.n_slots)
+    log.info("delayline: run %s shard %d serving %d slots from %d", args.run_id, args.shard, relay.table.n_slots,
+             args.slot_base)
     try:
         relay.serve_forever()
     finally:
@@ -819,15 +830,17 @@ class Relay:
 
     def __init__(self, run_id: str, n_slots: int = 4096, seed: int = 0,
                  queue_limit_bytes: int = DEFAULT_QUEUE_LIMIT_BYTES, rt_priority: int = 10,
-                 log_path: str | None = None, timer_lead_us: int = 50, tap_mode: str = "inside"):
+                 log_path: str | None = None, timer_lead_us: int = 50, tap_mode: str = "inside", shard: int = 0,
+                 slot_base: int = 0):
         self.run_id = validate_run_id(run_id)
+        self.shard, self.slot_base = shard, slot_base
         self.n_slots, self.seed = n_slots, seed
         self.queue_limit_bytes, self.rt_priority = queue_limit_bytes, rt_priority
         self.log_path, self.timer_lead_us = log_path, timer_lead_us
         if tap_mode not in tapdev.TAP_MODES:
             raise ValueError(f"tap_mode {tap_mode!r} is not one of {tapdev.TAP_MODES}")
         self.tap_mode = tap_mode
-        self.table_path = table_path_for(run_id)
+        self.table_path = table_path_for(run_id, shard)
         self.table: ParamTable | None = None
         self.proc: subprocess.Popen | None = None
         self.links: dict[int, LinkEnds] = {}
@@ -854,8 +867,8 @@ class Relay:
         cmd = [sys.executable, "-m", "lasernet.emulation.delayline", "--run-id", self.run_id,
                "--table", self.table_path, "--wake-fd", str(self._wake_fd), "--seed", str(self.seed),
                "--queue-limit-bytes", str(self.queue_limit_bytes), "--rt-priority", str(self.rt_priority),
-               "--timer-lead-us", str(self.timer_lead_us),
-               "--parent-pid", str(os.getpid())]
+               "--timer-lead-us", str(self.timer_lead_us), "--shard", str(self.shard),
+               "--slot-base", str(self.slot_base), "--parent-pid", str(os.getpid())]
         self._log_file = open(self.log_path, "ab") if self.log_path else None
         self.proc = subprocess.Popen(cmd, pass_fds=(self._wake_fd,), stdin=subprocess.DEVNULL,
                                      stdout=self._log_file, stderr=self._log_file)
@@ -868,7 +881,7 @@ class Relay:
                                    f"while starting (log: {self.log_path or 'stderr'})")
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
             try:
-                sock.connect(control_address_for(self.run_id))
+                sock.connect(control_address_for(self.run_id, self.shard))
                 sock.settimeout(30.0)
                 self._ctl = sock
                 self.request({"op": "ping"})
@@ -1017,8 +1030,8 @@ class Relay:
 
     def created(self) -> dict:
         """Every kernel object and process this controller made, by name, for cleanup and the run's state file."""
-        return {"run_id": self.run_id, "relay_pid": self.pid, "table_path": self.table_path,
-                "control_socket": "@" + control_address_for(self.run_id)[1:].decode(),
+        return {"run_id": self.run_id, "shard": self.shard, "relay_pid": self.pid, "table_path": self.table_path,
+                "control_socket": "@" + control_address_for(self.run_id, self.shard)[1:].decode(),
                 "taps": [list(end[:2]) for ends in self.links.values() for end in (ends.a, ends.b)]}
 
     @staticmethod
@@ -1036,9 +1049,10 @@ class Relay:
         for ns, ifname in state.get("taps", []):
             if tapdev.delete_tap(ns, ifname):
                 removed.append(f"TAP {ns}:{ifname}")
-        if state.get("table_path") == table_path_for(run_id) and os.path.exists(table_path_for(run_id)):
-            os.unlink(table_path_for(run_id))
-            removed.append(f"table {table_path_for(run_id)}")
+        table = table_path_for(run_id, state.get("shard", 0))
+        if state.get("table_path") == table and os.path.exists(table):
+            os.unlink(table)
+            removed.append(f"table {table}")
         return removed
 
 

@@ -7,7 +7,9 @@ Every backend offers the same small interface, used by the driver once per tick 
   ``link.ifname_b`` in ``ns_b``) and return their MAC addresses;
 * ``apply(slots, up, delay_s, loss, rate_bps)``: set the state of many links in one batch (per direction arrays of
   shape (n, 2): index 0 is a->b, 1 is b->a; a link down shows NO-CARRIER on both ends);
-* ``resources()``: the processes and files it created, for ``lasernet down``.
+* ``resources()``: the processes and files it created, for ``lasernet down``;
+* ``on_process``: if set, called as ``on_process(pid, open_files)`` for each helper process the backend starts
+  (the driver raises its open-file limit, pins it to a CPU and records it in the run's state file).
 
 Backends: ``delayline`` (TAPs plus a userspace relay; works on any kernel with tun/tap, and the only choice on
 kernels without sch_netem such as this machine's) and ``netem`` (veth ends shaped by sch_netem, changed in place
@@ -33,6 +35,7 @@ class LinkBackend:
     """The interface every link backend implements (see the module docstring)."""
 
     name = "abstract"
+    on_process = None
 
     def start(self) -> "LinkBackend":
         return self
@@ -61,40 +64,90 @@ class DelaylineLinks(LinkBackend):
     RTT is never below the light time. ``traversal_overhead_s`` (default 0) is taken off each direction's delay
     (never below zero) for a user who wants it calibrated out; set too high it makes paths faster than light
     (20 us gave -0.2 ms on the same paths).
+
+    One relay process holds two TAP fds per link, within its hard open-file limit (:func:`links_per_relay`); a
+    run with more links gets more relays, started as the slots they serve are first used (shard ``k`` serves
+    slots ``[k * slots_per_relay, (k + 1) * slots_per_relay)``), each reported through ``on_process``.
     """
 
     name = "delayline"
     TRAVERSAL_OVERHEAD_S = 0.0
 
     def __init__(self, run_id: str, seed: int, n_slots: int, traversal_overhead_s: float | None = None,
-                 log_path: str | None = None):
-        from .delayline import Relay
-
-        self.relay = Relay(run_id, n_slots=n_slots, seed=seed, log_path=log_path)
+                 log_path: str | None = None, slots_per_relay: int | None = None):
+        self.run_id, self.seed, self.log_path = run_id, seed, log_path
+        self.slots_per_relay = min(n_slots, slots_per_relay or links_per_relay())
+        self.relays: list = []  # shard k serves slots [k * slots_per_relay, (k + 1) * slots_per_relay)
         self.traversal_overhead_s = (self.TRAVERSAL_OVERHEAD_S if traversal_overhead_s is None
                                      else traversal_overhead_s)
 
+    @property
+    def relay(self):
+        """The first relay (the only one unless the run has more links than one process can hold)."""
+        return self.relays[0]
+
     def start(self) -> "DelaylineLinks":
-        self.relay.start()
+        self._relay_for(0)
         return self
 
     def stop(self) -> None:
-        self.relay.stop()
+        for relay in reversed(self.relays):
+            relay.stop()
+
+    def _relay_for(self, slot: int):
+        """The relay serving ``slot`` (started on first use) and the slot's index in its table."""
+        from .delayline import Relay
+
+        shard, local = divmod(int(slot), self.slots_per_relay)
+        while len(self.relays) <= shard:
+            k = len(self.relays)
+            relay = Relay(self.run_id, n_slots=self.slots_per_relay, seed=self.seed, log_path=self.log_path,
+                          shard=k, slot_base=k * self.slots_per_relay)
+            relay.start()  # cleans up after itself if it fails
+            self.relays.append(relay)
+            if self.on_process is not None:
+                self.on_process(relay.pid, 2 * self.slots_per_relay + RELAY_SPARE_FILES)
+        return self.relays[shard], local
 
     def add(self, link: LinkAddress, ns_a: str, ns_b: str) -> tuple[str, str]:
-        ends = self.relay.add_link(ns_a, link.ifname_a, ns_b, link.ifname_b, link.slot)
+        relay, local = self._relay_for(link.slot)
+        ends = relay.add_link(ns_a, link.ifname_a, ns_b, link.ifname_b, local)
         return ends.a[2], ends.b[2]
 
     def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
-        table = self.relay.table
         delay_s = np.maximum(np.asarray(delay_s, dtype=float) - self.traversal_overhead_s, 0.0)
-        for d in (0, 1):
-            table.set_many(slots, d, delay_s=delay_s[:, d], loss=loss[:, d], rate_bps=rate_bps[:, d],
-                           up=up[:, d])
-        self.relay.commit(wait=False)
+        shard, local = np.divmod(np.asarray(slots, dtype=np.int64), self.slots_per_relay)
+        for k in (range(1) if len(self.relays) == 1 else np.unique(shard)):
+            pick = slice(None) if len(self.relays) == 1 else shard == k
+            table = self.relays[k].table
+            for d in (0, 1):
+                table.set_many(local[pick], d, delay_s=delay_s[pick, d], loss=loss[pick, d],
+                               rate_bps=rate_bps[pick, d], up=up[pick, d])
+            self.relays[k].commit(wait=False)
 
     def resources(self) -> dict:
-        return self.relay.created()
+        """Each relay's process, table and control socket (``relays``); the first one's also at the top level."""
+        shards = [{k: v for k, v in relay.created().items() if k != "taps"} for relay in self.relays]
+        return {**(shards[0] if shards else {}), "relays": shards}
+
+
+#: Open files a relay needs besides its two TAP fds per link (epoll, timer, sockets, the interpreter's own).
+RELAY_SPARE_FILES = 256
+
+
+def links_per_relay() -> int:
+    """How many links one relay process can hold: two TAP fds each, within the hard open-file limit.
+
+    A process can raise its soft limit up to the hard one; past that it needs CAP_SYS_RESOURCE, which a container
+    may not grant (this project's CI machines: hard limit 20,000, so ~9,870 links a relay). A run with more links
+    than that gets more relays, each serving its own range of slots.
+    """
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(64, (hard - RELAY_SPARE_FILES) // 2)
 
 
 class NetemLinks(LinkBackend):

@@ -80,10 +80,11 @@ class RunState:
 
     def set_backend(self, name: str, resources: dict) -> None:
         res = dict(resources)
-        pid = res.get("relay_pid")
-        if pid:
-            res["relay_start"] = _start_time(pid)
         res.pop("taps", None)  # they live in the nodes' namespaces and go with them
+        res["relays"] = [dict(shard) for shard in res.get("relays", [])]
+        for entry in [res, *res["relays"]]:
+            if entry.get("relay_pid"):
+                entry["relay_start"] = _start_time(entry["relay_pid"])
         self.data["backend"] = {"name": name, **res}
         self.save()
 
@@ -207,18 +208,19 @@ def teardown(data: dict, quiet: bool = False) -> dict:
         _wait_gone(helpers, 5.0)
         removed["processes"] += len(helpers)
     backend = data.get("backend", {})
-    if _same_process(backend.get("relay_pid"), backend.get("relay_start")):
-        _signal_all([backend["relay_pid"]], signal.SIGTERM)
-        if _wait_gone([backend["relay_pid"]], 5.0):
-            _signal_all([backend["relay_pid"]], signal.SIGKILL)
-            _wait_gone([backend["relay_pid"]], 5.0)
-        removed["relay"] = 1
+    shards = backend.get("relays") or [backend]  # the delay line's relays (one per range of link slots)
+    relays = [r["relay_pid"] for r in shards if _same_process(r.get("relay_pid"), r.get("relay_start"))]
+    if relays:
+        _signal_all(relays, signal.SIGTERM)
+        left = _wait_gone(relays, 5.0)
+        _signal_all(left, signal.SIGKILL)
+        _wait_gone(left, 5.0)
+        removed["relay"] = len(relays)
     if routing:  # routing daemons' directories (sockets, configs) and FRR's per-process crash-log directories
         from ..routing.daemons import remove_leftovers
 
         removed["files"] += remove_leftovers(routing)
-    for key in ("table_path",):
-        path = backend.get(key)
+    for path in {r.get("table_path") for r in shards}:
         if path and os.path.exists(path):
             os.unlink(path)
             removed["files"] += 1

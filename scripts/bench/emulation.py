@@ -161,12 +161,13 @@ def main() -> int:
         time.sleep(1.0)
         avail1 = mem_available_kib()
         pids = [node.pid for node in emu.nodes.values()] + [node.pid for node in emu.servers.values()]
-        relay_pid = emu.backend.relay.pid
+        relay_pids = [r.pid for r in emu.backend.relays]
         shells_pss = sum(pss_kib(p) for p in pids)
         shells_rss = sum(rss_kib(p) for p in pids)
-        relay, driver = pss_kib(relay_pid), pss_kib(os.getpid())
+        relay, driver = sum(pss_kib(p) for p in relay_pids), pss_kib(os.getpid())
         total = shells_pss + relay + driver
-        print(f"memory: shells PSS {shells_pss / 1024:.0f} MiB (RSS {shells_rss / 1024:.0f} MiB), relay "
+        print(f"memory: shells PSS {shells_pss / 1024:.0f} MiB (RSS {shells_rss / 1024:.0f} MiB), "
+              f"{len(relay_pids)} relay{'s' if len(relay_pids) > 1 else ''} "
               f"{relay / 1024:.0f} MiB, driver {driver / 1024:.0f} MiB; per node {total / n / 1024:.2f} MiB (PSS); "
               f"MemAvailable drop {(avail0 - avail1) / 1024:.0f} MiB = {(avail0 - avail1) / n / 1024:.2f} MiB/node")
 

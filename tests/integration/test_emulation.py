@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -148,6 +149,42 @@ def test_rtt_matches_light_time_over_four_or_more_hops(tmp_path):
     ticks = list(csv.DictReader((tmp_path / "run" / "ticks.csv").open()))
     assert len(ticks) >= (12 if IN_GUEST else 100)  # in the guest ticks overrun, so there are fewer
     assert (tmp_path / "run" / "events.csv").read_text().count("\n") > 1
+
+
+def test_links_spread_over_several_relays_keep_light_time_and_leave_nothing(tmp_path, monkeypatch):
+    """More links than one relay may hold (its open-file limit): several relays, each serving a range of slots.
+
+    Probe paths that cross links of different relays still measure the light time, the state file lists every
+    relay, and stop() removes every relay process and table.
+    """
+    if LINKS == "netem" or IN_GUEST:
+        pytest.skip("delay-line relays only: the netem backend has none")
+    from lasernet.emulation import links as links_mod
+    from lasernet.emulation import state as run_state
+
+    per = 40
+    monkeypatch.setattr(links_mod, "links_per_relay", lambda: per)  # as if the fd limit held 40 links a relay
+    scenario = lasernet.load_scenario(SCENARIO)
+    with lasernet.Emulation(scenario, duration_s=8, run_dir=tmp_path / "run", links="delayline") as emu:
+        relays = emu.backend.relays
+        assert len(relays) == math.ceil(len(emu._slots) / per) >= 3
+        pids, tables = [r.pid for r in relays], [r.table_path for r in relays]
+        state = json.loads((tmp_path / "run" / "state.json").read_text())
+        assert [r["relay_pid"] for r in state["backend"]["relays"]] == pids
+        shard_of = {frozenset((emu.node_names[a], emu.node_names[b])): link.slot // per
+                    for (a, b), link in emu._slots.items()}
+        emu.run(8)
+    rows = list(csv.DictReader((tmp_path / "run" / "probes.csv").open()))
+    for pair in {r["pair"] for r in rows}:
+        mine = [r for r in rows if r["pair"] == pair and r["measured_rtt_ms"] and r["predicted_rtt_ms"]]
+        nodes = mine[0]["path"].split(">")
+        assert len({shard_of[frozenset(hop)] for hop in zip(nodes, nodes[1:])}) >= 2, (pair, nodes)
+        err = np.array([float(r["measured_rtt_ms"]) - float(r["predicted_rtt_ms"]) for r in mine])
+        print(f"{pair} over {len(relays)} relays: {len(err)} probes, measured - predicted median "
+              f"{np.median(err):+.3f} ms, p1 {np.percentile(err, 1):+.3f} ms")
+        assert len(err) >= 100 and abs(np.median(err)) <= 0.5 and np.percentile(err, 1) >= -0.1
+    assert not [p for p in pids if run_state._start_time(p) is not None and not run_state._is_zombie(p)]
+    assert not [t for t in tables if os.path.exists(t)]
 
 
 def test_forced_outage_without_alternative_loses_exactly_its_window(mini):

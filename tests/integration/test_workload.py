@@ -71,7 +71,7 @@ def assert_run_gone(run_dir: Path, timeout_s: float = 10.0) -> None:
     state = json.loads((run_dir / "state.json").read_text())
     inodes = {n["netns_inode"] for n in state["nodes"].values()}
     pids = [n["pid"] for n in state["nodes"].values()] + [j["pid"] for j in state.get("workload", [])]
-    pids.append(state["backend"].get("relay_pid"))
+    pids += [r.get("relay_pid") for r in state["backend"].get("relays", [])]
     deadline = time.monotonic() + timeout_s
     while True:
         alive = [p for p in pids if p and run_state._start_time(p) is not None and not run_state._is_zombie(p)]
