@@ -152,7 +152,7 @@ class Emulation:
 
     #: Background routing: the share of a tick that taking in a result and installing routes may take (counted from
     #: the start of the routes part); what does not fit waits for later ticks.
-    ROUTE_BUDGET = 0.15
+    ROUTE_BUDGET = 0.13
     ROUTE_CHUNK = 128  # most routes of one node installed in one go (a handover changes all of a station's)
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
