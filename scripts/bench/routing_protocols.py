@@ -169,14 +169,20 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=240.0, help="wall seconds per routing after convergence")
     ap.add_argument("--runs", default="oracle,ospf,isis,babel", help=f"comma-separated, of {', '.join(RUNS)}")
     ap.add_argument("--probe-rate", type=float, default=50.0)
+    ap.add_argument("--pairs", help="probe pairs A>B,C>D instead of the scenario's own (e.g. for walker-240)")
     ap.add_argument("--converge-timeout", type=float, default=180.0)
     ap.add_argument("--out", default="runs/bench-routing")
     args = ap.parse_args()
     from lasernet.api import resolve_scenario
 
     scenario = lasernet.load_scenario(resolve_scenario(args.scenario))
-    scenario = dataclasses.replace(scenario, probes=tuple(ProbePair(p.src, p.dst, args.probe_rate)
-                                                          for p in scenario.probes))
+    pairs = ([tuple(pair.split(">", 1)) for pair in args.pairs.split(",")] if args.pairs
+             else [(p.src, p.dst) for p in scenario.probes])
+    names = {g.name for g in scenario.ground} | {h.name for h in scenario.hosts}
+    unknown = [n for pair in pairs for n in pair if n not in names]
+    if unknown:
+        sys.exit(f"--pairs: unknown ground station or host {unknown[0]!r} in {args.scenario}")
+    scenario = dataclasses.replace(scenario, probes=tuple(ProbePair(a, b, args.probe_rate) for a, b in pairs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
