@@ -179,15 +179,20 @@ def _is_zombie(pid: int) -> bool:
     return raw[raw.rindex(")") + 2] == "Z"
 
 
+def _stop_all(pids, grace_s: float) -> None:
+    """SIGTERM the processes, SIGKILL those still there after ``grace_s``, and wait (5 s more at most)."""
+    _signal_all(pids, signal.SIGTERM)
+    left = _wait_gone(pids, grace_s)
+    _signal_all(left, signal.SIGKILL)
+    _wait_gone(left, 5.0)
+
+
 def teardown(data: dict, quiet: bool = False) -> dict:
     """Remove everything a run's state lists; return counts of what was removed."""
     removed = {"driver": 0, "processes": 0, "relay": 0, "files": 0}
     driver = data.get("driver", {})
     if driver.get("pid") != os.getpid() and _same_process(driver.get("pid"), driver.get("start")):
-        _signal_all([driver["pid"]], signal.SIGTERM)
-        if _wait_gone([driver["pid"]], 10.0):
-            _signal_all([driver["pid"]], signal.SIGKILL)
-            _wait_gone([driver["pid"]], 5.0)
+        _stop_all([driver["pid"]], grace_s=10.0)
         removed["driver"] = 1
     inodes = {n["netns_inode"] for n in data.get("nodes", {}).values() if n.get("netns_inode")}
     shells = [n["pid"] for n in data.get("nodes", {}).values() if _same_process(n.get("pid"), n.get("start"))]
@@ -197,10 +202,7 @@ def teardown(data: dict, quiet: bool = False) -> dict:
     daemons = [p["pid"] for p in routing.get("processes", []) if _same_process(p.get("pid"), p.get("start"))]
     victims = sorted(set(inside) | set(shells) | set(daemons))
     if victims:
-        _signal_all(victims, signal.SIGTERM)
-        left = _wait_gone(victims, 2.0)
-        _signal_all(left, signal.SIGKILL)
-        _wait_gone(left, 5.0)
+        _stop_all(victims, grace_s=2.0)
         removed["processes"] = len(victims)
     helpers = [h["pid"] for h in data.get("helpers", []) if _same_process(h.get("pid"), h.get("start"))]
     if helpers:
@@ -211,10 +213,7 @@ def teardown(data: dict, quiet: bool = False) -> dict:
     shards = backend.get("relays") or [backend]  # the delay line's relays (one per range of link slots)
     relays = [r["relay_pid"] for r in shards if _same_process(r.get("relay_pid"), r.get("relay_start"))]
     if relays:
-        _signal_all(relays, signal.SIGTERM)
-        left = _wait_gone(relays, 5.0)
-        _signal_all(left, signal.SIGKILL)
-        _wait_gone(left, 5.0)
+        _stop_all(relays, grace_s=5.0)
         removed["relay"] = len(relays)
     if routing:  # routing daemons' directories (sockets, configs) and FRR's per-process crash-log directories
         from ..routing.daemons import remove_leftovers
