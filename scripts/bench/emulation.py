@@ -133,6 +133,9 @@ def main() -> int:
     if args.quick:
         scenario = cut_down(scenario, args.planes, 20)
     if args.stations is not None:
+        if args.stations < 0:
+            print(f"--stations: must be 0 or more, got {args.stations}", file=sys.stderr)
+            return 2
         scenario = fewer_stations(scenario, args.stations)
     seconds = args.seconds if args.seconds is not None else (10.0 if args.quick else 60.0)
     kwargs = {"routing": args.routing}

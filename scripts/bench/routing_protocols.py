@@ -181,7 +181,8 @@ def main() -> None:
     names = {g.name for g in scenario.ground} | {h.name for h in scenario.hosts}
     unknown = [n for pair in pairs for n in pair if n not in names]
     if unknown:
-        sys.exit(f"--pairs: unknown ground station or host {unknown[0]!r} in {args.scenario}")
+        print(f"--pairs: unknown ground station or host {unknown[0]!r} in {args.scenario}", file=sys.stderr)
+        sys.exit(2)
     scenario = dataclasses.replace(scenario, probes=tuple(ProbePair(a, b, args.probe_rate) for a, b in pairs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
