@@ -13,10 +13,11 @@ asserts nothing. In one run, on the same scenario (default ``starlink-shell1``: 
    scaled linearly to the full size (Mininet's cost is per host and per link; the scaled figure is marked).
    ``--plain-fraction 1`` runs it in full.
 3. **ticks**: lasernet ticks for ``--seconds`` of wall time at speed 1 and ``--tick`` s; prints tick cost
-   p50/p99/max, overruns, ticks done vs expected (drift) and how late routes were (``routing='background'``: lag from the link states used to the install);
-   memory per node: the sum of the proportional set size (PSS, shared pages split between sharers) of every
-   node shell, the relay and the driver, divided by the number of nodes; and the ``/proc/meminfo``
-   MemAvailable drop from before start() to after it (includes kernel memory: namespaces, TAPs, routes).
+   p50/p99/max, overruns, ticks done vs expected (drift) and how late routes were (``routing='background'``:
+   lag from the link states used to the install); memory per node: the sum of the proportional set size (PSS,
+   shared pages split between sharers) of every node shell, the relays and the driver, divided by the number of
+   nodes; the ``/proc/meminfo`` MemAvailable drop from before start() to after it (includes kernel memory:
+   namespaces, TAPs, routes); and that drop per phase of start() (``Emulation.start_memory_kib``).
 
 ``--quick``: a cut-down shell (``--planes`` x 22 satellites, 20 cities) and 10 s of ticks.
 """

@@ -176,13 +176,16 @@ def main() -> None:
     from lasernet.api import resolve_scenario
 
     scenario = lasernet.load_scenario(resolve_scenario(args.scenario))
-    pairs = ([tuple(pair.split(">", 1)) for pair in args.pairs.split(",")] if args.pairs
-             else [(p.src, p.dst) for p in scenario.probes])
-    names = {g.name for g in scenario.ground} | {h.name for h in scenario.hosts}
-    unknown = [n for pair in pairs for n in pair if n not in names]
-    if unknown:
-        print(f"--pairs: unknown ground station or host {unknown[0]!r} in {args.scenario}", file=sys.stderr)
-        sys.exit(2)
+    if args.pairs:  # the scenario's own pairs were validated when it was loaded
+        pairs = [tuple(pair.split(">", 1)) for pair in args.pairs.split(",")]
+        names = {g.name for g in scenario.ground} | {h.name for h in scenario.hosts}
+        bad = [">".join(p) for p in pairs if len(p) != 2 or not set(p) <= names]
+        if bad:
+            print(f"--pairs: {bad[0]!r} is not FROM>TO between ground stations or hosts of {args.scenario}",
+                  file=sys.stderr)
+            sys.exit(2)
+    else:
+        pairs = [(p.src, p.dst) for p in scenario.probes]
     scenario = dataclasses.replace(scenario, probes=tuple(ProbePair(a, b, args.probe_rate) for a, b in pairs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
