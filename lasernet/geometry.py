@@ -21,6 +21,7 @@ WGS84_A_KM = 6378.137
 WGS84_F = 1 / 298.257223563
 WGS84_B_KM = WGS84_A_KM * (1 - WGS84_F)
 SPEED_OF_LIGHT_KM_S = 299792.458
+EARTH_ROTATION_RAD_S = 7.2921150e-5  # sidereal rotation rate (IERS)
 _Z_SCALE = WGS84_A_KM / WGS84_B_KM  # stretches the ellipsoid into a sphere of radius WGS84_A_KM
 
 
@@ -98,13 +99,6 @@ def elevation_deg(station_km: np.ndarray, station_up: np.ndarray, target_km: np.
     d = target_km - station_km
     sin_el = np.einsum("...i,...i->...", d, station_up) / norm_km(d)
     return np.degrees(np.arcsin(np.clip(sin_el, -1.0, 1.0)))
-
-
-def max_slant_range_km(min_elevation_deg: float, station_radius_km: float, orbit_radius_km: float) -> float:
-    """Farthest a satellite at ``orbit_radius_km`` can be from a station and still be above the mask."""
-    el = np.radians(min_elevation_deg)
-    r, R = orbit_radius_km, station_radius_km
-    return float(np.sqrt(max(r**2 - (R * np.cos(el)) ** 2, 0.0)) - R * np.sin(el))
 
 
 def latitude_deg(pos_km: np.ndarray) -> np.ndarray:

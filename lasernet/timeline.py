@@ -14,8 +14,18 @@ Inter-satellite links are the topology's candidates. Ground links are chosen ste
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
 stations, and the station's handover policy decides which: ``nearest`` takes the closest satellites at every
 step; ``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
-longest (looking ahead at most to the end of the window). Every (station, satellite) pair used in the window
-becomes one link. A link that becomes usable carries traffic only ``acquisition_s`` later.
+longest (looking ahead at most the longest pass the constellation allows, :func:`lookahead_s`, whatever the
+window; ties go to the closer satellite). Every (station, satellite) pair used in the window becomes one link.
+A link that becomes usable carries traffic only ``acquisition_s`` later. A satellite never holds more ISLs than
+``terminals.isl.count``: where a pattern offers more, the established links keep their terminals, then the
+shortest win (:func:`lasernet.terminals.within_budget`); a candidate left without a terminal is down with cause
+``handover``, like a ground link its station did not choose.
+
+A run of any length is planned in windows that join into one continuous plan: each :class:`Timeline` ends with
+a :class:`Carry`, the state its last step inherits from the steps before it (satellites kept by
+``longest-visible`` stations, links holding terminals, how long each link has been acquiring), and
+``plan(..., carry=previous.carry)`` starts the next window at that last step, so that every step of every window
+is the step one long plan would give (:func:`plan_next`).
 
 Work is done in chunks of time steps, vectorised over satellites, links and stations; a product of unit vectors
 finds the few satellites that can be above each station's mask, so that elevations are computed only for those.
@@ -34,16 +44,32 @@ from typing import Callable
 import numpy as np
 
 from . import geometry, skydata, terminals
-from .orbits import Satellites, build_satellites
+from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .scenario import Scenario, ScenarioError, check_node_names, parse_time
 from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
 UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER = range(len(CAUSES))
-# Lowest priority first: a later cause overwrites an earlier one when both hold.
-_PRIORITY = (ACQUISITION, HANDOVER, SUN, RANGE, ELEVATION, EARTH, POLAR, SEAM_CAUSE)
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Carry:
+    """What a plan window starting at ``start_utc`` inherits from the steps before it (see the module docstring).
+
+    All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been
+    feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, those kept by
+    ``longest-visible`` stations, and the steps each had been assigned in a row.
+    """
+
+    start_utc: dt.datetime
+    step_s: float
+    isl_held: np.ndarray  # (L_isl,) bool
+    isl_run: np.ndarray  # (L_isl,) float steps
+    gsl_keys: np.ndarray  # (K,) int64, sorted
+    gsl_run: np.ndarray  # (K,) float steps
+    gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
 
 
 @dataclass
@@ -61,6 +87,7 @@ class Timeline:
     cause: np.ndarray  # (T, L) uint8
     rate_bps: np.ndarray  # (L,) float64
     meta: dict = field(default_factory=dict)
+    carry: Carry | None = None  # the state a window starting at this timeline's last step inherits
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -69,9 +96,6 @@ class Timeline:
     @property
     def station_names(self) -> tuple[str, ...]:
         return self.node_names[self.n_satellites:]
-
-    def times_utc(self) -> list[dt.datetime]:
-        return [self.start_utc + dt.timedelta(seconds=float(s)) for s in self.offsets_s]
 
     # ---------------------------------------------------------------------------------------------------------
     def events(self) -> dict[str, np.ndarray]:
@@ -238,13 +262,21 @@ class _Sightings:
 
 
 def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s: float | None = None,
-         step_s: float | None = None, progress: Progress | None = None) -> Timeline:
-    """Sample the scenario's links over a window; defaults come from the scenario (start = its epoch)."""
+         step_s: float | None = None, progress: Progress | None = None, carry: Carry | None = None) -> Timeline:
+    """Sample the scenario's links over a window; defaults come from the scenario (start = its epoch).
+
+    With ``carry`` (a previous window's :attr:`Timeline.carry`) the window continues that one: it starts at the
+    carry's instant, with its step, and its steps are those one long plan would give (see :func:`plan_next`).
+    """
     if isinstance(start, str):
         parsed = parse_time(start)
         if parsed is None:
             raise ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
         start = parsed
+    if carry is not None:
+        if start is not None and abs((start - carry.start_utc).total_seconds()) > 1e-6:
+            raise ValueError(f"a window continuing a carry starts at {carry.start_utc}, not {start}")
+        start, step_s = carry.start_utc, carry.step_s
     start = start or scenario.epoch
     duration_s = scenario.plan.duration_s if duration_s is None else float(duration_s)
     step_s = scenario.plan.step_s if step_s is None else float(step_s)
@@ -260,27 +292,40 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     isl = isl_candidates(scenario, sats, node_names)
     offsets = np.arange(int(math.floor(duration_s / step_s + 1e-9)) + 1) * step_s
     T, N = len(offsets), len(sats)
+    # longest-visible stations rank satellites by how long they stay usable: sight that far past the window
+    ahead = int(math.ceil(lookahead_s(scenario, sats, start) / step_s)) if stations.sticky.any() else 0
+    T_sight = T + ahead
+    sight_offsets = np.arange(T_sight) * step_s
 
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
+    isl_range = np.zeros((T, len(isl)), dtype=np.float32)
     sightings = _Sightings()
-    chunk = max(1, min(T, 120_000 // max(N, 1)))
-    for lo in range(0, T, chunk):
-        hi = min(T, lo + chunk)
-        t = skydata.times(start, offsets[lo:hi])
+    chunk = max(1, min(T_sight, 120_000 // max(N, 1)))
+    for lo in range(0, T_sight, chunk):
+        hi = min(T_sight, lo + chunk)
+        t = skydata.times(start, sight_offsets[lo:hi])
         pos = sats.positions_km(t)
         sun = geometry.sun_itrs_km(t)
-        isl_cause[lo:hi], isl_delay[lo:hi] = _isl_states(scenario, isl, pos, sun)
+        if lo < T:
+            h = min(hi, T)
+            isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo])
         if len(stations.names):
             _sight(scenario, stations, pos, sun, lo, sightings)
         if progress:
-            progress(hi, T)
+            progress(min(hi, T), T)
 
     isl_up_raw = isl_cause == UP
-    isl_up = terminals.acquired(isl_up_raw, step_s, scenario.isl_terminal.acquisition_s)
-    isl_cause[isl_up_raw & ~isl_up] = ACQUISITION
+    held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, scenario.isl_terminal.count,
+                                             None if carry is None else carry.isl_held)
+    isl_cause[isl_up_raw & ~held] = HANDOVER
+    run_before = None if carry is None else carry.isl_run
+    isl_up = terminals.acquired(held, step_s, scenario.isl_terminal.acquisition_s, run_before)
+    isl_cause[held & ~isl_up] = ACQUISITION
+    isl_run = terminals.feasible_run(held, run_before)
 
-    gsl, gsl_up, gsl_delay, gsl_cause = _ground_links(scenario, stations, sats, node_names, sightings, T, step_s)
+    gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
+                                                                 step_s, ahead, carry)
     links = isl.concat(gsl)
     rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
                            np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
@@ -289,7 +334,36 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         n_satellites=N, up=np.concatenate([isl_up, gsl_up], axis=1),
         delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
-        meta={"scenario": str(scenario.source), "seed": scenario.seed})
+        meta={"scenario": str(scenario.source), "seed": scenario.seed},
+        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry))
+
+
+def plan_next(scenario: Scenario, previous: Timeline, duration_s: float) -> Timeline:
+    """The window after ``previous``: it starts at ``previous``'s last step and continues its plan exactly."""
+    return plan(scenario, duration_s=duration_s, carry=previous.carry)
+
+
+def lookahead_s(scenario: Scenario, sats: Satellites, start: dt.datetime) -> float:
+    """How far ahead ``longest-visible`` stations look: the longest pass any satellite can make over them.
+
+    A satellite at radius r stays above elevation e of a station at radius R within the Earth-central angle
+    theta = acos(R cos(e) / r) - e; crossing 2 theta at the slowest rate it can move over the ground (its mean
+    motion less the Earth's rotation) bounds a pass. Ranking by remaining time capped there is ranking by the
+    whole pass, and it is the same in every window. At most :data:`MAX_LOOKAHEAD_S` (high orbits).
+    """
+    if len(sats) == 0:
+        return 0.0
+    pos = sats.positions_km(skydata.times(start, np.zeros(1)))[0]
+    r_sat = float(geometry.norm_km(pos).max())
+    r_station = float(geometry.WGS84_B_KM)
+    e = math.radians(min(g.min_elevation_deg for g in scenario.ground)) if scenario.ground else 0.0
+    theta = math.acos(min(1.0, r_station * math.cos(e) / r_sat)) - e
+    rate = math.sqrt(MU_KM3_S2 / r_sat ** 3) - geometry.EARTH_ROTATION_RAD_S
+    return MAX_LOOKAHEAD_S if rate <= 0 else min(MAX_LOOKAHEAD_S, 2 * theta / rate)
+
+
+#: The most ``longest-visible`` stations look ahead (above ~10,000 km a pass lasts hours).
+MAX_LOOKAHEAD_S = 3 * 3600.0
 
 
 def _node_names(scenario: Scenario, sats: Satellites, stations: _Stations) -> tuple[str, ...]:
@@ -363,55 +437,79 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
-                  T: int, step_s: float):
-    """Assign satellites to stations step by step; return the GSL table and its (T, P) up, delay, cause."""
+                  T: int, step_s: float, ahead: int, carry: Carry | None):
+    """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay and cause, and the
+    ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead)."""
     N = len(sats)
     step, g, n, rng, cause = sightings.arrays()
     usable = cause == UP
-    chosen = _assign(step[usable], g[usable], n[usable], rng[usable], st, T, N, step_s,
-                     scenario.gsl_terminal.count)
-    cu_step, cu_g, cu_n = step[usable][chosen], g[usable][chosen], n[usable][chosen]
+    remaining = (np.minimum(_remaining_usable_s(step[usable], g[usable], n[usable], N, step_s), ahead * step_s)
+                 if st.sticky.any() else np.zeros(int(usable.sum())))
+    inside = step[usable] < T
+    u_step, u_g, u_n = step[usable][inside], g[usable][inside], n[usable][inside]
+    chosen, kept = _assign(u_step, u_g, u_n, rng[usable][inside], remaining[inside], st, T, N,
+                           scenario.gsl_terminal.count,
+                           np.zeros(0, np.int64) if carry is None else carry.gsl_kept)
+    cu_step, cu_g, cu_n = u_step[chosen], u_g[chosen], u_n[chosen]
     pair_keys = np.unique(cu_g.astype(np.int64) * N + cu_n)
     P = len(pair_keys)
     table = LinkTable(node_names, (N + pair_keys // N).astype(int), (pair_keys % N).astype(int),
                       np.full(P, GSL, dtype=np.uint8), np.full(P, GROUND, dtype=np.uint8))
     delay = np.full((T, P), np.nan, dtype=np.float32)
     why = np.full((T, P), ELEVATION, dtype=np.uint8)
-    keys = g.astype(np.int64) * N + n
+    inwin = step < T
+    keys = g[inwin].astype(np.int64) * N + n[inwin]
     col = np.searchsorted(pair_keys, keys)
     known = (col < P) & (pair_keys[np.minimum(col, max(P - 1, 0))] == keys) if P else np.zeros(len(keys), bool)
-    delay[step[known], col[known]] = geometry.light_delay_s(rng[known])
-    why[step[known], col[known]] = np.where(cause[known] == UP, HANDOVER, cause[known])
+    w_step, w_rng, w_cause = step[inwin][known], rng[inwin][known], cause[inwin][known]
+    delay[w_step, col[known]] = geometry.light_delay_s(w_rng)
+    why[w_step, col[known]] = np.where(w_cause == UP, HANDOVER, w_cause)
     assigned = np.zeros((T, P), dtype=bool)
     assigned[cu_step, np.searchsorted(pair_keys, cu_g.astype(np.int64) * N + cu_n)] = True
     why[assigned] = UP
-    up = terminals.acquired(assigned, step_s, scenario.gsl_terminal.acquisition_s)
+    run_before = None
+    if carry is not None:  # steps each pair had been assigned in a row before this window (0: it was not)
+        run_before = np.zeros(P)
+        at = np.searchsorted(carry.gsl_keys, pair_keys)
+        hit = (at < len(carry.gsl_keys)) & (carry.gsl_keys[np.minimum(at, max(len(carry.gsl_keys) - 1, 0))]
+                                            == pair_keys) if len(carry.gsl_keys) else np.zeros(P, bool)
+        run_before[hit] = carry.gsl_run[at[hit]]
+    up = terminals.acquired(assigned, step_s, scenario.gsl_terminal.acquisition_s, run_before)
     why[assigned & ~up] = ACQUISITION
-    return table, up, delay, why
+    run = terminals.feasible_run(assigned, run_before)
+    going = run > 0
+    return table, up, delay, why, (pair_keys[going], run[going], np.sort(kept))
 
 
-def _assign(step, g, n, rng, st: _Stations, T: int, N: int, step_s: float, sat_capacity: int) -> np.ndarray:
+def _assign(step, g, n, rng, remaining, st: _Stations, T: int, N: int, sat_capacity: int,
+            kept_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which usable (step, station, satellite) entries are chosen; stations propose, satellites accept.
 
     Per step, every station proposes its best ``max_links`` satellites not yet refused; every satellite keeps the
     closest ``sat_capacity`` proposals and refuses the rest; refused stations propose their next best, until no
     one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` stations score by
     range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise score by how long
-    the satellite stays usable, which makes steps depend on each other.
+    the satellite stays usable (``remaining``, capped at the lookahead), the closer first on a tie, which makes
+    steps depend on each other. ``kept_before`` are the keys ``station * N + satellite`` that longest-visible
+    stations held just before the first step. Returns the chosen entries and the keys held just before the last
+    step (the next window's ``kept_before``).
     """
     chosen = np.zeros(len(step), dtype=bool)
+    none = np.zeros(0, dtype=np.int64)
     if len(step) == 0 or sat_capacity == 0:
-        return chosen
+        return chosen, none
     sticky = st.sticky[g]
     if not sticky.any():  # every step independent: do them all at once
         return _defer_accept(step.astype(np.int64) * len(st.names) + g, step.astype(np.int64) * N + n,
-                             rng.astype(float), st.max_links[g], sat_capacity)
-    remaining = _remaining_usable_s(step, g, n, N, step_s)
+                             rng.astype(float), rng, st.max_links[g], sat_capacity), none
     score = np.where(sticky, -remaining, rng).astype(float)
     order = np.argsort(step, kind="stable")
     bounds = np.searchsorted(step[order], np.arange(T + 1))
-    held = np.zeros(0, dtype=np.int64)  # keys station*N+sat held by sticky stations at the previous step
+    held = np.asarray(kept_before, dtype=np.int64)  # keys station*N+sat held by sticky stations at the step before
+    kept_out = held
     for k in range(T):
+        if k == T - 1:
+            kept_out = held
         idx = order[bounds[k]:bounds[k + 1]]
         if len(idx) == 0:
             held = held[:0]
@@ -419,21 +517,22 @@ def _assign(step, g, n, rng, st: _Stations, T: int, N: int, step_s: float, sat_c
         key = g[idx].astype(np.int64) * N + n[idx]
         s = score[idx].copy()
         s[np.isin(key, held) & sticky[idx]] = -np.inf  # keep what is still usable
-        pick = _defer_accept(g[idx], n[idx], s, st.max_links[g[idx]], sat_capacity)
+        pick = _defer_accept(g[idx], n[idx], s, rng[idx], st.max_links[g[idx]], sat_capacity)
         chosen[idx[pick]] = True
         held = key[pick & sticky[idx]]
-    return chosen
+    return chosen, kept_out
 
 
-def _defer_accept(proposer, acceptor, score, quota, capacity) -> np.ndarray:
-    """Deferred acceptance over entries (proposer, acceptor, score): lower score is better on both sides.
+def _defer_accept(proposer, acceptor, score, tie, quota, capacity) -> np.ndarray:
+    """Deferred acceptance over entries (proposer, acceptor, score): lower score is better on both sides, then
+    lower ``tie``.
 
-    Entries are sorted once by (proposer, score); a round then costs a cumulative sum over the entries plus a
+    Entries are sorted once by (proposer, score, tie); a round then costs a cumulative sum over the entries plus a
     sort of the current proposals only, and rounds stop when no acceptor refuses anyone (usually the first).
     """
     E = len(proposer)
-    o = np.lexsort((score, proposer))
-    prop_s, score_s, acc_s = proposer[o], np.asarray(score)[o], acceptor[o]
+    o = np.lexsort((tie, score, proposer))
+    prop_s, score_s, acc_s, tie_s = proposer[o], np.asarray(score)[o], acceptor[o], np.asarray(tie)[o]
     quota_s = np.asarray(quota)[o]
     starts = np.flatnonzero(np.r_[True, prop_s[1:] != prop_s[:-1]])
     group_start = np.repeat(starts, np.diff(np.r_[starts, E]))
@@ -442,7 +541,7 @@ def _defer_accept(proposer, acceptor, score, quota, capacity) -> np.ndarray:
         alive_before = np.cumsum(alive) - alive  # alive entries before each, overall
         rank = alive_before - alive_before[group_start]
         propose = np.flatnonzero(alive & (rank < quota_s))
-        po = propose[np.lexsort((score_s[propose], acc_s[propose]))]
+        po = propose[np.lexsort((tie_s[propose], score_s[propose], acc_s[propose]))]
         acc = acc_s[po]
         first = np.r_[True, acc[1:] != acc[:-1]]
         pos = np.arange(len(po))
@@ -457,6 +556,8 @@ def _defer_accept(proposer, acceptor, score, quota, capacity) -> np.ndarray:
 
 def _remaining_usable_s(step, g, n, N: int, step_s: float) -> np.ndarray:
     """For each usable entry, how long (s) the same station-satellite pair stays usable from that step on."""
+    if len(step) == 0:
+        return np.zeros(0)
     key = g.astype(np.int64) * N + n
     o = np.lexsort((step, key))
     ks, ss = key[o], step[o].astype(np.int64)
