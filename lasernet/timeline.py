@@ -451,7 +451,10 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
                            scenario.gsl_terminal.count,
                            np.zeros(0, np.int64) if carry is None else carry.gsl_kept)
     cu_step, cu_g, cu_n = u_step[chosen], u_g[chosen], u_n[chosen]
-    pair_keys = np.unique(cu_g.astype(np.int64) * N + cu_n)
+    # The window's ground links: the pairs it assigns, and those assigned just before it (so that their end,
+    # and its cause, is part of this window even when the pair is never assigned in it).
+    pair_keys = np.unique(np.concatenate([cu_g.astype(np.int64) * N + cu_n,
+                                          np.zeros(0, np.int64) if carry is None else carry.gsl_keys]))
     P = len(pair_keys)
     table = LinkTable(node_names, (N + pair_keys // N).astype(int), (pair_keys % N).astype(int),
                       np.full(P, GSL, dtype=np.uint8), np.full(P, GROUND, dtype=np.uint8))

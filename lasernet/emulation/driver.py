@@ -190,6 +190,7 @@ class Emulation:
         self.overrides: dict[int, Override] = {}
         self._windows: list[tuple[float, Timeline]] = []
         self._next_window: threading.Thread | None = None
+        self._plan_error: BaseException | None = None  # what planning the next window raised, if it failed
         self._slots: dict[tuple[int, int], LinkAddress] = {}
         self._applied_state = {k: np.zeros(0, dtype=t) for k, t in (("valid", bool), ("up", bool),
                                ("delay_s", float), ("loss", float), ("rate_bps", float))}
@@ -886,24 +887,42 @@ class Emulation:
         return tl_mod.plan(self.scenario, start=start, duration_s=self.window_s, step_s=self.plan_step_s)
 
     def _window_at(self, t_s: float) -> tuple[Timeline, float]:
-        for offset, tl in reversed(self._windows):
+        for i in range(len(self._windows) - 1, -1, -1):
+            offset, tl = self._windows[i]
             if offset <= t_s:
                 if t_s - offset <= tl.offsets_s[-1] or self._next_window is None:
+                    if i > 0:  # the clock has left the windows before this one: let them go
+                        for _, old in self._windows[:i]:
+                            self._slot_maps.pop(id(old), None)
+                        del self._windows[:i]
                     return tl, offset
                 break
         if self._next_window is not None:
             self._next_window.join()
             self._next_window = None
+            if self._plan_error is not None:
+                raise self._plan_error
             return self._window_at(t_s)
         return self._windows[-1][1], self._windows[-1][0]
 
     def _maybe_plan_ahead(self, t_s: float) -> None:
+        """Plan the next window in a thread once 70% of the last one has passed; raise what that planning raised."""
+        if self._next_window is not None:
+            if self._next_window.is_alive():
+                return
+            self._next_window.join()
+            self._next_window = None
+        if self._plan_error is not None:
+            raise self._plan_error
         offset, tl = self._windows[-1]
-        if self._next_window is None and t_s > offset + 0.7 * tl.offsets_s[-1]:
+        if t_s > offset + 0.7 * tl.offsets_s[-1]:
             nxt = offset + tl.offsets_s[-1]
 
-            def work():
-                self._windows.append((nxt, self._plan_window(nxt)))
+            def work():  # continues the last window's plan exactly (its Carry), from its last step
+                try:
+                    self._windows.append((nxt, tl_mod.plan_next(self.scenario, tl, self.window_s)))
+                except BaseException as exc:  # raised in the tick that follows, never a silently frozen plan
+                    self._plan_error = exc
 
             self._next_window = threading.Thread(target=work, name="lasernet-plan", daemon=True)
             self._next_window.start()

@@ -32,6 +32,7 @@ def assert_windows_are_the_continuous_plan(scenario, window_s: float) -> int:
     full = timeline.plan(scenario, duration_s=SPAN_S, step_s=1)
     column = {name: i for i, name in enumerate(full.links.names)}
     compared = 0
+    last_state: dict[str, bool] = {}
     for w in chain(scenario, window_s, SPAN_S):
         k0 = int(round((w.start_utc - scenario.epoch).total_seconds()))
         steps = k0 + np.arange(len(w.offsets_s))
@@ -52,13 +53,19 @@ def assert_windows_are_the_continuous_plan(scenario, window_s: float) -> int:
         here = set(names)
         absent = [i for name, i in column.items() if name not in here]
         assert not full.up[np.ix_(steps, absent)].any(), f"the plan uses a link the window at {k0} s lacks"
+        # The driver leaves a link it does not find in the window as the previous window last had it (its last
+        # step is this window's first, so that is its second-to-last step): it must have been down there.
+        left_up = {name for name, was_up in last_state.items() if was_up and name not in here}
+        assert not left_up, f"links up when the window at {k0} s begins but not in it (left up): {left_up}"
+        last_state = {name: bool(w.up[max(len(w.up) - 2, 0), j]) for j, name in enumerate(names)}
     return compared
 
 
-def test_longest_visible_windows_of_120_s_are_one_continuous_plan():
+@pytest.mark.parametrize("window_s", [120.0, 60.0])  # with 60 s windows a handover falls on a boundary (660 s)
+def test_longest_visible_windows_are_one_continuous_plan(window_s):
     scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")  # longest-visible stations
     assert {g.handover for g in scenario.ground} == {"longest-visible"}
-    assert assert_windows_are_the_continuous_plan(scenario, 120.0) > 0
+    assert assert_windows_are_the_continuous_plan(scenario, window_s) > 0
 
 
 @pytest.mark.parametrize("window_s", [120.0, 7.0])
