@@ -20,7 +20,7 @@ __all__ = ["__version__", "CAUSES", "Emulation", "Scenario", "ScenarioError", "T
 def __getattr__(name):
     # The live half needs Mininet and root; import it only when asked for.
     if name == "Emulation":
-        from .emulation.driver import Emulation
+        from .emulation.coordinator import Emulation
 
         return Emulation
     raise AttributeError(f"module 'lasernet' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..api import UserError
 from ..routing.daemons import RoutingDaemonError
-from .driver import Emulation
+from .coordinator import Emulation
 from .links import BackendUnavailable
 
 
@@ -62,7 +62,7 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
         else:
             emu.run(duration_s, stop=stop)
     finally:
-        recorder = emu._recorder
+        recorder = emu.recorder
         emu.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

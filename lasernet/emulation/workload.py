@@ -1,6 +1,6 @@
 """Run a scenario's workload inside a live emulation: start and stop its commands on emulated time, record them.
 
-The :class:`WorkloadRunner` is driven by :class:`~lasernet.emulation.driver.Emulation`: ``start()`` right after
+The :class:`WorkloadRunner` is driven by :class:`~lasernet.emulation.coordinator.Emulation`: ``start()`` right after
 the clock starts, ``tick(t_s)`` every tick, ``stop()`` first thing at teardown (while the nodes still exist). One
 *job* is one command on one node (or one side of an iperf3 flow). A job is started in the node's namespace with
 ``sh -c`` as the leader of its own process group (Mininet's ``mnexec -d``), so that stopping it (SIGTERM to the
@@ -127,7 +127,7 @@ class WorkloadRunner:
     # ------------------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Called once the emulation's clock runs: iperf3 servers first (they must listen before clients)."""
-        t0 = repr(self.emu._wall0)
+        t0 = repr(self.emu.clock.wall0)
         for job in self.jobs:
             job.env["LASERNET_T0_MONOTONIC"] = t0
         for _, _, server, _ in self.flows:

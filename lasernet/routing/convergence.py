@@ -91,10 +91,20 @@ class FibWatcher:
 
     POLL_S = 0.01
 
-    def __init__(self, emulation):
-        self.emu = emulation
-        self.n = len(emulation.node_names)
-        self.n_satellites = emulation.n_satellites
+    def __init__(self, node_names, n_satellites: int, pids, now_s, applied, routes=None, allowed=None):
+        """Watch the routers ``node_names`` (their shells' ``pids``, in the same order) on the clock ``now_s()``
+        (emulated seconds). ``applied`` is the coordinator's read view of the link state by slot (arrays
+        ``valid``, ``up``, ``delay_s``; ``links``: each slot's ends ``a``, ``b``); ``routes()`` the oracle's
+        table now (its ``delay_s`` is the reference for stretch), or None; ``allowed(a, b)`` whether routing may
+        use a link between nodes ``a`` and ``b`` (BGP landing policies), None if every link may be used."""
+        self.node_names = list(node_names)
+        self.pids = list(pids)
+        self.now_s = now_s
+        self.applied = applied
+        self.oracle_routes = routes or (lambda: None)
+        self.allowed = allowed
+        self.n = len(self.node_names)
+        self.n_satellites = n_satellites
         self.next_slot = np.full((self.n, self.n), -1, np.int64)
         self._routes = [dict() for _ in range(self.n)]  # node -> {(dst node, metric): slot or -1}
         self.samples: list[tuple] = []  # (t_s, broken, connected pairs, delivered, stretch median, ground stretch)
@@ -115,7 +125,7 @@ class FibWatcher:
     def start(self) -> "FibWatcher":
         from ..emulation.netlink import Netns, open_in_each
 
-        spaces = [Netns(self.emu.nodes[name].pid) for name in self.emu.node_names]
+        spaces = [Netns(pid) for pid in self.pids]
         try:
             self.socks = open_in_each(spaces)
         finally:
@@ -136,7 +146,7 @@ class FibWatcher:
 
     def stop(self) -> None:
         if self.end_s is None:
-            self.end_s = self.emu.now_s()
+            self.end_s = self.now_s()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -205,7 +215,7 @@ class FibWatcher:
         except Exception as exc:  # the run goes on; its summary says the measurement stopped, and why
             import logging
 
-            self.error = f"the FIB watcher stopped at t={self.emu.now_s():.1f} s: {exc!r}"
+            self.error = f"the FIB watcher stopped at t={self.now_s():.1f} s: {exc!r}"
             logging.getLogger("lasernet").error("%s", self.error)
 
     def _watch(self) -> None:
@@ -217,7 +227,7 @@ class FibWatcher:
             changed = False
             for sock in ready:
                 changed |= self._read(self._by_fd[sock.fileno()])
-            t_s = self.emu.now_s()
+            t_s = self.now_s()
             if changed:
                 self.fib_changes.append(t_s)
             up = self._up()
@@ -229,14 +239,13 @@ class FibWatcher:
     def _up(self) -> np.ndarray:
         """Links that are up and that routing may use: with BGP landing policies, a ground link between an
         operator's satellite and a station it does not list carries nothing by design, so it counts as down."""
-        a = self.emu._applied_state
-        up = (a["valid"] & a["up"]).copy()
-        plan = getattr(getattr(self.emu, "daemons", None), "bgp", None)
-        if plan is not None:
-            links, names = self.emu._slots_by_index, self.emu.node_names
+        a = self.applied
+        up = (a.valid & a.up).copy()
+        if self.allowed is not None:
+            links, names = a.links, self.node_names
             while len(self._allowed) < len(links):
                 lk = links[len(self._allowed)]
-                self._allowed.append(plan.allowed(names[lk.a], names[lk.b]))
+                self._allowed.append(self.allowed(names[lk.a], names[lk.b]))
             n = min(len(up), len(self._allowed))
             up[:n] &= np.array(self._allowed[:n], bool)
         return up
@@ -248,12 +257,12 @@ class FibWatcher:
 
         up = self._up() if up is None else up
         n = self.n
-        links = list(self.emu._slots_by_index)[:len(up)]
+        links = list(self.applied.links)[:len(up)]
         s_count = len(links)
         a_of = np.fromiter((lk.a for lk in links), np.int64, s_count)
         b_of = np.fromiter((lk.b for lk in links), np.int64, s_count)
         up = np.concatenate([up[:s_count], np.zeros(max(0, s_count - len(up)), bool)])[:s_count]
-        delay_s = self.emu._applied_state["delay_s"][:s_count]
+        delay_s = self.applied.delay_s[:s_count]
         ns = self.next_slot.copy()
         has = (ns >= 0) & (ns < s_count)
         nsc = np.where(has, ns, 0)
@@ -290,7 +299,7 @@ class FibWatcher:
         broken = connected & ~delivered
         self.last = {"delivered": delivered, "connected": connected, "delay_s": delay.reshape(n, n)}
         stretch_all = stretch_ground = math.nan
-        routes = getattr(self.emu, "_routes", None)
+        routes = self.oracle_routes()
         if routes is not None and routes.delay_s.shape == (n, n):
             ok = connected & delivered & np.isfinite(routes.delay_s) & (routes.delay_s > 0)
             ratio = delay.reshape(n, n)[ok] / routes.delay_s[ok]
@@ -307,10 +316,10 @@ class FibWatcher:
         """The path the FIBs forward along now from router ``src`` to router ``dst`` (node names), following
         next hops over links that are up; it ends early at a black hole or a link that is down, and stops at
         a loop."""
-        names = list(self.emu.node_names)
+        names = self.node_names
         cur, goal = names.index(src), names.index(dst)
         up = self._up()
-        links = self.emu._slots_by_index
+        links = self.applied.links
         out = [src]
         for _ in range(self.n):
             if cur == goal:
@@ -360,7 +369,7 @@ class FibWatcher:
     def changes(self, end_s: float | None = None, lost_at=None) -> list[dict]:
         """One row per change (link events applied in the same tick), measured as the module docstring says;
         ``lost_at`` is (probe send times, lost flags) to count the probes lost in each change's window."""
-        end_s = self.emu.now_s() if end_s is None else end_s
+        end_s = self.now_s() if end_s is None else end_s
         groups: dict[float, list] = {}
         for t, name, up in self.events:
             groups.setdefault(round(t, 6), []).append((name, up))

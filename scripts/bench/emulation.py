@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import lasernet  # noqa: E402
-from lasernet.emulation.driver import Emulation, mem_available_kib  # noqa: E402
+from lasernet.emulation.coordinator import Emulation, mem_available_kib  # noqa: E402
 
 
 def pss_kib(pid: int) -> int:
@@ -153,14 +153,14 @@ def main() -> int:
         t_up = time.monotonic() - t0
         t_plan = emu.start_timings.get("plan", float("nan"))
         n = len(emu.nodes)
-        n_links = len(emu._slots)
+        n_links = len(emu.applied)
         print(f"lasernet up:   {t_up:6.2f} s for {n} routers, {n_links} links (plan {t_plan:.2f} s of it)")
         for what, secs in emu.start_timings.items():
             mib = emu.start_memory_kib.get(what, 0) / 1024
             print(f"    {what:<16} {secs:6.2f} s  {mib:7.0f} MiB ({mib / n:.2f} MiB/node)")
         if emu.route_prefixes is not None:
             print(f"    first routes as {emu.route_prefixes} aggregated prefixes for {n * (n - 1)} node pairs")
-        pairs = [(a, b) for (a, b) in emu._slots]
+        pairs = [(a, b) for (a, b) in emu.applied.by_pair]
         gc.collect()
         time.sleep(1.0)
         avail1 = mem_available_kib()

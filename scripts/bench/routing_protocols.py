@@ -39,7 +39,6 @@ import numpy as np
 
 import lasernet
 from lasernet.routing.config import RoutingConfig
-from lasernet.routing.convergence import FibWatcher
 from lasernet.scenario import ProbePair
 
 RUNS = {"oracle": ("oracle", ""), "ospf": ("ospf", "frr"), "isis": ("isis", "frr"), "babel": ("babel", "bird"),
@@ -81,7 +80,7 @@ def run_one(label: str, scenario, args, out: Path) -> dict:
     emu = lasernet.Emulation(sc, speed=args.speed, duration_s=args.duration + 200, run_dir=run_dir)
     with emu:
         if protocol == "oracle":  # the same measurement, on the routes the driver installs
-            emu.fib_watch = FibWatcher(emu)
+            emu.fib_watch = emu.fib_watcher()
             emu.fib_watch.start()
             emu.run(2.0)
             initial = 0.0

@@ -167,12 +167,12 @@ def test_links_spread_over_several_relays_keep_light_time_and_leave_nothing(tmp_
     scenario = lasernet.load_scenario(SCENARIO)
     with lasernet.Emulation(scenario, duration_s=8, run_dir=tmp_path / "run", links="delayline") as emu:
         relays = emu.backend.relays
-        assert len(relays) == math.ceil(len(emu._slots) / per) >= 3
+        assert len(relays) == math.ceil(len(emu.applied) / per) >= 3
         pids, tables = [r.pid for r in relays], [r.table_path for r in relays]
         state = json.loads((tmp_path / "run" / "state.json").read_text())
         assert [r["relay_pid"] for r in state["backend"]["relays"]] == pids
         shard_of = {frozenset((emu.node_names[a], emu.node_names[b])): link.slot // per
-                    for (a, b), link in emu._slots.items()}
+                    for (a, b), link in emu.applied.by_pair.items()}
         emu.run(8)
     rows = list(csv.DictReader((tmp_path / "run" / "probes.csv").open()))
     for pair in {r["pair"] for r in rows}:

@@ -90,7 +90,7 @@ def test_fib_paths_are_never_shorter_than_the_oracle_shortest_path(routed):
     """Over every delivered pair the FIBs' path delay is >= the oracle's shortest delay (stretch >= 1)."""
     routed.fib_watch.evaluate()
     last = routed.fib_watch.last
-    oracle = routed._routes.delay_s
+    oracle = routed.routes.delay_s
     ok = last["delivered"] & last["connected"] & np.isfinite(oracle)
     assert ok.sum() > 0.99 * last["connected"].sum()
     stretch = last["delay_s"][ok] / oracle[ok]

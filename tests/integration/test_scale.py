@@ -42,7 +42,7 @@ def test_walker_240_comes_up_routes_ground_to_ground_and_leaves_nothing(tmp_path
     try:
         emu.start()
         assert len(emu.nodes) == 243
-        oracle = emu._oracle_proc
+        oracle = emu.oracle_process
         # Bulk-started shells work as Mininet shells and got their node configuration by netlink.
         sat = emu.nodes["sat-7-13"]
         assert sat.cmd("echo hello").strip() == "hello"

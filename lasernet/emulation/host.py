@@ -1,0 +1,298 @@
+"""One machine's share of an emulation: the kernel side that the coordinator keeps in step with the orbit.
+
+The coordinator (:mod:`lasernet.emulation.coordinator`) decides *what* the network should be at every tick: which
+links exist and their state, which routes every router should hold. A host makes it so on one machine: it owns
+that machine's node namespaces and their shells (Mininet hosts of class
+:class:`~lasernet.emulation.network.Router`), the servers behind them, the link backend (delay line or netem,
+:mod:`lasernet.emulation.links`) and its helper processes, the batched netlink configuration of the namespaces
+(:class:`~lasernet.emulation.kernel.Kernel`: link addresses, permanent neighbours, routes), the routing daemons,
+the CPU keep-awake spinners and its share of the run's state file (so that ``lasernet down`` removes exactly
+what it created, even after a SIGKILL). :class:`LocalHost` is the host of the machine the coordinator runs on.
+
+The interface is a small set of messages whose arguments and answers are plain data (numpy arrays, lists of
+``int``/``str``, dicts, and :class:`~lasernet.emulation.addressing.LinkAddress` records of ints and strings), so
+that a host on another machine can implement it behind a remote call. No Mininet object or callback crosses it.
+Node indices are the scenario's (satellites first, then ground stations); a link is named by its *slot*, which
+the coordinator assigns (and from which its /31 follows, :mod:`lasernet.emulation.addressing`).
+
+Start-up, in this order (each answers once it is done):
+
+* ``open(n_nodes, keep_awake)``: raise this process's open-file limit for ``n_nodes`` namespaces, start the
+  keep-awake spinners, make the (empty) Mininet network. Answers ``{"pid": int}``.
+* ``start_nodes(names, roles)``: spawn one router shell per node, together, and wait for them. Answers
+  ``{"pids": [int]}`` (each node's shell, in node order).
+* ``configure_nodes(sysctls)``: the routers' ``key=value`` sysctls, ``lo`` up, each loopback /32. Answers the
+  number of netlink operations applied.
+* ``start_links(kind, seed, n_slots, pin_helpers)``: start the link backend ``kind`` (``delayline`` or
+  ``netem``) for up to ``n_slots`` links; with ``pin_helpers`` its helper processes share the last CPU. Answers
+  ``{"backend": name}``.
+* ``add_servers(servers)``: servers (``hosts:``), a list of ``{"name", "router", "index"}`` dicts: each joined to
+  router ``router`` by a veth carrying LAN ``index``'s /24. Answers ``{"servers": [name]}``.
+* ``start_daemons(routing, scenario_name, n_satellites, costs)``: the routing daemons of ``routing`` (a
+  :class:`~lasernet.routing.config.RoutingConfig`, frozen plain fields) on every router, configured for the
+  links created so far; ``costs`` is each slot's metric (int array by slot). Answers ``{"daemons": int}``
+  (daemon processes running).
+
+Every tick, only what changed (none of these needs the answer of another, so a remote host can take the
+tick's three as one message):
+
+* ``add_links(links, costs=None, bulk=False)``: create links (``LinkAddress`` records): both interfaces,
+  their /31 addresses and permanent neighbour entries, configured in the daemons if there are any (``costs``:
+  their metrics). A new link starts down. ``bulk`` (start-up) addresses many links with one link dump per
+  node. Answers the number created.
+* ``apply(slots, up, delay_s, loss, rate_bps)``: the state of many links in one batch, per direction arrays of
+  shape (n, 2) (index 0 is a->b). Answers the number of links written.
+* ``install_routes(items)``: route changes, each item ``(kind, node, ...)`` for one router, installed in order
+  with one netlink batch per item: ``("routes", node, dst, via, dev)`` (/32 routes to the loopbacks of nodes
+  ``dst``, int array, via ``via``, uint32 host-order addresses, out of interfaces ``dev``, names),
+  ``("prefixes", node, first, host_bits, via, dev)`` (aggregated loopback prefixes),
+  ``("unreachable", node, dst)`` (/32 unreachable routes over an aggregate) and ``("entries", node, entries)``
+  (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
+  loopback's). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
+  operations applied.
+
+And: ``daemon_exits()`` (one-line reports of daemons that died since the last call), ``check_daemons()``
+(raises :class:`~lasernet.routing.daemons.RoutingDaemonError` if one died), ``stop_daemons()``, ``stop()``
+(remove everything this host created, in reverse order, then its state file).
+
+On the local host, ``nodes``, ``servers`` and ``net`` (Mininet objects: ``cmd()``, ``popen()``, the CLI) are
+also there for what runs commands inside nodes (probes, the workload, tests); they are not part of the messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from . import state as run_state
+from .addressing import LinkAddress, ifname_for, lan_network
+from .awake import CpuAwake
+from .kernel import Kernel
+from .links import LinkBackend, make_backend
+from .network import Router, Server, finish_shells, terminate_all
+
+log = logging.getLogger("lasernet")
+
+
+def pin_to_last_cpu(pid: int | None) -> None:
+    """Confine a helper process (relay, background oracle) to the last CPU when there are two or more.
+
+    The relay runs SCHED_FIFO: woken by the driver's per-tick commit it would preempt the driver on the driver's
+    own core for as long as it takes to apply the table (several ms at shell1 size). On a core of its own (shared
+    with the background oracle, which runs niced) it never stalls the tick.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if pid and len(cpus) >= 2:
+        try:
+            os.sched_setaffinity(pid, {cpus[-1]})
+        except OSError as exc:
+            log.warning("could not pin process %s to CPU %d: %s", pid, cpus[-1], exc)
+
+
+def raise_fd_limit(pid: int | None, wanted: int) -> None:
+    """Raise a process's open-file limit to at least ``wanted`` (a large run needs more than a login's default)."""
+    import resource
+
+    if not pid:
+        return
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    try:
+        if soft < wanted:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (OSError, ValueError) as exc:  # e.g. no CAP_SYS_RESOURCE to pass the hard limit (as on CI here)
+        log.warning("could not raise the open-file limit of process %s to %d (%s): it stays %d, so a relay holds "
+                    "at most ~%d links", pid, wanted, exc, soft, soft // 2 - 8)
+
+
+class LocalHost:
+    """The host of the coordinator's own machine (see the module docstring for its messages).
+
+    ``state`` is the run's state file (this host writes its nodes, links, backend, helpers and daemons into it);
+    ``progress(what, done, total)`` and ``daemon_config_hook(node, daemon, text) -> text`` (tests) are local
+    options, not messages.
+    """
+
+    def __init__(self, run_id: str, run_dir, state: run_state.RunState, *, progress=None,
+                 daemon_config_hook=None):
+        self.run_id, self.run_dir, self.state = run_id, run_dir, state
+        self.progress = progress or (lambda what, done, total: None)
+        self.daemon_config_hook = daemon_config_hook
+        self.node_names: tuple[str, ...] = ()
+        self.nodes: dict[str, Router] = {}  # routers: satellites and ground stations
+        self.servers: dict[str, Server] = {}  # hosts attached to routers (scenario `hosts:`)
+        self.links: list[LinkAddress] = []  # the links created, by slot
+        self.net = None
+        self.backend: LinkBackend | None = None
+        self.kernel: Kernel | None = None
+        self.daemons = None  # the DaemonSet, with a routing daemon protocol
+        self._awake: CpuAwake | None = None
+        self._pin_helpers = False
+
+    # --------------------------------------------------------------------------------------------- start-up
+    def open(self, n_nodes: int, keep_awake: bool) -> dict:
+        from mininet.net import Mininet
+
+        # This process holds per node a pty, its netlink socket and namespace fd: ~4 fds a node.
+        raise_fd_limit(os.getpid(), 8 * n_nodes + 4096)
+        if keep_awake:  # one SCHED_IDLE spinner per CPU while up (see lasernet.emulation.awake)
+            self._awake = CpuAwake().start()
+            self.state.add_helpers(self._awake.pids)
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
+        return {"pid": os.getpid()}
+
+    def start_nodes(self, names: list[str], roles: list[str]) -> dict:
+        self.node_names = tuple(names)
+        for i, (name, role) in enumerate(zip(names, roles)):  # spawns every shell; finish_shells waits for them
+            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None, bulk=True)
+            self.nodes[name] = node
+            self.progress("starting nodes", i + 1, len(names))
+        finish_shells(list(self.nodes.values()))
+        for node in self.nodes.values():
+            self.state.add_node(node)
+        self.state.save()
+        return {"pids": [node.pid for node in self.nodes.values()]}
+
+    def configure_nodes(self, sysctls: list[str]) -> int:
+        self.kernel = Kernel(self.nodes, self.node_names)
+        self.kernel.configure_routers(range(len(self.node_names)), tuple(sysctls))
+        return self.kernel.commit()
+
+    def start_links(self, kind: str, seed: int, n_slots: int, pin_helpers: bool = False) -> dict:
+        self._pin_helpers = pin_helpers
+        self.backend = make_backend(kind, self.run_id, seed, n_slots=n_slots, log_dir=self.run_dir)
+        self.backend.on_process = self._backend_process
+        self.backend.start()
+        self.state.set_backend(self.backend.name, self.backend.resources())
+        return {"backend": self.backend.name}
+
+    def _backend_process(self, pid: int, open_files: int) -> None:
+        """A process the link backend started (a relay): its open-file limit, its CPU, the run's state file."""
+        raise_fd_limit(pid, open_files)
+        if self._pin_helpers:  # at scale: relays and oracle share a core, the driver has the others
+            pin_to_last_cpu(pid)
+        self.state.set_backend(self.backend.name, self.backend.resources())
+
+    def add_servers(self, servers: list[dict]) -> dict:
+        for spec in servers:
+            name, router, j = spec["name"], int(spec["router"]), int(spec["index"])
+            attach = self.node_names[router]
+            server = self.net.addHost(name, cls=Server, index=j, attach=router, lan=lan_network(j), ip=None,
+                                      mac=None)
+            self.servers[name] = server
+            self.state.add_node(server)
+            server.configDefault()
+            ifname_r, ifname_s = ifname_for(name, 0), ifname_for(attach, 0)
+            self.kernel.attach_server(router, server, ifname_r, ifname_s)
+            self.nodes[attach].record_intf(ifname_r, server.gateway, 24, "")
+            server.record_intf(ifname_s, server.loopback, 24)
+        self.state.save()
+        return {"servers": list(self.servers)}
+
+    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs) -> dict:
+        from ..routing.daemons import DaemonSet, LinkSpec, NodeSpec
+
+        self.daemons = DaemonSet(routing, self.run_id, self.run_dir, scenario_name, state=self.state,
+                                 config_hook=self.daemon_config_hook)
+        names = self.node_names
+        specs = {name: NodeSpec(name, i, self.nodes[name].role, self.nodes[name].loopback, [], [])
+                 for i, name in enumerate(names)}
+        for server in self.servers.values():
+            attach = names[server.attach]
+            specs[attach].lans.append(ifname_for(server.name, 0))
+            specs[attach].lan_prefixes.append(server.lan)
+        for link in self.links:
+            cost = int(costs[link.slot])
+            specs[names[link.a]].links.append(LinkSpec(link.ifname_a, names[link.b], cost, link.ip_b))
+            specs[names[link.b]].links.append(LinkSpec(link.ifname_b, names[link.a], cost, link.ip_a))
+        self.daemons.start(self.nodes, specs, n_satellites)
+        return {"daemons": len(self.daemons.running)}
+
+    # --------------------------------------------------------------------------------------------- every tick
+    def add_links(self, links: list[LinkAddress], costs=None, bulk: bool = False) -> int:
+        names = self.node_names
+        created = []
+        for k, link in enumerate(links):
+            na, nb = self.nodes[names[link.a]], self.nodes[names[link.b]]
+            mac_a, mac_b = self.backend.add(link, na.pid, nb.pid)
+            na.record_intf(link.ifname_a, link.ip_a, 31, mac_a)
+            nb.record_intf(link.ifname_b, link.ip_b, 31, mac_b)
+            self.state.add_link(link, f"{names[link.a]}~{names[link.b]}")
+            self.links.append(link)
+            if bulk:
+                created.append((link, mac_a, mac_b))
+                self.progress("creating links", k + 1, len(links))
+                continue
+            self.kernel.link_ends(link, mac_a, mac_b)
+            if self.daemons is not None:
+                self._daemons_link_added(link, int(costs[k]) if costs is not None else 10)
+        if bulk:
+            self.kernel.link_ends_bulk(created)
+        self.kernel.commit()
+        if links:  # a new link starts down until the next apply says otherwise
+            zeros = np.zeros((len(links), 2))
+            self.backend.apply(np.array([link.slot for link in links]), zeros.astype(bool), zeros, zeros, zeros)
+        if bulk:  # saves the state file: the links, and the relays they started
+            self.state.set_backend(self.backend.name, self.backend.resources())
+        return len(links)
+
+    def _daemons_link_added(self, link: LinkAddress, cost: int) -> None:
+        from ..routing.daemons import LinkSpec
+
+        na, nb = self.node_names[link.a], self.node_names[link.b]
+        self.daemons.link_added(na, LinkSpec(link.ifname_a, nb, cost, link.ip_b))
+        self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
+
+    def apply(self, slots, up, delay_s, loss, rate_bps) -> int:
+        self.backend.apply(slots, up, delay_s, loss, rate_bps)
+        return len(slots)
+
+    def install_routes(self, items) -> int:
+        kernel, done = self.kernel, 0
+        for kind, node, *args in items:
+            if kind == "routes":
+                kernel.routes_bulk(node, *args)
+            elif kind == "prefixes":
+                kernel.prefixes_bulk(node, *args)
+            elif kind == "unreachable":
+                kernel.unreachable(node, *args)
+            elif kind == "entries":
+                kernel.routes(node, *args)
+            else:
+                raise ValueError(f"unknown route item {kind!r}")
+            done += kernel.commit()
+        return done
+
+    # --------------------------------------------------------------------------------------------- daemons
+    def daemon_exits(self) -> list[str]:
+        return self.daemons.report_exits() if self.daemons is not None else []
+
+    def check_daemons(self) -> None:
+        if self.daemons is not None:
+            self.daemons.check()
+
+    def stop_daemons(self) -> None:
+        if self.daemons is not None:
+            self.daemons.stop()
+
+    # --------------------------------------------------------------------------------------------- teardown
+    def stop(self) -> None:
+        """Remove everything this host created, in reverse order; safe to call twice or after a failed start."""
+        self.stop_daemons()
+        if self.kernel:
+            self.kernel.close()
+            self.kernel = None
+        if self.net is not None:
+            terminate_all(list(self.nodes.values()) + list(self.servers.values()))
+            self.net = None
+        if self.backend:
+            self.backend.stop()
+            self.backend = None
+        if self._awake is not None:
+            self._awake.stop()
+            self._awake = None
+        if self.state:
+            run_state.teardown(self.state.data, quiet=True)
+            self.state.remove()
+            self.state = None
