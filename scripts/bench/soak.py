@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Soak: a long live run across many plan windows, for leaks, clock drift and probe loss the plan does not explain.
+
+Run as root from the repository (``.venv/bin/python scripts/bench/soak.py``); it prints figures and exits 1 if a
+guarantee of the README's "Reliability" section does not hold. Default: ``mini`` for one emulated hour at
+``--speed 10`` (6 minutes of wall time) with 600 s plan windows, so that the run crosses five window
+boundaries, with the scenario's probe pairs (ground to ground, 20 Hz each). It reports:
+
+* **memory**: resident set size (RSS) of the driver and of each delay-line relay once the run is warm (after
+  ``--warm-s`` of wall time) and at its end; the guarantee is growth <= 5%;
+* **ticks**: how many ticks ran against the wall time between the first and the last one / tick (ticks
+  silently skipped, or a clock that drifts from the emulated time, would show here), overruns and tick cost
+  p50/p99/max;
+* **probe loss outside planned outages**: a probe is lost in a planned outage if a link of its predicted path
+  went down, or its path changed, within one tick (plus the probe's own round trip) of its send time, according
+  to the run's own ``events.csv`` and the probe's predicted path; every other lost probe is unexplained, and
+  the guarantee is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import lasernet  # noqa: E402
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def processes(emu) -> dict[str, int]:
+    """The driver and the link backend's relays, by a name for the report."""
+    import os
+
+    out = {"driver": os.getpid()}
+    for k, relay in enumerate(getattr(emu.backend, "relays", []) or []):
+        out[f"relay-{k}"] = relay.pid
+    return out
+
+
+def unexplained_losses(run_dir: Path, tick_emulated_s: float) -> tuple[int, int, int, list]:
+    """(sent, lost, lost outside planned outages, the first few of those) from the run's own files."""
+    downs: dict[str, list[float]] = {}
+    changes: list[float] = []
+    for r in csv.DictReader((run_dir / "events.csv").open()):
+        if r["kind"] in ("isl", "gsl") and r["event"] == "down":
+            downs.setdefault(r["what"], []).append(float(r["t_s"]))
+        elif r["kind"] == "route":
+            changes.append(float(r["t_s"]))
+    sent = lost = outside = 0
+    examples = []
+    rows = list(csv.DictReader((run_dir / "probes.csv").open()))
+    by_pair: dict[str, list] = {}
+    for r in rows:
+        by_pair.setdefault(r["pair"], []).append(r)
+    for pair, mine in by_pair.items():
+        paths = [r["path"] for r in mine]
+        for i, r in enumerate(mine):
+            sent += 1
+            if r["measured_rtt_ms"]:
+                continue
+            lost += 1
+            t = float(r["t_s"])
+            rtt_s = float(r["predicted_rtt_ms"]) * 1e-3 if r["predicted_rtt_ms"] else 1.0
+            lo, hi = t - tick_emulated_s - rtt_s, t + rtt_s + tick_emulated_s
+            nodes = r["path"].split(">") if r["path"] else []
+            hops = {f"{a}~{b}" for a, b in zip(nodes, nodes[1:])} | {f"{b}~{a}" for a, b in zip(nodes, nodes[1:])}
+            link_down = any(lo <= x <= hi for h in hops for x in downs.get(h, ()))
+            path_moved = any(paths[j] != r["path"] for j in range(max(0, i - 50), min(len(paths), i + 50))
+                             if abs(float(mine[j]["t_s"]) - t) <= tick_emulated_s + rtt_s)
+            if not (link_down or path_moved or not r["path"]):
+                outside += 1
+                if len(examples) < 5:
+                    examples.append((pair, round(t, 3), r["path"]))
+    return sent, lost, outside, examples
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenario", nargs="?", default="mini")
+    ap.add_argument("--emulated-s", type=float, default=3600.0, help="emulated seconds to run (default one hour)")
+    ap.add_argument("--speed", type=float, default=10.0)
+    ap.add_argument("--window-s", type=float, default=600.0, help="plan window (emulated s)")
+    ap.add_argument("--warm-s", type=float, default=30.0, help="wall seconds before the first memory reading")
+    ap.add_argument("--run-dir", default=None)
+    args = ap.parse_args()
+    for name, value in (("--emulated-s", args.emulated_s), ("--speed", args.speed), ("--window-s", args.window_s)):
+        if not value > 0:
+            print(f"soak: {name} must be > 0, got {value}", file=sys.stderr)
+            return 2
+    scenario = lasernet.load_scenario(_resolve(args.scenario))
+    wall_s = args.emulated_s / args.speed
+    run_dir = Path(args.run_dir or f"runs/soak-{scenario.name}-{int(time.time())}")
+    emu = lasernet.Emulation(scenario, speed=args.speed, window_s=args.window_s, run_dir=run_dir)
+    readings: dict[str, dict[str, int]] = {}
+    with emu:
+        procs = processes(emu)
+        t_start = time.monotonic()
+        ticks_before = len(emu.ticks)
+        emu.run(min(args.warm_s, wall_s))
+        readings["warm"] = {name: rss_kib(pid) for name, pid in procs.items()}
+        emu.run(max(0.0, wall_s - (time.monotonic() - t_start)))
+        readings["end"] = {name: rss_kib(pid) for name, pid in procs.items()}
+        elapsed = time.monotonic() - t_start
+        ticks = emu.ticks[ticks_before:]
+        windows_crossed = int(emu.now_s() // args.window_s)
+    costs = np.array([t.cost_s for t in ticks]) * 1e3
+    # Ticks are due every tick_s of wall time: between the first and the last tick of the soak, this many.
+    expected = (ticks[-1].t_s - ticks[0].t_s) / (emu.tick_s * args.speed) + 1
+    sent, lost, outside, examples = unexplained_losses(run_dir, emu.tick_s * args.speed)
+    print(f"soak: {scenario.name}, {elapsed * args.speed:.0f} s emulated at {args.speed:g}x in {elapsed:.0f} s, "
+          f"{windows_crossed} plan window boundaries crossed (windows of {args.window_s:g} s); run dir {run_dir}")
+    ok = True
+    for name in readings["warm"]:
+        a, b = readings["warm"][name], readings["end"][name]
+        growth = (b - a) / a * 100 if a else float("nan")
+        ok &= growth <= 5.0
+        print(f"  RSS {name}: {a / 1024:.1f} MiB warm -> {b / 1024:.1f} MiB at the end ({growth:+.2f}%)")
+    drift = len(ticks) - expected
+    print(f"  ticks: {len(ticks)} of {expected:.0f} expected (wall / tick; {drift:+.0f}), "
+          f"{sum(t.overrun for t in ticks)} overruns, p50 {np.percentile(costs, 50):.2f} ms, "
+          f"p99 {np.percentile(costs, 99):.2f} ms, max {costs.max():.1f} ms")
+    ok &= abs(drift) <= 2
+    print(f"  probes: {sent} sent, {lost} lost, {outside} lost outside planned outages"
+          + (f" (e.g. {examples})" if examples else ""))
+    ok &= outside == 0
+    print("soak: " + ("every guarantee held" if ok else "A GUARANTEE DID NOT HOLD"))
+    return 0 if ok else 1
+
+
+def _resolve(name: str) -> str:
+    path = Path(name)
+    if path.is_file():
+        return str(path)
+    return str(Path(__file__).resolve().parents[2] / "topologies" / f"{name}.yaml")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
