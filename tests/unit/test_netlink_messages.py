@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from lasernet.emulation.netlink import RTM_NEWROUTE, Netlink, _describe
+from lasernet.net.rtnl import RTM_NEWROUTE, Netlink, _describe
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -83,7 +83,7 @@ def _tlvs(buf: bytes) -> dict[int, bytes]:
 
 @pytest.mark.parametrize("create", [True, False])
 def test_netem_message_carries_latency64_loss_and_rate_and_changes_without_create_flags(netlink, create):
-    from lasernet.emulation import netlink as nlm
+    from lasernet.net import rtnl as nlm
 
     netlink.netem(7, delay_s=0.0123456, loss=0.2, rate_bps=40e9, limit_packets=5000, create=create)
     (msg,) = queued(netlink)
@@ -107,7 +107,7 @@ def test_netem_message_carries_latency64_loss_and_rate_and_changes_without_creat
 
 
 def test_netem_unlimited_rate_is_sent_as_zero_so_an_earlier_rate_is_cleared(netlink):
-    from lasernet.emulation import netlink as nlm
+    from lasernet.net import rtnl as nlm
 
     netlink.netem(3, delay_s=0.0, rate_bps=0.0)
     (msg,) = queued(netlink)

@@ -1,8 +1,9 @@
-"""The delay-line relay: a userspace process that moves Ethernet frames between the two TAPs of each emulated link.
+"""The delay-line relay: a process that moves Ethernet frames between the two TAPs of each link, late by design.
 
-Why it exists: this kernel has no ``sch_netem``, so a link's propagation delay cannot come from a qdisc. Instead
-every emulated link is a pair of TAP interfaces, one in each node's namespace (see ``tapdev``), and this relay
-reads a frame from one TAP and writes it to the other after that direction's delay.
+Why it exists: a kernel without ``sch_netem`` cannot delay a link's frames in a qdisc. Instead every emulated
+link is a pair of TAP interfaces, one in each node's namespace (:mod:`lasernet.net.tap`), and this relay reads a
+frame from one TAP and writes it to the other after that direction's delay. It is the program the client
+(:mod:`lasernet.net.delayline.client`) starts as ``python -m lasernet.net.delayline.relay``.
 
 Per direction, in this order, a frame read from a TAP is:
 
@@ -17,353 +18,61 @@ Per direction, in this order, a frame read from a TAP is:
    ``queue_limit_bytes`` (default 150,000 B, about 100 full-size frames).
 4. **delay**: released ``delay_s`` after its last bit left the serialiser. Release happens at the due time from
    a ``timerfd`` armed with an absolute CLOCK_MONOTONIC deadline (epoll timeouts round to milliseconds), armed
-   ``timer_lead_us`` (default 50 us) early, since waking from epoll takes 20-90 us here; until the frame is due the
-   loop polls without sleeping, so frames arriving meanwhile are still read on time. The lead is deliberately fixed
-   and small: a lead learnt from the wake-up latency (tried: the 90th percentile of the last 64 wake-ups) feeds on
-   itself on a busy 2-vCPU VM, spinning SCHED_FIFO starves the kernel work the other processes need, wake-ups get
-   slower, the lead grows to milliseconds and the median RTT error of a 7-hop path went from +0.05 ms to +5 ms.
-   Symmetrically, a frame whose arrival woke the relay from sleep is stamped one learnt wake-up latency before it
-   was read (an EWMA of the timer's own wake-ups, never earlier than the moment the relay went to sleep). FIFO
-   order per direction is kept: a frame is never released before the frame read before it (light sent later
-   does not overtake light sent earlier), so after a delay decrease new frames wait behind older ones. Frames in
-   flight are capped at ``inflight_limit_frames`` per direction (default 100,000) to bound memory.
+   ``timer_lead_us`` (default 50 us) early, since waking from epoll takes tens of microseconds; until the frame
+   is due the loop polls without sleeping, so frames arriving meanwhile are still read on time. The lead is
+   deliberately fixed and small: a lead learnt from the wake-up latency (tried: the 90th percentile of the last
+   64 wake-ups) feeds on itself on a busy machine with few CPUs, spinning SCHED_FIFO starves the kernel work the
+   other processes need, wake-ups get slower, the lead grows to milliseconds and so does the RTT error of a
+   multi-hop path. Symmetrically, a frame whose arrival woke the relay from sleep is stamped one learnt wake-up
+   latency before it was read (an EWMA of the timer's own wake-ups, never earlier than the moment the relay went
+   to sleep). FIFO order per direction is kept: a frame is never released before the frame read before it
+   (light sent later does not overtake light sent earlier), so after a delay decrease new frames wait behind
+   older ones. Frames in flight are capped at ``inflight_limit_frames`` per direction (default 100,000) to bound
+   memory.
 
-Parameters come from a **shared-memory table** (a file in /dev/shm whose name holds the run id) that the driver
-writes through :class:`ParamTable`: a 64-byte header, then one 72-byte record per link slot::
-
-    header : magic "LNDLY1" | version u32 | n_slots u32 | generation u64 | applied_generation u64 | relay pid
-    record : seq u32 | pad | gen u64 | delay_s f64[2] | loss f64[2] | rate_bps f64[2] | up u8[2] | pad
-
-Index ``[0]`` is direction a->b (frames the ``a`` end sends), ``[1]`` is b->a. ``ParamTable.set`` stages changes
-locally; ``commit`` copies all staged records in one vectorised step (each record bracketed by a seqlock ``seq``
-so the relay never applies a torn record), stamps them with the new generation, bumps the header generation and
-writes an eventfd. The relay then applies at once the records whose ``up`` changed (carrier), publishes
-``applied_generation``, and applies any other changed record when its link next carries a frame (a generation
-check per read burst). Updating 3,000 links is one commit, one wake-up and one vectorised comparison.
+Parameters come from the shared-memory table (:mod:`lasernet.net.delayline.table`). On the table's eventfd the
+relay applies at once the records whose ``up`` changed (carrier), publishes ``applied_generation``, and applies
+any other changed record when its link next carries a frame (a generation check per read burst).
 
 **Links** are added and removed at run time through a UNIX SOCK_SEQPACKET control socket in the abstract
-namespace (``@lasernet-<run>-delayline``, nothing to clean up on disk). The controller creates the TAPs, passes
-the two fds with SCM_RIGHTS plus the slot number and the relay answers with JSON. A TAP deleted underneath the
-relay (``ip link del``, or its namespace deleted when TAPs were made in ``move`` mode, see ``tapdev``) shows up
-as EPOLLERR/EBADFD: that link is dropped with a log line, the others go on.
+namespace: the client passes the two TAP fds with SCM_RIGHTS plus the slot number and the relay answers with
+JSON. A TAP deleted underneath the relay (``ip link del``, or its namespace deleted when TAPs were made in
+``move`` mode) shows up as EPOLLERR/EBADFD: that link is dropped with a log line, the others go on.
 
-**Process model**: the relay is a separate interpreter started with ``python -m lasernet.emulation.delayline``
-(``subprocess``, not ``multiprocessing``): it inherits only the eventfd, not the controller's threads, sockets or
-TAP fds; it can take SCHED_FIFO for itself alone; it is one PID to terminate and wait for; and it can be run
-by hand for debugging. It asks the kernel to SIGTERM it if the controller dies (PR_SET_PDEATHSIG): no orphans.
-
-**Shards**: one relay process holds two TAP fds per link, so the hard open-file limit bounds its links (20,000
-fds: ~9,870 links where the limit cannot be raised, as in containers without CAP_SYS_RESOURCE). A run with more
-links starts more relays (:class:`~lasernet.emulation.links.DelaylineLinks`): shard ``k`` serves the link slots
-``[k * n, (k + 1) * n)`` as its own slots ``0..n-1``, with its own table, eventfd and control socket (names
-suffixed ``-k``) and loss generators seeded by the run's slot (``--slot-base``), so a run behaves the same
-however it is sharded. Nothing in a record refers to another slot.
+The relay takes SCHED_FIFO for itself, asks the kernel to SIGTERM it if its controller dies (PR_SET_PDEATHSIG:
+no orphans), and runs until SIGTERM or SIGINT. A shard (``--shard``, ``--slot-base``) serves the run's link
+slots from ``slot_base`` as its own slots ``0..n-1``; loss generators are seeded by the run's slot, so a run
+behaves the same however it is sharded.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import heapq
 import itertools
 import json
 import logging
-import mmap
 import os
 import random
-import re
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from lasernet.emulation import tapdev
+from .. import libc, tap
+from .table import DIRECTIONS, PARAM_FIELDS, ParamTable, control_address_for, validate_run_id
 
 log = logging.getLogger("lasernet.delayline")
-
-MAGIC = b"LNDLY1\0\0"
-VERSION = 1
-HEADER_BYTES = 64
-HEADER_DTYPE = np.dtype({
-    "names": ["magic", "version", "n_slots", "generation", "applied_generation", "relay_pid"],
-    "formats": ["S8", "<u4", "<u4", "<u8", "<u8", "<u4"],
-    "offsets": [0, 8, 12, 16, 24, 32],
-    "itemsize": HEADER_BYTES,
-})
-RECORD_DTYPE = np.dtype({
-    "names": ["seq", "gen", "delay_s", "loss", "rate_bps", "up"],
-    "formats": ["<u4", "<u8", ("<f8", 2), ("<f8", 2), ("<f8", 2), ("u1", 2)],
-    "offsets": [0, 8, 16, 32, 48, 64],
-    "itemsize": 72,
-})
-PARAM_FIELDS = ("delay_s", "loss", "rate_bps", "up")
-DIRECTIONS = {"ab": 0, "ba": 1, 0: 0, 1: 1}
 
 DEFAULT_QUEUE_LIMIT_BYTES = 150_000
 DEFAULT_INFLIGHT_LIMIT_FRAMES = 100_000
 READ_BURST_FRAMES = 64
 MAX_FRAME_BYTES = 65536
-_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
-
-def validate_run_id(run_id: str) -> str:
-    """Return ``run_id`` if it is ``[a-z0-9-]`` (at most 40 characters), else raise ValueError naming it."""
-    if not _RUN_ID_RE.match(run_id):
-        raise ValueError(f"run id {run_id!r} must be [a-z0-9-]+, at most 40 characters")
-    return run_id
-
-
-def _shard_suffix(shard: int) -> str:
-    return f"-{int(shard)}" if shard else ""
-
-
-def table_path_for(run_id: str, shard: int = 0) -> str:
-    return f"/dev/shm/lasernet-{validate_run_id(run_id)}-delayline{_shard_suffix(shard)}"
-
-
-def control_address_for(run_id: str, shard: int = 0) -> bytes:
-    return f"\0lasernet-{validate_run_id(run_id)}-delayline{_shard_suffix(shard)}".encode()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The shared parameter table
-# --------------------------------------------------------------------------------------------------------------
-
-class ParamTable:
-    """The shared-memory table of per-link, per-direction parameters; the driver's side writes, the relay reads.
-
-    ``set(slot, direction, delay_s=..., loss=..., rate_bps=..., up=...)`` stages a change (direction ``0``/``"ab"``,
-    ``1``/``"ba"`` or ``"both"``); ``set_many`` does the same for arrays of slots; ``commit()`` publishes every
-    staged change in one generation and wakes the relay.
-    """
-
-    def __init__(self, path: str, mm: mmap.mmap, wake_fd: int | None):
-        self.path = path
-        self._mm = mm
-        self.header = np.ndarray((), dtype=HEADER_DTYPE, buffer=mm, offset=0)
-        n_slots = int(self.header["n_slots"])
-        self.records = np.ndarray((n_slots,), dtype=RECORD_DTYPE, buffer=mm, offset=HEADER_BYTES)
-        self.n_slots = n_slots
-        self.wake_fd = wake_fd
-        self._staged = self.records.copy()
-        self._dirty = np.zeros(n_slots, dtype=bool)
-
-    @classmethod
-    def create(cls, path: str, n_slots: int, wake_fd: int | None = None) -> "ParamTable":
-        """Create the table file (must not exist); every slot starts up, zero delay, no loss, unlimited rate."""
-        if n_slots <= 0:
-            raise ValueError(f"n_slots must be positive, got {n_slots}")
-        size = HEADER_BYTES + n_slots * RECORD_DTYPE.itemsize
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        header = np.ndarray((), dtype=HEADER_DTYPE, buffer=mm, offset=0)
-        header["magic"], header["version"], header["n_slots"] = MAGIC, VERSION, n_slots
-        records = np.ndarray((n_slots,), dtype=RECORD_DTYPE, buffer=mm, offset=HEADER_BYTES)
-        records["up"] = 1
-        del header, records
-        return cls(path, mm, wake_fd)
-
-    @classmethod
-    def open(cls, path: str, wake_fd: int | None = None) -> "ParamTable":
-        """Open an existing table file; raise ValueError if it is not a delay-line table."""
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            mm = mmap.mmap(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
-        if mm[:8] != MAGIC:
-            mm.close()
-            raise ValueError(f"{path} is not a lasernet delay-line table (bad magic)")
-        return cls(path, mm, wake_fd)
-
-    def close(self) -> None:
-        self.header = self.records = None
-        self._mm.close()
-
-    @property
-    def generation(self) -> int:
-        return int(self.header["generation"])
-
-    @property
-    def applied_generation(self) -> int:
-        return int(self.header["applied_generation"])
-
-    def _check_slot(self, slot) -> None:
-        bad = np.asarray(slot)
-        if bad.size and (bad.min() < 0 or bad.max() >= self.n_slots):
-            raise IndexError(f"slot(s) out of range 0..{self.n_slots - 1}: {slot}")
-
-    def set(self, slot: int, direction="both", *, delay_s=None, loss=None, rate_bps=None, up=None) -> None:
-        """Stage new parameters for one link slot; unchanged fields are given as None."""
-        self.set_many([slot], direction, delay_s=delay_s, loss=loss, rate_bps=rate_bps, up=up)
-
-    def set_many(self, slots, direction="both", *, delay_s=None, loss=None, rate_bps=None, up=None) -> None:
-        """Stage parameters for many slots at once; each value is a scalar or an array matching ``slots``."""
-        slots = np.asarray(slots, dtype=np.int64)
-        self._check_slot(slots)
-        cols = [0, 1] if direction == "both" else [DIRECTIONS[direction]]
-        values = {"delay_s": delay_s, "loss": loss, "rate_bps": rate_bps, "up": up}
-        for name, value in values.items():
-            if value is None:
-                continue
-            value = _validated(name, np.asarray(value, dtype=np.float64), slots)
-            for col in cols:
-                self._staged[name][slots, col] = value
-        self._dirty[slots] = True
-
-    def commit(self) -> int:
-        """Publish all staged changes as one new generation and wake the relay; return the generation."""
-        idx = np.nonzero(self._dirty)[0]
-        gen = self.generation + 1
-        if idx.size:
-            live = self.records
-            live["seq"][idx] += 1  # odd: record being written
-            for name in PARAM_FIELDS:
-                live[name][idx] = self._staged[name][idx]
-            live["gen"][idx] = gen
-            live["seq"][idx] += 1  # even: record consistent
-            self._dirty[idx] = False
-        self.header["generation"] = gen
-        if self.wake_fd is not None:
-            os.eventfd_write(self.wake_fd, 1)
-        return gen
-
-    def wait_applied(self, generation: int, timeout_s: float = 5.0) -> float:
-        """Wait until the relay has applied ``generation``; return the monotonic time it was seen applied."""
-        deadline = time.monotonic() + timeout_s
-        while self.applied_generation < generation:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"relay did not apply generation {generation} within {timeout_s} s "
-                                   f"(applied {self.applied_generation}; table {self.path})")
-            time.sleep(0.0001)
-        return time.monotonic()
-
-    def read_changed(self, since_generation: int, slots_of_interest) -> list[tuple[int, list, list, list, list]]:
-        """Relay side: consistent records changed after ``since_generation``, among ``slots_of_interest``.
-
-        Returns ``(slot, delay_s[2], loss[2], rate_bps[2], up[2])`` tuples. A record caught mid-write is skipped:
-        the commit writing it bumps the generation and wakes the reader again.
-        """
-        changed = np.nonzero(self.records["gen"] > since_generation)[0]
-        if changed.size == 0:
-            return []
-        changed = changed[np.isin(changed, slots_of_interest)]
-        seq_before = self.records["seq"][changed]
-        snap = self.records[changed].copy()
-        seq_after = self.records["seq"][changed]
-        ok = (seq_before == seq_after) & (seq_before % 2 == 0)
-        rows = snap[ok]
-        return list(zip(changed[ok].tolist(), rows["delay_s"].tolist(), rows["loss"].tolist(),
-                        rows["rate_bps"].tolist(), rows["up"].tolist()))
-
-    def read_slot(self, slot: int) -> tuple[list, list, list, list]:
-        """Relay side: the current record of one slot (spinning briefly past a concurrent write)."""
-        return self.read_record(slot)[1:]
-
-    def read_record(self, slot: int, attempts: int = 1000) -> tuple[int, list, list, list, list] | None:
-        """Relay side: ``(gen, delay_s, loss, rate_bps, up)`` of one slot, consistent (seqlock).
-
-        With the default ``attempts`` a record that stays mid-write is an error (a stuck writer). The relay's
-        data path passes a few attempts and gets None instead: it must never spin on a writer, which may be the
-        driver preempted by the relay itself on the same core (SCHED_FIFO) in the middle of a commit.
-        """
-        for _ in range(attempts):
-            before = int(self.records["seq"][slot])
-            row = self.records[slot].copy()
-            if before % 2 == 0 and before == int(self.records["seq"][slot]):
-                return (int(row["gen"]), row["delay_s"].tolist(), row["loss"].tolist(), row["rate_bps"].tolist(),
-                        row["up"].tolist())
-        if attempts < 1000:
-            return None
-        raise RuntimeError(f"slot {slot} of {self.path} stayed mid-write; is a writer stuck?")
-
-
-def _validated(name: str, value: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    if value.ndim and value.shape != slots.shape:
-        raise ValueError(f"{name} has shape {value.shape}, expected a scalar or {slots.shape} (one per slot)")
-    if not np.all(np.isfinite(value)):
-        raise ValueError(f"{name} must be finite for slots {slots.tolist()[:10]}")
-    if name == "loss" and (np.any(value < 0) or np.any(value > 1)):
-        raise ValueError(f"loss must be within 0..1 for slots {slots.tolist()[:10]}, got {value}")
-    if name in ("delay_s", "rate_bps") and np.any(value < 0):
-        raise ValueError(f"{name} must be >= 0 for slots {slots.tolist()[:10]}, got {value}")
-    return value
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Kernel helpers for the relay process
-# --------------------------------------------------------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-CLOCK_MONOTONIC = 1
-TFD_TIMER_ABSTIME = 1
-PR_SET_PDEATHSIG = 1
-PR_SET_TIMERSLACK = 29
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
-
-
-_libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p]
-
-
-class TimerFd:
-    """A CLOCK_MONOTONIC timerfd armed at absolute nanosecond deadlines (what epoll's ms timeout cannot do)."""
-
-    def __init__(self):
-        self.fd = _libc.timerfd_create(CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"timerfd_create: {os.strerror(err)}")
-        self._spec = _Itimerspec()
-        self._ref = ctypes.byref(self._spec)
-
-    def arm_at_ns(self, deadline_ns: int) -> None:
-        self._spec.it_value.tv_sec, self._spec.it_value.tv_nsec = divmod(deadline_ns, 1_000_000_000)
-        if _libc.timerfd_settime(self.fd, TFD_TIMER_ABSTIME, self._ref, None) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
-
-    def drain(self) -> None:
-        try:
-            os.read(self.fd, 8)
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def _take_realtime_priority(priority: int) -> None:
-    """SCHED_FIFO at ``priority`` if permitted; log (never hide) when it is not."""
-    if priority <= 0:
-        log.info("delayline: SCHED_FIFO disabled (rt priority 0), running SCHED_OTHER")
-        return
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        log.info("delayline: running SCHED_FIFO priority %d", priority)
-    except OSError as exc:
-        log.warning("delayline: SCHED_FIFO priority %d not permitted (%s); running SCHED_OTHER", priority, exc)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The relay process: per-link state and the event loop
-# --------------------------------------------------------------------------------------------------------------
 
 class _Direction:
     """One direction of a link: where frames come in and go out, its parameters, its clocks and counters."""
@@ -436,7 +145,7 @@ class RelayProcess:
         self.armed_ns = 0
         self.applied_gen = 0
         self.ep = select.epoll()
-        self.timer = TimerFd()
+        self.timer = libc.TimerFd()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.listener.bind(control_address_for(run_id, shard))
         self.listener.listen(16)
@@ -599,9 +308,9 @@ class RelayProcess:
     def _on_wake(self) -> None:
         """A commit: apply at once the links whose up/down changed; the others when their next frame comes.
 
-        Every tick changes every link's delay, and applying thousands of records one by one in Python took the
-        relay ~9 ms per tick at shell1 size, during which it preempted whatever ran on its core (the driver,
-        often). A delay, loss or rate matters only to the next frame, so :meth:`_receive` checks the record's
+        Every tick changes every link's delay, and applying thousands of records one by one in Python takes the
+        relay milliseconds per tick, during which it preempts whatever runs on its core (the driver, often).
+        A delay, loss or rate matters only to the next frame, so :meth:`_receive` checks the record's
         generation (one array read per burst) and applies it then: the frame still gets the parameters in force
         when it arrived, as :meth:`Relay.commit` promises. Carrier changes are visible to the kernel and the
         routing daemons and drop what is in flight, so they are applied now, found by one vectorised comparison.
@@ -645,7 +354,7 @@ class RelayProcess:
             link.carrier = carrier
             for fd in link.fds:
                 try:
-                    tapdev.set_carrier(fd, carrier)
+                    tap.set_carrier(fd, carrier)
                 except OSError as exc:
                     log.warning("delayline: link %s: TUNSETCARRIER %s failed: %s", link.describe(), carrier, exc)
             log.info("delayline: link %s carrier %s", link.describe(), "on" if carrier else "off")
@@ -759,8 +468,8 @@ class RelayProcess:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``python -m lasernet.emulation.delayline``: run one relay until SIGTERM/SIGINT."""
-    p = argparse.ArgumentParser(prog="python -m lasernet.emulation.delayline", description=__doc__.split("\n")[0])
+    """Entry point of ``python -m lasernet.net.delayline.relay``: run one relay until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser(prog="python -m lasernet.net.delayline.relay", description=__doc__.split("\n")[0])
     p.add_argument("--run-id", required=True)
     p.add_argument("--table", required=True, help="shared-memory parameter table (created by the controller)")
     p.add_argument("--wake-fd", type=int, required=True, help="inherited eventfd written after each commit")
@@ -776,11 +485,11 @@ def main(argv=None) -> int:
     p.add_argument("--slot-base", type=int, default=0, help="the run's link slot that this relay's slot 0 is")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s delayline[{os.getpid()}] %(message)s")
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    libc.die_with_parent(signal.SIGTERM)
     if args.parent_pid and os.getppid() != args.parent_pid:
         log.error("delayline: controller %d already gone; exiting", args.parent_pid)
         return 1
-    _libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    libc.set_timer_slack_ns(1)
 
     def stop(signum, _frame):
         raise SystemExit(0)
@@ -801,268 +510,15 @@ def main(argv=None) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------------------------
-# The controller: starts the relay, makes links, writes parameters, stops everything it made
-# --------------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LinkEnds:
-    """What ``Relay.add_link`` made: the slot and the two TAPs (namespace, interface name, MAC)."""
-    slot: int
-    a: tuple
-    b: tuple
-
-
-class Relay:
-    """Controller of one relay process: start it, add/remove links between namespaces, set parameters, stop it.
-
-    Namespaces are given by ``ip netns`` name or by the PID of a process inside them (Mininet nodes). Parameters
-    are written through ``relay.table`` (a :class:`ParamTable`): ``relay.table.set(...)``, then
-    ``relay.commit()`` (commit and wait until applied). ``created()`` lists every kernel object and process this
-    controller made, for cleanup by name.
-
-    TAPs are persistent and live in the node namespaces (``tap_mode``: see ``tapdev``). Teardown is ``stop()`` and
-    deleting the namespaces, in either order: closing a persistent TAP's fd is cheap (~0.04 ms measured), and the
-    slow part, unregistering devices one at a time (~16 ms each), never happens: a namespace takes its TAPs with
-    it in one batch. In the default ``"inside"`` mode the relay's fds keep the node namespaces alive, so they
-    disappear (with their TAPs) only once the relay has stopped or their links were removed.
-    """
-
-    def __init__(self, run_id: str, n_slots: int = 4096, seed: int = 0,
-                 queue_limit_bytes: int = DEFAULT_QUEUE_LIMIT_BYTES, rt_priority: int = 10,
-                 log_path: str | None = None, timer_lead_us: int = 50, tap_mode: str = "inside", shard: int = 0,
-                 slot_base: int = 0):
-        self.run_id = validate_run_id(run_id)
-        self.shard, self.slot_base = shard, slot_base
-        self.n_slots, self.seed = n_slots, seed
-        self.queue_limit_bytes, self.rt_priority = queue_limit_bytes, rt_priority
-        self.log_path, self.timer_lead_us = log_path, timer_lead_us
-        if tap_mode not in tapdev.TAP_MODES:
-            raise ValueError(f"tap_mode {tap_mode!r} is not one of {tapdev.TAP_MODES}")
-        self.tap_mode = tap_mode
-        self.table_path = table_path_for(run_id, shard)
-        self.table: ParamTable | None = None
-        self.proc: subprocess.Popen | None = None
-        self.links: dict[int, LinkEnds] = {}
-        self._ctl: socket.socket | None = None
-        self._wake_fd: int | None = None
-        self._log_file = None
-        self._table_created = False
-
-    # ---- lifecycle
-    def start(self, timeout_s: float = 10.0) -> "Relay":
-        """Create the table and start the relay process; return when it answers on its control socket."""
-        try:
-            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self.table = ParamTable.create(self.table_path, self.n_slots, wake_fd=self._wake_fd)
-            self._table_created = True
-            self._spawn()
-            self._connect(timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "lasernet.emulation.delayline", "--run-id", self.run_id,
-               "--table", self.table_path, "--wake-fd", str(self._wake_fd), "--seed", str(self.seed),
-               "--queue-limit-bytes", str(self.queue_limit_bytes), "--rt-priority", str(self.rt_priority),
-               "--timer-lead-us", str(self.timer_lead_us), "--shard", str(self.shard),
-               "--slot-base", str(self.slot_base), "--parent-pid", str(os.getpid())]
-        self._log_file = open(self.log_path, "ab") if self.log_path else None
-        self.proc = subprocess.Popen(cmd, pass_fds=(self._wake_fd,), stdin=subprocess.DEVNULL,
-                                     stdout=self._log_file, stderr=self._log_file)
-
-    def _connect(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"delay-line relay for run {self.run_id} exited with {self.proc.returncode} "
-                                   f"while starting (log: {self.log_path or 'stderr'})")
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-            try:
-                sock.connect(control_address_for(self.run_id, self.shard))
-                sock.settimeout(30.0)
-                self._ctl = sock
-                self.request({"op": "ping"})
-                return
-            except (ConnectionRefusedError, FileNotFoundError):
-                sock.close()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"delay-line relay for run {self.run_id} did not open its control socket "
-                                   f"within {timeout_s} s (log: {self.log_path or 'stderr'})")
-            time.sleep(0.02)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Terminate and reap the relay, close the control socket, remove the table. Safe to call twice."""
-        try:
-            if self._ctl is not None:
-                self._ctl.close()
-                self._ctl = None
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    log.warning("delay-line relay %d ignored SIGTERM for %s s; killing it", self.proc.pid, timeout_s)
-                    self.proc.kill()
-                    self.proc.wait()
-        finally:
-            if self.table is not None:
-                self.table.close()
-                self.table = None
-            if self._table_created:
-                self._table_created = False
-                try:
-                    os.unlink(self.table_path)
-                except FileNotFoundError:  # already removed by cleanup_created
-                    pass
-            if self._wake_fd is not None:
-                os.close(self._wake_fd)
-                self._wake_fd = None
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
-
-    def __enter__(self) -> "Relay":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    # ---- control requests
-    def request(self, msg: dict, fds: list[int] = ()) -> dict:
-        """Send one control message (optionally with fds); return the reply or raise RuntimeError with its error."""
-        if self._ctl is None:
-            raise RuntimeError(f"delay-line relay for run {self.run_id} is not running")
-        payload = json.dumps(msg).encode()
-        if fds:
-            socket.send_fds(self._ctl, [payload], list(fds))
-        else:
-            self._ctl.send(payload)
-        data = self._ctl.recv(1 << 20)
-        if not data:
-            code = self.proc.poll() if self.proc else None
-            raise RuntimeError(f"delay-line relay for run {self.run_id} closed its control socket "
-                               f"(exit code {code}; log: {self.log_path or 'stderr'})")
-        reply = json.loads(data)
-        if not reply.get("ok"):
-            raise RuntimeError(f"delay-line relay refused {msg.get('op')} (slot {msg.get('slot')}): "
-                               f"{reply.get('error')}")
-        return reply
-
-    # ---- links
-    def add_link(self, ns_a, ifname_a: str, ns_b, ifname_b: str, slot: int, mtu: int = 1500) -> LinkEnds:
-        """Create TAP ``ifname_a`` in ``ns_a`` and ``ifname_b`` in ``ns_b`` and hand them to the relay as ``slot``.
-
-        The link starts with whatever the table holds for the slot (by default up, no delay/loss/rate limit), so
-        stage and commit its parameters before or after. On failure nothing is left behind.
-        """
-        if slot in self.links:
-            raise ValueError(f"slot {slot} already used by {self.links[slot]}")
-        mac_a, mac_b = tapdev.mac_for(slot, 0), tapdev.mac_for(slot, 1)
-        tap_a = tapdev.create_tap(ns_a, ifname_a, mac_a, mtu=mtu, mode=self.tap_mode)
-        try:
-            tap_b = tapdev.create_tap(ns_b, ifname_b, mac_b, mtu=mtu, mode=self.tap_mode)
-        except BaseException:
-            os.close(tap_a.fd)
-            tapdev.delete_tap(ns_a, ifname_a)
-            raise
-        ends = LinkEnds(slot, (ns_a, ifname_a, tapdev.mac_text(mac_a)), (ns_b, ifname_b, tapdev.mac_text(mac_b)))
-        try:
-            self.request({"op": "add", "slot": slot, "names": [f"{ns_a}:{ifname_a}", f"{ns_b}:{ifname_b}"]},
-                         fds=[tap_a.fd, tap_b.fd])
-        except BaseException:
-            tapdev.delete_tap(ns_a, ifname_a)
-            tapdev.delete_tap(ns_b, ifname_b)
-            raise
-        finally:
-            os.close(tap_a.fd)
-            os.close(tap_b.fd)
-        self.links[slot] = ends
-        return ends
-
-    def remove_link(self, slot: int, delete_taps: bool = True) -> None:
-        """Take ``slot`` out of the relay and (by default) delete its two TAPs if their namespaces still exist."""
-        ends = self.links.pop(slot)
-        try:
-            self.request({"op": "remove", "slot": slot})
-        except RuntimeError as exc:
-            if "no link in slot" not in str(exc):  # already dropped by the relay (namespace deleted)
-                raise
-        if delete_taps:
-            tapdev.delete_tap(ends.a[0], ends.a[1])
-            tapdev.delete_tap(ends.b[0], ends.b[1])
-
-    # ---- parameters
-    def set(self, slot: int, direction="both", **params) -> None:
-        """Stage parameters for one slot (see ``ParamTable.set``); nothing changes until ``commit``."""
-        self.table.set(slot, direction, **params)
-
-    def commit(self, wait: bool = True, timeout_s: float = 5.0) -> int:
-        """Publish staged parameters in one generation; by default wait until the relay has applied them.
-
-        Raises RuntimeError if the relay process has exited: every link would be silently dead otherwise.
-        """
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"delay-line relay for run {self.run_id} exited with {self.proc.returncode}: every "
-                               f"link is down (log: {self.log_path or 'stderr'})")
-        gen = self.table.commit()
-        if wait:
-            self.table.wait_applied(gen, timeout_s)
-        return gen
-
-    def stats(self) -> dict:
-        """Per-link counters from the relay: ``{slot: {"names", "carrier", "dirs": [a->b, b->a]}}``."""
-        return {int(s): v for s, v in self.request({"op": "stats"})["links"].items()}
-
-    def timing(self) -> dict:
-        """The relay's view of this host: ``wake_latency_us`` (mean epoll wake-up), ``timer_lead_us``, ``policy``."""
-        reply = self.request({"op": "stats"})
-        return {k: reply[k] for k in ("wake_latency_us", "timer_lead_us", "policy")}
-
-    def created(self) -> dict:
-        """Every kernel object and process this controller made, by name, for cleanup and the run's state file."""
-        return {"run_id": self.run_id, "shard": self.shard, "relay_pid": self.pid, "table_path": self.table_path,
-                "control_socket": "@" + control_address_for(self.run_id, self.shard)[1:].decode(),
-                "taps": [list(end[:2]) for ends in self.links.values() for end in (ends.a, ends.b)]}
-
-    @staticmethod
-    def cleanup_created(state: dict) -> list[str]:
-        """Remove what ``created()`` listed (e.g. read back from a run's state file after a crash).
-
-        The relay PID is signalled only if it still runs this run's relay (checked on its command line), TAPs are
-        deleted by namespace and name, the table file is unlinked. Returns what was removed, one line each.
-        """
-        removed = []
-        pid, run_id = state.get("relay_pid"), validate_run_id(state["run_id"])
-        if pid and _is_relay_of(pid, run_id):
-            os.kill(pid, signal.SIGTERM)
-            removed.append(f"relay process {pid}")
-        for ns, ifname in state.get("taps", []):
-            if tapdev.delete_tap(ns, ifname):
-                removed.append(f"TAP {ns}:{ifname}")
-        table = table_path_for(run_id, state.get("shard", 0))
-        if state.get("table_path") == table and os.path.exists(table):
-            os.unlink(table)
-            removed.append(f"table {table}")
-        return removed
-
-
-def _is_relay_of(pid: int, run_id: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return b"lasernet.emulation.delayline" in argv and run_id.encode() in argv
+def _take_realtime_priority(priority: int) -> None:
+    """SCHED_FIFO at ``priority`` if permitted; log (never hide) when it is not."""
+    refused = libc.take_realtime_priority(priority)
+    if priority <= 0:
+        log.info("delayline: SCHED_FIFO disabled (rt priority 0), running SCHED_OTHER")
+    elif refused is not None:
+        log.warning("delayline: SCHED_FIFO priority %d not permitted (%s); running SCHED_OTHER", priority, refused)
+    else:
+        log.info("delayline: running SCHED_FIFO priority %d", priority)
 
 
 if __name__ == "__main__":
