@@ -194,12 +194,11 @@ class NetemLinks(LinkBackend):
     # ------------------------------------------------------------------------------------------------- lifetime
     def start(self) -> "NetemLinks":
         netns = new_private_netns()
-        try:
-            self.wire = Netlink(netns)
+        try:  # closing the socket closes the namespace handle: the namespace goes
+            self.wire = Netlink(netns, close_netns=True)
         except BaseException:
             netns.close()
             raise
-        self.wire._own_netns = True  # closing the socket closes the namespace handle: the namespace goes
         self.wire.netns.write_sysctls({"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
         return self
 

@@ -133,14 +133,13 @@ class Netlink:
     max_batch = 4096
 
     def __init__(self, netns: "Netns | str | int | os.PathLike | None" = None, *, buffer_bytes: int = 4 << 20,
-                 timeout_s: float = 10.0, sock: socket.socket | None = None):
-        self._own_netns = not isinstance(netns, Netns)
-        self.netns = Netns(netns) if self._own_netns else netns
+                 timeout_s: float = 10.0, sock: socket.socket | None = None, close_netns: bool | None = None):
+        # close_netns: close the Netns handle with this socket (default: only a handle opened here)
+        self._own_netns = not isinstance(netns, Netns) if close_netns is None else close_netns
+        self.netns = netns if isinstance(netns, Netns) else Netns(netns)
         self.sock = None
         try:  # ``sock``: a NETLINK_ROUTE socket already opened inside netns (see open_in_each)
-            self.sock = sock or self.netns.run(lambda: socket.socket(socket.AF_NETLINK,
-                                                                     socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                                                     socket.NETLINK_ROUTE))
+            self.sock = sock or self.netns.run(route_socket)
             self.sock.bind((0, 0))
             self.sock.settimeout(timeout_s)
             self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
