@@ -9,7 +9,7 @@ A workload says, in emulated seconds from the start of a run:
   RTT the plan predicts);
 * ``iperf3``: TCP or UDP flows between two nodes, their throughput over time;
 * ``outages``: failure injection: every link of a router (``node:``) or one link (``link: [a, b]``) forced down
-  from ``start_s`` for ``duration_s`` (the driver's :meth:`~lasernet.emulation.driver.Emulation.override`);
+  from ``start_s`` for ``duration_s`` (the driver's :meth:`~lasernet.emulation.coordinator.Emulation.override`);
 * ``report``: the instants the report's constellation maps show.
 
 Nodes are chosen by *selectors*: a node's name (``sat-0-1``, ``ashburn``, a server of ``hosts:``), a glob

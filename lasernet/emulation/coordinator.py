@@ -190,7 +190,7 @@ class Emulation:
             raise ScenarioError("lasernet up", "", f"routing must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
-        if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.emulation.awake)
+        if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
             keep_awake = os.environ.get("LASERNET_KEEP_AWAKE", "1") != "0"
         self.keep_awake = keep_awake
         self.links_kind = links

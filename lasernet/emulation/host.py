@@ -66,9 +66,9 @@ import os
 
 import numpy as np
 
+from ..net.awake import CpuAwake
 from . import state as run_state
 from .addressing import LinkAddress, ifname_for, lan_network
-from .awake import CpuAwake
 from .kernel import Kernel
 from .links import LinkBackend, make_backend
 from .network import Router, Server, finish_shells, terminate_all
@@ -136,7 +136,7 @@ class LocalHost:
 
         # This process holds per node a pty, its netlink socket and namespace fd: ~4 fds a node.
         raise_fd_limit(os.getpid(), 8 * n_nodes + 4096)
-        if keep_awake:  # one SCHED_IDLE spinner per CPU while up (see lasernet.emulation.awake)
+        if keep_awake:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
             self._awake = CpuAwake().start()
             self.state.add_helpers(self._awake.pids)
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)

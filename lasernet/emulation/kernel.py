@@ -3,7 +3,7 @@
 The driver queues what each node needs (the /31 on a new link's interface, a permanent neighbour entry for the
 peer so that no ARP exchange crosses a delayed link, routes to other nodes' loopbacks) and calls ``commit()``
 once per tick; each namespace with pending work gets one batched rtnetlink exchange
-(:class:`lasernet.emulation.netlink.Netlink`). Routes carry the node's loopback as preferred source, so that
+(:class:`lasernet.net.rtnl.Netlink`). Routes carry the node's loopback as preferred source, so that
 traffic a node originates can be answered from anywhere. Failures raise naming the node and the operation.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 import socket
 import struct
 
+from ..net.netns import Netns
+from ..net.rtnl import Netlink, open_in_each
 from .addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
-from .netlink import Netlink
 
 LOOPBACK_BASE = int(LOOPBACK_POOL.network_address)
 
@@ -57,8 +58,6 @@ class Kernel:
 
         ``sysctls`` are ``"key=value"`` strings; written through ``/proc/sys`` from a thread inside each namespace.
         """
-        from .netlink import Netns, open_in_each
-
         values = dict(item.split("=", 1) for item in sysctls)
         indices = [node for node in indices if node not in self._socks]
         spaces = [Netns(self.nodes[self.node_names[node]].pid) for node in indices]
@@ -160,8 +159,6 @@ class Kernel:
 
     def attach_server(self, router: int, server, ifname_router: str, ifname_server: str) -> None:
         """Join ``server`` to ``router`` by a veth pair carrying the server's /24 LAN; default route via the router."""
-        from .netlink import Netns
-
         self.lans.setdefault(router, []).append(server.lan)
         nl = self._nl(router)
         if nl.pending:

@@ -19,16 +19,14 @@ probing once whether a netem qdisc can be created in a scratch namespace.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
 import subprocess
-import threading
 
 import numpy as np
 
+from ..net.netns import new_private_netns
+from ..net.rtnl import Netlink
 from .addressing import LinkAddress
-from .netlink import CLONE_NEWNET, Netlink, Netns
 
 
 class LinkBackend:
@@ -55,15 +53,14 @@ class LinkBackend:
 
 
 class DelaylineLinks(LinkBackend):
-    """TAP pairs joined by the delay-line relay (:mod:`lasernet.emulation.delayline`).
+    """TAP pairs joined by the delay-line relay (:mod:`lasernet.net.delayline`).
 
     Every traversal of the relay costs a little time of its own on top of the delay it is asked for: the frame
     waits in the TAP's queue until the (single-threaded) relay reads it, and the write into the next node runs
-    its forwarding. Measured on ``mini`` (2026-12-01, CPUs kept awake): ~8 us per traversal, +0.10 ms over the
-    12-14 traversals of a 6-7 hop round trip. That stays in, like a real router's forwarding latency: a measured
+    its forwarding (microseconds per traversal, a round trip crossing the relay twice per hop; the README's
+    Performance section has the numbers). That stays in, like a real router's forwarding latency: a measured
     RTT is never below the light time. ``traversal_overhead_s`` (default 0) is taken off each direction's delay
-    (never below zero) for a user who wants it calibrated out; set too high it makes paths faster than light
-    (20 us gave -0.2 ms on the same paths).
+    (never below zero) for a user who wants it calibrated out; set too high it makes paths faster than light.
 
     One relay process holds two TAP fds per link, within its hard open-file limit (:func:`links_per_relay`); a
     run with more links gets more relays, started as the slots they serve are first used (shard ``k`` serves
@@ -96,7 +93,7 @@ class DelaylineLinks(LinkBackend):
 
     def _relay_for(self, slot: int):
         """The relay serving ``slot`` (started on first use) and the slot's index in its table."""
-        from .delayline import Relay
+        from ..net.delayline.client import Relay
 
         shard, local = divmod(int(slot), self.slots_per_relay)
         while len(self.relays) <= shard:
@@ -139,8 +136,8 @@ def links_per_relay() -> int:
     """How many links one relay process can hold: two TAP fds each, within the hard open-file limit.
 
     A process can raise its soft limit up to the hard one; past that it needs CAP_SYS_RESOURCE, which a container
-    may not grant (this project's CI machines: hard limit 20,000, so ~9,870 links a relay). A run with more links
-    than that gets more relays, each serving its own range of slots.
+    may not grant (a hard limit of 20,000 gives 9,872 links a relay). A run with more links than that gets more
+    relays, each serving its own range of slots.
     """
     import resource
 
@@ -196,13 +193,12 @@ class NetemLinks(LinkBackend):
 
     # ------------------------------------------------------------------------------------------------- lifetime
     def start(self) -> "NetemLinks":
-        netns = _new_private_netns()
-        try:
-            self.wire = Netlink(netns)
+        netns = new_private_netns()
+        try:  # closing the socket closes the namespace handle: the namespace goes
+            self.wire = Netlink(netns, close_netns=True)
         except BaseException:
             netns.close()
             raise
-        self.wire._own_netns = True  # closing the socket closes the namespace handle: the namespace goes
         self.wire.netns.write_sysctls({"net.ipv6.conf.all.disable_ipv6": 1, "net.ipv6.conf.default.disable_ipv6": 1})
         return self
 
@@ -290,32 +286,6 @@ class NetemLinks(LinkBackend):
             self.wire.commit()
         if errors:
             raise errors[0]
-
-
-def _new_private_netns() -> Netns:
-    """A new, unnamed network namespace held only by the returned handle (made in a throwaway thread)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    box: dict = {}
-
-    def make():
-        try:
-            if libc.unshare(CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
-            box["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=make, name="lasernet-wire-netns")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    fd = box["fd"]
-    try:
-        return Netns(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
 
 
 def netem_available() -> bool:

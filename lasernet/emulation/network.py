@@ -53,8 +53,8 @@ class Router(Host):
         """Start the shell; with ``bulk`` only spawn it, and :func:`finish_shells` waits for many at once.
 
         Mininet spawns ``mnexec -cdn`` with every descriptor inherited and lets mnexec close them one by one (up
-        to RLIMIT_NOFILE, 3.7 ms here), then waits for the prompt and runs a first command before the next node
-        starts. A bulk start closes descriptors in the spawn itself (``close_range``), types Mininet's first
+        to RLIMIT_NOFILE, milliseconds per node when the limit is raised for a large run), then waits for the
+        prompt and runs a first command before the next node starts. A bulk start closes descriptors in the spawn itself (``close_range``), types Mininet's first
         command ahead and leaves the waiting to :func:`finish_shells`, so that shells start while others spawn.
         """
         if not self.bulk:

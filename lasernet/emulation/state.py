@@ -21,15 +21,17 @@ import signal
 import time
 from pathlib import Path
 
+from ..net.delayline.table import RUN_ID_MAX_LEN
+
 STATE_DIR = Path(os.environ.get("LASERNET_STATE_DIR", "/run/lasernet"))
 
 
-#: A run id names kernel objects and files (the relay's table and control socket): at most this long.
-RUN_ID_MAX_LEN = 40
-
-
 def new_run_id(scenario_name: str) -> str:
-    """``<UTC date>-<time>-<scenario name>-<pid>``, the name shortened so that the id fits RUN_ID_MAX_LEN."""
+    """``<UTC date>-<time>-<scenario name>-<pid>``, the name shortened so that the id fits RUN_ID_MAX_LEN.
+
+    A run id names the delay line's table and control socket, whose rule (``[a-z0-9-]``, at most RUN_ID_MAX_LEN
+    characters) lives with them in :mod:`lasernet.net.delayline.table`; scenario names are ``[a-z0-9-]`` already.
+    """
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     pid = str(os.getpid() % 100000)
     name = scenario_name[:RUN_ID_MAX_LEN - len(stamp) - len(pid) - 2].rstrip("-")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import select
 import socket
 import struct
@@ -42,6 +41,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..net.libc import take_realtime_priority
 
 MAGIC = b"LNP2"
 HEADER = struct.Struct("!4sIqqq")
@@ -347,16 +348,6 @@ def probe_from_netns(ns: str, target_ip: str, port: int, count: int, interval_s:
     return finish_probe(proc, timeout_s=count * interval_s + wait_s + 60)
 
 
-def _take_realtime_priority(priority: int) -> None:
-    """SCHED_FIFO for this probe process (steadier stamps on a busy machine); say so on stderr if refused."""
-    if priority <= 0:
-        return
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except OSError as exc:
-        print(f"probes: SCHED_FIFO priority {priority} refused ({exc}); stamps may be noisier", file=sys.stderr)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lasernet.measure.probes", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -375,7 +366,10 @@ def main(argv=None) -> int:
     s.add_argument("--csv", help="also write one row per probe to this CSV file")
     s.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority (0: stay SCHED_OTHER)")
     args = p.parse_args(argv)
-    _take_realtime_priority(args.rt_priority)
+    refused = take_realtime_priority(args.rt_priority)  # SCHED_FIFO: steadier stamps on a busy machine
+    if refused is not None:
+        print(f"probes: SCHED_FIFO priority {args.rt_priority} refused ({refused}); stamps may be noisier",
+              file=sys.stderr)
     if args.cmd == "echo":
         def ready():
             print("ready", flush=True)

@@ -29,61 +29,18 @@ import errno
 import math
 import select
 import socket
-import struct
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..emulation.addressing import LINK_POOL, LOOPBACK_POOL
+from ..net import rtnl
+from ..net.netns import Netns
+from ..net.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST, parse_route
 
-RTMGRP_IPV4_ROUTE = 0x40
-RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
-NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 2, 3, 4
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
-RT_TABLE_MAIN, RTN_UNICAST = 254, 1
-_HDR = struct.Struct("=IHHII")
-_RTMSG = struct.Struct("=BBBBBBBBI")
-_RTA = struct.Struct("=HH")
-_RTNH = struct.Struct("=HBBi")
 LOOP_BASE = int(LOOPBACK_POOL.network_address)
 LINK_BASE, LINK_SIZE = int(LINK_POOL.network_address), LINK_POOL.num_addresses
-
-
-def _attrs(buf, offset=0):
-    while offset + 4 <= len(buf):
-        length, kind = _RTA.unpack_from(buf, offset)
-        if length < 4:
-            break
-        yield kind & 0x3FFF, buf[offset + 4: offset + length]
-        offset += (length + 3) & ~3
-
-
-def parse_route(payload) -> tuple[int, int, int, int, int] | None:
-    """A route message's (dst address, prefix length, metric, gateway address or 0, route type) for the main
-    IPv4 table, else None. With several next hops (RTA_MULTIPATH) the first one's gateway."""
-    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(payload)
-    if family != socket.AF_INET:
-        return None
-    dst = gateway = metric = 0
-    for kind, data in _attrs(payload, _RTMSG.size):
-        if kind == RTA_DST:
-            dst = struct.unpack("!I", bytes(data[:4]))[0]
-        elif kind == RTA_GATEWAY:
-            gateway = struct.unpack("!I", bytes(data[:4]))[0]
-        elif kind == RTA_PRIORITY:
-            metric = struct.unpack("=I", bytes(data[:4]))[0]
-        elif kind == RTA_TABLE:
-            table = struct.unpack("=I", bytes(data[:4]))[0]
-        elif kind == RTA_MULTIPATH and not gateway and len(data) >= _RTNH.size:
-            length = _RTNH.unpack_from(data)[0]
-            for sub, sdata in _attrs(data[:length], _RTNH.size):
-                if sub == RTA_GATEWAY:
-                    gateway = struct.unpack("!I", bytes(sdata[:4]))[0]
-    if table != RT_TABLE_MAIN:
-        return None
-    return dst, dst_len, metric, gateway, rtype
 
 
 class FibWatcher:
@@ -123,21 +80,14 @@ class FibWatcher:
 
     # ---------------------------------------------------------------------------------------------- life
     def start(self) -> "FibWatcher":
-        from ..emulation.netlink import Netns, open_in_each
-
         spaces = [Netns(pid) for pid in self.pids]
         try:
-            self.socks = open_in_each(spaces)
+            self.socks = rtnl.open_in_each(spaces)
         finally:
             for ns in spaces:
                 ns.close()
         for node, sock in enumerate(self.socks):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
-            except OSError:
-                pass
-            sock.bind((0, RTMGRP_IPV4_ROUTE))
-            sock.setblocking(False)
+            rtnl.subscribe_routes(sock, buffer_bytes=8 << 20)
             self._by_fd[sock.fileno()] = node
             self._dump(node)
         self._thread = threading.Thread(target=self._loop, name="lasernet-fib", daemon=True)
@@ -163,8 +113,7 @@ class FibWatcher:
     def _dump(self, node: int) -> None:
         self._routes[node].clear()
         self.next_slot[node] = -1
-        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
-        self.socks[node].send(_HDR.pack(_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        self.socks[node].send(rtnl.route_dump_request())
 
     def _read(self, node: int) -> bool:
         sock, changed = self.socks[node], False
@@ -179,14 +128,9 @@ class FibWatcher:
                     changed = True
                     continue
                 raise
-            offset = 0
-            while offset + _HDR.size <= len(data):
-                length, kind, _flags, _seq, _pid = _HDR.unpack_from(data, offset)
-                if length < _HDR.size:
-                    break
+            for kind, payload in rtnl.split_messages(data):
                 if kind in (RTM_NEWROUTE, RTM_DELROUTE):
-                    changed |= self._apply(node, kind, memoryview(data)[offset + _HDR.size: offset + length])
-                offset += (length + 3) & ~3
+                    changed |= self._apply(node, kind, payload)
 
     def _apply(self, node: int, kind: int, payload) -> bool:
         route = parse_route(payload)

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from lasernet.emulation.delayline import Relay
+from lasernet.net.delayline.client import Relay
 
 
 def sh(*cmd: str) -> str:

@@ -9,7 +9,7 @@ It makes one namespace ``lnbench-<pid>`` holding ``--pairs`` veth pairs (``a<i>`
 qdisc to every end (2 x pairs qdiscs, e.g. 3,000), then times, end to end (process start included):
 
 - ``netlink``: what the netem link backend does each tick: one ``RTM_NEWQDISC`` change per end (delay, loss,
-  rate, as :meth:`lasernet.emulation.netlink.Netlink.netem` builds them) queued on one rtnetlink socket kept
+  rate, as :meth:`lasernet.net.rtnl.Netlink.netem` builds them) queued on one rtnetlink socket kept
   open in the namespace and sent in one commit (as few datagrams as the socket buffer allows); the median of
   ``--repeats`` updates, each to a new delay, message building included;
 - ``batch``: one ``tc -batch`` process holding one ``qdisc change ... netem delay`` line per end;
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-from lasernet.emulation.netlink import Netlink  # noqa: E402
+from lasernet.net.rtnl import Netlink  # noqa: E402
 
 
 def run(argv: list[str], stdin: str | None = None) -> str:

@@ -3,7 +3,7 @@
 
 Prints, measured in this run:
   * the cost per route of replacing N /32 routes (each one's gateway really changes) in one namespace with
-    lasernet's batched :class:`~lasernet.emulation.netlink.Netlink` (one ``replace_route`` call per route, and
+    lasernet's batched :class:`~lasernet.net.rtnl.Netlink` (one ``replace_route`` call per route, and
     ``replace_routes`` packing them all with numpy), with one ``ip route replace`` process per
     route (on a subset, scaled), and with one ``ip -batch`` process; and the ratios;
   * the oracle's full recompute time for a +Grid torus of 72 planes x 22 satellites plus 100 ground nodes with
@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lasernet.emulation.netlink import Netlink  # noqa: E402
+from lasernet.net.rtnl import Netlink  # noqa: E402
 from lasernet.routing import oracle  # noqa: E402
 
 GATEWAYS = (("10.99.0.1", "b0"), ("10.99.0.3", "b2"))  # two point-to-point peers to alternate between

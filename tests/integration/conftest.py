@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lasernet.emulation import tapdev
-from lasernet.emulation.awake import CpuAwake
-from lasernet.emulation.delayline import Relay
 from lasernet.measure.probes import EchoResponder
+from lasernet.net.awake import CpuAwake
+from lasernet.net.delayline.client import Relay
+from lasernet.net.names import check_netns_name
 
 ECHO_PORT = 7007
 PROBE_RT_PRIORITY = 5
@@ -105,7 +105,7 @@ def delayline_lab(tag: str, tmp_dir: str, nodes=("a", "b", "c"), links=((0, "a",
     named = {*nodes, *(node for _slot, left, right in links for node in (left, right))}
     names = {n: f"lnt-{os.getpid()}-{tag}-{n}" for n in sorted(named)}  # only ``nodes`` are created
     for name in names.values():
-        tapdev.validate_netns_name(name)
+        check_netns_name(name)
     created: list[str] = []
     log_path = os.path.join(tmp_dir, f"relay-{tag}.log")
     relay = Relay(f"lnt-{os.getpid()}-{tag}", n_slots=64, seed=1234, log_path=log_path, tap_mode=tap_mode)

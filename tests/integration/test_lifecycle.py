@@ -47,7 +47,7 @@ def snapshot() -> dict:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "mininet:" in cmd or "lasernet.emulation.delayline" in cmd or "lasernet.measure.probes" in cmd:
+        if "mininet:" in cmd or "lasernet.net.delayline.relay" in cmd or "lasernet.measure.probes" in cmd:
             procs.add(cmd.strip())
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     return {"netns": inodes, "links": {ln.split(":")[1].strip() for ln in links.splitlines()},

@@ -17,7 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from lasernet.emulation.netlink import Netlink, NetlinkError, Netns
+from lasernet.net.netns import Netns
+from lasernet.net.rtnl import Netlink, NetlinkError
 from lasernet.routing import oracle
 
 pytestmark = pytest.mark.root

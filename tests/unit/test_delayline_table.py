@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lasernet.emulation.delayline import ParamTable
+from lasernet.net.delayline.table import ParamTable
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from lasernet.emulation.netlink import RTM_NEWROUTE, Netlink, _describe
+from lasernet.net.rtnl import RTM_NEWROUTE, Netlink, _describe
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -83,7 +83,7 @@ def _tlvs(buf: bytes) -> dict[int, bytes]:
 
 @pytest.mark.parametrize("create", [True, False])
 def test_netem_message_carries_latency64_loss_and_rate_and_changes_without_create_flags(netlink, create):
-    from lasernet.emulation import netlink as nlm
+    from lasernet.net import rtnl as nlm
 
     netlink.netem(7, delay_s=0.0123456, loss=0.2, rate_bps=40e9, limit_packets=5000, create=create)
     (msg,) = queued(netlink)
@@ -107,7 +107,7 @@ def test_netem_message_carries_latency64_loss_and_rate_and_changes_without_creat
 
 
 def test_netem_unlimited_rate_is_sent_as_zero_so_an_earlier_rate_is_cleared(netlink):
-    from lasernet.emulation import netlink as nlm
+    from lasernet.net import rtnl as nlm
 
     netlink.netem(3, delay_s=0.0, rate_bps=0.0)
     (msg,) = queued(netlink)
@@ -115,3 +115,35 @@ def test_netem_unlimited_rate_is_sent_as_zero_so_an_earlier_rate_is_cleared(netl
     assert struct.unpack_from("=I", nested[nlm.TCA_NETEM_RATE])[0] == 0 and nlm.TCA_NETEM_RATE64 not in nested
     with pytest.raises(ValueError, match="0 <= loss <= 1"):
         netlink.netem(3, delay_s=0.01, loss=1.5)
+
+
+def test_the_route_parser_reads_back_what_the_packer_wrote(netlink):
+    from lasernet.net import rtnl
+
+    netlink.replace_route("10.60.0.7", 32, gateway="10.128.0.3", dev=4, metric=20)
+    netlink.replace_route("10.60.0.8", 32, gateway="10.128.0.5", dev=4, table=100)
+    netlink.replace_routes(["10.60.1.0"], "10.128.0.9", 2, prefix_len=24, source="10.60.0.1")
+    (kinds, payloads) = zip(*rtnl.split_messages(b"".join(queued(netlink))))
+    assert kinds == (RTM_NEWROUTE,) * 3
+    ip = lambda text: struct.unpack("!I", socket.inet_aton(text))[0]  # noqa: E731
+    assert rtnl.parse_route(payloads[0]) == (ip("10.60.0.7"), 32, 20, ip("10.128.0.3"), rtnl.RTN_UNICAST)
+    assert rtnl.parse_route(payloads[1]) is None  # not the main table
+    assert rtnl.parse_route(payloads[2]) == (ip("10.60.1.0"), 24, 0, ip("10.128.0.9"), rtnl.RTN_UNICAST)
+    dump = rtnl.route_dump_request(7)
+    length, kind, flags, seq, _pid = struct.unpack_from("=IHHII", dump)
+    assert (length, kind, seq) == (len(dump), rtnl.RTM_GETROUTE, 7) and flags & rtnl.NLM_F_DUMP == rtnl.NLM_F_DUMP
+
+
+def test_a_link_is_configured_by_name_with_mac_mtu_and_up_in_one_message(netlink):
+    from lasernet.net import rtnl
+
+    netlink.configure_link("tap-x", mac=bytes.fromhex("026c00000701"), mtu=9000, up=True)
+    ops, (msg,) = list(netlink._ops), queued(netlink)
+    _family, _type, index, flags, change = struct.unpack_from("=BxHiII", msg, 16)
+    assert (index, flags, change) == (0, rtnl.IFF_UP, rtnl.IFF_UP)  # the kernel finds it by IFLA_IFNAME
+    attrs = _tlvs(msg[32:])
+    assert attrs[rtnl.IFLA_IFNAME] == b"tap-x\0" and attrs[rtnl.IFLA_ADDRESS] == bytes.fromhex("026c00000701")
+    assert struct.unpack("=I", attrs[rtnl.IFLA_MTU])[0] == 9000
+    assert _describe(ops[0], 0) == "link set tap-x address 02:6c:00:00:07:01 mtu 9000 up"
+    with pytest.raises(ValueError, match="interface name"):
+        netlink.configure_link("a-name-longer-than-15", up=True)

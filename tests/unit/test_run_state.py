@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from lasernet.emulation.delayline import control_address_for, table_path_for, validate_run_id
-from lasernet.emulation.state import RUN_ID_MAX_LEN, new_run_id
+from lasernet.emulation.state import new_run_id
+from lasernet.net.delayline.table import RUN_ID_MAX_LEN, control_address_for, table_path_for, validate_run_id
 
 
 def test_run_id_of_the_longest_scenario_name_is_valid_for_the_relay():

@@ -2,17 +2,10 @@
 
 Why it exists: the emulator's fidelity is made of wake-ups. The delay-line relay sleeps until a frame is due, a
 netem qdisc's hrtimer fires on a CPU that may be idle, a probe or an application sleeps in ``recv``. On a virtual
-machine an idle vCPU executes ``HLT`` and leaves the host; the next interrupt has to get it scheduled again. On
-this 2-vCPU Firecracker VM a timerfd armed 0.5-5 ms ahead woke its SCHED_FIFO sleeper (2,000 samples):
-
-====================================  ======  ======  ======
-CPUs                                   p50     p90     p99
-====================================  ======  ======  ======
-idle (halting)                         55 us   218 us  2.3 ms
-kept busy by one SCHED_IDLE spinner    20 us    40 us   67 us
-====================================  ======  ======  ======
-
-and the median RTT error of a 7-hop path followed: a millisecond or more when the host was otherwise idle.
+machine an idle vCPU executes ``HLT`` and leaves the host; the next interrupt has to get it scheduled again,
+which makes a timer's wake-up several times slower and its tail (the 99th percentile) longer by orders of
+magnitude than on a CPU kept busy, and every hop of a measured path pays it. (The README's Performance section
+has the numbers.)
 
 What it does: one process per CPU, pinned to it, running a busy loop under ``SCHED_IDLE`` (the scheduler's
 lowest class: it runs only when nothing else at all wants that CPU, and any wake-up preempts it at once). This
@@ -21,19 +14,18 @@ cannot change. The cost is the host CPU time of idle vCPUs, and ``top`` showing 
 the VM gets less CPU for it (turn it off with ``lasernet up --no-keep-awake`` or ``Emulation(keep_awake=False)``).
 
 The spinners die with the process that started them (PR_SET_PDEATHSIG) and are listed in the run's state file,
-so ``lasernet down`` removes them too. Run one by hand: ``python -m lasernet.emulation.awake --cpu 0``.
+so ``lasernet down`` removes them too. Run one by hand: ``python -m lasernet.net.awake --cpu 0``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 
-PR_SET_PDEATHSIG = 1
+from . import libc
 
 
 class CpuAwake:
@@ -46,7 +38,7 @@ class CpuAwake:
     def start(self) -> "CpuAwake":
         for cpu in self.cpus:
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "lasernet.emulation.awake", "--cpu", str(cpu), "--parent-pid", str(os.getpid())],
+                [sys.executable, "-m", "lasernet.net.awake", "--cpu", str(cpu), "--parent-pid", str(os.getpid())],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True))
         return self
 
@@ -70,11 +62,11 @@ class CpuAwake:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lasernet.emulation.awake", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lasernet.net.awake", description=__doc__.split("\n")[0])
     p.add_argument("--cpu", type=int, required=True, help="the CPU to keep awake")
     p.add_argument("--parent-pid", type=int, default=0, help="exit at once if this process is already gone")
     args = p.parse_args(argv)
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    libc.die_with_parent(signal.SIGKILL)
     if args.parent_pid and os.getppid() != args.parent_pid:
         return 1
     os.sched_setaffinity(0, {args.cpu})

@@ -1,20 +1,14 @@
-"""Batched rtnetlink for one network namespace: queue link, address, route and neighbour changes, commit at once.
+"""rtnetlink, the kernel's interface for network configuration: batched changes, route parsing, route monitoring.
 
-Changing kernel state one command at a time is the slow part of emulating a large network: spawning ``ip`` costs
-about 3 ms per change and a request-then-ack library call about 300 us. Here changes are packed into rtnetlink
-messages by hand (``struct``), queued, and :meth:`Netlink.commit` sends them concatenated in as few ``sendmsg``
-calls as the socket buffer allows; the kernel handles every message of a datagram in order, so a batch costs a
-few microseconds per change.
+Changing kernel state one command at a time is the slow part of emulating a large network: spawning ``ip`` per
+change costs milliseconds and a request-then-ack library call hundreds of microseconds. Here changes are packed
+into rtnetlink messages by hand (``struct``, or numpy for many routes at once), queued, and
+:meth:`Netlink.commit` sends them concatenated in as few ``sendmsg`` calls as the socket buffer allows; the
+kernel handles every message of a datagram in order, so a batch costs a few microseconds per change.
 
-Two nouns:
-
-* :class:`Netns` is a handle on a network namespace, named as ``ip netns`` names it (``/run/netns/NAME``), by a
-  process id (``/proc/PID/ns/net``), by a path, or ``None`` for the caller's own. It runs a function inside the
-  namespace in a throwaway thread (``setns(2)`` moves only the calling thread, so the caller's threads never
-  change namespace), and writes ``net.*`` sysctls there.
-* :class:`Netlink` is an ``NETLINK_ROUTE`` socket opened inside a :class:`Netns` (a socket stays in the
-  namespace it was created in, whichever thread later uses it), with a queue of requests and a cache of the
-  namespace's links (name -> index, MAC).
+:class:`Netlink` is a ``NETLINK_ROUTE`` socket opened inside a :class:`~lasernet.net.netns.Netns` (a socket stays
+in the namespace it was created in, whichever thread later uses it), with a queue of requests and a cache of the
+namespace's links (name -> index, MAC). :func:`open_in_each` opens such sockets in many namespaces at once.
 
 Acknowledgements: every message but the last of a datagram is sent without ``NLM_F_ACK``. The kernel still
 answers every failing message with an error, and answers the last one (success or not) with an ack; as it
@@ -26,27 +20,27 @@ A failed commit raises one :class:`NetlinkError` naming the first failed operati
 and how many operations failed; the other operations of the commit were applied (the kernel does not roll
 back), and the queue is empty afterwards either way.
 
-Sysctls: ``/proc/sys/net`` shows the network namespace of the *thread* that looks the file up, so a file opened
-after ``setns`` in that thread reads and writes the target namespace (checked by the integration tests, which
-read the values back with ``ip netns exec``). Other sysctl trees are not per network namespace and are refused.
+Route monitoring: a socket bound to the ``RTMGRP_IPV4_ROUTE`` multicast group (:func:`subscribe_routes`)
+receives an ``RTM_NEWROUTE``/``RTM_DELROUTE`` for every change of the namespace's IPv4 routes, whoever made it (a
+routing daemon, ``ip route``); :func:`route_dump_request` asks for the current table on the same socket, and
+:func:`split_messages` and :func:`parse_route` read what arrives. When notifications come faster than they are
+read the kernel drops them and the next read fails with ``ENOBUFS``: the reader must dump the table again.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno as errno_mod
 import os
-import re
 import socket
 import struct
 import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Iterable, Mapping
 
 import numpy as np
 
-T = TypeVar("T")
+from .names import check_ifname
+from .netns import Netns, sysctl_paths, write_files
 
 # --- rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/neighbour.h) -------------
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -65,7 +59,7 @@ RTM_NEWNEIGH = 28
 RTM_NEWQDISC = 36
 
 IFF_UP = 0x1
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 10, 16, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 16, 18, 28
 IF_OPER_UP = 6
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_FORWARD_DELAY = 1
@@ -80,7 +74,6 @@ RTN_UNREACHABLE = 7
 RTNH_F_ONLINK = 0x4
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT = 0x80
-CLONE_NEWNET = 0x40000000
 # Traffic control (linux/rtnetlink.h, linux/pkt_sched.h): netem's options are a struct tc_netem_qopt followed by
 # nested attributes, all inside TCA_OPTIONS.
 TCA_KIND, TCA_OPTIONS = 1, 2
@@ -103,9 +96,6 @@ _IP_ATTR = struct.Struct("=HH4s")
 _ROUTE_GW = struct.Struct("=IHHII BBBBBBBBI HH4s HH4s HHi")
 _ROUTE_GW_SRC = struct.Struct("=IHHII BBBBBBBBI HH4s HH4s HHi HH4s")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
 
 
 class NetlinkError(RuntimeError):
@@ -131,98 +121,6 @@ class Link:
 
 
 # =============================================================================================================
-class Netns:
-    """A handle on one network namespace (see the module docstring); keeps the namespace file open until closed."""
-
-    def __init__(self, spec: "str | int | os.PathLike | None" = None):
-        self.own = spec is None  # the caller's namespace: run() needs no setns (nor privileges)
-        if spec is None:
-            self.name, path = "(own)", "/proc/thread-self/ns/net"
-        elif isinstance(spec, int):
-            self.name, path = f"pid:{spec}", f"/proc/{spec}/ns/net"
-        elif isinstance(spec, os.PathLike) or "/" in str(spec):
-            self.name = path = str(spec)
-        else:
-            if not _NAME_RE.match(spec):
-                raise ValueError(f"bad network namespace name {spec!r}: use letters, digits, '-', '_', '.'")
-            self.name, path = spec, f"/run/netns/{spec}"
-        self.path = path
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # FileNotFoundError names the path
-
-    def run(self, fn: Callable[[], T]) -> T:
-        """Call ``fn()`` in a new thread that has joined this namespace; return its result or raise its error."""
-        box: dict = {}
-
-        def target():
-            try:
-                if not self.own and _libc.setns(self.fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({self.path}): {os.strerror(err)}")
-                box["value"] = fn()
-            except BaseException as exc:  # handed to the caller's thread below
-                box["error"] = exc
-
-        thread = threading.Thread(target=target, name=f"netns-{self.name}")
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    # -------------------------------------------------------------------------------------------------------
-    def write_sysctls(self, values: Mapping[str, object]) -> None:
-        """Write ``{"net.ipv4.ip_forward": 1, ...}`` in this namespace (``net.*`` keys only)."""
-        paths = {_sysctl_path(key): str(value) for key, value in values.items()}
-
-        def write():
-            for path, text in paths.items():
-                with open(path, "w") as f:
-                    f.write(text)
-
-        self.run(write)
-
-    def read_sysctl(self, key: str) -> str:
-        path = _sysctl_path(key)
-        return self.run(lambda: Path(path).read_text().strip())
-
-    def enable_routing(self) -> None:
-        """Forward IPv4 and turn reverse-path filtering off on all, default and every existing interface.
-
-        The kernel uses the larger of ``all`` and the interface's own ``rp_filter``, so both must be 0; an
-        interface created later takes ``default``. Paths over emulated links are asymmetric whenever the two
-        directions' shortest paths differ, which a strict filter would drop.
-        """
-
-        def write():
-            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
-            for conf in sorted(Path("/proc/sys/net/ipv4/conf").iterdir()):
-                (conf / "rp_filter").write_text("0")
-
-        self.run(write)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "Netns":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Netns({self.name!r})"
-
-
-def _sysctl_path(key: str) -> str:
-    parts = key.split(".")
-    if parts[0] != "net" or len(parts) < 3 or not all(_NAME_RE.match(p) for p in parts):
-        raise ValueError(f"sysctl {key!r}: only net.* keys are per network namespace")
-    return "/proc/sys/" + "/".join(parts)
-
-
-# =============================================================================================================
 class Netlink:
     """Batched rtnetlink requests to one namespace: queue with the methods below, then :meth:`commit`.
 
@@ -235,14 +133,13 @@ class Netlink:
     max_batch = 4096
 
     def __init__(self, netns: "Netns | str | int | os.PathLike | None" = None, *, buffer_bytes: int = 4 << 20,
-                 timeout_s: float = 10.0, sock: socket.socket | None = None):
-        self._own_netns = not isinstance(netns, Netns)
-        self.netns = Netns(netns) if self._own_netns else netns
+                 timeout_s: float = 10.0, sock: socket.socket | None = None, close_netns: bool | None = None):
+        # close_netns: close the Netns handle with this socket (default: only a handle opened here)
+        self._own_netns = not isinstance(netns, Netns) if close_netns is None else close_netns
+        self.netns = netns if isinstance(netns, Netns) else Netns(netns)
         self.sock = None
         try:  # ``sock``: a NETLINK_ROUTE socket already opened inside netns (see open_in_each)
-            self.sock = sock or self.netns.run(lambda: socket.socket(socket.AF_NETLINK,
-                                                                     socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                                                     socket.NETLINK_ROUTE))
+            self.sock = sock or self.netns.run(route_socket)
             self.sock.bind((0, 0))
             self.sock.settimeout(timeout_s)
             self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
@@ -273,8 +170,8 @@ class Netlink:
 
     def add_veth(self, name: str, peer_name: str, peer_netns: "Netns | None" = None) -> None:
         """Create a veth pair: ``name`` here, ``peer_name`` in ``peer_netns`` (here if None); both down."""
-        _check_ifname(name)
-        _check_ifname(peer_name)
+        check_ifname(name)
+        check_ifname(peer_name)
         peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, peer_name.encode() + b"\0")
         if peer_netns is not None:
             peer += _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns.fd))
@@ -285,11 +182,35 @@ class Netlink:
                     ("veth add", name, f"peer {peer_name}" + (f" netns {peer_netns.name}" if peer_netns else "")))
         self._links_dirty = True
 
-    def move_link(self, dev: "int | str", netns: Netns) -> None:
-        """Move an interface into another namespace (it arrives down; its addresses and routes stay behind)."""
+    def move_link(self, dev: "int | str", netns: Netns, new_name: str | None = None) -> None:
+        """Move an interface into another namespace, renamed ``new_name`` there if given, in one request.
+
+        It arrives down; its addresses and routes stay behind.
+        """
         index = self.ifindex(dev)
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_NET_NS_FD, struct.pack("=I", netns.fd))
-        self._queue(RTM_NEWLINK, 0, body, ("link move", dev, f"to netns {netns.name}"))
+        if new_name is not None:
+            body += _attr(IFLA_IFNAME, check_ifname(new_name).encode() + b"\0")
+        self._queue(RTM_NEWLINK, 0, body, ("link move", dev, f"to netns {netns.name}"
+                                           + (f" as {new_name}" if new_name else "")))
+        self._links_dirty = True
+
+    def configure_link(self, name: str, *, mac: bytes | None = None, mtu: int | None = None,
+                       up: bool | None = None) -> None:
+        """Set the MAC address, MTU and/or admin state of interface ``name`` in one request.
+
+        The interface is named in the message (the kernel looks it up), so no link dump is needed: what making
+        thousands of TAPs, each in its own namespace, wants.
+        """
+        body = (_IFINFO.pack(socket.AF_UNSPEC, 0, 0, IFF_UP if up else 0, 0 if up is None else IFF_UP)
+                + _attr(IFLA_IFNAME, check_ifname(name).encode() + b"\0"))
+        if mac is not None:
+            body += _attr(IFLA_ADDRESS, bytes(mac))
+        if mtu is not None:
+            body += _U32_ATTR.pack(8, IFLA_MTU, mtu)
+        self._queue(RTM_NEWLINK, 0, body, ("link set", name) + (("address", ":".join(f"{b:02x}" for b in mac))
+                                                               if mac is not None else ())
+                    + (("mtu", mtu) if mtu is not None else ()) + (("up" if up else "down",) if up is not None else ()))
         self._links_dirty = True
 
     def add_bridge(self, name: str) -> None:
@@ -298,7 +219,7 @@ class Netlink:
         Without STP a bridge still walks a port that comes up through listening and learning, for the forward
         delay each (15 s by default); the delay is set to 0 here, which the kernel allows when STP is off.
         """
-        _check_ifname(name)
+        check_ifname(name)
         info = _attr(IFLA_INFO_KIND, b"bridge") + _attr(IFLA_INFO_DATA, _U32_ATTR.pack(8, IFLA_BR_FORWARD_DELAY, 0))
         body = (_IFINFO.pack(socket.AF_UNSPEC, 0, 0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, name.encode() + b"\0")
                 + _attr(IFLA_LINKINFO, info))
@@ -684,11 +605,6 @@ def _describe(op, position: int) -> str:
     return " ".join([name] + [str(a) for a in args])
 
 
-def _check_ifname(name: str) -> None:
-    if not (1 <= len(name) <= 15 and _NAME_RE.match(name)):
-        raise ValueError(f"bad interface name {name!r}: 1-15 of letters, digits, '-', '_', '.'")
-
-
 def _set_buffer(sock: socket.socket, force_opt: int, opt: int, size: int) -> int:
     """Set a socket buffer to ``size`` (beyond the sysctl limit when root); return the usable size in bytes."""
     try:
@@ -716,28 +632,94 @@ def open_in_each(namespaces: "list[Netns]", sysctls: "Mapping[str, object] | Non
     :meth:`Netns.run` starts a thread per call; at a thousand namespaces one thread that ``setns``-es from one to
     the next is several times faster. Returns the sockets in order, for ``Netlink(netns, sock=...)``.
     """
-    paths = {_sysctl_path(key): str(value) for key, value in (sysctls or {}).items()}
+    paths = sysctl_paths(sysctls or {})
 
     def work() -> list[socket.socket]:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        home = Netns(None)
         socks = []
         try:
             for ns in namespaces:
-                if _libc.setns(ns.fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({ns.path}): {os.strerror(err)}")
-                socks.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                           socket.NETLINK_ROUTE))
-                for path, text in paths.items():
-                    with open(path, "w") as f:
-                        f.write(text)
+                ns.enter()
+                socks.append(route_socket())
+                write_files(paths)
         except BaseException:
             for sock in socks:
                 sock.close()
             raise
         finally:
-            _libc.setns(home, CLONE_NEWNET)
-            os.close(home)
+            home.enter()
+            home.close()
         return socks
 
     return Netns(None).run(work)
+
+
+def route_socket() -> socket.socket:
+    """A new NETLINK_ROUTE socket in the calling thread's network namespace."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+
+
+# --- route monitoring -------------------------------------------------------------------------------------------
+RTMGRP_IPV4_ROUTE = 0x40
+RTM_GETROUTE = 26
+RTA_MULTIPATH, RTA_TABLE = 9, 15
+_RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
+
+
+def subscribe_routes(sock: socket.socket, buffer_bytes: int = 8 << 20) -> None:
+    """Make a fresh NETLINK_ROUTE socket receive every IPv4 route change of its namespace, non-blocking.
+
+    The receive buffer is raised to ``buffer_bytes`` (beyond the sysctl limit when root) so that a burst of
+    changes (a daemon installing a whole table) fits between two reads.
+    """
+    try:
+        _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, buffer_bytes)
+    except OSError:
+        pass
+    sock.bind((0, RTMGRP_IPV4_ROUTE))
+    sock.setblocking(False)
+
+
+def route_dump_request(seq: int = 1) -> bytes:
+    """The message asking for every IPv4 route (answered as RTM_NEWROUTE messages, then NLMSG_DONE)."""
+    body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+    return _HDR.pack(_HDR.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def split_messages(data) -> Iterable[tuple[int, memoryview]]:
+    """The (type, payload) of every netlink message in one datagram."""
+    view = memoryview(data)
+    offset = 0
+    while offset + _HDR.size <= len(view):
+        length, msg_type, _flags, _seq, _pid = _HDR.unpack_from(view, offset)
+        if length < _HDR.size:
+            break
+        yield msg_type, view[offset + _HDR.size: offset + length]
+        offset += (length + 3) & ~3
+
+
+def parse_route(payload) -> tuple[int, int, int, int, int] | None:
+    """A route message's (dst address, prefix length, metric, gateway address or 0, route type) for the main
+    IPv4 table, else None. Addresses are integers (host order). With several next hops (RTA_MULTIPATH) the first
+    one's gateway."""
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, _flags = _RTMSG.unpack_from(payload)
+    if family != socket.AF_INET:
+        return None
+    dst = gateway = metric = 0
+    for kind, data in _attrs(payload[_RTMSG.size:]):
+        if kind == RTA_DST:
+            dst = struct.unpack("!I", bytes(data[:4]))[0]
+        elif kind == RTA_GATEWAY:
+            gateway = struct.unpack("!I", bytes(data[:4]))[0]
+        elif kind == RTA_PRIORITY:
+            metric = struct.unpack("=I", bytes(data[:4]))[0]
+        elif kind == RTA_TABLE:
+            table = struct.unpack("=I", bytes(data[:4]))[0]
+        elif kind == RTA_MULTIPATH and not gateway and len(data) >= _RTNH.size:
+            length = _RTNH.unpack_from(data)[0]
+            for sub, sdata in _attrs(data[_RTNH.size:length]):
+                if sub == RTA_GATEWAY:
+                    gateway = struct.unpack("!I", bytes(sdata[:4]))[0]
+    if table != RT_TABLE_MAIN:
+        return None
+    return dst, dst_len, metric, gateway, rtype
