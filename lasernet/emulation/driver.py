@@ -54,11 +54,11 @@ from typing import Callable
 import numpy as np
 
 from .. import timeline as tl_mod
+from ..addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
 from .awake import CpuAwake
-from .addressing import LINK_POOL, LinkAddress, ifname_for, lan_network, link_ips
 from .kernel import Kernel
 from .links import LinkBackend, choose_backend, make_backend
 from .network import SYSCTLS, Router, Server, finish_shells, terminate_all

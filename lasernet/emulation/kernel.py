@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from .addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
+from ..addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
 from .netlink import Netlink
 
 LOOPBACK_BASE = int(LOOPBACK_POOL.network_address)

@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from .addressing import LinkAddress
+from ..addressing import LinkAddress
 from .netlink import CLONE_NEWNET, Netlink, Netns
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..emulation.addressing import LINK_POOL, LOOPBACK_POOL
+from ..addressing import LINK_POOL, LOOPBACK_POOL
 
 RTMGRP_IPV4_ROUTE = 0x40
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
