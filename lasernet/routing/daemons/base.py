@@ -2,7 +2,9 @@
 
 A :class:`Daemon` subclass (one per program, as IPMininet has them) knows its name, the template its
 configuration is rendered from (``templates/<name>.conf.j2``, Jinja2, with the node's :class:`NodeSpec`, the
-scenario's routing config and the node's directory), the command line that runs it in the foreground with
+scenario's routing config and the node's directory; a daemon that configures links by name keeps one link's
+text in a macro of ``templates/<name>.link.j2``, which also yields the commands for a link made after start),
+the command line that runs it in the foreground with
 everything (config, PID file, sockets, log) in the node's own directory, the control socket whose existence means
 it is up, and what it leaves behind when killed (:meth:`Daemon.leftovers`). The specs are what the emulation tells
 the daemons about a router: its loopback, its link ends (interface, peer, metric) and its LANs.
@@ -16,10 +18,13 @@ its log. :func:`stop_processes` stops them: SIGTERM, a grace period, SIGKILL.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+import jinja2
 
 from ..config import RoutingConfig
 
@@ -27,6 +32,23 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 6
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The Jinja2 environment of the templates; a variable a template uses but is not given is an error."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def link_macros(daemon: str):
+    """The macros of ``templates/<daemon>.link.j2`` (one link's configuration text), as callables."""
+    return environment().get_template(f"{daemon}.link.j2").module
+
+
+def commands(text: str) -> list[str]:
+    """Configuration text as shell commands, one a line (vtysh ``-c``: the indentation is only for reading)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class RoutingDaemonError(RuntimeError):

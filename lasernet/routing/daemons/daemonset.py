@@ -26,11 +26,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import jinja2
-
 from ...net.procs import RUN_ROOT, start_time
 from ..config import RoutingConfig
-from .base import TEMPLATES, Daemon, LinkSpec, NodeSpec, Running, RoutingDaemonError, spawn, stop_processes, \
+from .base import Daemon, LinkSpec, NodeSpec, Running, RoutingDaemonError, environment, spawn, stop_processes, \
     wait_ready
 from .bgp_plan import BgpPlan
 from .suite import make_suite
@@ -70,8 +68,7 @@ class DaemonSet:
             self.bgp = BgpPlan(self.cfg, list(specs), n_satellites, self.scenario_name)
             for spec in specs.values():
                 spec.bgp = self.bgp.node(spec)
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), trim_blocks=True,
-                                 lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        env = environment()
         self.base.mkdir(parents=True, exist_ok=True)
         if self.state is not None:
             self.state.data["routing"] = {"protocol": self.cfg.protocol, "daemon": self.cfg.daemon,

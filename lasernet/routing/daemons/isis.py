@@ -2,7 +2,8 @@
 
 A router's NET is ``49.0001.<loopback as 12 digits in 3 groups>.00`` (10.255.0.5 -> 49.0001.0102.5500.0005.00),
 so every system id is unique and readable. IS-IS has no dead interval: the hello multiplier is dead_s / hello_s
-rounded up (at least 2). A link created after start is configured by vtysh commands (:meth:`Isisd.link_commands`).
+rounded up (at least 2). A link's interface block is the macro of ``templates/isisd.link.j2``; a link created
+after start gets the same lines as vtysh commands (:meth:`Isisd.link_commands`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ..config import RoutingConfig
-from .base import LinkSpec, NodeSpec
+from .base import LinkSpec, NodeSpec, commands, link_macros
 from .frr import FrrDaemon
 
 
@@ -34,8 +35,4 @@ class Isisd(FrrDaemon):
         return {"hello_multiplier": hello_multiplier(cfg), "net": net_of(node.loopback)}
 
     def link_commands(self, cfg: RoutingConfig, link: LinkSpec, node: NodeSpec | None, plan) -> list[str]:
-        lines = ["ip router isis lasernet", "isis network point-to-point", "isis circuit-type level-2-only",
-                 f"isis hello-interval {int(cfg.hello_s)}", f"isis hello-multiplier {hello_multiplier(cfg)}",
-                 f"isis metric {link.cost}"]
-        lines += ["isis bfd", "isis bfd profile lasernet"] if cfg.bfd else []
-        return ["configure terminal", f"interface {link.name}", *lines]
+        return ["configure terminal", *commands(link_macros(self.name).link(link, cfg, hello_multiplier(cfg)))]

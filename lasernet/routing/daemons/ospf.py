@@ -1,14 +1,15 @@
 """FRR's ospfd: OSPFv2 in one backbone area over point-to-point links; the loopback is the router id.
 
 Every link is a point-to-point network with the scenario's hello and dead intervals and the link's cost as
-metric; LAN interfaces are passive (advertised, never peered over). A link created after start is configured by
-vtysh commands (:meth:`Ospfd.link_commands`), since FRR configures interfaces by name.
+metric; LAN interfaces are passive (advertised, never peered over). A link's interface block is the macro of
+``templates/ospfd.link.j2``; a link created after start gets the same lines as vtysh commands
+(:meth:`Ospfd.link_commands`), since FRR configures interfaces by name.
 """
 
 from __future__ import annotations
 
 from ..config import RoutingConfig
-from .base import LinkSpec, NodeSpec
+from .base import LinkSpec, NodeSpec, commands, link_macros
 from .frr import FrrDaemon
 
 
@@ -18,8 +19,4 @@ class Ospfd(FrrDaemon):
     name = "ospfd"
 
     def link_commands(self, cfg: RoutingConfig, link: LinkSpec, node: NodeSpec | None, plan) -> list[str]:
-        lines = ["ip ospf network point-to-point", f"ip ospf hello-interval {int(cfg.hello_s)}",
-                 f"ip ospf dead-interval {int(cfg.dead_s)}", f"ip ospf retransmit-interval {cfg.retransmit_s}",
-                 f"ip ospf cost {link.cost}"]
-        lines += ["ip ospf bfd", "ip ospf bfd profile lasernet"] if cfg.bfd else []
-        return ["configure terminal", f"interface {link.name}", *lines]
+        return ["configure terminal", *commands(link_macros(self.name).link(link, cfg))]
