@@ -6,7 +6,7 @@ its command line, its control socket and what it leaves when killed (:mod:`.base
 knows which daemons a protocol needs and how an operator reaches them (:mod:`.suite`). :mod:`.bgp_plan` decides
 who is which AS under BGP. A :class:`DaemonSet` runs a suite on every router of one run (:mod:`.daemonset`), and
 :func:`remove_leftovers` is what ``lasernet down`` removes of them from the state file alone (:mod:`.leftovers`).
-The configuration text lives in ``templates/<daemon>.conf.j2``.
+The configuration text lives in ``templates/<daemon>.conf.j2`` (one link's, for FRR, in ``<daemon>.link.j2``).
 """
 
 from .base import TEMPLATES, Daemon, LinkSpec, NodeSpec, Running, RoutingDaemonError
