@@ -261,6 +261,7 @@ def status(run_id):
     import json
 
     from .emulation import state
+    from .net.procs import same_process
 
     runs = state.list_runs() if run_id is None else [r for r in [state.find_run(run_id)] if r]
     if not runs:
@@ -269,7 +270,7 @@ def status(run_id):
     table = Table("run", "scenario", "driver", "nodes", "links up", "t (s)", "last tick ms", "overruns", box=None)
     for run in runs:
         drv = run.get("driver", {})
-        alive = state._same_process(drv.get("pid"), drv.get("start"))
+        alive = same_process(drv.get("pid"), drv.get("start"))
         st = {}
         path = Path(run["run_dir"]) / "status.json"
         if path.exists():

@@ -299,7 +299,6 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
 
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
-    isl_range = np.zeros((T, len(isl)), dtype=np.float32)
     sightings = _Sightings()
     chunk = max(1, min(T_sight, 120_000 // max(N, 1)))
     for lo in range(0, T_sight, chunk):

@@ -62,10 +62,10 @@ from typing import Callable
 import numpy as np
 
 from .. import timeline as tl_mod
+from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips
 from ..scenario import Scenario, ScenarioError
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
-from .addressing import LINK_POOL, LinkAddress, lan_network, link_ips
 from .host import LocalHost, pin_to_last_cpu
 from .links import choose_backend
 from .network import SYSCTLS
@@ -126,7 +126,7 @@ class AppliedLinks:
 
     ``valid``, ``up``, ``delay_s``, ``loss`` and ``rate_bps`` are arrays by slot, possibly longer than the number
     of links (``valid`` is False beyond what was ever applied); ``links`` are the created links by slot
-    (:class:`~lasernet.emulation.addressing.LinkAddress`: node indices ``a`` and ``b``, interface names, /31
+    (:class:`~lasernet.addressing.LinkAddress`: node indices ``a`` and ``b``, interface names, /31
     addresses) and ``by_pair`` the same keyed by ``(a, b)``. Only the coordinator writes them.
     """
 

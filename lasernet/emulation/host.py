@@ -10,10 +10,10 @@ the CPU keep-awake spinners and its share of the run's state file (so that ``las
 what it created, even after a SIGKILL). :class:`LocalHost` is the host of the machine the coordinator runs on.
 
 The interface is a small set of messages whose arguments and answers are plain data (numpy arrays, lists of
-``int``/``str``, dicts, and :class:`~lasernet.emulation.addressing.LinkAddress` records of ints and strings), so
+``int``/``str``, dicts, and :class:`~lasernet.addressing.LinkAddress` records of ints and strings), so
 that a host on another machine can implement it behind a remote call. No Mininet object or callback crosses it.
 Node indices are the scenario's (satellites first, then ground stations); a link is named by its *slot*, which
-the coordinator assigns (and from which its /31 follows, :mod:`lasernet.emulation.addressing`).
+the coordinator assigns (and from which its /31 follows, :mod:`lasernet.addressing`).
 
 Start-up, in this order (each answers once it is done):
 
@@ -68,7 +68,7 @@ import numpy as np
 
 from ..net.awake import CpuAwake
 from . import state as run_state
-from .addressing import LinkAddress, ifname_for, lan_network
+from ..addressing import LinkAddress, ifname_for, lan_network
 from .kernel import Kernel
 from .links import LinkBackend, make_backend
 from .network import Router, Server, finish_shells, terminate_all

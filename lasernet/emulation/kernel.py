@@ -12,9 +12,9 @@ from __future__ import annotations
 import socket
 import struct
 
+from ..addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
 from ..net.netns import Netns
 from ..net.rtnl import Netlink, open_in_each
-from .addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
 
 LOOPBACK_BASE = int(LOOPBACK_POOL.network_address)
 

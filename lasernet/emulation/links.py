@@ -24,9 +24,9 @@ import subprocess
 
 import numpy as np
 
+from ..addressing import LinkAddress
 from ..net.netns import new_private_netns
 from ..net.rtnl import Netlink
-from .addressing import LinkAddress
 
 
 class LinkBackend:

@@ -7,7 +7,7 @@ a link backend (:mod:`lasernet.emulation.links`) creates their interfaces, and :
 as Mininet ``Intf`` objects so that ``dump``, ``intfs`` and ``IP()`` show them.
 
 Naming follows the scenario: satellites ``sat-P-S`` (shell-plane-slot), ground stations by their site name;
-node i's loopback is :func:`lasernet.emulation.addressing.loopback_ip(i)`.
+node i's loopback is :func:`lasernet.addressing.loopback_ip(i)`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from mininet.link import Intf
 from mininet.node import Host
 
-from .addressing import loopback_ip
+from ..addressing import loopback_ip
 
 PROMPT = chr(127)  # Mininet's shell prompt sentinel
 SHELL_SETUP = "unset HISTFILE; stty -echo; set +m\n"  # what Mininet's startShell runs first

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import workload as spec
-from . import state as run_state
+from ..net.procs import start_time
 
 log = logging.getLogger("lasernet")
 
@@ -197,7 +197,7 @@ class WorkloadRunner:
         state = self.emu.state
         if state is not None:
             state.data.setdefault("workload", []).append(
-                {"pid": job.proc.pid, "start": run_state._start_time(job.proc.pid), "node": job.node,
+                {"pid": job.proc.pid, "start": start_time(job.proc.pid), "node": job.node,
                  "command": job.command})
             state.save()
 

@@ -57,7 +57,6 @@ class ProbeSet:
             p.responder = dst.popen([sys.executable, "-m", "lasernet.measure.probes", "echo", "--port", str(PORT + k),
                                      "--rt-priority", str(RT_PRIORITY)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            emulation.state.data.setdefault("probes", []).append(p.responder.pid)
             line = p.responder.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"probe responder on {dst.name} did not start: {p.responder.stderr.read()[:300]}")
@@ -70,8 +69,6 @@ class ProbeSet:
                                   "--port", str(PORT + k), "--count", str(count), "--interval-s", str(1.0 / p.rate_hz),
                                   "--wait-s", "1.0", "--rt-priority", str(RT_PRIORITY)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            emulation.state.data.setdefault("probes", []).append(p.prober.pid)
-        emulation.state.save()
 
     def observe(self, t_s: float, routes, path_fn) -> None:
         """Record the oracle's prediction for every pair at emulated time ``t_s``."""

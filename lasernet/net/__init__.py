@@ -16,4 +16,6 @@ Modules:
   :mod:`~lasernet.net.delayline.table`, the :mod:`~lasernet.net.delayline.relay` process and the
   :mod:`~lasernet.net.delayline.client` that starts it and hands it links.
 * :mod:`~lasernet.net.awake`: one SCHED_IDLE spinner per CPU, so that wake-ups are not delayed by idle states.
+* :mod:`~lasernet.net.procs`: processes by identity (PID and start time), stopping them with a grace period, the
+  run root under ``/run/lasernet``.
 """

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..emulation.addressing import LINK_POOL, LOOPBACK_POOL
+from ..addressing import LINK_POOL, LOOPBACK_POOL
 from ..net import rtnl
 from ..net.netns import Netns
 from ..net.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST, parse_route

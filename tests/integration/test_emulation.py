@@ -160,7 +160,7 @@ def test_links_spread_over_several_relays_keep_light_time_and_leave_nothing(tmp_
     if LINKS == "netem" or IN_GUEST:
         pytest.skip("delay-line relays only: the netem backend has none")
     from lasernet.emulation import links as links_mod
-    from lasernet.emulation import state as run_state
+    from lasernet.net import procs
 
     per = 40
     monkeypatch.setattr(links_mod, "links_per_relay", lambda: per)  # as if the fd limit held 40 links a relay
@@ -183,7 +183,7 @@ def test_links_spread_over_several_relays_keep_light_time_and_leave_nothing(tmp_
         print(f"{pair} over {len(relays)} relays: {len(err)} probes, measured - predicted median "
               f"{np.median(err):+.3f} ms, p1 {np.percentile(err, 1):+.3f} ms")
         assert len(err) >= 100 and abs(np.median(err)) <= 0.5 and np.percentile(err, 1) >= -0.1
-    assert not [p for p in pids if run_state._start_time(p) is not None and not run_state._is_zombie(p)]
+    assert not [p for p in pids if procs.start_time(p) is not None and not procs.is_zombie(p)]
     assert not [t for t in tables if os.path.exists(t)]
 
 

@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 import lasernet
-from lasernet.emulation.state import STATE_DIR, _is_zombie, _start_time
+from lasernet.emulation.state import STATE_DIR
 from lasernet.measure.probes import ProbeResult, read_record
+from lasernet.net.procs import is_zombie, start_time
 from lasernet.routing.config import Operator, RoutingConfig
 from lasernet.routing.daemons import FRR_TMP, RoutingDaemonError
 
@@ -182,7 +183,7 @@ def test_run_records_convergence_and_leaves_nothing_behind(tmp_path):
         assert bfd.count(" Up ") >= 2 and "0.100" in bfd, bfd  # 100 ms x 3 sessions on those links
         emu.override("sat-3-7", "sat-3-0", up=False, for_s=8.0)
         emu.run(6.0)
-        pids = [(r.proc.pid, _start_time(r.proc.pid)) for r in emu.daemons.running]
+        pids = [(r.proc.pid, start_time(r.proc.pid)) for r in emu.daemons.running]
         base = emu.daemons.base
     run = tmp_path / "run"
     rows = (run / "convergence.csv").read_text().splitlines()
@@ -193,7 +194,7 @@ def test_run_records_convergence_and_leaves_nothing_behind(tmp_path):
     result = emu.fib_watch.result
     assert result["changes_with_down"] >= 1 and result["initial_convergence_s"] > 0
     assert not base.exists()
-    assert all(_start_time(pid) != start for pid, start in pids)  # every daemon exited
+    assert all(start_time(pid) != start for pid, start in pids)  # every daemon exited
 
 
 def test_bgp_operators_land_only_at_their_listed_stations(tmp_path):
@@ -259,7 +260,7 @@ def test_daemon_that_fails_to_start_is_one_clear_error_and_everything_is_removed
         assert not (FRR_TMP / f"{run.daemon}.{run.proc.pid}").exists()
     for node in emu.nodes.values():
         assert node.shell is None or node.shell.poll() is not None
-        assert not Path(f"/proc/{node.pid}").exists() or _start_time(node.pid) is None
+        assert not Path(f"/proc/{node.pid}").exists() or start_time(node.pid) is None
 
 
 def test_sigkill_of_lasernet_up_then_down_removes_the_daemons(tmp_path):
@@ -293,12 +294,12 @@ def test_sigkill_of_lasernet_up_then_down_removes_the_daemons(tmp_path):
     try:
         routers = [n for n in state["nodes"].values() if n["role"] != "server"]
         assert len(daemons) == 2 * len(routers)  # zebra and ospfd on every router
-        assert all(_start_time(d["pid"]) == d["start"] for d in daemons)  # SIGKILL of the driver left them running
+        assert all(start_time(d["pid"]) == d["start"] for d in daemons)  # SIGKILL of the driver left them running
     finally:
         down = subprocess.run(cli + ["down", state["run_id"]], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr
     # gone, or a zombie its new parent has not reaped yet (orphans of the killed driver)
-    assert all(_start_time(d["pid"]) != d["start"] or _is_zombie(d["pid"]) for d in daemons)
+    assert all(start_time(d["pid"]) != d["start"] or is_zombie(d["pid"]) for d in daemons)
     assert not Path(state["routing"]["dir"]).exists()
     assert not any((FRR_TMP / f"{d['daemon']}.{d['pid']}").exists() for d in daemons)
-    assert all(_start_time(n["pid"]) != n["start"] or _is_zombie(n["pid"]) for n in state["nodes"].values())
+    assert all(start_time(n["pid"]) != n["start"] or is_zombie(n["pid"]) for n in state["nodes"].values())

@@ -29,6 +29,7 @@ from lasernet.measure import provenance
 
 from ..conftest import TOPOLOGIES
 from lasernet.emulation import state as run_state
+from lasernet.net import procs
 from lasernet.measure.report import applied_links_at
 
 pytestmark = pytest.mark.root
@@ -74,8 +75,8 @@ def assert_run_gone(run_dir: Path, timeout_s: float = 10.0) -> None:
     pids += [r.get("relay_pid") for r in state["backend"].get("relays", [])]
     deadline = time.monotonic() + timeout_s
     while True:
-        alive = [p for p in pids if p and run_state._start_time(p) is not None and not run_state._is_zombie(p)]
-        inside = run_state._processes_in(inodes)
+        alive = [p for p in pids if p and procs.start_time(p) is not None and not procs.is_zombie(p)]
+        inside = procs.processes_in(inodes)
         if not (alive or inside) or time.monotonic() > deadline:
             break
         time.sleep(0.2)

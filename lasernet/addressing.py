@@ -9,6 +9,9 @@ address says what it is. All of it lives inside the emulation's own namespaces a
 A link's interface in a node's namespace is named after the node at the other end (``sat-0-2`` on ``sat-0-1``),
 so that ``ip link`` inside a node reads as a neighbour list. A name longer than Linux's 15 characters falls back
 to ``ln<slot>``.
+
+This is a rule of the design, not kernel state: the emulation (which configures the addresses) and the routing
+(which reads them back from FIBs and daemon configurations) both derive them from here.
 """
 
 from __future__ import annotations
@@ -27,11 +30,6 @@ def loopback_ip(node_index: int) -> str:
     if not 0 <= node_index < LOOPBACK_POOL.num_addresses - 2:
         raise ValueError(f"node index {node_index} outside the loopback pool {LOOPBACK_POOL}")
     return str(LOOPBACK_POOL.network_address + node_index + 1)
-
-
-def node_of_loopback(ip: str) -> int:
-    """Inverse of :func:`loopback_ip`."""
-    return int(ipaddress.IPv4Address(ip)) - int(LOOPBACK_POOL.network_address) - 1
 
 
 def link_ips(slot: int) -> tuple[str, str]:
