@@ -53,7 +53,13 @@ def main():
 @click.option("--events", type=click.Path(dir_okay=False), help="Write link up/down events to this CSV file.")
 def plan(scenario, start, duration_s, step_s, output, events):
     """Compute which links are up, their light delay and outage causes over a time window."""
+    from .timeline import check_window
+
     sc = api.load_scenario(api.resolve_scenario(scenario))
+    start, duration_s, step_s = check_window(sc, start, duration_s, step_s, names={
+        "start": "--start", "duration_s": "--duration", "step_s": "--step"})
+    for option, path in (("--output", output), ("--events", events)):
+        _check_writable(option, path)
     with _progress() as bar:
         task = bar.add_task(f"planning {sc.name}", total=None)
         timeline = api.plan(sc, start=start, duration_s=duration_s, step_s=step_s,
@@ -105,6 +111,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
     """
     from .emulation import runner
 
+    _check_live_options(duration_s, speed, tick_s)
     _require_root("lasernet up")
     sc = api.load_scenario(api.resolve_scenario(scenario))
     if start is not None and api.parse_time(start) is None:
@@ -131,6 +138,7 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
     """
     from .emulation import runner
 
+    _check_live_options(duration_s, speed, tick_s)
     _require_root("lasernet run")
     sc = api.load_scenario(api.resolve_scenario(scenario))
     if start is not None and api.parse_time(start) is None:
@@ -170,13 +178,13 @@ def report(run_dir):
 def show(scenario, at, output):
     """Draw a map of SCENARIO at one instant: satellites, ground tracks, ISLs, ground links (offline, no root)."""
     from .measure.report import render_map
+    from .timeline import check_window
 
     sc = api.load_scenario(api.resolve_scenario(scenario))
-    when = sc.epoch if at is None else api.parse_time(at)
-    if when is None:
-        raise api.ScenarioError("--at", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {at!r}")
+    when, _, _ = check_window(sc, at, 0.0, 1.0, names={"start": "--at"})
     if not output.lower().endswith(".png"):
         raise api.ScenarioError("--output", "", f"must be a .png file, got {output!r}")
+    _check_writable("--output", output)
     with _progress() as bar:
         bar.add_task(f"drawing {sc.name}", total=None)
         path = render_map(sc, when, output)
@@ -281,6 +289,43 @@ def status(run_id):
                       str(len(run.get("nodes", {}))), f"{st.get('links_up', '-')}/{st.get('links_created', '-')}",
                       f"{st.get('t_s', 0):.1f}", f"{st.get('last_tick_ms', 0):.1f}", str(st.get("overruns", "-")))
     console.print(table)
+
+
+def _check_writable(option: str, path: str | None) -> None:
+    """Raise naming ``option`` unless a file can be written at ``path`` (tried with a temporary file, removed).
+
+    Checked before any work, so that a long plan does not end in an error; directories are not created."""
+    import os
+    import tempfile
+
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise api.ScenarioError(option, "", f"{path} is a directory; give a file name")
+    if not parent.is_dir():
+        raise api.ScenarioError(option, "", f"directory {str(parent)!r} does not exist; create it first or write "
+                                            f"elsewhere")
+    try:
+        if target.exists():
+            with target.open("r+b"):
+                pass
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise api.ScenarioError(option, "", f"cannot write {path} ({exc.strerror or exc}); choose a writable "
+                                            f"path") from None
+
+
+def _check_live_options(duration_s, speed, tick_s) -> None:
+    """The numbers `up` and `run` take must be finite and positive; the error names the option."""
+    import math
+
+    for option, value in (("--duration", duration_s), ("--speed", speed), ("--tick", tick_s)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise api.ScenarioError(option, "", f"must be a finite number > 0, got {value:g}")
 
 
 def _require_root(what: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from sgp4.api import WGS72, Satrec, SatrecArray
 
-from .scenario import ElementsFile, Scenario, ScenarioError, Shell
+from .scenario import Constellation, ElementsFile, Scenario, ScenarioError, Shell
 
 MU_KM3_S2 = 398600.8  # WGS72 gravitational parameter, as SGP4 uses
 EARTH_RADIUS_KM = 6378.135  # WGS72 equatorial radius
@@ -154,34 +154,47 @@ def build_satellites(scenario: Scenario) -> Satellites:
     names, shell_idx, planes, slots, satrecs = [], [], [], [], []
     for k, shell in enumerate(scenario.constellation.shells):
         plane, slot, _, _ = walker_elements(shell)
-        names += [f"{shell.name}-{p}-{s}" for p, s in zip(plane, slot)]
+        names += walker_names(shell)
         shell_idx += [k] * shell.size
         planes += list(plane)
         slots += list(slot)
         satrecs += walker_satrecs(shell, scenario.epoch, first_satnum=len(satrecs) + 1)
     for ef in scenario.constellation.element_files:
-        for name, sat in read_elements(ef):
+        for name, sat, _place, _raw in _records(ef):
             names.append(name)
             shell_idx.append(-1)
             planes.append(-1)
             slots.append(-1)
             satrecs.append(sat)
-    names = _unique(names)
+    if len(set(names)) < len(names):  # two satellites of one name are an error, never renamed
+        satellite_names(scenario.constellation)
     return Satellites(tuple(names), np.array(shell_idx, dtype=int), np.array(planes, dtype=int),
                       np.array(slots, dtype=int), tuple(satrecs))
 
 
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}-{seen[name]}"
-        else:
-            seen[name] = 0
-        out.append(name)
-    return out
+def walker_names(shell: Shell) -> list[str]:
+    """``{shell}-{plane}-{slot}`` for every satellite of ``shell``, in the order of :func:`walker_elements`."""
+    return [f"{shell.name}-{p}-{s}" for p in range(shell.planes) for s in range(shell.sats_per_plane)]
+
+
+def satellite_names(constellation: Constellation) -> tuple[str, ...]:
+    """Every satellite's node name, in build order, without building its orbit (element files are read).
+
+    Two satellites whose names come out the same (two catalogue names that sanitise alike, ``ISS (ZARYA)`` and
+    ``ISS ZARYA``, or a catalogue name equal to a Walker satellite's) raise :class:`ScenarioError` naming both.
+    """
+    origin: dict[str, str] = {}
+    for shell in constellation.shells:
+        for name in walker_names(shell):
+            origin[name] = f"a satellite of shell {shell.name!r}"
+    for ef in constellation.element_files:
+        for name, _sat, place, raw in _records(ef):
+            if name in origin:
+                raise ScenarioError(ef.path.name, place, f"object {raw!r} becomes node name {name!r}, as does "
+                                                         f"{origin[name]}; rename one of them or give the file a "
+                                                         f"prefix")
+            origin[name] = f"{raw!r} ({ef.path.name} {place})"
+    return tuple(origin)
 
 
 def sanitise_name(text: str) -> str:
@@ -191,6 +204,11 @@ def sanitise_name(text: str) -> str:
 
 def read_elements(ef: ElementsFile) -> list[tuple[str, Satrec]]:
     """(name, Satrec) for each satellite in a TLE or OMM file; a malformed record raises ScenarioError."""
+    return [(name, sat) for name, sat, _place, _raw in _records(ef)]
+
+
+def _records(ef: ElementsFile) -> list[tuple[str, Satrec, str, str]]:
+    """(node name, Satrec, place, catalogue name) per satellite; place is ``line N`` or ``record N``."""
     if ef.format == "tle":
         records = _read_tle(ef.path)
     else:
@@ -198,14 +216,14 @@ def read_elements(ef: ElementsFile) -> list[tuple[str, Satrec]]:
     if not records:
         raise ScenarioError(ef.path.name, "", f"no satellites found in this {ef.format.upper()} file")
     prefix = f"{ef.prefix}-" if ef.prefix else ""
-    return [(prefix + name, sat) for name, sat in records]
+    return [(prefix + name, sat, place, raw) for name, sat, place, raw in records]
 
 
 def _tle_checksum(line: str) -> int:
     return sum(int(c) if c.isdigit() else (1 if c == "-" else 0) for c in line[:68]) % 10
 
 
-def _read_tle(path: Path) -> list[tuple[str, Satrec]]:
+def _read_tle(path: Path) -> list[tuple[str, Satrec, str, str]]:
     lines = [(i + 1, ln.rstrip()) for i, ln in enumerate(path.read_text(errors="replace").splitlines())
              if ln.strip()]
     records, name, k = [], None, 0
@@ -226,7 +244,8 @@ def _read_tle(path: Path) -> list[tuple[str, Satrec]]:
             if sat.error:
                 raise ScenarioError(path.name, f"line {lineno}", f"SGP4 rejects these elements (error {sat.error})")
             default = f"sat-{sat.satnum}"
-            records.append((sanitise_name(name) if name else default, sat))
+            records.append(((sanitise_name(name) if name else "") or default, sat,
+                            f"line {name_line if name else lineno}", name or default))
             name, k = None, k + 2
         elif line.startswith(("1 ", "2 ")):
             raise ScenarioError(path.name, f"line {lineno}", "TLE line 1 must be followed by its line 2")
@@ -234,14 +253,14 @@ def _read_tle(path: Path) -> list[tuple[str, Satrec]]:
             if name is not None:
                 raise ScenarioError(path.name, f"line {lineno}",
                                     f"expected TLE line 1 after the name line {name!r}, got {line[:30]!r}")
-            name = line[2:] if line.startswith("0 ") else line
+            name, name_line = (line[2:] if line.startswith("0 ") else line), lineno
             k += 1
     if name is not None:
         raise ScenarioError(path.name, f"line {lines[-1][0]}", f"name line {name!r} has no TLE lines after it")
     return records
 
 
-def _read_omm(path: Path) -> list[tuple[str, Satrec]]:
+def _read_omm(path: Path) -> list[tuple[str, Satrec, str, str]]:
     import json
     from sgp4 import omm
 
@@ -252,9 +271,15 @@ def _read_omm(path: Path) -> list[tuple[str, Satrec]]:
         elif path.suffix.lower() == ".json":
             rows = json.loads(path.read_text())
             rows = rows if isinstance(rows, list) else [rows]
+            for i, row in enumerate(rows):
+                if not isinstance(row, dict):
+                    raise ScenarioError(path.name, f"record {i + 1}", f"must be an OMM object (a JSON mapping of "
+                                        f"OBJECT_NAME, EPOCH, MEAN_MOTION, ...), got {type(row).__name__}")
         else:
             with path.open() as f:
                 rows = list(omm.parse_csv(f))
+    except ScenarioError:
+        raise
     except Exception as exc:
         raise ScenarioError(path.name, "", f"cannot parse OMM ({type(exc).__name__}: {exc}); expected CelesTrak "
                                            f"OMM as .xml, .csv or .json") from None
@@ -263,8 +288,9 @@ def _read_omm(path: Path) -> list[tuple[str, Satrec]]:
         sat = Satrec()
         try:
             omm.initialize(sat, {k: str(v) for k, v in fields.items()})
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise ScenarioError(path.name, f"record {i + 1}", f"missing or invalid OMM field {exc}") from None
-        name = sanitise_name(str(fields.get("OBJECT_NAME", ""))) or f"sat-{sat.satnum}"
-        records.append((name, sat))
+        raw = str(fields.get("OBJECT_NAME", ""))
+        name = sanitise_name(raw) or f"sat-{sat.satnum}"
+        records.append((name, sat, f"record {i + 1}", raw or name))
     return records

@@ -34,6 +34,9 @@ ISL_PATTERNS = ("plus-grid", "ring", "explicit", "none")
 HANDOVER_POLICIES = ("nearest", "longest-visible")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
+#: SGP4 catalogue numbers (Alpha-5) stop at 339,999, and Walker satellites are numbered 1, 2, ... in build order.
+MAX_WALKER_SATELLITES = 339_999
+MAX_YAML_DEPTH = 64  # no scenario nests deeper than ~6; the YAML composer recurses once per level
 
 
 class ScenarioError(ValueError):
@@ -248,6 +251,54 @@ def _range_text(lo: float | None, hi: float | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# YAML reading: a key given twice and a document nested too deep are errors, never silently accepted.
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (naming it and both lines) and
+    nesting deeper than :data:`MAX_YAML_DEPTH` (which would exhaust the recursion of the composer)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in first_line:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {key!r} is given twice (first at line {first_line[key]}); the second "
+                                        f"would silently win: keep one", key_node.start_mark)
+                    first_line[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` with :class:`StrictLoader`; raise ScenarioError ``source: not valid YAML at line L...``."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ScenarioError(source, "", f"not valid YAML at {where}: {problem}") from None
+
+
+# --------------------------------------------------------------------------------------------------------------
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate the scenario at ``path``; raise :class:`ScenarioError` naming the first problem."""
@@ -256,14 +307,9 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(str(path), "", f"cannot read the file ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ScenarioError(path.name, "", f"not valid YAML at {where}: {problem}") from None
-    return parse_scenario(doc, path)
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), "", "is not a text file (not UTF-8); a scenario is a YAML file") from None
+    return parse_scenario(read_yaml(text, path.name), path)
 
 
 def parse_scenario(doc: Any, path: Path) -> Scenario:
@@ -291,12 +337,16 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         step_s=plan_node.get("step_s", 1.0).number(0.01, 3600))
     probes = tuple(_probe(n) for n in root.get("probes", []).items())
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
+    from .orbits import satellite_names  # reads the element files; orbits imports this module
+
+    satellites = satellite_names(constellation)
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,
-                        routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground)),
+                        routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
                         workload=_workload_section(root.get("workload", None)))
     _check_unique_names(root, scenario)
+    check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
 
 
@@ -339,7 +389,15 @@ def _server(node: _Node) -> Server:
 
 
 def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
-    """Raise if a probe or a host names a node the scenario does not have (called once nodes are known)."""
+    """Raise if a node name is taken twice, or a probe, a host or the workload names a node the scenario does not
+    have. ``node_names`` are the routers: the satellites, then the ground stations. `lasernet up` rejects
+    nothing about the nodes that this (run by :func:`load_scenario` and by the plan) does not."""
+    n_satellites = len(node_names) - len(scenario.ground)
+    satellites = set(node_names[:n_satellites])
+    for i, station in enumerate(scenario.ground):
+        if station.name in satellites:
+            raise ScenarioError(scenario.source.name, f"ground.stations[{i}].name",
+                                f"{station.name!r} is also a satellite's name; rename the station")
     routers = set(node_names)
     for i, host in enumerate(scenario.hosts):
         if host.name in routers:
@@ -360,6 +418,10 @@ def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
                 raise ScenarioError(scenario.source.name, f"probes[{i}].{key}",
                                     f"unknown node {name!r}; nodes are satellites like {node_names[0]!r} and "
                                     f"ground stations ({stations})")
+    if not scenario.workload.empty:
+        from .workload import resolve  # the workload's module imports this one
+
+        resolve(scenario, node_names, n_satellites)
 
 
 def _epoch(node: _Node) -> dt.datetime:
@@ -374,7 +436,15 @@ def _epoch(node: _Node) -> dt.datetime:
 
 def _constellation(node: _Node, base: Path) -> Constellation:
     node.mapping(("shells", "tle", "omm"))
-    shells = tuple(_shell(n) for n in node.get("shells", []).items())
+    shells, total = [], 0
+    for n in node.get("shells", []).items():
+        shells.append(_shell(n))
+        total += shells[-1].size
+        if total > MAX_WALKER_SATELLITES:
+            raise n.fail(f"{shells[-1].planes} planes x {shells[-1].sats_per_plane} satellites make "
+                         f"{total:,} Walker satellites in all; at most {MAX_WALKER_SATELLITES:,} (SGP4's catalogue "
+                         f"numbers end there): use fewer planes or sats_per_plane")
+    shells = tuple(shells)
     files = []
     for fmt in ("tle", "omm"):
         for n in node.get(fmt, []).items():
@@ -510,12 +580,11 @@ def _station(node: _Node) -> GroundStation:
 def _read_sites(node: _Node, base: Path) -> dict[str, dict]:
     path = (base / node.text()).resolve()
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise node.fail(f"cannot read sites file {str(path)!r} ({exc.strerror}); paths are relative to the "
-                        f"scenario file") from None
-    except yaml.YAMLError as exc:
-        raise node.fail(f"sites file {path.name} is not valid YAML: {exc}") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise node.fail(f"cannot read sites file {str(path)!r} ({getattr(exc, 'strerror', None) or exc}); paths "
+                        f"are relative to the scenario file") from None
+    doc = read_yaml(text, path.name)
     sites_node = _Node(path.name, "sites", (doc or {}).get("sites") if isinstance(doc, dict) else None)
     if not isinstance(sites_node.value, list):
         raise sites_node.fail("must be a list of sites with name, lat_deg, lon_deg")

@@ -30,6 +30,7 @@ from . import plots
 
 TRACK_S = 1800.0  # ground tracks span this many seconds around the instant
 TRACK_STEP_S = 20.0
+MAX_TRACKS = 1000  # ground tracks drawn (every k-th satellite's beyond this): bounds a large map's memory
 MAX_RTT_PANELS = 12  # probe pairs drawn in the RTT figure (a 12-station mesh has 66)
 
 
@@ -55,7 +56,8 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
         timeline, offset_s = plan(scenario, start=when, duration_s=0.0, step_s=1.0), 0.0
     sats = build_satellites(scenario)
     offsets = np.arange(-TRACK_S / 2, TRACK_S / 2 + 1e-9, TRACK_STEP_S)
-    track = sats.positions_km(skydata.times(when, offsets))
+    tracked = sats if len(sats) <= MAX_TRACKS else sats.subset(np.linspace(0, len(sats) - 1, MAX_TRACKS).astype(int))
+    track = tracked.positions_km(skydata.times(when, offsets))
     now = sats.positions_km(skydata.times(when, np.zeros(1)))[0]
     up, _delay = timeline.state_at(offset_s)
     if applied_up is not None:

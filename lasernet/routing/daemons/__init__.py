@@ -77,17 +77,16 @@ class BgpPlan:
     satellite of an operator with ``land_at`` and a ground station it does not list exchanges no routes."""
 
     def __init__(self, cfg: RoutingConfig, node_names, n_satellites: int, source: str = "routing"):
-        from ..config import MEMBER_ASN_BASE, operator_of
+        from ..config import MEMBER_ASN_BASE, operator_of, operators_uncovered
 
         self.cfg, self.names, self.n_sat = cfg, list(node_names), n_satellites
         self.index = {name: i for i, name in enumerate(node_names)}
         self.operator = {name: operator_of(cfg, name) for name in node_names[:n_satellites]}
-        missing = [name for name, op in self.operator.items() if op is None]
-        if missing:
+        uncovered = operators_uncovered(cfg.operators, node_names[:n_satellites])  # load_scenario checked it too
+        if uncovered:
             from ...scenario import ScenarioError
 
-            raise ScenarioError(source, "routing.operators", f"{len(missing)} satellites belong to no operator "
-                                f"(e.g. {', '.join(missing[:3])}); cover every plane or list them")
+            raise ScenarioError(source, "routing.operators", uncovered)
         self.member = {name: MEMBER_ASN_BASE + i for i, name in enumerate(node_names[:n_satellites])}
 
     def is_sat(self, name: str) -> bool:
