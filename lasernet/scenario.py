@@ -398,6 +398,13 @@ def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
         if station.name in satellites:
             raise ScenarioError(scenario.source.name, f"ground.stations[{i}].name",
                                 f"{station.name!r} is also a satellite's name; rename the station")
+    for k, (x, y) in enumerate(scenario.isl.links):
+        for end in (x, y):
+            if end not in satellites:
+                raise ScenarioError(scenario.source.name, f"isl.links[{k}]",
+                                    f"unknown satellite {end!r}; satellites are named like {node_names[0]!r}")
+        if x == y:
+            raise ScenarioError(scenario.source.name, f"isl.links[{k}]", f"links {x!r} to itself")
     routers = set(node_names)
     for i, host in enumerate(scenario.hosts):
         if host.name in routers:
