@@ -35,7 +35,9 @@ import numpy as np
 
 from . import geometry, skydata, terminals
 from .orbits import Satellites, build_satellites
-from .scenario import Scenario, ScenarioError, check_node_names, parse_time
+from .errors import OptionError
+from .spec.fields import parse_time
+from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
@@ -292,7 +294,7 @@ PARAMETERS = {"start": "start", "duration_s": "duration_s", "step_s": "step_s"}
 
 
 def check_window(scenario: Scenario, start, duration_s, step_s, names: dict[str, str] = PARAMETERS):
-    """The window ``(start, duration_s, step_s)`` of a plan, defaults filled in, or ScenarioError naming the bad one.
+    """The window ``(start, duration_s, step_s)`` of a plan, defaults filled in, or OptionError naming the bad one.
 
     ``names`` says how each parameter is called in the error (the CLI passes ``{"duration_s": "--duration", ...}``).
     Besides the values, the memory the plan's arrays will need (:func:`plan_memory_bytes`) must fit in
@@ -302,28 +304,26 @@ def check_window(scenario: Scenario, start, duration_s, step_s, names: dict[str,
     if isinstance(start, str):
         parsed = parse_time(start)
         if parsed is None:
-            raise ScenarioError(names["start"], "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, "
-                                                    f"got {start!r}")
+            raise OptionError(names["start"], f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
         start = parsed
     start = start or scenario.epoch
     duration_s = scenario.plan.duration_s if duration_s is None else float(duration_s)
     step_s = scenario.plan.step_s if step_s is None else float(step_s)
     if not (math.isfinite(step_s) and step_s > 0):
-        raise ScenarioError(names["step_s"], "", f"must be a finite number of seconds > 0, got {step_s:g}")
+        raise OptionError(names["step_s"], f"must be a finite number of seconds > 0, got {step_s:g}")
     if not (math.isfinite(duration_s) and duration_s >= 0):
-        raise ScenarioError(names["duration_s"], "", f"must be a finite number of seconds >= 0, got {duration_s:g}")
+        raise OptionError(names["duration_s"], f"must be a finite number of seconds >= 0, got {duration_s:g}")
     if not 1960 <= start.year <= 2050:
-        raise ScenarioError(names["start"], "", f"must be between 1960 and 2050 (ephemeris range), got {start.year}")
+        raise OptionError(names["start"], f"must be between 1960 and 2050 (ephemeris range), got {start.year}")
     if duration_s > (dt.datetime(2051, 1, 1, tzinfo=dt.timezone.utc) - start).total_seconds():
-        raise ScenarioError(names["duration_s"], "", f"{duration_s:g} s from {start:%Y-%m-%d} ends after 2050 (the "
-                                                     f"ephemeris range); use a shorter {names['duration_s']}")
+        raise OptionError(names["duration_s"], f"{duration_s:g} s from {start:%Y-%m-%d} ends after 2050 (the "
+                                               f"ephemeris range); use a shorter {names['duration_s']}")
     need, have = plan_memory_bytes(scenario, duration_s, step_s), _mem_available_bytes()
     if have and need > PLAN_MEMORY_SHARE * have:
-        raise ScenarioError(f"{names['step_s']} {step_s:g}", "", f"with {names['duration_s']} {duration_s:g} the "
-                                                 f"plan would need {_bytes(need)} of arrays (limit: "
-                                                 f"{PLAN_MEMORY_SHARE:.0%} of MemAvailable, "
-                                                 f"{_bytes(PLAN_MEMORY_SHARE * have)}); use a larger "
-                                                 f"{names['step_s']} or a shorter {names['duration_s']}")
+        raise OptionError(f"{names['step_s']} {step_s:g}",
+                          f"with {names['duration_s']} {duration_s:g} the plan would need {_bytes(need)} of arrays "
+                          f"(limit: {PLAN_MEMORY_SHARE:.0%} of MemAvailable, {_bytes(PLAN_MEMORY_SHARE * have)}); "
+                          f"use a larger {names['step_s']} or a shorter {names['duration_s']}")
     return start, duration_s, step_s
 
 

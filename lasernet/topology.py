@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .orbits import Satellites
-from .scenario import Scenario
+from .spec.scenario import Scenario
 
 KINDS = ("isl", "gsl")
 ROLES = ("intra", "inter", "seam", "explicit", "ground")

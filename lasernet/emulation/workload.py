@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import workload as spec
+from ..spec import workload as spec
 from . import state as run_state
 
 log = logging.getLogger("lasernet")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LasernetError
 from ..topology import GSL, ISL
 from . import plots
 
@@ -34,7 +35,7 @@ MAX_TRACKS = 1000  # ground tracks drawn (every k-th satellite's beyond this): b
 MAX_RTT_PANELS = 12  # probe pairs drawn in the RTT figure (a 12-station mesh has 66)
 
 
-class ReportError(RuntimeError):
+class ReportError(LasernetError):
     """The directory is not a run directory (the CLI prints it on one line, exit code 2)."""
 
 
@@ -164,7 +165,8 @@ def _plan_arrays(timeline, end_s: float):
 
 
 def _scenario_of(run_dir: Path, info: dict):
-    from ..scenario import ScenarioError, load_scenario
+    from ..errors import ScenarioError
+    from ..spec.scenario import load_scenario
 
     for candidate in (info.get("scenario"), run_dir / "scenario.yaml"):
         if candidate and Path(candidate).is_file():

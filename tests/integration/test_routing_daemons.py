@@ -25,7 +25,7 @@ import yaml
 import lasernet
 from lasernet.emulation.state import STATE_DIR, _is_zombie, _start_time
 from lasernet.measure.probes import ProbeResult, read_record
-from lasernet.routing.config import Operator, RoutingConfig
+from lasernet.spec.routing import Operator, RoutingConfig
 from lasernet.routing.daemons import FRR_TMP, RoutingDaemonError
 
 from ..conftest import TOPOLOGIES

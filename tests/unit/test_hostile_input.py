@@ -78,7 +78,7 @@ def test_the_plan_memory_estimate_grows_with_steps_and_links():
     one = timeline.plan_memory_bytes(sc, 600, 1.0)
     assert timeline.plan_memory_bytes(sc, 6000, 1.0) > 9 * one
     assert timeline.plan_memory_bytes(sc, 600, 0.1) > 9 * one
-    with pytest.raises(lasernet.ScenarioError, match=r"^step_s 1e-09: with duration_s 600 the plan would need"):
+    with pytest.raises(lasernet.OptionError, match=r"^step_s 1e-09: with duration_s 600 the plan would need"):
         lasernet.plan(sc, duration_s=600, step_s=1e-9)  # the Python API names its parameters
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import lasernet
-from lasernet.routing.config import RoutingConfig
+from lasernet.spec.routing import RoutingConfig
 from lasernet.routing.daemons import TEMPLATES, BirdSuite, FrrSuite, LinkSpec, NodeSpec
 
 from ..conftest import TOPOLOGIES

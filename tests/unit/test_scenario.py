@@ -157,9 +157,7 @@ def test_cli_bad_arguments_exit_2(args, message):
 
 
 def test_every_shipped_topology_is_valid():
-    from lasernet import api
-
-    shipped = api.shipped_topologies()
+    shipped = lasernet.shipped_topologies()
     assert {"mini", "starlink-shell1", "starlink-phase1", "iridium", "kuiper-630", "suncatcher",
             "three-body"} <= set(shipped)
     for path in shipped.values():

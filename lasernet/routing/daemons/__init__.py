@@ -1,6 +1,6 @@
 """Real routing daemons on every router: FRR (zebra + ospfd / isisd, bfdd) or BIRD 2, one set per node.
 
-A :class:`DaemonSet` runs the scenario's ``routing:`` protocol (:mod:`lasernet.routing.config`) on every router
+A :class:`DaemonSet` runs the scenario's ``routing:`` protocol (:mod:`lasernet.spec.routing`) on every router
 of an emulation. For each node it writes the daemons' configuration from templates (``templates/*.j2``, Jinja2)
 into the node's own directory ``/run/lasernet/<run-id>/<node>/``, which also holds its sockets, PID files and
 logs (Unix socket paths must stay under 108 bytes, so not the run directory; ``<run dir>/routing`` links there
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 START_TIMEOUT_S = 30.0
@@ -72,19 +72,19 @@ class NodeSpec:
 
 
 class BgpPlan:
-    """Who is which AS (see :mod:`lasernet.routing.config`): satellite i of operator O is member AS
+    """Who is which AS (see :mod:`lasernet.spec.routing`): satellite i of operator O is member AS
     MEMBER_ASN_BASE + i of the confederation O.asn; ground station k is AS ground_asn + k. A session between a
     satellite of an operator with ``land_at`` and a ground station it does not list exchanges no routes."""
 
     def __init__(self, cfg: RoutingConfig, node_names, n_satellites: int, source: str = "routing"):
-        from ..config import MEMBER_ASN_BASE, operator_of, operators_uncovered
+        from ...spec.routing import MEMBER_ASN_BASE, operator_of, operators_uncovered
 
         self.cfg, self.names, self.n_sat = cfg, list(node_names), n_satellites
         self.index = {name: i for i, name in enumerate(node_names)}
         self.operator = {name: operator_of(cfg, name) for name in node_names[:n_satellites]}
         uncovered = operators_uncovered(cfg.operators, node_names[:n_satellites])  # load_scenario checked it too
         if uncovered:
-            from ...scenario import ScenarioError
+            from ...errors import ScenarioError
 
             raise ScenarioError(source, "routing.operators", uncovered)
         self.member = {name: MEMBER_ASN_BASE + i for i, name in enumerate(node_names[:n_satellites])}

@@ -22,7 +22,8 @@ Timers are in the units of their names: ``hello_s``/``dead_s`` for OSPF and IS-I
 throttling as initial delay, hold and maximum wait in milliseconds. ``bfd: true`` adds BFD sessions on every
 link (``bfd_interval_ms`` x ``bfd_multiplier`` detection time).
 
-The parser takes the scenario reader's node (``lasernet.scenario._Node``) so that every error names its field.
+The parser takes the scenario reader's node (:class:`lasernet.spec.fields.Node`) so that every error names its
+field.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class RoutingConfig:
 
 
 def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, ...] | None = None) -> RoutingConfig:
-    """Validate a ``routing:`` mapping (a scenario ``_Node``); raise the node's ScenarioError on a problem.
+    """Validate a ``routing:`` mapping (a :class:`~lasernet.spec.fields.Node`); raise the node's ScenarioError on a problem.
 
     ``stations`` are the scenario's ground station names (for BGP landing policies), ``satellites`` its satellite
     names (BGP operators must cover every one; None: not checked here)."""

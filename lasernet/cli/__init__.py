@@ -1,7 +1,10 @@
 """The ``lasernet`` command: parse arguments, call the library, render results with rich. Nothing else.
 
-Every user error (a bad scenario, a bad option) prints one line naming the file, the field and the fix, and exits
-with code 2 without leaving files behind.
+Every :class:`~lasernet.errors.LasernetError` (a bad scenario file, a bad option, no run to act on) prints one
+line naming the file and field or the option, and the fix, and exits with code 2 without leaving files behind:
+options are checked, and output paths tried, before any work. The live presentation of a run sits beside the
+commands: :mod:`.runner` (progress, signals, the summary) and :mod:`.console` (Mininet's CLI with lasernet's
+commands).
 """
 
 from __future__ import annotations
@@ -15,28 +18,27 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from . import api
+from .. import (LasernetError, OptionError, __version__, describe, load_scenario, parse_time, plan as plan_window,
+               resolve_scenario, shipped_topologies)
+from ..timeline import check_window
 
 err_console = Console(stderr=True)
 console = Console()
 
 
 class _Group(click.Group):
-    """Turns ScenarioError (and other user errors) into one line on stderr and exit code 2."""
+    """Turns a LasernetError (a bad scenario, a bad option, ...) into one line on stderr and exit code 2."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except api.ScenarioError as exc:
-            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
-            sys.exit(2)
-        except api.UserError as exc:
+        except LasernetError as exc:
             err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
             sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(api.__version__, prog_name="lasernet")
+@click.version_option(__version__, prog_name="lasernet")
 def main():
     """lasernet: laser inter-satellite networks, from orbital geometry to an emulated network.
 
@@ -53,16 +55,14 @@ def main():
 @click.option("--events", type=click.Path(dir_okay=False), help="Write link up/down events to this CSV file.")
 def plan(scenario, start, duration_s, step_s, output, events):
     """Compute which links are up, their light delay and outage causes over a time window."""
-    from .timeline import check_window
-
-    sc = api.load_scenario(api.resolve_scenario(scenario))
+    sc = load_scenario(resolve_scenario(scenario))
     start, duration_s, step_s = check_window(sc, start, duration_s, step_s, names={
         "start": "--start", "duration_s": "--duration", "step_s": "--step"})
     for option, path in (("--output", output), ("--events", events)):
         _check_writable(option, path)
     with _progress() as bar:
         task = bar.add_task(f"planning {sc.name}", total=None)
-        timeline = api.plan(sc, start=start, duration_s=duration_s, step_s=step_s,
+        timeline = plan_window(sc, start=start, duration_s=duration_s, step_s=step_s,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     _render_summary(timeline)
     if output:
@@ -109,14 +109,14 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
     Routes come from the oracle, or from real routing daemons on every router (OSPF, IS-IS, Babel, BGP with FRR
     or BIRD) when the scenario has a routing: section; their convergence goes to the run directory.
     """
-    from .emulation import runner
+    from . import runner
 
     _check_live_options(duration_s, speed, tick_s)
     _require_root("lasernet up")
-    sc = api.load_scenario(api.resolve_scenario(scenario))
-    if start is not None and api.parse_time(start) is None:
-        raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
-    summary = runner.run(sc, duration_s=duration_s, speed=speed, start=api.parse_time(start) if start else None,
+    sc = load_scenario(resolve_scenario(scenario))
+    if start is not None and parse_time(start) is None:
+        raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+    summary = runner.run(sc, duration_s=duration_s, speed=speed, start=parse_time(start) if start else None,
                          links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
                          routing=routing, keep_awake=keep_awake)
     _render_run(summary)
@@ -136,15 +136,15 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
 
     Exits 1 if a workload command failed (each failure is listed with its node and exit code).
     """
-    from .emulation import runner
+    from . import runner
 
     _check_live_options(duration_s, speed, tick_s)
     _require_root("lasernet run")
-    sc = api.load_scenario(api.resolve_scenario(scenario))
-    if start is not None and api.parse_time(start) is None:
-        raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+    sc = load_scenario(resolve_scenario(scenario))
+    if start is not None and parse_time(start) is None:
+        raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.experiment(sc, duration_s=duration_s, report=not no_report, speed=speed,
-                                start=api.parse_time(start) if start else None, links=links, tick_s=tick_s,
+                                start=parse_time(start) if start else None, links=links, tick_s=tick_s,
                                 run_dir=run_dir, console=err_console, routing=routing)
     _render_run(summary)
     failed = _render_workload(summary.get("workload") or {})
@@ -158,15 +158,12 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
 @click.argument("run_dir", type=click.Path())
 def report(run_dir):
     """Rebuild RUN_DIR/report.html (and RUN_DIR/plots/*.png) from the files of a finished run; no root needed."""
-    from .measure.report import ReportError, build_report
+    from ..measure.report import build_report
 
     with Progress(TextColumn("report: {task.description}"), TimeElapsedColumn(), console=err_console,
                   transient=True) as bar:
         task = bar.add_task("reading the run", total=None)
-        try:
-            path = build_report(run_dir, progress=lambda what: bar.update(task, description=what))
-        except ReportError as exc:
-            raise api.UserError(str(exc)) from None
+        path = build_report(run_dir, progress=lambda what: bar.update(task, description=what))
     console.print(f"report: {path}")
 
 
@@ -177,13 +174,12 @@ def report(run_dir):
               help="PNG file to write.")
 def show(scenario, at, output):
     """Draw a map of SCENARIO at one instant: satellites, ground tracks, ISLs, ground links (offline, no root)."""
-    from .measure.report import render_map
-    from .timeline import check_window
+    from ..measure.report import render_map
 
-    sc = api.load_scenario(api.resolve_scenario(scenario))
+    sc = load_scenario(resolve_scenario(scenario))
     when, _, _ = check_window(sc, at, 0.0, 1.0, names={"start": "--at"})
     if not output.lower().endswith(".png"):
-        raise api.ScenarioError("--output", "", f"must be a .png file, got {output!r}")
+        raise OptionError("--output", f"must be a .png file, got {output!r}")
     _check_writable("--output", output)
     with _progress() as bar:
         bar.add_task(f"drawing {sc.name}", total=None)
@@ -196,7 +192,7 @@ def show(scenario, at, output):
 @click.option("--all", "everything", is_flag=True, help="Every run on this machine.")
 def down(run_id, everything):
     """Remove exactly what a run created (namespaces, interfaces, processes); idempotent."""
-    from .emulation import state
+    from ..emulation import state
 
     _require_root("lasernet down")
     runs = state.list_runs() if everything else [r for r in [state.find_run(run_id)] if r]
@@ -225,7 +221,7 @@ def exec_(node, command, run_id):
     routing = _run(run_id).get("routing") or {}
     command = list(command)
     if routing.get("dir") and command and command[0] == routing.get("shell"):
-        from .routing.daemons import make_shell_args
+        from ..routing.daemons import make_shell_args
 
         command[1:1] = make_shell_args(routing, node)
     os.execvp("mnexec", ["mnexec", "-a", str(pid), *command])
@@ -242,7 +238,7 @@ def ping(a, b, count, run_id):
 
     run = _run(run_id)
     if b not in run["nodes"]:
-        raise api.ScenarioError(run["run_id"], "", f"unknown node {b!r}")
+        raise LasernetError(f"{run['run_id']}: unknown node {b!r}")
     pid = _node_pid(a, run_id)
     os.execvp("mnexec", ["mnexec", "-a", str(pid), "ping", "-c", str(count), run["nodes"][b]["loopback"]])
 
@@ -268,7 +264,7 @@ def status(run_id):
     """Show running emulations: scenario, nodes, links, emulated time, tick health."""
     import json
 
-    from .emulation import state
+    from ..emulation import state
 
     runs = state.list_runs() if run_id is None else [r for r in [state.find_run(run_id)] if r]
     if not runs:
@@ -303,10 +299,9 @@ def _check_writable(option: str, path: str | None) -> None:
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise api.ScenarioError(option, "", f"{path} is a directory; give a file name")
+        raise OptionError(option, f"{path} is a directory; give a file name")
     if not parent.is_dir():
-        raise api.ScenarioError(option, "", f"directory {str(parent)!r} does not exist; create it first or write "
-                                            f"elsewhere")
+        raise OptionError(option, f"directory {str(parent)!r} does not exist; create it first or write elsewhere")
     try:
         if target.exists():
             with target.open("r+b"):
@@ -315,8 +310,7 @@ def _check_writable(option: str, path: str | None) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise api.ScenarioError(option, "", f"cannot write {path} ({exc.strerror or exc}); choose a writable "
-                                            f"path") from None
+        raise OptionError(option, f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from None
 
 
 def _check_live_options(duration_s, speed, tick_s) -> None:
@@ -325,22 +319,22 @@ def _check_live_options(duration_s, speed, tick_s) -> None:
 
     for option, value in (("--duration", duration_s), ("--speed", speed), ("--tick", tick_s)):
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise api.ScenarioError(option, "", f"must be a finite number > 0, got {value:g}")
+            raise OptionError(option, f"must be a finite number > 0, got {value:g}")
 
 
 def _require_root(what: str) -> None:
     import os
 
     if os.geteuid() != 0:
-        raise api.ScenarioError(what, "", "needs root (network namespaces); run it with sudo")
+        raise LasernetError(f"{what}: needs root (network namespaces); run it with sudo")
 
 
 def _run(run_id):
-    from .emulation import state
+    from ..emulation import state
 
     run = state.find_run(run_id)
     if run is None:
-        raise api.ScenarioError("lasernet", "", "no running emulation" + (f" matching {run_id!r}" if run_id else "")
+        raise LasernetError("lasernet: no running emulation" + (f" matching {run_id!r}" if run_id else "")
                                 + "; start one with `lasernet up`")
     return run
 
@@ -350,7 +344,7 @@ def _node_pid(node: str, run_id) -> int:
     info = run["nodes"].get(node)
     if info is None:
         some = ", ".join(list(run["nodes"])[:5])
-        raise api.ScenarioError(run["run_id"], "", f"unknown node {node!r} (nodes include {some})")
+        raise LasernetError(f"{run['run_id']}: unknown node {node!r} (nodes include {some})")
     return int(info["pid"])
 
 
@@ -402,8 +396,8 @@ def _render_workload(workload: dict) -> list:
 def topologies():
     """List the shipped topologies (scenario names usable in place of a file)."""
     table = Table("name", "description", box=None)
-    for name, path in api.shipped_topologies().items():
-        table.add_row(name, api.describe(path))
+    for name, path in shipped_topologies().items():
+        table.add_row(name, describe(path))
     console.print(table)
 
 
@@ -434,7 +428,3 @@ def _render_summary(timeline) -> None:
         worst = min(cover, key=cover.get)
         console.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
                       f"worst {worst} {cover[worst]:.1%}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
