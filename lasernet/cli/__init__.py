@@ -23,7 +23,7 @@ from .. import (LasernetError, OptionError, __version__, describe, load_scenario
 from ..timeline import check_window
 
 err_console = Console(stderr=True)
-console = Console()
+stdout = Console()  # not "console": lasernet.cli.console is the submodule
 
 
 class _Group(click.Group):
@@ -67,10 +67,10 @@ def plan(scenario, start, duration_s, step_s, output, events):
     _render_summary(timeline)
     if output:
         timeline.save(output)
-        console.print(f"timeline: {output}")
+        stdout.print(f"timeline: {output}")
     if events:
         n = timeline.write_events_csv(events)
-        console.print(f"events:   {events} ({n} rows)")
+        stdout.print(f"events:   {events} ({n} rows)")
 
 
 def _live_options(command):
@@ -149,7 +149,7 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
     _render_run(summary)
     failed = _render_workload(summary.get("workload") or {})
     if summary.get("report"):
-        console.print(f"report: {summary['report']}")
+        stdout.print(f"report: {summary['report']}")
     if failed:
         sys.exit(1)
 
@@ -164,7 +164,7 @@ def report(run_dir):
                   transient=True) as bar:
         task = bar.add_task("reading the run", total=None)
         path = build_report(run_dir, progress=lambda what: bar.update(task, description=what))
-    console.print(f"report: {path}")
+    stdout.print(f"report: {path}")
 
 
 @main.command()
@@ -184,7 +184,7 @@ def show(scenario, at, output):
     with _progress() as bar:
         bar.add_task(f"drawing {sc.name}", total=None)
         path = render_map(sc, when, output)
-    console.print(f"map: {path}")
+    stdout.print(f"map: {path}")
 
 
 @main.command()
@@ -197,11 +197,11 @@ def down(run_id, everything):
     _require_root("lasernet down")
     runs = state.list_runs() if everything else [r for r in [state.find_run(run_id)] if r]
     if not runs:
-        console.print("no lasernet run to take down" + (f" matching {run_id!r}" if run_id else ""))
+        stdout.print("no lasernet run to take down" + (f" matching {run_id!r}" if run_id else ""))
         return
     for run in runs:
         removed = state.teardown(run)
-        console.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
+        stdout.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
                       f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
 
 
@@ -255,7 +255,7 @@ def nodes(run_id, role):
             continue
         table.add_row(name, info.get("role", ""), str(info.get("index", "")), info.get("loopback", ""),
                       str(info.get("pid", "")))
-    console.print(table)
+    stdout.print(table)
 
 
 @main.command()
@@ -268,7 +268,7 @@ def status(run_id):
 
     runs = state.list_runs() if run_id is None else [r for r in [state.find_run(run_id)] if r]
     if not runs:
-        console.print("no lasernet run on this machine")
+        stdout.print("no lasernet run on this machine")
         return
     table = Table("run", "scenario", "driver", "nodes", "links up", "t (s)", "last tick ms", "overruns", box=None)
     for run in runs:
@@ -284,7 +284,7 @@ def status(run_id):
         table.add_row(run["run_id"], run["scenario_name"], f"pid {drv.get('pid')} " + ("up" if alive else "GONE"),
                       str(len(run.get("nodes", {}))), f"{st.get('links_up', '-')}/{st.get('links_created', '-')}",
                       f"{st.get('t_s', 0):.1f}", f"{st.get('last_tick_ms', 0):.1f}", str(st.get("overruns", "-")))
-    console.print(table)
+    stdout.print(table)
 
 
 def _check_writable(option: str, path: str | None) -> None:
@@ -349,15 +349,15 @@ def _node_pid(node: str, run_id) -> int:
 
 
 def _render_run(summary: dict) -> None:
-    console.print(f"run directory: {summary['run_dir']}")
+    stdout.print(f"run directory: {summary['run_dir']}")
     ticks = summary.get("ticks")
     if ticks:
-        console.print(f"ticks: {ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} ms, "
+        stdout.print(f"ticks: {ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} ms, "
                       f"max {ticks['max_ms']:.2f} ms, overruns {ticks['overruns']}")
     routing = summary.get("routing")
     if routing:
         conv, fmt = routing.get("convergence_s") or {}, lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-        console.print(f"routing: {routing['protocol']} ({routing['daemon']}), initial convergence "
+        stdout.print(f"routing: {routing['protocol']} ({routing['daemon']}), initial convergence "
                       f"{fmt(routing.get('initial_convergence_s'))} s; {routing['changes']} link changes, convergence "
                       f"median {fmt(conv.get('median'))} s, p95 {fmt(conv.get('p95'))} s, "
                       f"{routing['unconverged_changes']} unconverged, {routing['probes_lost_in_changes']} probes "
@@ -372,7 +372,7 @@ def _render_run(summary: dict) -> None:
             table.add_row(name, str(st.get("sent", st.get("n", 0))), str(st.get("lost", "-")),
                           f"{st['median_ms']:+.3f}" if "median_ms" in st else "-",
                           f"{st['p99_ms']:+.3f}" if "p99_ms" in st else "-")
-        console.print(table)
+        stdout.print(table)
 
 
 def _render_workload(workload: dict) -> list:
@@ -380,9 +380,9 @@ def _render_workload(workload: dict) -> list:
     if not workload:
         return []
     counts = ", ".join(f"{n} {s}" for s, n in workload.get("by_status", {}).items() if n)
-    console.print(f"workload: {workload.get('jobs', 0)} jobs ({counts or 'none'})")
+    stdout.print(f"workload: {workload.get('jobs', 0)} jobs ({counts or 'none'})")
     for name, flow in (workload.get("iperf3") or {}).items():
-        console.print(f"iperf3 {name}: {flow['received_bps'] / 1e6:.2f} Mbit/s received over {flow['intervals']} "
+        stdout.print(f"iperf3 {name}: {flow['received_bps'] / 1e6:.2f} Mbit/s received over {flow['intervals']} "
                       f"intervals" + (f" ({flow['error']})" if flow.get("error") else ""))
     failed = workload.get("failed") or []
     for job in failed:
@@ -398,7 +398,7 @@ def topologies():
     table = Table("name", "description", box=None)
     for name, path in shipped_topologies().items():
         table.add_row(name, describe(path))
-    console.print(table)
+    stdout.print(table)
 
 
 def _progress() -> Progress:
@@ -408,7 +408,7 @@ def _progress() -> Progress:
 
 def _render_summary(timeline) -> None:
     s = timeline.summary()
-    console.print(f"[bold]{timeline.scenario_name}[/]: {s['satellites']} satellites, {s['stations']} ground stations, "
+    stdout.print(f"[bold]{timeline.scenario_name}[/]: {s['satellites']} satellites, {s['stations']} ground stations, "
                   f"{s['steps']} steps of {s['step_s']:g} s from {timeline.start_utc:%Y-%m-%d %H:%M:%S} UTC")
     table = Table("", "ISL", "GSL", title="links over the window", title_justify="left")
     fmt = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
@@ -421,10 +421,10 @@ def _render_summary(timeline) -> None:
                 k["down_link_steps_by_cause"].items(), key=lambda x: -x[1])) or "-")]
     for label, cell in rows:
         table.add_row(label, cell(s["isl"]), cell(s["gsl"]))
-    console.print(table)
+    stdout.print(table)
     cover = s["coverage"]
     if cover:
         values = sorted(cover.values())
         worst = min(cover, key=cover.get)
-        console.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
+        stdout.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
                       f"worst {worst} {cover[worst]:.1%}")
