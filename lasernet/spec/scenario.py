@@ -11,7 +11,10 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The full format is documented in ``docs/scenario.md``.
+must match ``[a-z0-9-]+``. The ``routing:`` and ``workload:`` sections and the element files are read by their
+own modules of :mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
+:func:`check_node_names` checks everything about them that a live run would (probes, hosts, workload selectors,
+explicit ISLs): a scenario that loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
 
 from __future__ import annotations
