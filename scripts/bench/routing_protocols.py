@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 import lasernet
-from lasernet.spec.routing import RoutingConfig
 from lasernet.routing.convergence import FibWatcher
+from lasernet.spec.routing import RoutingConfig
 from lasernet.spec.scenario import ProbePair
 
 RUNS = {"oracle": ("oracle", ""), "ospf": ("ospf", "frr"), "isis": ("isis", "frr"), "babel": ("babel", "bird"),

@@ -25,8 +25,8 @@ import yaml
 import lasernet
 from lasernet.emulation.state import STATE_DIR, _is_zombie, _start_time
 from lasernet.measure.probes import ProbeResult, read_record
-from lasernet.spec.routing import Operator, RoutingConfig
 from lasernet.routing.daemons import FRR_TMP, RoutingDaemonError
+from lasernet.spec.routing import Operator, RoutingConfig
 
 from ..conftest import TOPOLOGIES
 
