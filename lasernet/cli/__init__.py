@@ -27,14 +27,34 @@ stdout = Console()  # not "console": lasernet.cli.console is the submodule
 
 
 class _Group(click.Group):
-    """Turns a LasernetError (a bad scenario, a bad option, ...) into one line on stderr and exit code 2."""
+    """Turns a LasernetError (a bad scenario, a bad option, ...) and click's own usage errors (an option that is
+    not a number, a missing argument) into one line on stderr and exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            _one_line(exc.format_message() + where)
+            sys.exit(2)
+        except click.ClickException as exc:
+            _one_line(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _one_line("aborted")
+            sys.exit(1)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except LasernetError as exc:
-            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+            _one_line(str(exc))
             sys.exit(2)
+
+
+def _one_line(message: str) -> None:
+    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -196,3 +196,13 @@ def test_json_of_records_still_loads(tmp_path):
     (tmp_path / "iss.json").write_text(json.dumps(json.loads((DATA / "iss-omm.json").read_text())))
     doc = dict(MINI, constellation={"omm": ["iss.json"]}, isl={"pattern": "none"})
     assert lasernet.load_scenario(tmp_path / _write(tmp_path, doc)).constellation.element_files
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["plan", "mini", "--duration", "abc"], "error: Invalid value for '--duration': 'abc' is not a valid float."),
+    (["plan"], "error: Missing argument 'SCENARIO'."),
+    (["plan", "mini", "--bogus"], "error: No such option '--bogus'."),
+    (["plan", "mini", "-o", "."], "error: Invalid value for '-o' / '--output'"),
+])
+def test_click_usage_errors_are_one_line_too(tmp_path, args, fragment):
+    assert "--help`)" in _refused(tmp_path, args, fragment)
