@@ -7,14 +7,20 @@ across them; an emulated network of Linux routers is kept in step with it so tha
     scenario = lasernet.load_scenario("topologies/mini.yaml")
     timeline = lasernet.plan(scenario, duration_s=600, step_s=1)
     print(timeline.summary())
+
+Every problem a user can fix raises a :class:`LasernetError` (a :class:`ScenarioError` for a scenario file, an
+:class:`OptionError` for a parameter or option) whose text is one line naming where it is and the fix.
 """
 
-__version__ = "0.1.0"
+from .errors import LasernetError, OptionError, ScenarioError
+from .spec.fields import parse_time
+from .spec.scenario import Scenario, load_scenario
+from .spec.shipped import describe, resolve_scenario, shipped_topologies
+from .timeline import CAUSES, Timeline, plan
+from .version import __version__
 
-from .scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
-from .timeline import CAUSES, Timeline, plan  # noqa: E402
-
-__all__ = ["__version__", "CAUSES", "Emulation", "Scenario", "ScenarioError", "Timeline", "load_scenario", "plan"]
+__all__ = ["__version__", "CAUSES", "Emulation", "LasernetError", "OptionError", "Scenario", "ScenarioError",
+           "Timeline", "describe", "load_scenario", "parse_time", "plan", "resolve_scenario", "shipped_topologies"]
 
 
 def __getattr__(name):

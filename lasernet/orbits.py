@@ -15,21 +15,24 @@ Greenwich mean sidereal angle into the Earth-fixed ITRS frame (as Skyfield does,
 10 m). All positions are in km with shape ``(T, N, 3)``: T instants, N satellites.
 
 Satellite names are ``{shell}-{plane}-{slot}`` (``sat-3-7``) for Walker shells and the sanitised object name
-(``iss-zarya``) for element files.
+(``iss-zarya``) for element files (:mod:`lasernet.spec.elements` reads those files and names the satellites).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sgp4.api import WGS72, Satrec, SatrecArray
 
-from .scenario import ElementsFile, Scenario, ScenarioError, Shell
+from typing import TYPE_CHECKING
+
+from .spec.elements import element_records, satellite_names, walker_names
+
+if TYPE_CHECKING:
+    from .spec.scenario import Scenario, Shell
 
 MU_KM3_S2 = 398600.8  # WGS72 gravitational parameter, as SGP4 uses
 EARTH_RADIUS_KM = 6378.135  # WGS72 equatorial radius
@@ -154,117 +157,19 @@ def build_satellites(scenario: Scenario) -> Satellites:
     names, shell_idx, planes, slots, satrecs = [], [], [], [], []
     for k, shell in enumerate(scenario.constellation.shells):
         plane, slot, _, _ = walker_elements(shell)
-        names += [f"{shell.name}-{p}-{s}" for p, s in zip(plane, slot)]
+        names += walker_names(shell)
         shell_idx += [k] * shell.size
         planes += list(plane)
         slots += list(slot)
         satrecs += walker_satrecs(shell, scenario.epoch, first_satnum=len(satrecs) + 1)
     for ef in scenario.constellation.element_files:
-        for name, sat in read_elements(ef):
+        for name, sat, _place, _raw in element_records(ef):
             names.append(name)
             shell_idx.append(-1)
             planes.append(-1)
             slots.append(-1)
             satrecs.append(sat)
-    names = _unique(names)
+    if len(set(names)) < len(names):  # two satellites of one name are an error, never renamed
+        satellite_names(scenario.constellation)
     return Satellites(tuple(names), np.array(shell_idx, dtype=int), np.array(planes, dtype=int),
                       np.array(slots, dtype=int), tuple(satrecs))
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}-{seen[name]}"
-        else:
-            seen[name] = 0
-        out.append(name)
-    return out
-
-
-def sanitise_name(text: str) -> str:
-    """A satellite catalogue name as a lasernet node name: lowercase ``[a-z0-9-]``, ``ISS (ZARYA)`` -> ``iss-zarya``."""
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", text.lower())).strip("-")
-
-
-def read_elements(ef: ElementsFile) -> list[tuple[str, Satrec]]:
-    """(name, Satrec) for each satellite in a TLE or OMM file; a malformed record raises ScenarioError."""
-    if ef.format == "tle":
-        records = _read_tle(ef.path)
-    else:
-        records = _read_omm(ef.path)
-    if not records:
-        raise ScenarioError(ef.path.name, "", f"no satellites found in this {ef.format.upper()} file")
-    prefix = f"{ef.prefix}-" if ef.prefix else ""
-    return [(prefix + name, sat) for name, sat in records]
-
-
-def _tle_checksum(line: str) -> int:
-    return sum(int(c) if c.isdigit() else (1 if c == "-" else 0) for c in line[:68]) % 10
-
-
-def _read_tle(path: Path) -> list[tuple[str, Satrec]]:
-    lines = [(i + 1, ln.rstrip()) for i, ln in enumerate(path.read_text(errors="replace").splitlines())
-             if ln.strip()]
-    records, name, k = [], None, 0
-    while k < len(lines):
-        lineno, line = lines[k]
-        if line.startswith("1 ") and k + 1 < len(lines) and lines[k + 1][1].startswith("2 "):
-            l1, (lineno2, l2) = line, lines[k + 1]
-            for no, text in ((lineno, l1), (lineno2, l2)):
-                if len(text) < 69:
-                    raise ScenarioError(path.name, f"line {no}", f"TLE line must be 69 characters, got {len(text)}")
-                if not text[68].isdigit() or _tle_checksum(text) != int(text[68]):
-                    raise ScenarioError(path.name, f"line {no}",
-                                        f"TLE checksum is {_tle_checksum(text)}, the line says {text[68]!r}")
-            try:
-                sat = Satrec.twoline2rv(l1, l2)
-            except Exception as exc:  # sgp4 raises ValueError with long text; keep it one line
-                raise ScenarioError(path.name, f"line {lineno}", f"not a valid TLE: {str(exc).splitlines()[0]}")
-            if sat.error:
-                raise ScenarioError(path.name, f"line {lineno}", f"SGP4 rejects these elements (error {sat.error})")
-            default = f"sat-{sat.satnum}"
-            records.append((sanitise_name(name) if name else default, sat))
-            name, k = None, k + 2
-        elif line.startswith(("1 ", "2 ")):
-            raise ScenarioError(path.name, f"line {lineno}", "TLE line 1 must be followed by its line 2")
-        else:
-            if name is not None:
-                raise ScenarioError(path.name, f"line {lineno}",
-                                    f"expected TLE line 1 after the name line {name!r}, got {line[:30]!r}")
-            name = line[2:] if line.startswith("0 ") else line
-            k += 1
-    if name is not None:
-        raise ScenarioError(path.name, f"line {lines[-1][0]}", f"name line {name!r} has no TLE lines after it")
-    return records
-
-
-def _read_omm(path: Path) -> list[tuple[str, Satrec]]:
-    import json
-    from sgp4 import omm
-
-    try:
-        if path.suffix.lower() == ".xml":
-            with path.open() as f:
-                rows = list(omm.parse_xml(f))
-        elif path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text())
-            rows = rows if isinstance(rows, list) else [rows]
-        else:
-            with path.open() as f:
-                rows = list(omm.parse_csv(f))
-    except Exception as exc:
-        raise ScenarioError(path.name, "", f"cannot parse OMM ({type(exc).__name__}: {exc}); expected CelesTrak "
-                                           f"OMM as .xml, .csv or .json") from None
-    records = []
-    for i, fields in enumerate(rows):
-        sat = Satrec()
-        try:
-            omm.initialize(sat, {k: str(v) for k, v in fields.items()})
-        except (KeyError, ValueError) as exc:
-            raise ScenarioError(path.name, f"record {i + 1}", f"missing or invalid OMM field {exc}") from None
-        name = sanitise_name(str(fields.get("OBJECT_NAME", ""))) or f"sat-{sat.satnum}"
-        records.append((name, sat))
-    return records

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import geometry
-from .scenario import Terminal
+from .spec.scenario import Terminal
 
 
 def sun_blinded(terminal: Terminal, from_km: np.ndarray, to_km: np.ndarray, sun_km: np.ndarray,

@@ -45,7 +45,9 @@ import numpy as np
 
 from . import geometry, skydata, terminals
 from .orbits import MU_KM3_S2, Satellites, build_satellites
-from .scenario import Scenario, ScenarioError, check_node_names, parse_time
+from .errors import OptionError
+from .spec.fields import parse_time
+from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
@@ -268,22 +270,11 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     With ``carry`` (a previous window's :attr:`Timeline.carry`) the window continues that one: it starts at the
     carry's instant, with its step, and its steps are those one long plan would give (see :func:`plan_next`).
     """
-    if isinstance(start, str):
-        parsed = parse_time(start)
-        if parsed is None:
-            raise ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
-        start = parsed
     if carry is not None:
-        if start is not None and abs((start - carry.start_utc).total_seconds()) > 1e-6:
-            raise ValueError(f"a window continuing a carry starts at {carry.start_utc}, not {start}")
+        if start is not None or step_s is not None:
+            raise ValueError("a window continuing a carry starts at its instant, with its step: give no start_s or step_s")
         start, step_s = carry.start_utc, carry.step_s
-    start = start or scenario.epoch
-    duration_s = scenario.plan.duration_s if duration_s is None else float(duration_s)
-    step_s = scenario.plan.step_s if step_s is None else float(step_s)
-    if not (step_s > 0 and duration_s >= 0):
-        raise ScenarioError("plan", "", f"needs step_s > 0 and duration_s >= 0, got {step_s} and {duration_s}")
-    if not 1960 <= start.year <= 2050:
-        raise ScenarioError("--start", "", f"must be between 1960 and 2050 (ephemeris range), got {start.year}")
+    start, duration_s, step_s = check_window(scenario, start, duration_s, step_s)
 
     sats = build_satellites(scenario)
     stations = _Stations.of(scenario)
@@ -365,13 +356,95 @@ def lookahead_s(scenario: Scenario, sats: Satellites, start: dt.datetime) -> flo
 MAX_LOOKAHEAD_S = 3 * 3600.0
 
 
+#: Bytes per link and time step at the plan's peak: cause, delay and up (6) twice (per kind, then the whole
+#: timeline), the acquisition pass's temporaries (int32 + float64 + bools) and numpy's copies, with a margin.
+PLAN_BYTES_PER_LINK_STEP = 40
+#: Bytes per (step, station, satellite) sighting: step, station, satellite (int32), range (float32), cause.
+PLAN_BYTES_PER_SIGHTING = 17
+PLAN_MEMORY_SHARE = 0.8  # of MemAvailable
+GSL_CHANGE_S = 30.0  # a station's link changes satellite at most about this often (nearest, dense LEO shells)
+PARAMETERS = {"start": "start", "duration_s": "duration_s", "step_s": "step_s"}
+
+
+def check_window(scenario: Scenario, start, duration_s, step_s, names: dict[str, str] = PARAMETERS):
+    """The window ``(start, duration_s, step_s)`` of a plan, defaults filled in, or OptionError naming the bad one.
+
+    ``names`` says how each parameter is called in the error (the CLI passes ``{"duration_s": "--duration", ...}``).
+    Besides the values, the memory the plan's arrays will need (:func:`plan_memory_bytes`) must fit in
+    :data:`PLAN_MEMORY_SHARE` of the machine's available memory: the error gives the figure and the fix.
+    """
+    names = {**PARAMETERS, **names}
+    if isinstance(start, str):
+        parsed = parse_time(start)
+        if parsed is None:
+            raise OptionError(names["start"], f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+        start = parsed
+    start = start or scenario.epoch
+    duration_s = scenario.plan.duration_s if duration_s is None else float(duration_s)
+    step_s = scenario.plan.step_s if step_s is None else float(step_s)
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise OptionError(names["step_s"], f"must be a finite number of seconds > 0, got {step_s:g}")
+    if not (math.isfinite(duration_s) and duration_s >= 0):
+        raise OptionError(names["duration_s"], f"must be a finite number of seconds >= 0, got {duration_s:g}")
+    if not 1960 <= start.year <= 2050:
+        raise OptionError(names["start"], f"must be between 1960 and 2050 (ephemeris range), got {start.year}")
+    if duration_s > (dt.datetime(2051, 1, 1, tzinfo=dt.timezone.utc) - start).total_seconds():
+        raise OptionError(names["duration_s"], f"{duration_s:g} s from {start:%Y-%m-%d} ends after 2050 (the "
+                                               f"ephemeris range); use a shorter {names['duration_s']}")
+    need, have = plan_memory_bytes(scenario, duration_s, step_s), _mem_available_bytes()
+    if have and need > PLAN_MEMORY_SHARE * have:
+        raise OptionError(f"{names['step_s']} {step_s:g}",
+                          f"with {names['duration_s']} {duration_s:g} the plan would need {_bytes(need)} of arrays "
+                          f"(limit: {PLAN_MEMORY_SHARE:.0%} of MemAvailable, {_bytes(PLAN_MEMORY_SHARE * have)}); "
+                          f"use a larger {names['step_s']} or a shorter {names['duration_s']}")
+    return start, duration_s, step_s
+
+
+def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> float:
+    """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
+
+    T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring),
+    the ground links (each station's ``max_links`` satellites, a new one every :data:`GSL_CHANGE_S`), and
+    the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
+    mask's Earth-central angle covers, for the highest shell, or GEO with element files).
+    """
+    steps = math.floor(duration_s / step_s + 1e-9) + 1
+    shells = scenario.constellation.shells
+    n_walker = sum(s.size for s in shells)
+    n_sat = n_walker + 64 * len(scenario.constellation.element_files)  # element files: a guess, read later
+    isl = {"plus-grid": 2 * n_walker, "ring": n_walker, "explicit": len(scenario.isl.links)}.get(scenario.isl.pattern,
+                                                                                                  0)
+    gsl = sum(min(n_sat, g.max_links * (1 + duration_s / GSL_CHANGE_S)) for g in scenario.ground)
+    sightings = 0.0
+    if scenario.ground:
+        r_earth, r_sat = geometry.WGS84_A_KM, geometry.WGS84_A_KM + max(
+            [s.altitude_km for s in shells] + ([35786.0] if scenario.constellation.element_files else []))
+        e = math.radians(min(g.min_elevation_deg for g in scenario.ground))
+        angle = min(math.pi, math.acos(min(1.0, r_earth * math.cos(e) / r_sat)) - e + math.radians(0.5))
+        sightings = len(scenario.ground) * n_sat * (1 - math.cos(angle)) / 2
+    return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings)
+
+
+def _mem_available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}" if n < 1000 * size else f"{n / size:,.0f} {unit}"
+    return f"{n / 1e3:.3g} kB"
+
+
 def _node_names(scenario: Scenario, sats: Satellites, stations: _Stations) -> tuple[str, ...]:
-    taken = set(sats.names)
-    for i, name in enumerate(stations.names):
-        if name in taken:
-            raise ScenarioError(scenario.source.name, f"ground.stations[{i}].name",
-                                f"{name!r} is also a satellite's name; rename the station")
-    return tuple(sats.names) + tuple(stations.names)
+    return tuple(sats.names) + tuple(stations.names)  # check_node_names checks them
 
 
 def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.ndarray):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .orbits import Satellites
-from .scenario import Scenario, ScenarioError
+from .spec.scenario import Scenario
 
 KINDS = ("isl", "gsl")
 ROLES = ("intra", "inter", "seam", "explicit", "ground")
@@ -68,14 +68,7 @@ def isl_candidates(scenario: Scenario, sats: Satellites, node_names: tuple[str, 
                 roles.append(np.full(len(a), role, dtype=np.uint8))
             offset += shell.size
     elif pattern == "explicit":
-        idx = {name: i for i, name in enumerate(sats.names)}
-        for k, (x, y) in enumerate(scenario.isl.links):
-            for end in (x, y):
-                if end not in idx:
-                    raise ScenarioError(scenario.source.name, f"isl.links[{k}]",
-                                        f"unknown satellite {end!r}; satellites are named like {sats.names[0]!r}")
-            if x == y:
-                raise ScenarioError(scenario.source.name, f"isl.links[{k}]", f"links {x!r} to itself")
+        idx = {name: i for i, name in enumerate(sats.names)}  # the names were checked by check_node_names
         ab = np.array([(idx[x], idx[y]) for x, y in scenario.isl.links], dtype=int).reshape(-1, 2)
         pairs.append(ab)
         roles.append(np.full(len(ab), EXPLICIT, dtype=np.uint8))

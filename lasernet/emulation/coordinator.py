@@ -63,7 +63,8 @@ import numpy as np
 
 from .. import timeline as tl_mod
 from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips
-from ..scenario import Scenario, ScenarioError
+from ..errors import ScenarioError
+from ..spec.scenario import Scenario
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
 from .host import LocalHost, pin_to_last_cpu
@@ -302,7 +303,7 @@ class Emulation:
 
         first = self._plan_window(0.0)  # validates the scenario fully before anything is created
         if not self.scenario.workload.empty:  # so are the workload's node selectors
-            from .. import workload as workload_spec
+            from ..spec import workload as workload_spec
 
             self._workload_plan = workload_spec.resolve(self.scenario, first.node_names, first.n_satellites)
         self.links_kind = choose_backend(self.links_kind)  # so does the link backend (BackendUnavailable)

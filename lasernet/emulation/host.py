@@ -29,7 +29,7 @@ Start-up, in this order (each answers once it is done):
 * ``add_servers(servers)``: servers (``hosts:``), a list of ``{"name", "router", "index"}`` dicts: each joined to
   router ``router`` by a veth carrying LAN ``index``'s /24. Answers ``{"servers": [name]}``.
 * ``start_daemons(routing, scenario_name, n_satellites, costs)``: the routing daemons of ``routing`` (a
-  :class:`~lasernet.routing.config.RoutingConfig`, frozen plain fields) on every router, configured for the
+  :class:`~lasernet.spec.routing.RoutingConfig`, frozen plain fields) on every router, configured for the
   links created so far; ``costs`` is each slot's metric (int array by slot). Answers ``{"daemons": int}``
   (daemon processes running).
 

@@ -38,8 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import workload as spec
 from ..net.procs import start_time
+from ..spec import workload as spec
 
 log = logging.getLogger("lasernet")
 

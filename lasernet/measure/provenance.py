@@ -29,7 +29,7 @@ def versions() -> dict:
     """Versions of everything that decides a run's numbers."""
     from importlib import metadata
 
-    from .. import __version__
+    from ..version import __version__
 
     out = {"lasernet": __version__, "python": platform.python_version(), "kernel": os.uname().release,
            "machine": platform.machine()}

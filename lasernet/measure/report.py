@@ -25,15 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LasernetError
 from ..topology import GSL, ISL
 from . import plots
 
 TRACK_S = 1800.0  # ground tracks span this many seconds around the instant
 TRACK_STEP_S = 20.0
+MAX_TRACKS = 1000  # ground tracks drawn (every k-th satellite's beyond this): bounds a large map's memory
 MAX_RTT_PANELS = 12  # probe pairs drawn in the RTT figure (a 12-station mesh has 66)
 
 
-class ReportError(RuntimeError):
+class ReportError(LasernetError):
     """The directory is not a run directory (the CLI prints it on one line, exit code 2)."""
 
 
@@ -55,7 +57,8 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
         timeline, offset_s = plan(scenario, start=when, duration_s=0.0, step_s=1.0), 0.0
     sats = build_satellites(scenario)
     offsets = np.arange(-TRACK_S / 2, TRACK_S / 2 + 1e-9, TRACK_STEP_S)
-    track = sats.positions_km(skydata.times(when, offsets))
+    tracked = sats if len(sats) <= MAX_TRACKS else sats.subset(np.linspace(0, len(sats) - 1, MAX_TRACKS).astype(int))
+    track = tracked.positions_km(skydata.times(when, offsets))
     now = sats.positions_km(skydata.times(when, np.zeros(1)))[0]
     up, _delay = timeline.state_at(offset_s)
     if applied_up is not None:
@@ -162,7 +165,8 @@ def _plan_arrays(timeline, end_s: float):
 
 
 def _scenario_of(run_dir: Path, info: dict):
-    from ..scenario import ScenarioError, load_scenario
+    from ..errors import ScenarioError
+    from ..spec.scenario import load_scenario
 
     for candidate in (info.get("scenario"), run_dir / "scenario.yaml"):
         if candidate and Path(candidate).is_file():

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 import lasernet
-from lasernet.routing.config import RoutingConfig
-from lasernet.scenario import ProbePair
+from lasernet.spec.routing import RoutingConfig
+from lasernet.spec.scenario import ProbePair
 
 RUNS = {"oracle": ("oracle", ""), "ospf": ("ospf", "frr"), "isis": ("isis", "frr"), "babel": ("babel", "bird"),
         "ospf-bird": ("ospf", "bird"), "bgp": ("bgp", "frr")}
@@ -68,7 +68,7 @@ def run_one(label: str, scenario, args, out: Path) -> dict:
     if protocol == "oracle":
         cfg = RoutingConfig()
     elif protocol == "bgp":  # two operators, the first and the second half of the first shell's planes
-        from lasernet.routing.config import Operator
+        from lasernet.spec.routing import Operator
 
         half = scenario.constellation.shells[0].planes // 2
         cfg = RoutingConfig(protocol="bgp", daemon="frr", hello_s=1, dead_s=3,
@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--converge-timeout", type=float, default=180.0)
     ap.add_argument("--out", default="runs/bench-routing")
     args = ap.parse_args()
-    from lasernet.api import resolve_scenario
+    from lasernet import resolve_scenario
 
     scenario = lasernet.load_scenario(resolve_scenario(args.scenario))
     if args.pairs:  # the scenario's own pairs were validated when it was loaded

@@ -27,7 +27,7 @@ import pytest
 
 import lasernet
 from lasernet.measure.probes import ProbeResult, read_record
-from lasernet.scenario import ProbePair
+from lasernet.spec.scenario import ProbePair
 
 from ..conftest import TOPOLOGIES
 

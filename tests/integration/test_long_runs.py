@@ -16,7 +16,7 @@ import os
 import pytest
 
 import lasernet
-from lasernet.scenario import parse_time
+from lasernet.spec.fields import parse_time
 
 from ..conftest import TOPOLOGIES
 

@@ -26,8 +26,8 @@ import lasernet
 from lasernet.emulation.state import STATE_DIR
 from lasernet.measure.probes import ProbeResult, read_record
 from lasernet.net.procs import is_zombie, start_time
-from lasernet.routing.config import Operator, RoutingConfig
 from lasernet.routing.daemons import FRR_TMP, RoutingDaemonError
+from lasernet.spec.routing import Operator, RoutingConfig
 
 from ..conftest import TOPOLOGIES
 

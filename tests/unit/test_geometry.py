@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lasernet import geometry, skydata, terminals
-from lasernet.scenario import Terminal
+from lasernet.spec.scenario import Terminal
 
 R = geometry.WGS84_A_KM
 
@@ -67,8 +67,8 @@ def test_sun_exclusion_agrees_with_skyfield_separation():
     from skyfield.framelib import itrs
     from skyfield.positionlib import ICRF
 
-    from lasernet.orbits import read_elements
-    from lasernet.scenario import ElementsFile
+    from lasernet.spec.elements import read_elements
+    from lasernet.spec.scenario import ElementsFile
     from tests.conftest import DATA
 
     (_, satrec), = read_elements(ElementsFile(DATA / "iss.tle", "tle"))

@@ -37,8 +37,8 @@ def test_ground_link_windows_match_skyfield_find_events(iss_scenario):
     from skyfield.api import EarthSatellite, wgs84
 
     from lasernet import skydata
-    from lasernet.orbits import read_elements
-    from lasernet.scenario import ElementsFile
+    from lasernet.spec.elements import read_elements
+    from lasernet.spec.scenario import ElementsFile
 
     scenario = lasernet.load_scenario(iss_scenario)
     tl = lasernet.plan(scenario, duration_s=86400, step_s=1)

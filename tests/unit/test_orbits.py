@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lasernet import orbits, skydata
-from lasernet.scenario import Shell
+from lasernet.spec import elements
+from lasernet.spec.scenario import Shell
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 MU = 398600.8  # km^3/s^2 (WGS72, SGP4's constant)
@@ -92,10 +93,10 @@ def test_tle_positions_match_skyfield_itrs():
     from skyfield.api import EarthSatellite
     from skyfield.framelib import itrs
 
-    from lasernet.scenario import ElementsFile
+    from lasernet.spec.scenario import ElementsFile
     from tests.conftest import DATA
 
-    (name, sat), = orbits.read_elements(ElementsFile(DATA / "iss.tle", "tle"))
+    (name, sat), = elements.read_elements(ElementsFile(DATA / "iss.tle", "tle"))
     assert name == "iss-zarya"
     sats = orbits.Satellites((name,), np.array([-1]), np.array([-1]), np.array([-1]), (sat,))
     start = dt.datetime(2014, 1, 21, tzinfo=dt.timezone.utc)
@@ -107,11 +108,11 @@ def test_tle_positions_match_skyfield_itrs():
 
 def test_omm_json_gives_the_same_orbit_as_the_equivalent_tle():
     """The ISS as CelesTrak OMM (JSON) and as a TLE with the same elements propagate to the same place."""
-    from lasernet.scenario import ElementsFile
+    from lasernet.spec.scenario import ElementsFile
     from tests.conftest import DATA
 
-    (tle_name, tle_sat), = orbits.read_elements(ElementsFile(DATA / "iss.tle", "tle"))
-    (omm_name, omm_sat), = orbits.read_elements(ElementsFile(DATA / "iss-omm.json", "omm"))
+    (tle_name, tle_sat), = elements.read_elements(ElementsFile(DATA / "iss.tle", "tle"))
+    (omm_name, omm_sat), = elements.read_elements(ElementsFile(DATA / "iss-omm.json", "omm"))
     assert omm_name == tle_name == "iss-zarya"
     t = skydata.times(dt.datetime(2014, 1, 21, tzinfo=dt.timezone.utc), np.arange(0, 86400, 600.0))
     pos = [orbits.Satellites((n,), np.array([-1]), np.array([-1]), np.array([-1]), (s,)).positions_km(t)[:, 0]
@@ -121,8 +122,9 @@ def test_omm_json_gives_the_same_orbit_as_the_equivalent_tle():
 
 
 def test_omm_with_a_missing_field_is_named(tmp_path):
-    from lasernet.scenario import ElementsFile, ScenarioError
+    from lasernet import ScenarioError
+    from lasernet.spec.scenario import ElementsFile
 
     (tmp_path / "bad.json").write_text('[{"OBJECT_NAME": "X", "EPOCH": "2014-01-20T22:23:04.000416"}]')
     with pytest.raises(ScenarioError, match=r"bad\.json: record 1: missing or invalid OMM field"):
-        orbits.read_elements(ElementsFile(tmp_path / "bad.json", "omm"))
+        elements.read_elements(ElementsFile(tmp_path / "bad.json", "omm"))

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 import lasernet
-from lasernet.routing.config import RoutingConfig
 from lasernet.routing.daemons import TEMPLATES, BirdSuite, FrrSuite, LinkSpec, NodeSpec
+from lasernet.spec.routing import RoutingConfig
 
 from ..conftest import TOPOLOGIES
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 START_TIMEOUT_S = 30.0

@@ -9,7 +9,7 @@ gets its session from the same lines as vtysh commands (:meth:`Bgpd.link_command
 
 from __future__ import annotations
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import LinkSpec, NodeSpec, commands, link_macros
 from .frr import FrrDaemon
 

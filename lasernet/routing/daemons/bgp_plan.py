@@ -1,6 +1,6 @@
 """Who is which AS under BGP, and which sessions exchange routes: the operators of ``routing.operators``.
 
-Each operator (:mod:`lasernet.routing.config`) owns a range of planes and is one AS to the outside, a BGP
+Each operator (:mod:`lasernet.spec.routing`) owns a range of planes and is one AS to the outside, a BGP
 confederation inside: satellite i of operator O is member AS ``MEMBER_ASN_BASE + i`` of the confederation
 ``O.asn``. Ground station k is AS ``ground_asn + k``. An operator with ``land_at`` lands only at those stations:
 a session between one of its satellites and a station it does not list is kept up but exchanges no routes.
@@ -8,8 +8,8 @@ a session between one of its satellites and a station it does not list is kept u
 
 from __future__ import annotations
 
-from ...scenario import ScenarioError
-from ..config import MEMBER_ASN_BASE, RoutingConfig, operator_of
+from ...errors import ScenarioError
+from ...spec.routing import MEMBER_ASN_BASE, RoutingConfig, operator_of, operators_uncovered
 from .base import LinkSpec, NodeSpec
 
 
@@ -20,10 +20,9 @@ class BgpPlan:
         self.cfg, self.names, self.n_sat = cfg, list(node_names), n_satellites
         self.index = {name: i for i, name in enumerate(node_names)}
         self.operator = {name: operator_of(cfg, name) for name in node_names[:n_satellites]}
-        missing = [name for name, op in self.operator.items() if op is None]
-        if missing:
-            raise ScenarioError(source, "routing.operators", f"{len(missing)} satellites belong to no operator "
-                                f"(e.g. {', '.join(missing[:3])}); cover every plane or list them")
+        uncovered = operators_uncovered(cfg.operators, node_names[:n_satellites])  # load_scenario checked it too
+        if uncovered:
+            raise ScenarioError(source, "routing.operators", uncovered)
         self.member = {name: MEMBER_ASN_BASE + i for i, name in enumerate(node_names[:n_satellites])}
 
     def is_sat(self, name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import Daemon, NodeSpec
 
 

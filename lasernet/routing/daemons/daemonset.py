@@ -1,6 +1,6 @@
 """The routing daemons of one emulation run: a suite's daemons on every router, started, watched and stopped.
 
-A :class:`DaemonSet` runs the scenario's ``routing:`` protocol (:mod:`lasernet.routing.config`) on every router
+A :class:`DaemonSet` runs the scenario's ``routing:`` protocol (:mod:`lasernet.spec.routing`) on every router
 of an emulation. For each node it writes the daemons' configurations (:meth:`Daemon.config`) into the node's own
 directory ``/run/lasernet/<run-id>/<node>/``, which also holds its sockets, PID files and logs (Unix socket paths
 must stay under 108 bytes, so not the run directory; ``<run dir>/routing`` links there while the run is up and
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...net.procs import RUN_ROOT, start_time
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import Daemon, LinkSpec, NodeSpec, Running, RoutingDaemonError, environment, spawn, stop_processes, \
     wait_ready
 from .bgp_plan import BgpPlan

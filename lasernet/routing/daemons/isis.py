@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import LinkSpec, NodeSpec, commands, link_macros
 from .frr import FrrDaemon
 

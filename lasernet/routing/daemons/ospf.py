@@ -8,7 +8,7 @@ metric; LAN interfaces are passive (advertised, never peered over). A link's int
 
 from __future__ import annotations
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import LinkSpec, NodeSpec, commands, link_macros
 from .frr import FrrDaemon
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import Daemon, LinkSpec, NodeSpec
 from .bfd import Bfdd
 from .bgp import Bgpd

@@ -6,7 +6,7 @@ gives the routes the protocol installs the node's loopback as preferred source, 
 
 from __future__ import annotations
 
-from ..config import RoutingConfig
+from ...spec.routing import RoutingConfig
 from .base import NodeSpec
 from .frr import FrrDaemon
 

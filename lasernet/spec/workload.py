@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from .scenario import ScenarioError, _Node
+from ..errors import ScenarioError
+from .fields import Node
 
 ROLES = ("satellite", "ground-station", "data-centre", "city", "server")
 PROTOCOLS = ("tcp", "udp")
@@ -94,7 +95,7 @@ class Workload:
         return not (self.commands or self.ping_mesh or self.iperf3 or self.outages)
 
 
-def parse_workload(node: _Node) -> Workload:
+def parse_workload(node: Node) -> Workload:
     """Read the ``workload:`` mapping (``node``); raise :class:`ScenarioError` naming the first problem."""
     if node.value is None:
         return Workload()
@@ -120,10 +121,10 @@ def parse_workload(node: _Node) -> Workload:
                     map_at_s=map_at, outages=tuple(_outage(n) for n in node.get("outages", []).items()))
 
 
-def _selectors(node: _Node) -> tuple[str, ...]:
+def _selectors(node: Node) -> tuple[str, ...]:
     value = node.value
     if isinstance(value, str):
-        node = _Node(node.source, node.path, [value])
+        node = Node(node.source, node.path, [value])
     items = node.items()
     if not items:
         raise node.fail("must name at least one node: a name, a glob like sat-0-*, role:ROLE or hosts")
@@ -141,7 +142,7 @@ def _selectors(node: _Node) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _command(node: _Node) -> Command:
+def _command(node: Node) -> Command:
     node.mapping(("name", "nodes", "run", "start_s", "stop_s", "env", "cwd"))
     name = node.get("name").name(max_len=32)
     start = node.get("start_s", 0.0).number(0, 30 * 86400)
@@ -169,7 +170,7 @@ def _command(node: _Node) -> Command:
                    stop_s=stop, env=tuple(env), cwd=cwd)
 
 
-def _flow(node: _Node) -> IperfFlow:
+def _flow(node: Node) -> IperfFlow:
     node.mapping(("from", "to", "start_s", "duration_s", "interval_s", "protocol", "bitrate_bps", "parallel"))
     src, dst = node.get("from").name(max_len=64), node.get("to").name(max_len=64)
     if src == dst:
@@ -182,7 +183,7 @@ def _flow(node: _Node) -> IperfFlow:
                      parallel=node.get("parallel", 1).number(1, 16, integer=True))
 
 
-def _outage(node: _Node) -> Outage:
+def _outage(node: Node) -> Outage:
     node.mapping(("node", "link", "start_s", "duration_s"))
     values = node.value or {}
     if ("node" in values) == ("link" in values):

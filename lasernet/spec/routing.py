@@ -22,7 +22,8 @@ Timers are in the units of their names: ``hello_s``/``dead_s`` for OSPF and IS-I
 throttling as initial delay, hold and maximum wait in milliseconds. ``bfd: true`` adds BFD sessions on every
 link (``bfd_interval_ms`` x ``bfd_multiplier`` detection time).
 
-The parser takes the scenario reader's node (``lasernet.scenario._Node``) so that every error names its field.
+The parser takes the scenario reader's node (:class:`lasernet.spec.fields.Node`) so that every error names its
+field.
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ class RoutingConfig:
         return self.protocol != "oracle"
 
 
-def parse_routing(node, stations: tuple[str, ...] = ()) -> RoutingConfig:
-    """Validate a ``routing:`` mapping (a scenario ``_Node``); raise the node's ScenarioError on a problem.
+def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, ...] | None = None) -> RoutingConfig:
+    """Validate a ``routing:`` mapping (a :class:`~lasernet.spec.fields.Node`); raise the node's ScenarioError on a problem.
 
-    ``stations`` are the scenario's ground station names (for BGP landing policies)."""
+    ``stations`` are the scenario's ground station names (for BGP landing policies), ``satellites`` its satellite
+    names (BGP operators must cover every one; None: not checked here)."""
     node.mapping(("protocol", "daemon", "hello_s", "dead_s", "spf_delay_ms", "spf_hold_ms", "spf_max_ms", "bfd",
                   "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s"))
     protocol = node.get("protocol", "oracle").choice(PROTOCOLS)
@@ -137,6 +139,9 @@ def parse_routing(node, stations: tuple[str, ...] = ()) -> RoutingConfig:
                                           f"got {dead_s:g}")
         ground_asn = node.get("ground_asn", 65000).number(1, MEMBER_ASN_BASE - 1 - len(stations), integer=True)
         operators = _operators(node.get("operators", None), stations, ground_asn)
+        uncovered = operators_uncovered(operators, satellites or ())
+        if uncovered:
+            raise node.get("operators").fail(uncovered)
     return RoutingConfig(protocol=protocol, daemon=daemon, hello_s=float(hello_s), dead_s=float(dead_s),
                          retransmit_s=node.get("retransmit_s", 5).number(1, 3600, integer=True),
                          spf_delay_ms=spf_delay, spf_hold_ms=spf_hold, spf_max_ms=spf_max, bfd=bfd,
@@ -184,3 +189,12 @@ def _operators(node, stations: tuple[str, ...], ground_asn: int) -> tuple[Operat
 def operator_of(cfg: RoutingConfig, satellite: str) -> Operator | None:
     """The operator owning ``satellite`` (the first that lists it), or None."""
     return next((op for op in cfg.operators if op.owns(satellite)), None)
+
+
+def operators_uncovered(operators: tuple[Operator, ...], satellites) -> str:
+    """What is wrong if some of ``satellites`` belong to none of ``operators`` (BGP needs an AS for each), or ""."""
+    missing = [name for name in satellites if not any(op.owns(name) for op in operators)]
+    if not missing:
+        return ""
+    return (f"{len(missing)} satellites belong to no operator (e.g. {', '.join(missing[:3])}); cover every plane or "
+            f"list them")

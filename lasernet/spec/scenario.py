@@ -11,37 +11,32 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The full format is documented in ``docs/scenario.md``.
+must match ``[a-z0-9-]+``. The ``routing:`` and ``workload:`` sections and the element files are read by their
+own modules of :mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
+:func:`check_node_names` checks everything about them that a live run would (probes, hosts, workload selectors,
+explicit ISLs): a scenario that loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..errors import ScenarioError
+from .elements import satellite_names
+from .fields import Node, parse_time, read_yaml
+from .routing import RoutingConfig, parse_routing
+from .workload import Workload, parse_workload, resolve
 
-from .routing.config import RoutingConfig, parse_routing
-
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-MAX_NAME_LEN = 12
 SHELL_TYPES = ("delta", "star", "formation")
 ISL_PATTERNS = ("plus-grid", "ring", "explicit", "none")
 HANDOVER_POLICIES = ("nearest", "longest-visible")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
-
-
-class ScenarioError(ValueError):
-    """A scenario that cannot be used; the message is one line: ``file: field.path: what is wrong``."""
-
-    def __init__(self, source: str, path: str, message: str):
-        self.source, self.path, self.message = source, path, message
-        super().__init__(f"{source}: {path}: {message}" if path else f"{source}: {message}")
+#: SGP4 catalogue numbers (Alpha-5) stop at 339,999, and Walker satellites are numbered 1, 2, ... in build order.
+MAX_WALKER_SATELLITES = 339_999
 
 
 @dataclass(frozen=True)
@@ -155,96 +150,11 @@ class Scenario:
     plan: PlanDefaults = field(default_factory=PlanDefaults)
     probes: tuple[ProbePair, ...] = ()
     hosts: tuple[Server, ...] = ()
-    routing: RoutingConfig = field(default_factory=RoutingConfig)  # lasernet.routing.config
-    workload: Any = field(default_factory=lambda: _workload_section(None))  # lasernet.workload.Workload
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    workload: Workload = field(default_factory=Workload)
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# A small typed reader that remembers where it is in the document, so every error names its field path.
-
-class _Node:
-    def __init__(self, source: str, path: str, value: Any):
-        self.source, self.path, self.value = source, path, value
-
-    def fail(self, message: str) -> ScenarioError:
-        return ScenarioError(self.source, self.path, message)
-
-    def child(self, key: str | int, value: Any) -> "_Node":
-        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
-        return _Node(self.source, path, value)
-
-    def mapping(self, allowed: tuple[str, ...]) -> dict:
-        if self.value is None:
-            return {}
-        if not isinstance(self.value, dict):
-            raise self.fail(f"must be a mapping with keys {', '.join(allowed)}, got {type(self.value).__name__}")
-        for key in self.value:
-            if key not in allowed:
-                raise self.child(str(key), None).fail(f"unknown field; allowed here: {', '.join(allowed)}")
-        return self.value
-
-    def get(self, key: str, default: Any = ..., allowed: tuple[str, ...] | None = None) -> "_Node":
-        values = self.value if isinstance(self.value, dict) else {}
-        if key not in values:
-            if default is ...:
-                raise self.child(key, None).fail("is required")
-            return self.child(key, default)
-        return self.child(key, values[key])
-
-    def number(self, lo: float | None = None, hi: float | None = None, integer: bool = False) -> float:
-        v = self.value
-        kind = "a whole number" if integer else "a number"
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
-            raise self.fail(f"must be {kind}{_range_text(lo, hi)}, got {v!r}")
-        if integer and not float(v).is_integer():
-            raise self.fail(f"must be {kind}{_range_text(lo, hi)}, got {v!r}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.fail(f"must be between {_fmt(lo)} and {_fmt(hi)}, got {v!r}" if lo is not None and hi is not None
-                            else f"must be {kind}{_range_text(lo, hi)}, got {v!r}")
-        return int(v) if integer else float(v)
-
-    def choice(self, options: tuple[str, ...]) -> str:
-        if self.value not in options:
-            raise self.fail(f"must be one of {', '.join(options)}, got {self.value!r}")
-        return self.value
-
-    def name(self, max_len: int = MAX_NAME_LEN) -> str:
-        v = self.value
-        if not isinstance(v, str) or not NAME_RE.match(v) or len(v) > max_len:
-            raise self.fail(f"must match [a-z0-9-]+ (at most {max_len} characters, no leading or trailing -), "
-                            f"got {v!r}")
-        return v
-
-    def text(self) -> str:
-        if not isinstance(self.value, str) or not self.value:
-            raise self.fail(f"must be a non-empty string, got {self.value!r}")
-        return self.value
-
-    def items(self) -> list["_Node"]:
-        if self.value is None:
-            return []
-        if not isinstance(self.value, list):
-            raise self.fail(f"must be a list, got {type(self.value).__name__}")
-        return [self.child(i, v) for i, v in enumerate(self.value)]
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return ""
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
-
-
-def _range_text(lo: float | None, hi: float | None) -> str:
-    if lo is not None and hi is not None:
-        return f" between {_fmt(lo)} and {_fmt(hi)}"
-    if lo is not None:
-        return f" >= {_fmt(lo)}"
-    if hi is not None:
-        return f" <= {_fmt(hi)}"
-    return ""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -256,19 +166,14 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(str(path), "", f"cannot read the file ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ScenarioError(path.name, "", f"not valid YAML at {where}: {problem}") from None
-    return parse_scenario(doc, path)
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), "", "is not a text file (not UTF-8); a scenario is a YAML file") from None
+    return parse_scenario(read_yaml(text, path.name), path)
 
 
 def parse_scenario(doc: Any, path: Path) -> Scenario:
     """Validate an already-parsed YAML document ``doc`` that came from ``path`` (used for relative files)."""
-    root = _Node(path.name, "", doc)
+    root = Node(path.name, "", doc)
     if not isinstance(doc, dict):
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
@@ -291,41 +196,18 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         step_s=plan_node.get("step_s", 1.0).number(0.01, 3600))
     probes = tuple(_probe(n) for n in root.get("probes", []).items())
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
+    satellites = satellite_names(constellation)
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,
-                        routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground)),
-                        workload=_workload_section(root.get("workload", None)))
+                        routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
+                        workload=parse_workload(root.get("workload", None)))
     _check_unique_names(root, scenario)
+    check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
 
 
-def _workload_section(node: _Node | None):
-    """The ``workload:`` section, read by :mod:`lasernet.workload` (its own module: it imports this one)."""
-    from .workload import Workload, parse_workload
-
-    return Workload() if node is None else parse_workload(node)
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO 8601 instant (``2026-01-01T00:00:00Z``) or a datetime, as an aware UTC datetime; None if invalid."""
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    else:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
-
-
-def _probe(node: _Node) -> ProbePair:
+def _probe(node: Node) -> ProbePair:
     node.mapping(("from", "to", "rate_hz"))
     src, dst = node.get("from").name(max_len=64), node.get("to").name(max_len=64)
     if src == dst:
@@ -333,13 +215,28 @@ def _probe(node: _Node) -> ProbePair:
     return ProbePair(src, dst, node.get("rate_hz", 20.0).number(0.1, 1000))
 
 
-def _server(node: _Node) -> Server:
+def _server(node: Node) -> Server:
     node.mapping(("name", "attach"))
     return Server(node.get("name").name(), node.get("attach").name(max_len=64))
 
 
 def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
-    """Raise if a probe or a host names a node the scenario does not have (called once nodes are known)."""
+    """Raise if a node name is taken twice, or a probe, a host or the workload names a node the scenario does not
+    have. ``node_names`` are the routers: the satellites, then the ground stations. `lasernet up` rejects
+    nothing about the nodes that this (run by :func:`load_scenario` and by the plan) does not."""
+    n_satellites = len(node_names) - len(scenario.ground)
+    satellites = set(node_names[:n_satellites])
+    for i, station in enumerate(scenario.ground):
+        if station.name in satellites:
+            raise ScenarioError(scenario.source.name, f"ground.stations[{i}].name",
+                                f"{station.name!r} is also a satellite's name; rename the station")
+    for k, (x, y) in enumerate(scenario.isl.links):
+        for end in (x, y):
+            if end not in satellites:
+                raise ScenarioError(scenario.source.name, f"isl.links[{k}]",
+                                    f"unknown satellite {end!r}; satellites are named like {node_names[0]!r}")
+        if x == y:
+            raise ScenarioError(scenario.source.name, f"isl.links[{k}]", f"links {x!r} to itself")
     routers = set(node_names)
     for i, host in enumerate(scenario.hosts):
         if host.name in routers:
@@ -360,9 +257,11 @@ def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
                 raise ScenarioError(scenario.source.name, f"probes[{i}].{key}",
                                     f"unknown node {name!r}; nodes are satellites like {node_names[0]!r} and "
                                     f"ground stations ({stations})")
+    if not scenario.workload.empty:
+        resolve(scenario, node_names, n_satellites)
 
 
-def _epoch(node: _Node) -> dt.datetime:
+def _epoch(node: Node) -> dt.datetime:
     moment = parse_time(node.value)
     if moment is None:
         raise node.fail(f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {node.value!r}")
@@ -372,9 +271,17 @@ def _epoch(node: _Node) -> dt.datetime:
     return moment
 
 
-def _constellation(node: _Node, base: Path) -> Constellation:
+def _constellation(node: Node, base: Path) -> Constellation:
     node.mapping(("shells", "tle", "omm"))
-    shells = tuple(_shell(n) for n in node.get("shells", []).items())
+    shells, total = [], 0
+    for n in node.get("shells", []).items():
+        shells.append(_shell(n))
+        total += shells[-1].size
+        if total > MAX_WALKER_SATELLITES:
+            raise n.fail(f"{shells[-1].planes} planes x {shells[-1].sats_per_plane} satellites make "
+                         f"{total:,} Walker satellites in all; at most {MAX_WALKER_SATELLITES:,} (SGP4's catalogue "
+                         f"numbers end there): use fewer planes or sats_per_plane")
+    shells = tuple(shells)
     files = []
     for fmt in ("tle", "omm"):
         for n in node.get(fmt, []).items():
@@ -384,7 +291,7 @@ def _constellation(node: _Node, base: Path) -> Constellation:
     return Constellation(shells=shells, element_files=tuple(files))
 
 
-def _shell(node: _Node) -> Shell:
+def _shell(node: Node) -> Shell:
     node.mapping(("name", "type", "planes", "sats_per_plane", "phasing", "altitude_km", "inclination_deg",
                   "raan0_deg", "spacing_km", "source"))
     shell_type = node.get("type", "delta").choice(SHELL_TYPES)
@@ -402,9 +309,9 @@ def _shell(node: _Node) -> Shell:
                  raan0_deg=node.get("raan0_deg", 0.0).number(-360, 360), spacing_km=spacing_km)
 
 
-def _elements_file(node: _Node, fmt: str, base: Path) -> ElementsFile:
+def _elements_file(node: Node, fmt: str, base: Path) -> ElementsFile:
     if isinstance(node.value, str):
-        node = _Node(node.source, node.path, {"file": node.value})
+        node = Node(node.source, node.path, {"file": node.value})
     node.mapping(("file", "prefix"))
     file_node = node.get("file")
     path = (base / file_node.text()).resolve()
@@ -416,7 +323,7 @@ def _elements_file(node: _Node, fmt: str, base: Path) -> ElementsFile:
     return ElementsFile(path=path, format=fmt, prefix=prefix or "")
 
 
-def _terminal(node: _Node, default: Terminal) -> Terminal:
+def _terminal(node: Node, default: Terminal) -> Terminal:
     node.mapping(("kind", "count", "max_range_km", "acquisition_s", "sun_exclusion_deg", "data_rate_bps",
                   "source"))
     return Terminal(
@@ -429,7 +336,7 @@ def _terminal(node: _Node, default: Terminal) -> Terminal:
     )
 
 
-def _isl(node: _Node, constellation: Constellation, terminal: Terminal) -> IslConfig:
+def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslConfig:
     node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links"))
     pattern = node.get("pattern", "plus-grid").choice(ISL_PATTERNS)
     links = []
@@ -459,7 +366,7 @@ _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_e
                    "handover", "source")
 
 
-def _ground(node: _Node, base: Path) -> tuple[GroundStation, ...]:
+def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
     node.mapping(("include", "defaults", "stations"))
     sites: dict[str, dict] = {}
     for inc in node.get("include", []).items():
@@ -469,14 +376,14 @@ def _ground(node: _Node, base: Path) -> tuple[GroundStation, ...]:
     stations = []
     listed = node.get("stations", [])
     if listed.value == "all":  # every site of the included files, in file order
-        listed = _Node(listed.source, listed.path, list(sites))
+        listed = Node(listed.source, listed.path, list(sites))
         if not sites:
             raise listed.fail("'all' needs ground.include with at least one sites file")
     for item in listed.items():
         value = item.value
         if isinstance(value, str):  # a bare site name from an included file
             value = {"site": value}
-            item = _Node(item.source, item.path, value)
+            item = Node(item.source, item.path, value)
         item.mapping(_STATION_FIELDS)
         merged = {}
         if "site" in value:
@@ -490,11 +397,11 @@ def _ground(node: _Node, base: Path) -> tuple[GroundStation, ...]:
         for key in ("min_elevation_deg", "max_links", "handover"):
             if key not in merged and key in (defaults.value or {}):
                 merged[key] = defaults.value[key]
-        stations.append(_station(_Node(item.source, item.path, merged)))
+        stations.append(_station(Node(item.source, item.path, merged)))
     return tuple(stations)
 
 
-def _station(node: _Node) -> GroundStation:
+def _station(node: Node) -> GroundStation:
     return GroundStation(
         name=node.get("name").name(),
         lat_deg=node.get("lat_deg").number(-90, 90),
@@ -507,16 +414,15 @@ def _station(node: _Node) -> GroundStation:
     )
 
 
-def _read_sites(node: _Node, base: Path) -> dict[str, dict]:
+def _read_sites(node: Node, base: Path) -> dict[str, dict]:
     path = (base / node.text()).resolve()
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise node.fail(f"cannot read sites file {str(path)!r} ({exc.strerror}); paths are relative to the "
-                        f"scenario file") from None
-    except yaml.YAMLError as exc:
-        raise node.fail(f"sites file {path.name} is not valid YAML: {exc}") from None
-    sites_node = _Node(path.name, "sites", (doc or {}).get("sites") if isinstance(doc, dict) else None)
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise node.fail(f"cannot read sites file {str(path)!r} ({getattr(exc, 'strerror', None) or exc}); paths "
+                        f"are relative to the scenario file") from None
+    doc = read_yaml(text, path.name)
+    sites_node = Node(path.name, "sites", (doc or {}).get("sites") if isinstance(doc, dict) else None)
     if not isinstance(sites_node.value, list):
         raise sites_node.fail("must be a list of sites with name, lat_deg, lon_deg")
     sites = {}
@@ -526,7 +432,7 @@ def _read_sites(node: _Node, base: Path) -> dict[str, dict]:
     return sites
 
 
-def _check_unique_names(root: _Node, scenario: Scenario) -> None:
+def _check_unique_names(root: Node, scenario: Scenario) -> None:
     seen: dict[str, str] = {}
     for i, shell in enumerate(scenario.constellation.shells):
         path = f"constellation.shells[{i}].name"

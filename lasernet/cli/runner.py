@@ -16,10 +16,10 @@ import threading
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..api import UserError
+from ..emulation.coordinator import Emulation
+from ..emulation.links import BackendUnavailable
+from ..errors import LasernetError as UserError  # a one-line problem: exit 2
 from ..routing.daemons import RoutingDaemonError
-from .coordinator import Emulation
-from .links import BackendUnavailable
 
 
 def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_s=0.1, run_dir=None,

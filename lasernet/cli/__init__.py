@@ -1,7 +1,10 @@
 """The ``lasernet`` command: parse arguments, call the library, render results with rich. Nothing else.
 
-Every user error (a bad scenario, a bad option) prints one line naming the file, the field and the fix, and exits
-with code 2 without leaving files behind.
+Every :class:`~lasernet.errors.LasernetError` (a bad scenario file, a bad option, no run to act on) prints one
+line naming the file and field or the option, and the fix, and exits with code 2 without leaving files behind:
+options are checked, and output paths tried, before any work. The live presentation of a run sits beside the
+commands: :mod:`.runner` (progress, signals, the summary) and :mod:`.console` (Mininet's CLI with lasernet's
+commands).
 """
 
 from __future__ import annotations
@@ -15,28 +18,47 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from . import api
+from .. import (LasernetError, OptionError, __version__, describe, load_scenario, parse_time, plan as plan_window,
+               resolve_scenario, shipped_topologies)
+from ..timeline import check_window
 
 err_console = Console(stderr=True)
-console = Console()
+stdout = Console()  # not "console": lasernet.cli.console is the submodule
 
 
 class _Group(click.Group):
-    """Turns ScenarioError (and other user errors) into one line on stderr and exit code 2."""
+    """Turns a LasernetError (a bad scenario, a bad option, ...) and click's own usage errors (an option that is
+    not a number, a missing argument) into one line on stderr and exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            _one_line(exc.format_message() + where)
+            sys.exit(2)
+        except click.ClickException as exc:
+            _one_line(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _one_line("aborted")
+            sys.exit(1)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except api.ScenarioError as exc:
-            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
+        except LasernetError as exc:
+            _one_line(str(exc))
             sys.exit(2)
-        except api.UserError as exc:
-            err_console.print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False, soft_wrap=True)
-            sys.exit(2)
+
+
+def _one_line(message: str) -> None:
+    err_console.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(api.__version__, prog_name="lasernet")
+@click.version_option(__version__, prog_name="lasernet")
 def main():
     """lasernet: laser inter-satellite networks, from orbital geometry to an emulated network.
 
@@ -53,18 +75,22 @@ def main():
 @click.option("--events", type=click.Path(dir_okay=False), help="Write link up/down events to this CSV file.")
 def plan(scenario, start, duration_s, step_s, output, events):
     """Compute which links are up, their light delay and outage causes over a time window."""
-    sc = api.load_scenario(api.resolve_scenario(scenario))
+    sc = load_scenario(resolve_scenario(scenario))
+    start, duration_s, step_s = check_window(sc, start, duration_s, step_s, names={
+        "start": "--start", "duration_s": "--duration", "step_s": "--step"})
+    for option, path in (("--output", output), ("--events", events)):
+        _check_writable(option, path)
     with _progress() as bar:
         task = bar.add_task(f"planning {sc.name}", total=None)
-        timeline = api.plan(sc, start=start, duration_s=duration_s, step_s=step_s,
+        timeline = plan_window(sc, start=start, duration_s=duration_s, step_s=step_s,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     _render_summary(timeline)
     if output:
         timeline.save(output)
-        console.print(f"timeline: {output}")
+        stdout.print(f"timeline: {output}")
     if events:
         n = timeline.write_events_csv(events)
-        console.print(f"events:   {events} ({n} rows)")
+        stdout.print(f"events:   {events} ({n} rows)")
 
 
 def _live_options(command):
@@ -103,13 +129,14 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
     Routes come from the oracle, or from real routing daemons on every router (OSPF, IS-IS, Babel, BGP with FRR
     or BIRD) when the scenario has a routing: section; their convergence goes to the run directory.
     """
-    from .emulation import runner
+    from . import runner
 
+    _check_live_options(duration_s, speed, tick_s)
     _require_root("lasernet up")
-    sc = api.load_scenario(api.resolve_scenario(scenario))
-    if start is not None and api.parse_time(start) is None:
-        raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
-    summary = runner.run(sc, duration_s=duration_s, speed=speed, start=api.parse_time(start) if start else None,
+    sc = load_scenario(resolve_scenario(scenario))
+    if start is not None and parse_time(start) is None:
+        raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+    summary = runner.run(sc, duration_s=duration_s, speed=speed, start=parse_time(start) if start else None,
                          links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
                          routing=routing, keep_awake=keep_awake)
     _render_run(summary)
@@ -129,19 +156,20 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
 
     Exits 1 if a workload command failed (each failure is listed with its node and exit code).
     """
-    from .emulation import runner
+    from . import runner
 
+    _check_live_options(duration_s, speed, tick_s)
     _require_root("lasernet run")
-    sc = api.load_scenario(api.resolve_scenario(scenario))
-    if start is not None and api.parse_time(start) is None:
-        raise api.ScenarioError("--start", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
+    sc = load_scenario(resolve_scenario(scenario))
+    if start is not None and parse_time(start) is None:
+        raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.experiment(sc, duration_s=duration_s, report=not no_report, speed=speed,
-                                start=api.parse_time(start) if start else None, links=links, tick_s=tick_s,
+                                start=parse_time(start) if start else None, links=links, tick_s=tick_s,
                                 run_dir=run_dir, console=err_console, routing=routing)
     _render_run(summary)
     failed = _render_workload(summary.get("workload") or {})
     if summary.get("report"):
-        console.print(f"report: {summary['report']}")
+        stdout.print(f"report: {summary['report']}")
     if failed:
         sys.exit(1)
 
@@ -150,16 +178,13 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
 @click.argument("run_dir", type=click.Path())
 def report(run_dir):
     """Rebuild RUN_DIR/report.html (and RUN_DIR/plots/*.png) from the files of a finished run; no root needed."""
-    from .measure.report import ReportError, build_report
+    from ..measure.report import build_report
 
     with Progress(TextColumn("report: {task.description}"), TimeElapsedColumn(), console=err_console,
                   transient=True) as bar:
         task = bar.add_task("reading the run", total=None)
-        try:
-            path = build_report(run_dir, progress=lambda what: bar.update(task, description=what))
-        except ReportError as exc:
-            raise api.UserError(str(exc)) from None
-    console.print(f"report: {path}")
+        path = build_report(run_dir, progress=lambda what: bar.update(task, description=what))
+    stdout.print(f"report: {path}")
 
 
 @main.command()
@@ -169,18 +194,17 @@ def report(run_dir):
               help="PNG file to write.")
 def show(scenario, at, output):
     """Draw a map of SCENARIO at one instant: satellites, ground tracks, ISLs, ground links (offline, no root)."""
-    from .measure.report import render_map
+    from ..measure.report import render_map
 
-    sc = api.load_scenario(api.resolve_scenario(scenario))
-    when = sc.epoch if at is None else api.parse_time(at)
-    if when is None:
-        raise api.ScenarioError("--at", "", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {at!r}")
+    sc = load_scenario(resolve_scenario(scenario))
+    when, _, _ = check_window(sc, at, 0.0, 1.0, names={"start": "--at"})
     if not output.lower().endswith(".png"):
-        raise api.ScenarioError("--output", "", f"must be a .png file, got {output!r}")
+        raise OptionError("--output", f"must be a .png file, got {output!r}")
+    _check_writable("--output", output)
     with _progress() as bar:
         bar.add_task(f"drawing {sc.name}", total=None)
         path = render_map(sc, when, output)
-    console.print(f"map: {path}")
+    stdout.print(f"map: {path}")
 
 
 @main.command()
@@ -188,16 +212,16 @@ def show(scenario, at, output):
 @click.option("--all", "everything", is_flag=True, help="Every run on this machine.")
 def down(run_id, everything):
     """Remove exactly what a run created (namespaces, interfaces, processes); idempotent."""
-    from .emulation import state
+    from ..emulation import state
 
     _require_root("lasernet down")
     runs = state.list_runs() if everything else [r for r in [state.find_run(run_id)] if r]
     if not runs:
-        console.print("no lasernet run to take down" + (f" matching {run_id!r}" if run_id else ""))
+        stdout.print("no lasernet run to take down" + (f" matching {run_id!r}" if run_id else ""))
         return
     for run in runs:
         removed = state.teardown(run)
-        console.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
+        stdout.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
                       f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
 
 
@@ -217,7 +241,7 @@ def exec_(node, command, run_id):
     routing = _run(run_id).get("routing") or {}
     command = list(command)
     if routing.get("dir") and command and command[0] == routing.get("shell"):
-        from .routing.daemons import make_shell_args
+        from ..routing.daemons import make_shell_args
 
         command[1:1] = make_shell_args(routing, node)
     os.execvp("mnexec", ["mnexec", "-a", str(pid), *command])
@@ -234,7 +258,7 @@ def ping(a, b, count, run_id):
 
     run = _run(run_id)
     if b not in run["nodes"]:
-        raise api.ScenarioError(run["run_id"], "", f"unknown node {b!r}")
+        raise LasernetError(f"{run['run_id']}: unknown node {b!r}")
     pid = _node_pid(a, run_id)
     os.execvp("mnexec", ["mnexec", "-a", str(pid), "ping", "-c", str(count), run["nodes"][b]["loopback"]])
 
@@ -251,7 +275,7 @@ def nodes(run_id, role):
             continue
         table.add_row(name, info.get("role", ""), str(info.get("index", "")), info.get("loopback", ""),
                       str(info.get("pid", "")))
-    console.print(table)
+    stdout.print(table)
 
 
 @main.command()
@@ -260,12 +284,12 @@ def status(run_id):
     """Show running emulations: scenario, nodes, links, emulated time, tick health."""
     import json
 
-    from .emulation import state
-    from .net.procs import same_process
+    from ..emulation import state
+    from ..net.procs import same_process
 
     runs = state.list_runs() if run_id is None else [r for r in [state.find_run(run_id)] if r]
     if not runs:
-        console.print("no lasernet run on this machine")
+        stdout.print("no lasernet run on this machine")
         return
     table = Table("run", "scenario", "driver", "nodes", "links up", "t (s)", "last tick ms", "overruns", box=None)
     for run in runs:
@@ -281,22 +305,57 @@ def status(run_id):
         table.add_row(run["run_id"], run["scenario_name"], f"pid {drv.get('pid')} " + ("up" if alive else "GONE"),
                       str(len(run.get("nodes", {}))), f"{st.get('links_up', '-')}/{st.get('links_created', '-')}",
                       f"{st.get('t_s', 0):.1f}", f"{st.get('last_tick_ms', 0):.1f}", str(st.get("overruns", "-")))
-    console.print(table)
+    stdout.print(table)
+
+
+def _check_writable(option: str, path: str | None) -> None:
+    """Raise naming ``option`` unless a file can be written at ``path`` (tried with a temporary file, removed).
+
+    Checked before any work, so that a long plan does not end in an error; directories are not created."""
+    import os
+    import tempfile
+
+    if path is None:
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OptionError(option, f"{path} is a directory; give a file name")
+    if not parent.is_dir():
+        raise OptionError(option, f"directory {str(parent)!r} does not exist; create it first or write elsewhere")
+    try:
+        if target.exists():
+            with target.open("r+b"):
+                pass
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OptionError(option, f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from None
+
+
+def _check_live_options(duration_s, speed, tick_s) -> None:
+    """The numbers `up` and `run` take must be finite and positive; the error names the option."""
+    import math
+
+    for option, value in (("--duration", duration_s), ("--speed", speed), ("--tick", tick_s)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise OptionError(option, f"must be a finite number > 0, got {value:g}")
 
 
 def _require_root(what: str) -> None:
     import os
 
     if os.geteuid() != 0:
-        raise api.ScenarioError(what, "", "needs root (network namespaces); run it with sudo")
+        raise LasernetError(f"{what}: needs root (network namespaces); run it with sudo")
 
 
 def _run(run_id):
-    from .emulation import state
+    from ..emulation import state
 
     run = state.find_run(run_id)
     if run is None:
-        raise api.ScenarioError("lasernet", "", "no running emulation" + (f" matching {run_id!r}" if run_id else "")
+        raise LasernetError("lasernet: no running emulation" + (f" matching {run_id!r}" if run_id else "")
                                 + "; start one with `lasernet up`")
     return run
 
@@ -306,20 +365,20 @@ def _node_pid(node: str, run_id) -> int:
     info = run["nodes"].get(node)
     if info is None:
         some = ", ".join(list(run["nodes"])[:5])
-        raise api.ScenarioError(run["run_id"], "", f"unknown node {node!r} (nodes include {some})")
+        raise LasernetError(f"{run['run_id']}: unknown node {node!r} (nodes include {some})")
     return int(info["pid"])
 
 
 def _render_run(summary: dict) -> None:
-    console.print(f"run directory: {summary['run_dir']}")
+    stdout.print(f"run directory: {summary['run_dir']}")
     ticks = summary.get("ticks")
     if ticks:
-        console.print(f"ticks: {ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} ms, "
+        stdout.print(f"ticks: {ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} ms, "
                       f"max {ticks['max_ms']:.2f} ms, overruns {ticks['overruns']}")
     routing = summary.get("routing")
     if routing:
         conv, fmt = routing.get("convergence_s") or {}, lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-        console.print(f"routing: {routing['protocol']} ({routing['daemon']}), initial convergence "
+        stdout.print(f"routing: {routing['protocol']} ({routing['daemon']}), initial convergence "
                       f"{fmt(routing.get('initial_convergence_s'))} s; {routing['changes']} link changes, convergence "
                       f"median {fmt(conv.get('median'))} s, p95 {fmt(conv.get('p95'))} s, "
                       f"{routing['unconverged_changes']} unconverged, {routing['probes_lost_in_changes']} probes "
@@ -334,7 +393,7 @@ def _render_run(summary: dict) -> None:
             table.add_row(name, str(st.get("sent", st.get("n", 0))), str(st.get("lost", "-")),
                           f"{st['median_ms']:+.3f}" if "median_ms" in st else "-",
                           f"{st['p99_ms']:+.3f}" if "p99_ms" in st else "-")
-        console.print(table)
+        stdout.print(table)
 
 
 def _render_workload(workload: dict) -> list:
@@ -342,9 +401,9 @@ def _render_workload(workload: dict) -> list:
     if not workload:
         return []
     counts = ", ".join(f"{n} {s}" for s, n in workload.get("by_status", {}).items() if n)
-    console.print(f"workload: {workload.get('jobs', 0)} jobs ({counts or 'none'})")
+    stdout.print(f"workload: {workload.get('jobs', 0)} jobs ({counts or 'none'})")
     for name, flow in (workload.get("iperf3") or {}).items():
-        console.print(f"iperf3 {name}: {flow['received_bps'] / 1e6:.2f} Mbit/s received over {flow['intervals']} "
+        stdout.print(f"iperf3 {name}: {flow['received_bps'] / 1e6:.2f} Mbit/s received over {flow['intervals']} "
                       f"intervals" + (f" ({flow['error']})" if flow.get("error") else ""))
     failed = workload.get("failed") or []
     for job in failed:
@@ -358,9 +417,9 @@ def _render_workload(workload: dict) -> list:
 def topologies():
     """List the shipped topologies (scenario names usable in place of a file)."""
     table = Table("name", "description", box=None)
-    for name, path in api.shipped_topologies().items():
-        table.add_row(name, api.describe(path))
-    console.print(table)
+    for name, path in shipped_topologies().items():
+        table.add_row(name, describe(path))
+    stdout.print(table)
 
 
 def _progress() -> Progress:
@@ -370,7 +429,7 @@ def _progress() -> Progress:
 
 def _render_summary(timeline) -> None:
     s = timeline.summary()
-    console.print(f"[bold]{timeline.scenario_name}[/]: {s['satellites']} satellites, {s['stations']} ground stations, "
+    stdout.print(f"[bold]{timeline.scenario_name}[/]: {s['satellites']} satellites, {s['stations']} ground stations, "
                   f"{s['steps']} steps of {s['step_s']:g} s from {timeline.start_utc:%Y-%m-%d %H:%M:%S} UTC")
     table = Table("", "ISL", "GSL", title="links over the window", title_justify="left")
     fmt = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
@@ -383,14 +442,10 @@ def _render_summary(timeline) -> None:
                 k["down_link_steps_by_cause"].items(), key=lambda x: -x[1])) or "-")]
     for label, cell in rows:
         table.add_row(label, cell(s["isl"]), cell(s["gsl"]))
-    console.print(table)
+    stdout.print(table)
     cover = s["coverage"]
     if cover:
         values = sorted(cover.values())
         worst = min(cover, key=cover.get)
-        console.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
+        stdout.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
                       f"worst {worst} {cover[worst]:.1%}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
