@@ -52,7 +52,7 @@ def processes(emu) -> dict[str, int]:
     return out
 
 
-def unexplained_losses(run_dir: Path, tick_emulated_s: float) -> tuple[int, int, int, list]:
+def unexplained_losses(run_dir: Path, tick_emulated_s: float, speed: float) -> tuple[int, int, int, list]:
     """(sent, lost, lost outside planned outages, the first few of those) from the run's own files."""
     downs: dict[str, list[float]] = {}
     changes: list[float] = []
@@ -75,7 +75,8 @@ def unexplained_losses(run_dir: Path, tick_emulated_s: float) -> tuple[int, int,
                 continue
             lost += 1
             t = float(r["t_s"])
-            rtt_s = float(r["predicted_rtt_ms"]) * 1e-3 if r["predicted_rtt_ms"] else 1.0
+            # the probe's round trip takes wall time: at `speed`, that many times more emulated seconds pass
+            rtt_s = speed * (float(r["predicted_rtt_ms"]) * 1e-3 if r["predicted_rtt_ms"] else 1.0)
             lo, hi = t - tick_emulated_s - rtt_s, t + rtt_s + tick_emulated_s
             nodes = r["path"].split(">") if r["path"] else []
             hops = {f"{a}~{b}" for a, b in zip(nodes, nodes[1:])} | {f"{b}~{a}" for a, b in zip(nodes, nodes[1:])}
@@ -113,7 +114,10 @@ def main() -> int:
         ticks_before = len(emu.ticks)
         emu.run(min(args.warm_s, wall_s))
         readings["warm"] = {name: rss_kib(pid) for name, pid in procs.items()}
-        emu.run(max(0.0, wall_s - (time.monotonic() - t_start)))
+        trend = []  # the driver's RSS once a minute: growth that levels off is not a leak
+        while (left := wall_s - (time.monotonic() - t_start)) > 0:
+            emu.run(min(60.0, left))
+            trend.append(rss_kib(procs["driver"]))
         readings["end"] = {name: rss_kib(pid) for name, pid in procs.items()}
         elapsed = time.monotonic() - t_start
         ticks = emu.ticks[ticks_before:]
@@ -121,7 +125,7 @@ def main() -> int:
     costs = np.array([t.cost_s for t in ticks]) * 1e3
     # Ticks are due every tick_s of wall time: between the first and the last tick of the soak, this many.
     expected = (ticks[-1].t_s - ticks[0].t_s) / (emu.tick_s * args.speed) + 1
-    sent, lost, outside, examples = unexplained_losses(run_dir, emu.tick_s * args.speed)
+    sent, lost, outside, examples = unexplained_losses(run_dir, emu.tick_s * args.speed, args.speed)
     print(f"soak: {scenario.name}, {elapsed * args.speed:.0f} s emulated at {args.speed:g}x in {elapsed:.0f} s, "
           f"{windows_crossed} plan window boundaries crossed (windows of {args.window_s:g} s); run dir {run_dir}")
     ok = True
@@ -130,6 +134,7 @@ def main() -> int:
         growth = (b - a) / a * 100 if a else float("nan")
         ok &= growth <= 5.0
         print(f"  RSS {name}: {a / 1024:.1f} MiB warm -> {b / 1024:.1f} MiB at the end ({growth:+.2f}%)")
+    print("  RSS driver once a minute (MiB): " + ", ".join(f"{x / 1024:.1f}" for x in trend))
     drift = len(ticks) - expected
     print(f"  ticks: {len(ticks)} of {expected:.0f} expected (wall / tick; {drift:+.0f}), "
           f"{sum(t.overrun for t in ticks)} overruns, p50 {np.percentile(costs, 50):.2f} ms, "
