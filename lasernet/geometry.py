@@ -141,14 +141,16 @@ def sunlit_fraction(pos_km: np.ndarray, sun_km: np.ndarray, sun_radius_km: float
     sunlight at all); where it hides part of it, in the *penumbra* (the solar arrays get that part of the
     power); where it hides none, it is sunlit. At low orbit a penumbra crossing lasts roughly the Sun's
     angular diameter divided by the rate at which the limb moves across it (about the orbital rate, 1.1e-3
-    rad/s): ~8-10 s when the orbit crosses the shadow squarely, longer when it grazes it.
+    rad/s at 500 km, slower higher up): ~8-12 s when the orbit crosses the shadow squarely, longer when it
+    grazes it.
 
     The Earth is the WGS84 ellipsoid, 21 km thinner at the poles than at the equator. Multiplying z by a/b turns
     it into a sphere of the equatorial radius a (the same trick as :func:`segment_clearance_km`); in that
-    stretched space the Earth's apparent disc is an exact circle. A polar or dawn-dusk sun-synchronous orbit
-    meets the shadow's edge at high latitude, where a sphere of the equatorial radius would place the limb up
-    to 21 km too high and move eclipse entry and exit by several seconds (or invent short eclipses that a
-    dawn-dusk orbit, skimming the terminator, never has).
+    stretched space the Earth's apparent disc is an exact circle. An inclined or polar orbit often meets the
+    shadow's edge at high latitude, where a sphere of the equatorial radius would place the limb up to 21 km
+    too high: entry comes seconds early and exit seconds late, tens of seconds for an orbit that grazes the
+    shadow, and a dawn-dusk sun-synchronous orbit, which skims the terminator all year and is eclipsed only in
+    a season around one solstice, would see that season start early and end late.
 
     Both bodies are then circles on the sky of the satellite: angular radii ``rs = asin(R_sun / d_sun)`` and
     ``re = asin(a / r)``, their centres ``c`` apart. The visible fraction is one minus the area of the overlap
@@ -161,26 +163,39 @@ def sunlit_fraction(pos_km: np.ndarray, sun_km: np.ndarray, sun_radius_km: float
     """
     scale = np.array([1.0, 1.0, equatorial_radius_km / polar_radius_km])
     p = np.asarray(pos_km, dtype=float) * scale
-    to_sun = np.asarray(sun_km, dtype=float) * scale - p
-    r = norm_km(p)
-    d = norm_km(to_sun)
-    rs = np.arcsin(np.clip(sun_radius_km / d, 0.0, 1.0))
-    re = np.arcsin(np.clip(equatorial_radius_km / r, 0.0, 1.0))
-    # Angle between the directions to the Earth's centre (-p) and to the Sun's centre, robust near 0 and 180.
-    cross = norm_km(np.cross(p, to_sun))
-    c = np.arctan2(cross, -np.einsum("...i,...i->...", p, to_sun))
-    rs, re, c = np.broadcast_arrays(rs, re, c)
-    frac = np.ones(c.shape)
-    frac[c <= re - rs] = 0.0  # the Earth covers the whole Sun: umbra
-    inside = c <= rs - re  # the Earth's disc inside the Sun's (beyond the Moon's distance): an annulus
-    frac[inside] = 1.0 - (re[inside] / rs[inside]) ** 2
-    part = (c < rs + re) & (c > np.abs(re - rs))
+    s = np.asarray(sun_km, dtype=float) * scale
+    r2 = np.einsum("...i,...i->...", p, p)
+    ps = np.einsum("...i,...i->...", p, s)
+    d2 = np.einsum("...i,...i->...", s, s) - 2 * ps + r2  # squared distance to the Sun
+    cos_c = (r2 - ps) / np.sqrt(r2 * d2)  # c: from the direction of the Earth's centre to that of the Sun's
+    sin_re = np.minimum(equatorial_radius_km / np.sqrt(r2), 1.0)
+    sin_rs = np.minimum(sun_radius_km / np.sqrt(d2), 1.0)
+    cos_re, cos_rs = np.sqrt(1 - sin_re**2), np.sqrt(1 - sin_rs**2)
+    # Most satellites are plainly sunlit (c >= re + rs) or in the umbra (c <= re - rs): compare cosines, no
+    # trigonometry; the overlap is computed only for the few others.
+    lit = cos_c <= cos_re * cos_rs - sin_re * sin_rs
+    dark = (cos_c >= cos_re * cos_rs + sin_re * sin_rs) & (sin_re > sin_rs)
+    frac = np.where(dark, 0.0, 1.0)
+    part = ~(lit | dark)
     if part.any():
-        a, b, cc = rs[part], re[part], c[part]
-        x = (cc**2 + a**2 - b**2) / (2 * cc)  # from the Sun's centre to the chord joining the intersections
-        y = np.sqrt(np.maximum(a**2 - x**2, 0.0))  # half that chord
-        overlap = a**2 * np.arctan2(y, x) + b**2 * np.arctan2(y, cc - x) - cc * y
-        frac[part] = np.clip(1.0 - overlap / (np.pi * a**2), 0.0, 1.0)
+        frac[part] = _visible_disc_fraction(np.arcsin(np.broadcast_to(sin_rs, part.shape)[part]),
+                                            np.arcsin(np.broadcast_to(sin_re, part.shape)[part]),
+                                            np.arccos(np.clip(cos_c[part], -1.0, 1.0)))
+    return frac
+
+
+def _visible_disc_fraction(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Fraction of a disc of radius ``a`` outside a disc of radius ``b`` whose centre is ``c`` away (plane)."""
+    frac = np.ones(c.shape)
+    frac[c <= b - a] = 0.0  # covered
+    inside = c <= a - b  # the occulting disc within the other: an annulus stays visible
+    frac[inside] = 1.0 - (b[inside] / a[inside]) ** 2
+    lens = (c < a + b) & (c > np.abs(b - a))
+    a, b, c = a[lens], b[lens], c[lens]
+    x = (c**2 + a**2 - b**2) / (2 * c)  # from the first disc's centre to the chord joining the intersections
+    y = np.sqrt(np.maximum(a**2 - x**2, 0.0))  # half that chord
+    overlap = a**2 * np.arctan2(y, x) + b**2 * np.arctan2(y, c - x) - c * y
+    frac[lens] = np.clip(1.0 - overlap / (np.pi * a**2), 0.0, 1.0)
     return frac
 
 
