@@ -152,28 +152,24 @@ class Timeline:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        when = lambda step: _iso(self.start_utc + dt.timedelta(seconds=float(self.offsets_s[step])))  # noqa: E731
-        # Merge the two streams by step, links first within a step.
+        when = [_iso(self.start_utc + dt.timedelta(seconds=float(s))) for s in self.offsets_s]
+        rows = [[when[step], names[link], nodes[self.links.a[link]], nodes[self.links.b[link]],
+                 KINDS[self.links.kind[link]], "up" if is_up else "down", "" if is_up else CAUSES[cause],
+                 "" if math.isnan(delay) else f"{delay * 1e3:.3f}"]
+                for step, link, is_up, cause, delay in zip(ev["step"].tolist(), ev["link"].tolist(),
+                                                           ev["up"].tolist(), ev["cause"].tolist(),
+                                                           ev["delay_s"].tolist())]
+        rows += [[when[step], nodes[sat], nodes[sat], "", "node", geometry.ILLUMINATION[state], "", ""]
+                 for step, sat, state in zip(nev["step"].tolist(), nev["satellite"].tolist(),
+                                             nev["state"].tolist())]
+        # Both streams are ordered by step: merge them, links first within a step.
         order = np.argsort(np.concatenate([ev["step"] * 2, nev["step"] * 2 + 1]), kind="stable")
-        n_links = len(ev["step"])
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
-            for k in order:
-                if k < n_links:
-                    step, link, cause, delay = ev["step"][k], ev["link"][k], ev["cause"][k], ev["delay_s"][k]
-                    is_up = ev["up"][k]
-                    w.writerow([when(step), names[link], nodes[self.links.a[link]], nodes[self.links.b[link]],
-                                KINDS[self.links.kind[link]], "up" if is_up else "down",
-                                "" if is_up else CAUSES[cause],
-                                "" if math.isnan(delay) else f"{delay * 1e3:.3f}"])
-                else:
-                    j = k - n_links
-                    sat = nodes[nev["satellite"][j]]
-                    w.writerow([when(nev["step"][j]), sat, sat, "", "node",
-                                geometry.ILLUMINATION[nev["state"][j]], "", ""])
+            w.writerows(rows[k] for k in order.tolist())
         tmp.replace(path)
-        return len(order)
+        return len(rows)
 
     # ---------------------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -215,7 +211,7 @@ class Timeline:
         """
         if self.illumination is None or not self.illumination.size:
             return {}
-        per_sat = self.illumination.astype(float).mean(axis=0)
+        per_sat = self.illumination.mean(axis=0, dtype=np.float64)
         planes: dict[str, list[float]] = {}
         for label, f in zip(self.planes, per_sat):
             if label:
