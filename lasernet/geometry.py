@@ -11,6 +11,8 @@ over satellites in Python.
   perpendicular to the geodetic vertical) reaches the station's mask.
 * A terminal is blinded when the Sun stands within its exclusion angle of the direction it points in. The Sun's
   position comes from the JPL DE421 ephemeris shipped by ``skyfield-data`` (see :mod:`lasernet.skydata`).
+* A satellite is sunlit, in the penumbra or in the umbra of the Earth depending on how much of the solar disc the
+  WGS84 Earth hides from it (:func:`sunlit_fraction`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ WGS84_F = 1 / 298.257223563
 WGS84_B_KM = WGS84_A_KM * (1 - WGS84_F)
 SPEED_OF_LIGHT_KM_S = 299792.458
 EARTH_ROTATION_RAD_S = 7.2921150e-5  # sidereal rotation rate (IERS)
+SUN_RADIUS_KM = 696000.0  # photospheric radius (IAU nominal 695,700)
 _Z_SCALE = WGS84_A_KM / WGS84_B_KM  # stretches the ellipsoid into a sphere of radius WGS84_A_KM
 
 
@@ -124,15 +127,87 @@ def sun_itrs_km(t) -> np.ndarray:
     return np.atleast_2d(np.moveaxis(np.asarray(xyz), 0, -1))
 
 
-def in_earth_shadow(pos_km: np.ndarray, sun_unit: np.ndarray) -> np.ndarray:
-    """True where positions lie in the Earth's shadow, modelled as a cylinder of the equatorial radius.
+def sunlit_fraction(pos_km: np.ndarray, sun_km: np.ndarray, sun_radius_km: float = SUN_RADIUS_KM,
+                    equatorial_radius_km: float = WGS84_A_KM, polar_radius_km: float = WGS84_B_KM) -> np.ndarray:
+    """Fraction of the Sun's disc visible from ``pos_km`` past the Earth: 1 sunlit, 0 umbra, between: penumbra.
 
-    The umbra's taper over low-orbit distances is a fraction of a degree; the cylinder errs on the side of
-    calling a grazing satellite shadowed for a few seconds per orbit.
+    ``pos_km`` (..., 3) are satellite positions and ``sun_km`` (..., 3) the Sun's geocentric position, both ITRS
+    km and broadcast against each other (e.g. (T, N, 3) with (T, 1, 3)). See :func:`illumination_state`. The
+    defaults are the model; other radii give simpler ones (``sun_radius_km=0``: a point Sun, whose fraction is
+    1 or 0; ``polar_radius_km=equatorial_radius_km``: a spherical Earth), for comparison with other tools.
+
+    The Sun is not a point: seen from low orbit it is a disc 0.53 deg across, and the Earth's limb takes several
+    seconds to sweep over it. Where the Earth hides the whole disc the satellite is in the *umbra* (no direct
+    sunlight at all); where it hides part of it, in the *penumbra* (the solar arrays get that part of the
+    power); where it hides none, it is sunlit. At low orbit a penumbra crossing lasts roughly the Sun's
+    angular diameter divided by the rate at which the limb moves across it (about the orbital rate, 1.1e-3
+    rad/s at 500 km, slower higher up): ~8-12 s when the orbit crosses the shadow squarely, longer when it
+    grazes it.
+
+    The Earth is the WGS84 ellipsoid, 21 km thinner at the poles than at the equator. Multiplying z by a/b turns
+    it into a sphere of the equatorial radius a (the same trick as :func:`segment_clearance_km`); in that
+    stretched space the Earth's apparent disc is an exact circle. An inclined or polar orbit often meets the
+    shadow's edge at high latitude, where a sphere of the equatorial radius would place the limb up to 21 km
+    too high: entry comes seconds early and exit seconds late, tens of seconds for an orbit that grazes the
+    shadow, and a dawn-dusk sun-synchronous orbit, which skims the terminator all year and is eclipsed only in
+    a season around one solstice, would see that season start early and end late.
+
+    Both bodies are then circles on the sky of the satellite: angular radii ``rs = asin(R_sun / d_sun)`` and
+    ``re = asin(a / r)``, their centres ``c`` apart. The visible fraction is one minus the area of the overlap
+    of the two circles over the Sun's area, with the plane circle-circle lens formula (Montenbruck and Gill,
+    *Satellite Orbits*, 3.4.2). Approximations: the Sun is a uniform disc (no limb darkening) at its true
+    distance (:data:`SUN_RADIUS_KM`); the formula is planar, whose error on a 0.27 deg disc against the curved
+    Earth limb is ~0.1 % of the Sun's radius; the stretch deforms the Sun's disc by at most 0.34 %; no
+    atmosphere (in reality the air absorbs sunlight grazing the lowest few tens of km, dimming the Sun a few
+    seconds before the geometric penumbra, and refraction bends a little light into the shadow).
     """
-    along = np.einsum("...i,...i->...", pos_km, sun_unit)
-    across2 = np.einsum("...i,...i->...", pos_km, pos_km) - along**2
-    return (along < 0) & (across2 < WGS84_A_KM**2)
+    scale = np.array([1.0, 1.0, equatorial_radius_km / polar_radius_km])
+    p = np.asarray(pos_km, dtype=float) * scale
+    s = np.asarray(sun_km, dtype=float) * scale
+    r2 = np.einsum("...i,...i->...", p, p)
+    ps = np.einsum("...i,...i->...", p, s)
+    d2 = np.einsum("...i,...i->...", s, s) - 2 * ps + r2  # squared distance to the Sun
+    cos_c = (r2 - ps) / np.sqrt(r2 * d2)  # c: from the direction of the Earth's centre to that of the Sun's
+    sin_re = np.minimum(equatorial_radius_km / np.sqrt(r2), 1.0)
+    sin_rs = np.minimum(sun_radius_km / np.sqrt(d2), 1.0)
+    cos_re, cos_rs = np.sqrt(1 - sin_re**2), np.sqrt(1 - sin_rs**2)
+    # Most satellites are plainly sunlit (c >= re + rs) or in the umbra (c <= re - rs): compare cosines, no
+    # trigonometry; the overlap is computed only for the few others.
+    lit = cos_c <= cos_re * cos_rs - sin_re * sin_rs
+    dark = (cos_c >= cos_re * cos_rs + sin_re * sin_rs) & (sin_re > sin_rs)
+    frac = np.where(dark, 0.0, 1.0)
+    part = ~(lit | dark)
+    if part.any():
+        frac[part] = _visible_disc_fraction(np.arcsin(np.broadcast_to(sin_rs, part.shape)[part]),
+                                            np.arcsin(np.broadcast_to(sin_re, part.shape)[part]),
+                                            np.arccos(np.clip(cos_c[part], -1.0, 1.0)))
+    return frac
+
+
+def _visible_disc_fraction(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Fraction of a disc of radius ``a`` outside a disc of radius ``b`` whose centre is ``c`` away (plane)."""
+    frac = np.ones(c.shape)
+    frac[c <= b - a] = 0.0  # covered
+    inside = c <= a - b  # the occulting disc within the other: an annulus stays visible
+    frac[inside] = 1.0 - (b[inside] / a[inside]) ** 2
+    lens = (c < a + b) & (c > np.abs(b - a))
+    a, b, c = a[lens], b[lens], c[lens]
+    x = (c**2 + a**2 - b**2) / (2 * c)  # from the first disc's centre to the chord joining the intersections
+    y = np.sqrt(np.maximum(a**2 - x**2, 0.0))  # half that chord
+    overlap = a**2 * np.arctan2(y, x) + b**2 * np.arctan2(y, c - x) - c * y
+    frac[lens] = np.clip(1.0 - overlap / (np.pi * a**2), 0.0, 1.0)
+    return frac
+
+
+#: Illumination states of :func:`illumination_state`.
+ILLUMINATION = ("umbra", "penumbra", "sunlit")
+UMBRA, PENUMBRA, SUNLIT = range(len(ILLUMINATION))
+
+
+def illumination_state(fraction: np.ndarray) -> np.ndarray:
+    """uint8 state of visible solar fractions: 0 umbra (none visible), 1 penumbra (part), 2 sunlit (all)."""
+    f = np.asarray(fraction)
+    return np.where(f >= 1.0, SUNLIT, np.where(f > 0.0, PENUMBRA, UMBRA)).astype(np.uint8)
 
 
 def sun_angle_deg(from_km: np.ndarray, to_km: np.ndarray, sun_km: np.ndarray) -> np.ndarray:

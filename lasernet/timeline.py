@@ -8,7 +8,10 @@
   far out of view and its range was not computed);
 * ``cause[T, L]`` (uint8): 0 when up, else the reason it is down, one of :data:`CAUSES`; when several hold, the
   most fundamental one is reported (seam, polar, earth, elevation, range, sun, handover, acquisition);
-* ``rate_bps[L]``: the terminal data rate.
+* ``rate_bps[L]``: the terminal data rate;
+* ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
+  0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
+  each satellite belongs to, for the summary's sunlight per plane.
 
 Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
@@ -90,6 +93,8 @@ class Timeline:
     rate_bps: np.ndarray  # (L,) float64
     meta: dict = field(default_factory=dict)
     carry: Carry | None = None  # the state a window starting at this timeline's last step inherits
+    illumination: np.ndarray | None = None  # (T, N) float32: visible fraction of the solar disc per satellite
+    planes: tuple[str, ...] = ()  # (N,) orbital plane of each satellite, e.g. "sat-3"; "" for element files
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -98,6 +103,11 @@ class Timeline:
     @property
     def station_names(self) -> tuple[str, ...]:
         return self.node_names[self.n_satellites:]
+
+    @property
+    def illumination_state(self) -> np.ndarray | None:
+        """(T, N) uint8 codes into :data:`lasernet.geometry.ILLUMINATION` (umbra, penumbra, sunlit)."""
+        return None if self.illumination is None else geometry.illumination_state(self.illumination)
 
     # ---------------------------------------------------------------------------------------------------------
     def events(self) -> dict[str, np.ndarray]:
@@ -114,26 +124,54 @@ class Timeline:
         return {"step": steps, "link": links, "up": up[steps, links], "cause": self.cause[steps, links],
                 "delay_s": self.delay_s[steps, links]}
 
+    def node_events(self) -> dict[str, np.ndarray]:
+        """Satellite illumination events: every satellite's state at the start, then every change of state.
+
+        Returns columns ``step``, ``satellite`` (index) and ``state`` (code into
+        :data:`lasernet.geometry.ILLUMINATION`: a satellite entering eclipse goes sunlit, penumbra, umbra,
+        penumbra, sunlit), ordered by step then satellite; empty for a timeline without illumination.
+        """
+        state = self.illumination_state
+        if state is None or not len(state):
+            none = np.zeros(0, dtype=int)
+            return {"step": none, "satellite": none, "state": np.zeros(0, dtype=np.uint8)}
+        steps_c, sats_c = np.nonzero(state[1:] != state[:-1])
+        steps = np.concatenate([np.zeros(state.shape[1], dtype=int), steps_c + 1])
+        sats = np.concatenate([np.arange(state.shape[1]), sats_c])
+        return {"step": steps, "satellite": sats, "state": state[steps, sats]}
+
     def write_events_csv(self, path: str | Path) -> int:
-        """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events."""
+        """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events.
+
+        Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, illumination rows of
+        satellites (kind ``node``, link and a = the satellite, event ``umbra``/``penumbra``/``sunlit``,
+        :meth:`node_events`).
+        """
         ev = self.events()
+        nev = self.node_events()
         names = self.links.names
         nodes = self.node_names
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
+        when = [_iso(self.start_utc + dt.timedelta(seconds=float(s))) for s in self.offsets_s]
+        rows = [[when[step], names[link], nodes[self.links.a[link]], nodes[self.links.b[link]],
+                 KINDS[self.links.kind[link]], "up" if is_up else "down", "" if is_up else CAUSES[cause],
+                 "" if math.isnan(delay) else f"{delay * 1e3:.3f}"]
+                for step, link, is_up, cause, delay in zip(ev["step"].tolist(), ev["link"].tolist(),
+                                                           ev["up"].tolist(), ev["cause"].tolist(),
+                                                           ev["delay_s"].tolist())]
+        rows += [[when[step], nodes[sat], nodes[sat], "", "node", geometry.ILLUMINATION[state], "", ""]
+                 for step, sat, state in zip(nev["step"].tolist(), nev["satellite"].tolist(),
+                                             nev["state"].tolist())]
+        # Both streams are ordered by step: merge them, links first within a step.
+        order = np.argsort(np.concatenate([ev["step"] * 2, nev["step"] * 2 + 1]), kind="stable")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
-            for step, link, is_up, cause, delay in zip(ev["step"], ev["link"], ev["up"], ev["cause"],
-                                                       ev["delay_s"]):
-                when = self.start_utc + dt.timedelta(seconds=float(self.offsets_s[step]))
-                w.writerow([_iso(when), names[link], nodes[self.links.a[link]], nodes[self.links.b[link]],
-                            KINDS[self.links.kind[link]], "up" if is_up else "down",
-                            "" if is_up else CAUSES[cause],
-                            "" if math.isnan(delay) else f"{delay * 1e3:.3f}"])
+            w.writerows(rows[k] for k in order.tolist())
         tmp.replace(path)
-        return len(ev["step"])
+        return len(rows)
 
     # ---------------------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -163,7 +201,27 @@ class Timeline:
                 "down_link_steps_by_cause": down_steps,
             }
         out["coverage"] = self.ground_coverage()
+        out["sunlight"] = self.sunlight()
         return out
+
+    def sunlight(self) -> dict:
+        """Share of the window's sunlight each satellite gets: the mean visible fraction of the solar disc.
+
+        ``satellites``: min / median / max over satellites; ``planes``: the mean per orbital plane;
+        ``eclipsed``: how many satellites spend at least one step in the umbra or penumbra. Empty without
+        illumination.
+        """
+        if self.illumination is None or not self.illumination.size:
+            return {}
+        per_sat = self.illumination.mean(axis=0, dtype=np.float64)
+        planes: dict[str, list[float]] = {}
+        for label, f in zip(self.planes, per_sat):
+            if label:
+                planes.setdefault(label, []).append(float(f))
+        return {"satellites": {"min": float(per_sat.min()), "median": float(np.median(per_sat)),
+                               "max": float(per_sat.max())},
+                "planes": {label: float(np.mean(v)) for label, v in planes.items()},
+                "eclipsed": int((self.illumination < 1.0).any(axis=0).sum())}
 
     def ground_coverage(self) -> dict[str, float]:
         """Fraction of steps each station has at least one ground link up."""
@@ -198,7 +256,9 @@ class Timeline:
             node_names=np.array(self.node_names), n_satellites=np.array(self.n_satellites),
             link_a=self.links.a, link_b=self.links.b, link_kind=self.links.kind, link_role=self.links.role,
             up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
-            cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)))
+            cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
+            **({} if self.illumination is None else {"illumination": self.illumination,
+                                                     "planes": np.array(self.planes, dtype=str)}))
         tmp.replace(path)
 
     @classmethod
@@ -209,10 +269,13 @@ class Timeline:
             links = LinkTable(tuple(str(s) for s in z["node_names"]), z["link_a"], z["link_b"], z["link_kind"],
                               z["link_role"])
             up = np.unpackbits(z["up"], axis=0, count=int(z["n_steps"])).astype(bool)
+            lit = "illumination" in z.files  # absent from timelines saved before illumination was planned
             return cls(scenario_name=str(z["scenario_name"]), start_utc=parse_time(str(z["start_utc"])),
                        step_s=float(z["step_s"]), offsets_s=z["offsets_s"], links=links,
                        n_satellites=int(z["n_satellites"]), up=up, delay_s=z["delay_s"], cause=z["cause"],
-                       rate_bps=z["rate_bps"], meta=json.loads(str(z["meta"])))
+                       rate_bps=z["rate_bps"], meta=json.loads(str(z["meta"])),
+                       illumination=z["illumination"] if lit else None,
+                       planes=tuple(str(p) for p in z["planes"]) if lit else ())
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -290,6 +353,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
 
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
+    illumination = np.ones((T, N), dtype=np.float32)
     sightings = _Sightings()
     chunk = max(1, min(T_sight, 120_000 // max(N, 1)))
     for lo in range(0, T_sight, chunk):
@@ -299,7 +363,9 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         sun = geometry.sun_itrs_km(t)
         if lo < T:
             h = min(hi, T)
-            isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo])
+            illumination[lo:h] = geometry.sunlit_fraction(pos[:h - lo], sun[:h - lo, None, :])
+            isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
+                                                           illumination[lo:h] > 0)
         if len(stations.names):
             _sight(scenario, stations, pos, sun, lo, sightings)
         if progress:
@@ -325,7 +391,14 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
         meta={"scenario": str(scenario.source), "seed": scenario.seed},
-        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry))
+        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry),
+        illumination=illumination, planes=_plane_labels(scenario, sats))
+
+
+def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:
+    """The orbital plane of each satellite, ``<shell>-<plane>``; "" for satellites of element files."""
+    shells = scenario.constellation.shells
+    return tuple(f"{shells[k].name}-{p}" if k >= 0 else "" for k, p in zip(sats.shell, sats.plane))
 
 
 def plan_next(scenario: Scenario, previous: Timeline, duration_s: float) -> Timeline:
@@ -447,8 +520,12 @@ def _node_names(scenario: Scenario, sats: Satellites, stations: _Stations) -> tu
     return tuple(sats.names) + tuple(stations.names)  # check_node_names checks them
 
 
-def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.ndarray):
-    """cause (Tc, L) before acquisition, and delay_s (Tc, L), of the candidate ISLs for a chunk of steps."""
+def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.ndarray,
+                lit: np.ndarray | None = None):
+    """cause (Tc, L) before acquisition, and delay_s (Tc, L), of the candidate ISLs for a chunk of steps.
+
+    ``lit`` (Tc, N): where any part of the Sun is visible from the satellite (computed here when not given).
+    """
     term, cfg = scenario.isl_terminal, scenario.isl
     pa, pb = pos[:, isl.a], pos[:, isl.b]
     rng = geometry.range_km(pa, pb)
@@ -456,9 +533,11 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
     if len(isl) == 0:
         return cause, rng.astype(np.float32)
     if term.kind == "laser" and term.sun_exclusion_deg > 0:
-        # The Earth hides the Sun from a satellite in eclipse; a hidden Sun blinds nothing.
+        # The Earth hides the Sun from a satellite in the umbra; a hidden Sun blinds nothing, and any visible
+        # part of it (penumbra) is taken to blind.
         sun_unit = (sun / geometry.norm_km(sun)[:, None])[:, None, :]
-        lit = ~geometry.in_earth_shadow(pos, sun_unit)
+        if lit is None:
+            lit = geometry.sunlit_fraction(pos, sun[:, None, :]) > 0
         cause[terminals.sun_blinded_both_ends(term, pa, pb, sun_unit, lit[:, isl.a], lit[:, isl.b])] = SUN
     cause[rng > term.max_range_km] = RANGE
     cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km, rng)] = EARTH

@@ -107,8 +107,9 @@ def test_a_sun_hidden_by_the_earth_blinds_nothing():
     sun_unit = np.array([1.0, 0.0, 0.0])
     behind = np.array([-(R + 550.0), 0.0, 0.0])  # in the Earth's shadow
     lit = np.array([0.0, R + 550.0, 0.0])
-    assert geometry.in_earth_shadow(behind, sun_unit)
-    assert not geometry.in_earth_shadow(lit, sun_unit)
+    sun_km = sun_unit * 1.496e8
+    assert geometry.sunlit_fraction(behind, sun_km) == 0.0
+    assert geometry.sunlit_fraction(lit, sun_km) == 1.0
 
 
 def test_acquisition_delays_new_links_but_not_those_up_at_the_start():
