@@ -22,7 +22,8 @@ states at t from the plan (up from the step in force, delay interpolated between
 set with :meth:`Emulation.override` (failure injection, loss, rate), sends only the differences to the host in
 one batch, then recomputes shortest-delay routes and has the host install only the changed ones. Each tick's
 cost goes to ``ticks.csv``; a tick that overruns its slot is counted and logged, never silently skipped. Plans
-are computed in windows (default 10 minutes of emulated time), the next one in a background thread.
+are computed in windows (default 10 minutes of emulated time, :mod:`lasernet.emulation.windows`) that join into
+one continuous plan, the next one in a background thread.
 
 At scale (see ``routing``): node shells are spawned together and configured by netlink rather than one shell
 round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends are addressed with one link dump
@@ -61,13 +62,13 @@ from typing import Callable
 
 import numpy as np
 
-from .. import timeline as tl_mod
 from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips
 from ..errors import ScenarioError
 from ..spec.scenario import Scenario
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
 from .host import LocalHost, pin_to_last_cpu
+from .windows import PlanWindows
 from .links import choose_backend
 from .network import SYSCTLS
 
@@ -209,9 +210,8 @@ class Emulation:
         self.host: LocalHost | None = None  # the machine's kernel side (see lasernet.emulation.host)
         self.state: run_state.RunState | None = None
         self.overrides: dict[int, Override] = {}
-        self._windows: list[tuple[float, Timeline]] = []
-        self._next_window: threading.Thread | None = None
-        self._plan_error: BaseException | None = None  # what planning the next window raised, if it failed
+        self.windows = PlanWindows(scenario, self.start_utc, self.window_s, self.plan_step_s,
+                                   on_release=lambda tl: self._slot_maps.pop(id(tl), None))
         self.applied = AppliedLinks()  # what the host was told every created link's state is, by slot
         self._slots = self.applied.by_pair
         self._slot_maps: dict[int, np.ndarray] = {}
@@ -301,13 +301,12 @@ class Emulation:
         from ..measure import provenance
         from ..measure.recorder import Recorder
 
-        first = self._plan_window(0.0)  # validates the scenario fully before anything is created
+        first = self.windows.first()  # validates the scenario fully before anything is created
         if not self.scenario.workload.empty:  # so are the workload's node selectors
             from ..spec import workload as workload_spec
 
             self._workload_plan = workload_spec.resolve(self.scenario, first.node_names, first.n_satellites)
         self.links_kind = choose_backend(self.links_kind)  # so does the link backend (BackendUnavailable)
-        self._windows.append((0.0, first))
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
         for j, host in enumerate(self.scenario.hosts):
@@ -419,8 +418,7 @@ class Emulation:
             self.fib_watch.stop()  # before the daemons go: their withdrawals are not convergence
         if self.host is not None:
             self.host.stop_daemons()
-        if self._next_window and self._next_window.is_alive():
-            self._next_window.join(timeout=30)
+        self.windows.close()
         if self.recorder:
             try:
                 self.recorder.close(self)
@@ -481,7 +479,7 @@ class Emulation:
     def tick(self) -> TickReport:
         t0 = time.monotonic()
         t_s = self.now_s()
-        tl, offset = self._window_at(t_s)
+        tl, offset = self.windows.at(t_s)
         up, delay = tl.state_at(t_s - offset)
         loss = np.zeros(len(up))
         rate = tl.rate_bps.astype(float).copy()
@@ -507,7 +505,7 @@ class Emulation:
                         self.tick_s * 1e3)
         self.ticks.append(report)
         self.recorder.tick(report)
-        self._maybe_plan_ahead(t_s)
+        self.windows.plan_ahead(t_s)
         if report.index % max(1, int(round(1.0 / self.tick_s))) == 0:
             self._write_status(report)
             if self._uses_daemons:
@@ -757,7 +755,7 @@ class Emulation:
             made.append(int(li))
             link = LinkAddress.plan(len(self._slots), pair[0], pair[1], self.node_names)
             self._slots[pair] = link
-            for _, window in self._windows:
+            for _, window in self.windows.windows:
                 slots = self._slot_maps.get(id(window))
                 if slots is not None:
                     hit = np.flatnonzero((window.links.a == pair[0]) & (window.links.b == pair[1]))
@@ -849,55 +847,9 @@ class Emulation:
                 if ov.delay_s is not None:
                     delay[li] = ov.delay_s
 
-    # ------------------------------------------------------------------------------------------------- plans
-    def _plan_window(self, offset_s: float) -> Timeline:
-        start = self.start_utc + dt.timedelta(seconds=offset_s)
-        return tl_mod.plan(self.scenario, start=start, duration_s=self.window_s, step_s=self.plan_step_s)
-
-    def _window_at(self, t_s: float) -> tuple[Timeline, float]:
-        for i in range(len(self._windows) - 1, -1, -1):
-            offset, tl = self._windows[i]
-            if offset <= t_s:
-                if t_s - offset <= tl.offsets_s[-1] or self._next_window is None:
-                    if i > 0:  # the clock has left the windows before this one: let them go
-                        for _, old in self._windows[:i]:
-                            self._slot_maps.pop(id(old), None)
-                        del self._windows[:i]
-                    return tl, offset
-                break
-        if self._next_window is not None:
-            self._next_window.join()
-            self._next_window = None
-            if self._plan_error is not None:
-                raise self._plan_error
-            return self._window_at(t_s)
-        return self._windows[-1][1], self._windows[-1][0]
-
-    def _maybe_plan_ahead(self, t_s: float) -> None:
-        """Plan the next window in a thread once 70% of the last one has passed; raise what that planning raised."""
-        if self._next_window is not None:
-            if self._next_window.is_alive():
-                return
-            self._next_window.join()
-            self._next_window = None
-        if self._plan_error is not None:
-            raise self._plan_error
-        offset, tl = self._windows[-1]
-        if t_s > offset + 0.7 * tl.offsets_s[-1]:
-            nxt = offset + tl.offsets_s[-1]
-
-            def work():  # continues the last window's plan exactly (its Carry), from its last step
-                try:
-                    self._windows.append((nxt, tl_mod.plan_next(self.scenario, tl, self.window_s)))
-                except BaseException as exc:  # raised in the tick that follows, never a silently frozen plan
-                    self._plan_error = exc
-
-            self._next_window = threading.Thread(target=work, name="lasernet-plan", daemon=True)
-            self._next_window.start()
-
     # ------------------------------------------------------------------------------------------------- queries
     def timeline_at(self, t_s: float | None = None) -> tuple[Timeline, float]:
-        return self._window_at(self.now_s() if t_s is None else t_s)
+        return self.windows.at(self.now_s() if t_s is None else t_s)
 
     def path(self, a: str, b: str) -> tuple[list[str], float]:
         """The current oracle path from node ``a`` to ``b`` (node names) and its one-way light time (inf if none)."""

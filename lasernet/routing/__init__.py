@@ -1,1 +1,2 @@
-"""Routing for the emulated network: the shortest-delay oracle (``oracle``); routing daemons come later."""
+"""Routing for the emulated network: the shortest-delay oracle (``oracle``; ``background`` runs it in a process of
+its own at scale), the routing daemons (``daemons``) and the FIB watcher that judges them (``convergence``)."""

@@ -174,3 +174,26 @@ def test_budget_matches_the_one_at_a_time_greedy_on_random_candidates():
             deg[:, a[j]] += held[:, j]
             deg[:, b[j]] += held[:, j]
         assert deg.max() <= count
+
+
+def test_the_drivers_windows_planned_ahead_in_a_thread_are_the_continuous_plan():
+    """PlanWindows as the coordinator drives it, tick by tick: the state at every second is the long plan's."""
+    from lasernet.emulation.windows import PlanWindows
+
+    scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")
+    full = timeline.plan(scenario, duration_s=SPAN_S, step_s=1)
+    column = {name: i for i, name in enumerate(full.links.names)}
+    released = []
+    windows = PlanWindows(scenario, scenario.epoch, 120.0, 1.0, on_release=released.append)
+    windows.first()
+    applied: dict[str, bool] = {}  # what a driver would hold: links missing from a window keep their state
+    for t in np.arange(0.0, SPAN_S + 0.5, 0.5):
+        tl, offset = windows.at(t)
+        up, _ = tl.state_at(t - offset)
+        applied.update({name: bool(up[j]) for j, name in enumerate(tl.links.names)})
+        k = int(t)
+        want = {name for name, i in column.items() if full.up[k, i]}
+        assert {name for name, is_up in applied.items() if is_up} == want, f"t = {t}"
+        windows.plan_ahead(t)
+    windows.close()
+    assert len(released) >= 13 and len(windows.windows) <= 2  # windows the clock left are let go
