@@ -63,7 +63,7 @@ from typing import Callable
 import numpy as np
 
 from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips
-from ..errors import ScenarioError
+from ..errors import OptionError
 from ..spec.scenario import Scenario
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
@@ -186,10 +186,11 @@ class Emulation:
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
                  progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None,
                  daemon_config_hook=None):
-        if speed <= 0 or tick_s <= 0:
-            raise ScenarioError("lasernet up", "", f"needs speed > 0 and tick_s > 0, got {speed} and {tick_s}")
+        for name, value in (("speed", speed), ("tick_s", tick_s), ("window_s", window_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise OptionError(name, f"must be a finite number > 0, got {value}")
         if routing not in ROUTING_MODES:
-            raise ScenarioError("lasernet up", "", f"routing must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
+            raise OptionError("routing", f"must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
         if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
