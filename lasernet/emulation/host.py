@@ -80,8 +80,8 @@ def pin_to_last_cpu(pid: int | None) -> None:
     """Confine a helper process (relay, background oracle) to the last CPU when there are two or more.
 
     The relay runs SCHED_FIFO: woken by the driver's per-tick commit it would preempt the driver on the driver's
-    own core for as long as it takes to apply the table (several ms at shell1 size). On a core of its own (shared
-    with the background oracle, which runs niced) it never stalls the tick.
+    own core for as long as it takes to apply the table (milliseconds at constellation size). On a core of its
+    own (shared with the background oracle, which runs niced) it never stalls the tick.
     """
     cpus = sorted(os.sched_getaffinity(0))
     if pid and len(cpus) >= 2:
