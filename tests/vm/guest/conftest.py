@@ -63,9 +63,10 @@ class VethPair:
         qdiscs = json.loads(self.tc(end, "-j", "-s", "qdisc", "show", "dev", end))
         return next(q for q in qdiscs if q.get("root"))
 
-    def probe(self, count: int, interval_s: float = 0.010, wait_s: float = 3.0, one_at_a_time=False) -> dict:
+    def probe(self, count: int, interval_s: float = 0.010, wait_s: float = 3.0, one_at_a_time=False,
+              jitter: float = 0.0) -> dict:
         """UDP echo RTT statistics (see udp_rtt.py) from end ``near`` to the echoer on ``far``."""
-        more = ["--one-at-a-time"] if one_at_a_time else []
+        more = (["--one-at-a-time"] if one_at_a_time else []) + ["--jitter", str(jitter)]
         out = sh("ip", "netns", "exec", self.ns[self.near], sys.executable, str(UDP_RTT), "probe",
                  "--to", self.addr[self.far], "--port", str(ECHO_PORT), "--count", str(count),
                  "--interval", str(interval_s), "--wait", str(wait_s), *more)
