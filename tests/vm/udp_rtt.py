@@ -10,9 +10,10 @@ both timestamps come from one clock in one process (no clock sync, no parsing of
 ``probe`` sends ``count`` datagrams ``interval`` seconds apart (without waiting for replies, unless
 ``--one-at-a-time``; with ``--jitter F`` each gap is drawn uniformly from ``interval * (1 +/- F)``, so that the
 sends fall at every phase of a delay that is a multiple of the interval instead of always colliding with the
-moment a delayed reply comes back), then waits up to ``--wait`` seconds for the last replies, and prints one JSON object: ``sent``, ``received``, ``lost``,
-``duplicates``, ``send_errors``, ``rtt_ms`` (one entry per reply, in order of sequence number) and ``median_ms``, ``p10_ms``,
-``p90_ms``, ``min_ms``, ``max_ms`` (null when nothing came back). Both sides stop by themselves.
+moment a delayed reply comes back), then waits up to ``--wait`` seconds for the last replies, and prints one
+JSON object: ``sent``, ``received``, ``lost``, ``duplicates``, ``send_errors``, ``interval_s``, ``jitter``,
+``rtt_ms`` (one entry per reply, in order of sequence number) and ``median_ms``, ``p10_ms``, ``p90_ms``,
+``min_ms``, ``max_ms`` (null when nothing came back). Both sides stop by themselves.
 """
 
 from __future__ import annotations
