@@ -8,15 +8,19 @@ both timestamps come from one clock in one process (no clock sync, no parsing of
     python3 udp_rtt.py probe --to 10.200.0.1 --port 7007 --count 400 --interval 0.005
 
 ``probe`` sends ``count`` datagrams ``interval`` seconds apart (without waiting for replies, unless
-``--one-at-a-time``), then waits up to ``--wait`` seconds for the last replies, and prints one JSON object: ``sent``, ``received``, ``lost``,
-``duplicates``, ``send_errors``, ``rtt_ms`` (one entry per reply, in order of sequence number) and ``median_ms``, ``p10_ms``,
-``p90_ms``, ``min_ms``, ``max_ms`` (null when nothing came back). Both sides stop by themselves.
+``--one-at-a-time``; with ``--jitter F`` each gap is drawn uniformly from ``interval * (1 +/- F)``, so that the
+sends fall at every phase of a delay that is a multiple of the interval instead of always colliding with the
+moment a delayed reply comes back), then waits up to ``--wait`` seconds for the last replies, and prints one
+JSON object: ``sent``, ``received``, ``lost``, ``duplicates``, ``send_errors``, ``interval_s``, ``jitter``,
+``rtt_ms`` (one entry per reply, in order of sequence number) and ``median_ms``, ``p10_ms``, ``p90_ms``,
+``min_ms``, ``max_ms`` (null when nothing came back). Both sides stop by themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import select
 import socket
 import statistics
@@ -45,7 +49,7 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 def probe(to: str, port: int, count: int, interval_s: float, wait_s: float, size: int,
-          one_at_a_time: bool = False) -> dict:
+          one_at_a_time: bool = False, jitter: float = 0.0) -> dict:
     """Send ``count`` timestamped datagrams and collect the echoes; return the statistics described above.
 
     ``one_at_a_time``: wait for each reply (at most ``wait_s``) before sending the next probe, so that no probe
@@ -56,6 +60,10 @@ def probe(to: str, port: int, count: int, interval_s: float, wait_s: float, size
     padding = b"\0" * max(0, size - HEADER.size)
     rtt_ns: dict[int, int] = {}
     duplicates = send_errors = 0
+    gaps = random.Random(count)  # seeded: the same schedule every run
+
+    def gap_s() -> float:
+        return interval_s * (1.0 + gaps.uniform(-jitter, jitter))
 
     def receive_until(deadline: float, want: int | None = None) -> None:
         """Take replies until ``deadline``, or until the reply to probe ``want`` is in."""
@@ -84,9 +92,9 @@ def probe(to: str, port: int, count: int, interval_s: float, wait_s: float, size
             send_errors += 1
         if one_at_a_time:
             receive_until(time.monotonic() + wait_s, want=seq)
-            next_send = max(next_send + interval_s, time.monotonic())
+            next_send = max(next_send + gap_s(), time.monotonic())
         else:
-            next_send += interval_s
+            next_send += gap_s()
     last_deadline = time.monotonic() + wait_s
     while len(rtt_ns) < count and time.monotonic() < last_deadline:
         receive_until(min(last_deadline, time.monotonic() + 0.05))
@@ -100,6 +108,7 @@ def probe(to: str, port: int, count: int, interval_s: float, wait_s: float, size
         "duplicates": duplicates,
         "send_errors": send_errors,
         "interval_s": interval_s,
+        "jitter": jitter,
         "one_at_a_time": one_at_a_time,
         "median_ms": statistics.median(ordered) if ordered else None,
         "p10_ms": _quantile(ordered, 0.10) if ordered else None,
@@ -126,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for the last replies (default 2)")
     p.add_argument("--size", type=int, default=64, help="datagram payload bytes (default 64)")
     p.add_argument("--one-at-a-time", action="store_true", help="wait for each reply before the next probe")
+    p.add_argument("--jitter", type=float, default=0.0, help="each gap uniform in interval * (1 +/- JITTER)")
     args = parser.parse_args(argv)
     if args.mode == "echo":
         echo(args.bind, args.port, args.lifetime)
     else:
-        json.dump(probe(args.to, args.port, args.count, args.interval, args.wait, args.size, args.one_at_a_time),
-                  sys.stdout)
+        json.dump(probe(args.to, args.port, args.count, args.interval, args.wait, args.size, args.one_at_a_time,
+                        args.jitter), sys.stdout)
         print()
     return 0
 
