@@ -155,6 +155,49 @@ class AppliedLinks:
             setattr(self, key, grown)
 
 
+class TickLog:
+    """Every tick's :class:`TickReport`, kept as one row of numbers per tick (a run of days holds millions of
+    ticks), with the overrun count kept as it goes; indexing and iterating give TickReports."""
+
+    FIELDS = ("t_s", "cost_s", "overrun", "link_changes", "route_changes", "links_s", "routes_s")
+
+    def __init__(self):
+        self._rows = np.zeros((1024, len(self.FIELDS)))
+        self._n = 0
+        self.overruns = 0
+
+    def append(self, report: TickReport) -> None:
+        if self._n == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
+        self._rows[self._n] = [getattr(report, f) for f in self.FIELDS]
+        self._n += 1
+        self.overruns += int(report.overrun)
+
+    def clear(self) -> None:
+        self._n, self.overruns = 0, 0
+
+    def column(self, name: str) -> np.ndarray:
+        """One field over every tick, e.g. ``column("cost_s")``."""
+        return self._rows[:self._n, self.FIELDS.index(name)]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._n))]
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(k)
+        t_s, cost, over, links, routes, links_s, routes_s = self._rows[k]
+        return TickReport(k, float(t_s), float(cost), bool(over), int(links), int(routes), float(links_s),
+                          float(routes_s))
+
+    def __iter__(self):
+        return (self[i] for i in range(self._n))
+
+
 def mem_available_kib() -> int:
     """The machine's ``MemAvailable`` (KiB): what processes and the kernel's objects together have left."""
     with open("/proc/meminfo") as f:
@@ -236,7 +279,7 @@ class Emulation:
         self.workload_summary: dict = {}
         self._workload_plan = None
         self._stop = threading.Event()
-        self.ticks: list[TickReport] = []
+        self.ticks = TickLog()
         self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
         self.start_memory_kib: dict[str, int] = {}  # drop of the machine's MemAvailable per phase (kernel included)
         self.fib_watch = None  # with daemons: the FibWatcher measuring their convergence
@@ -522,7 +565,7 @@ class Emulation:
         a = self.applied
         status = {"t_s": report.t_s, "tick": report.index, "links_created": len(self._slots),
                   "links_up": int((a.valid & a.up).sum()), "last_tick_ms": report.cost_s * 1e3,
-                  "overruns": int(sum(t.overrun for t in self.ticks)),
+                  "overruns": self.ticks.overruns,
                   "utc": (self.start_utc + dt.timedelta(seconds=report.t_s)).isoformat()}
         path = self.run_dir / "status.json"
         tmp = path.with_name("status.json.part")

@@ -19,6 +19,7 @@ import threading
 from typing import Callable
 
 from .. import timeline as tl_mod
+from ..net.libc import malloc_trim
 from ..spec.scenario import Scenario
 from ..timeline import Timeline
 
@@ -75,6 +76,7 @@ class PlanWindows:
                     self.windows.append((nxt, tl_mod.plan_next(self.scenario, tl, self.window_s)))
                 except BaseException as exc:  # raised by the next call, never a silently frozen plan
                     self._error = exc
+                malloc_trim()  # planning's temporaries: back to the kernel, not kept resident by this thread
 
             self._next = threading.Thread(target=work, name="lasernet-plan", daemon=True)
             self._next.start()

@@ -10,6 +10,7 @@ gets one row per probe and the summary the median and p99 of measured - predicte
 from __future__ import annotations
 
 import json
+from array import array
 import signal
 import subprocess
 import sys
@@ -33,10 +34,14 @@ class _Pair:
     rate_hz: float
     responder: subprocess.Popen | None = None
     prober: subprocess.Popen | None = None
-    t_s: list = field(default_factory=list)
-    fwd_s: list = field(default_factory=list)
-    rev_s: list = field(default_factory=list)
-    path: list = field(default_factory=list)
+    # The prediction at every tick, compact (a run of hours has tens of thousands of ticks): times and one-way
+    # delays as C doubles, the path as an index into the distinct paths seen.
+    t_s: array = field(default_factory=lambda: array("d"))
+    fwd_s: array = field(default_factory=lambda: array("d"))
+    rev_s: array = field(default_factory=lambda: array("d"))
+    path_ids: array = field(default_factory=lambda: array("i"))
+    paths: list = field(default_factory=list)
+    path_index: dict = field(default_factory=dict)
 
 
 class ProbeSet:
@@ -76,7 +81,12 @@ class ProbeSet:
             p.t_s.append(t_s)
             p.fwd_s.append(float(routes.delay_s[p.src, p.dst]))
             p.rev_s.append(float(routes.delay_s[p.dst, p.src]))
-            p.path.append(path_fn(p.src, p.dst))
+            path = path_fn(p.src, p.dst)
+            pid = p.path_index.get(path)
+            if pid is None:
+                pid = p.path_index[path] = len(p.paths)
+                p.paths.append(path)
+            p.path_ids.append(pid)
 
     def finish(self, emulation, recorder) -> None:
         rows = []
@@ -104,7 +114,7 @@ class ProbeSet:
                 pred = None if not np.isfinite(pred) else float(pred)
                 meas = None if np.isnan(m) else float(m)
                 rows.append({"t_s": float(ts), "pair": p.name, "seq": seq, "measured_rtt_s": meas,
-                             "predicted_rtt_s": pred, "path": p.path[k],
+                             "predicted_rtt_s": pred, "path": p.paths[p.path_ids[k]],
                              "measured_fwd_s": None if np.isnan(fwd_meas[seq]) else float(fwd_meas[seq]),
                              "predicted_fwd_s": float(fwd[k]) if np.isfinite(fwd[k]) else None,
                              "predicted_fwd_prev_tick_s": float(fwd[max(k - 1, 0)]) if np.isfinite(fwd[max(k - 1, 0)])

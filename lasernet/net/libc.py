@@ -109,3 +109,11 @@ class TimerFd:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def malloc_trim() -> None:
+    """Give the C allocator's free pages back to the kernel (glibc's ``malloc_trim(0)``, every arena): a thread
+    that allocated and freed large arrays otherwise leaves them resident. A no-op where the call is missing."""
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
