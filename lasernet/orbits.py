@@ -80,16 +80,20 @@ class Satellites:
 
 
 def _satrec_array(satrecs: tuple[Satrec, ...]) -> SatrecArray:
-    # Cached on the tuple's identity: building a SatrecArray of thousands of satellites costs milliseconds.
+    # Cached on the tuple's identity: building a SatrecArray of thousands of satellites costs milliseconds. Only
+    # the last few are kept: every plan window builds its satellites anew, and a run has windows without end.
     key = id(satrecs)
     cached = _ARRAYS.get(key)
     if cached is None or cached[0] is not satrecs:
         cached = (satrecs, SatrecArray(list(satrecs)))
         _ARRAYS[key] = cached
+        while len(_ARRAYS) > _ARRAYS_KEPT:
+            del _ARRAYS[next(iter(_ARRAYS))]
     return cached[1]
 
 
 _ARRAYS: dict[int, tuple] = {}
+_ARRAYS_KEPT = 4
 
 
 def teme_to_itrs_km(r_teme_km: np.ndarray, t) -> np.ndarray:
