@@ -102,10 +102,9 @@ def within_budget(feasible: np.ndarray, score: np.ndarray, a: np.ndarray, b: np.
     prev0 = np.zeros(L, bool) if held_before is None else np.asarray(held_before, bool)
     if T == 0 or L == 0:
         return held, prev0.copy()
-    degree = np.zeros((T, n_nodes), np.int32)
-    rows = np.repeat(np.arange(T), L).reshape(T, L)
-    np.add.at(degree, (rows[feasible], np.broadcast_to(a, (T, L))[feasible]), 1)
-    np.add.at(degree, (rows[feasible], np.broadcast_to(b, (T, L))[feasible]), 1)
+    step, link = np.nonzero(feasible)  # candidate links at each step, counted at both ends
+    ends = np.concatenate([step * n_nodes + np.asarray(a)[link], step * n_nodes + np.asarray(b)[link]])
+    degree = np.bincount(ends, minlength=T * n_nodes).reshape(T, n_nodes)
     for k in np.flatnonzero((degree > count).any(axis=1)):
         prev = held[k - 1] if k > 0 else prev0
         idx = np.flatnonzero(feasible[k])
