@@ -33,15 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import lasernet  # noqa: E402
 
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emulation import rss_kib  # noqa: E402  (the emulation bench's reader of a process's resident set)
 
 
 def processes(emu) -> dict[str, int]:
