@@ -104,6 +104,8 @@ def _live_options(command):
                      help="Tick period, wall seconds."),
         click.option("--run-dir", type=click.Path(file_okay=False),
                      help="Where results go (default ./runs/<run-id>)."),
+        click.option("--cluster", metavar="HOST:PORT", help="Spread the routers over the machines of the Ray "
+                     "cluster whose head is HOST:PORT (run on the head; see the README's Cluster section)."),
     ]):
         command = option(command)
     return command
@@ -123,7 +125,7 @@ def _live_options(command):
               help="Keep every CPU out of idle halt while up (one SCHED_IDLE spinner per CPU): on a VM, wake-ups "
                    "then take ~20 us instead of up to milliseconds, and delays stay true to the plan. Default: on, "
                    "unless LASERNET_KEEP_AWAKE=0.")
-def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, routing, keep_awake):
+def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, open_cli, routing, keep_awake):
     """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit.
 
     Routes come from the oracle, or from real routing daemons on every router (OSPF, IS-IS, Babel, BGP with FRR
@@ -138,7 +140,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
         raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.run(sc, duration_s=duration_s, speed=speed, start=parse_time(start) if start else None,
                          links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
-                         routing=routing, keep_awake=keep_awake)
+                         routing=routing, keep_awake=keep_awake, cluster=cluster)
     _render_run(summary)
     _render_workload(summary.get("workload") or {})
 
@@ -151,7 +153,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, open_cli, rou
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="As for `lasernet up`.")
 @click.option("--no-report", is_flag=True, help="Skip report.html (build it later with `lasernet report`).")
-def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no_report):
+def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, routing, no_report):
     """Run an experiment: emulate SCENARIO, run its workload, collect, write report.html, tear down.
 
     Exits 1 if a workload command failed (each failure is listed with its node and exit code).
@@ -165,7 +167,7 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, routing, no
         raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.experiment(sc, duration_s=duration_s, report=not no_report, speed=speed,
                                 start=parse_time(start) if start else None, links=links, tick_s=tick_s,
-                                run_dir=run_dir, console=err_console, routing=routing)
+                                run_dir=run_dir, console=err_console, routing=routing, cluster=cluster)
     _render_run(summary)
     failed = _render_workload(summary.get("workload") or {})
     if summary.get("report"):
@@ -223,6 +225,11 @@ def down(run_id, everything):
         removed = state.teardown(run)
         stdout.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
                       f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
+        if run.get("cluster"):  # every machine's share, removed on that machine through Ray
+            from .. import cluster
+
+            for line in cluster.down(run):
+                stdout.print(f"down: {run['run_id']}: {line}")
 
 
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})

@@ -23,7 +23,7 @@ from ..routing.daemons import RoutingDaemonError
 
 
 def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_s=0.1, run_dir=None,
-        open_cli=False, console=None, routing="auto", keep_awake=None) -> dict:
+        open_cli=False, console=None, routing="auto", keep_awake=None, cluster=None) -> dict:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM,)}
     if not open_cli:
@@ -39,13 +39,18 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
 
     emu = Emulation(scenario, links=links, speed=speed, tick_s=tick_s, start=start, duration_s=duration_s,
                     run_dir=run_dir, progress=report, routing=routing,
-                    keep_awake=keep_awake)
+                    keep_awake=keep_awake, cluster=cluster)
     try:
         with progress:
             try:
                 emu.start()
             except (BackendUnavailable, RoutingDaemonError) as exc:  # one line (node, daemon, its log); torn down
                 raise UserError(str(exc)) from None
+        if console and getattr(emu, "cluster_report", None):
+            rep = emu.cluster_report
+            console.print(f"lasernet: {len(rep['machines'])} machines: " + ", ".join(
+                f"{m['name']} {m['ip']} {m['routers']} routers" for m in rep["machines"])
+                + f"; {rep['cross_machine_links']} of {rep['links']} links cross machines")
         if console:
             console.print(f"lasernet: {len(emu.nodes)} nodes up, run {emu.run_id}, results in {emu.run_dir}"
                           + ("" if duration_s is None else f"; running {duration_s:g} s") + (

@@ -106,6 +106,7 @@ class TickReport:
     route_changes: int
     links_s: float = 0.0  # of cost_s: state at t, creating links and applying their parameters
     routes_s: float = 0.0  # of cost_s: oracle routes (computing, or taking a background result) and installing
+    machine_apply_s: tuple = ()  # a cluster run: each machine's own time for its tick message
 
 
 class Clock:
@@ -228,7 +229,7 @@ class Emulation:
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
                  progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None,
-                 daemon_config_hook=None):
+                 daemon_config_hook=None, cluster: str | None = None):
         for name, value in (("speed", speed), ("tick_s", tick_s), ("window_s", window_s)):
             if not (math.isfinite(value) and value > 0):
                 raise OptionError(name, f"must be a finite number > 0, got {value}")
@@ -236,6 +237,7 @@ class Emulation:
             raise OptionError("routing", f"must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
+        self.cluster = cluster  # a Ray cluster's address (lasernet.cluster): routers spread over its machines
         if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
             keep_awake = os.environ.get("LASERNET_KEEP_AWAKE", "1") != "0"
         self.keep_awake = keep_awake
@@ -367,8 +369,14 @@ class Emulation:
         self.recorder = Recorder(self.run_dir, first)
         provenance.record(self.run_dir, self.scenario, first, speed=self.speed, tick_s=self.tick_s,
                           links=self.links_kind, duration_s=self.duration_s)
-        self.host = LocalHost(self.run_id, self.run_dir, self.state, progress=self.progress,
-                              daemon_config_hook=self._daemon_config_hook)
+        if self.cluster:
+            from ..cluster import start_group
+
+            self.host = start_group(self.cluster, self, first)
+            self.recorder.set_machines(self.host.n)
+        else:
+            self.host = LocalHost(self.run_id, self.run_dir, self.state, progress=self.progress,
+                                  daemon_config_hook=self._daemon_config_hook)
         self.host.open(len(self.node_names), self.keep_awake)
         return first
 
@@ -465,6 +473,8 @@ class Emulation:
         self.windows.close()
         if self.recorder:
             try:
+                if self.cluster and self.host is not None:
+                    self.recorder.summary["cluster"] = self.host.summary()
                 self.recorder.close(self)
                 if self.fib_watch is not None:
                     self.recorder.summary["routing"] = {
@@ -478,7 +488,7 @@ class Emulation:
             self.oracle_process = None
         if self.host is not None:
             self.host.stop()
-        if self.state is not None and self.host is None:  # failed before the host existed
+        if self.state is not None and (self.host is None or self.cluster):  # no local host owns the state file
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()
         self.state = None
@@ -536,6 +546,10 @@ class Emulation:
         link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause)
         t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
+        machine_apply_s = ()
+        if self.cluster:  # one message per machine: this tick's link states and routes
+            self.host.flush()
+            machine_apply_s = tuple(self.host.apply_s.tolist())
         t2 = time.monotonic()
         if self.probes:
             self.probes.observe(t_s, self.routes, self._path_text)
@@ -543,7 +557,7 @@ class Emulation:
             self.workload.tick(t_s)
         cost = time.monotonic() - t0
         report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
-                            route_changes, links_s=t1 - t0, routes_s=t2 - t1)
+                            route_changes, links_s=t1 - t0, routes_s=t2 - t1, machine_apply_s=machine_apply_s)
         if report.overrun:
             log.warning("tick %d at t=%.1f s took %.1f ms (> %.0f ms)", report.index, t_s, cost * 1e3,
                         self.tick_s * 1e3)

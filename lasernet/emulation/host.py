@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 
@@ -115,8 +116,9 @@ class LocalHost:
     """
 
     def __init__(self, run_id: str, run_dir, state: run_state.RunState, *, progress=None,
-                 daemon_config_hook=None):
+                 daemon_config_hook=None, bind_ip: str | None = None):
         self.run_id, self.run_dir, self.state = run_id, run_dir, state
+        self.bind_ip = bind_ip  # this machine's address in a cluster: the halves of cross-machine links use it
         self.progress = progress or (lambda what, done, total: None)
         self.daemon_config_hook = daemon_config_hook
         self.node_names: tuple[str, ...] = ()
@@ -142,12 +144,13 @@ class LocalHost:
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False, autoStaticArp=False)
         return {"pid": os.getpid()}
 
-    def start_nodes(self, names: list[str], roles: list[str]) -> dict:
+    def start_nodes(self, names: list[str], roles: list[str], mine=None) -> dict:
         self.node_names = tuple(names)
-        for i, (name, role) in enumerate(zip(names, roles)):  # spawns every shell; finish_shells waits for them
-            node = self.net.addHost(name, cls=Router, index=i, role=role, ip=None, mac=None, bulk=True)
-            self.nodes[name] = node
-            self.progress("starting nodes", i + 1, len(names))
+        mine = range(len(names)) if mine is None else [int(i) for i in mine]
+        for k, i in enumerate(mine):  # spawns every shell; finish_shells waits for them
+            node = self.net.addHost(names[i], cls=Router, index=i, role=roles[i], ip=None, mac=None, bulk=True)
+            self.nodes[names[i]] = node
+            self.progress("starting nodes", k + 1, len(mine))
         finish_shells(list(self.nodes.values()))
         for node in self.nodes.values():
             self.state.add_node(node)
@@ -156,7 +159,7 @@ class LocalHost:
 
     def configure_nodes(self, sysctls: list[str]) -> int:
         self.kernel = Kernel(self.nodes, self.node_names)
-        self.kernel.configure_routers(range(len(self.node_names)), tuple(sysctls))
+        self.kernel.configure_routers([node.index for node in self.nodes.values()], tuple(sysctls))
         return self.kernel.commit()
 
     def start_links(self, kind: str, seed: int, n_slots: int, pin_helpers: bool = False) -> dict:
@@ -197,27 +200,43 @@ class LocalHost:
                                  config_hook=self.daemon_config_hook)
         names = self.node_names
         specs = {name: NodeSpec(name, i, self.nodes[name].role, self.nodes[name].loopback, [], [])
-                 for i, name in enumerate(names)}
+                 for i, name in enumerate(names) if name in self.nodes}
         for server in self.servers.values():
             attach = names[server.attach]
             specs[attach].lans.append(ifname_for(server.name, 0))
             specs[attach].lan_prefixes.append(server.lan)
         for link in self.links:
             cost = int(costs[link.slot])
-            specs[names[link.a]].links.append(LinkSpec(link.ifname_a, names[link.b], cost, link.ip_b))
-            specs[names[link.b]].links.append(LinkSpec(link.ifname_b, names[link.a], cost, link.ip_a))
+            if names[link.a] in specs:
+                specs[names[link.a]].links.append(LinkSpec(link.ifname_a, names[link.b], cost, link.ip_b))
+            if names[link.b] in specs:
+                specs[names[link.b]].links.append(LinkSpec(link.ifname_b, names[link.a], cost, link.ip_a))
         self.daemons.start(self.nodes, specs, n_satellites)
         return {"daemons": len(self.daemons.running)}
 
     # --------------------------------------------------------------------------------------------- every tick
-    def add_links(self, links: list[LinkAddress], costs=None, bulk: bool = False) -> int:
+    def add_links(self, links: list[LinkAddress], costs=None, bulk: bool = False) -> dict:
+        """Create ``links``; a link with one end on another machine gets this machine's half (see
+        :meth:`~lasernet.emulation.links.DelaylineLinks.add_half`). Answers ``{"created": n, "ports": {slot:
+        UDP port}}`` (ports of the halves, for :meth:`connect_links` on the other machine)."""
         names = self.node_names
-        created = []
+        created, ports = [], {}
         for k, link in enumerate(links):
-            na, nb = self.nodes[names[link.a]], self.nodes[names[link.b]]
-            mac_a, mac_b = self.backend.add(link, na.pid, nb.pid)
-            na.record_intf(link.ifname_a, link.ip_a, 31, mac_a)
-            nb.record_intf(link.ifname_b, link.ip_b, 31, mac_b)
+            here_a, here_b = names[link.a] in self.nodes, names[link.b] in self.nodes
+            if here_a and here_b:
+                na, nb = self.nodes[names[link.a]], self.nodes[names[link.b]]
+                mac_a, mac_b = self.backend.add(link, na.pid, nb.pid)
+                na.record_intf(link.ifname_a, link.ip_a, 31, mac_a)
+                nb.record_intf(link.ifname_b, link.ip_b, 31, mac_b)
+            elif here_a or here_b:
+                end = 0 if here_a else 1
+                node = self.nodes[names[link.a if here_a else link.b]]
+                mine, peer, ports[link.slot] = self.backend.add_half(link, end, node.pid, self.bind_ip)
+                mac_a, mac_b = (mine, peer) if here_a else (peer, mine)
+                node.record_intf(link.ifname_a if here_a else link.ifname_b, link.ip_a if here_a else link.ip_b,
+                                 31, mine)
+            else:
+                raise ValueError(f"link slot {link.slot} has no end on this machine")
             self.state.add_link(link, f"{names[link.a]}~{names[link.b]}")
             self.links.append(link)
             if bulk:
@@ -235,14 +254,41 @@ class LocalHost:
             self.backend.apply(np.array([link.slot for link in links]), zeros.astype(bool), zeros, zeros, zeros)
         if bulk:  # saves the state file: the links, and the relays they started
             self.state.set_backend(self.backend.name, self.backend.resources())
-        return len(links)
+        return {"created": len(links), "ports": ports}
+
+    def connect_links(self, peers: dict) -> int:
+        """Aim the halves of cross-machine links at the other machine's: ``{slot: (ip, port)}``."""
+        for slot, (ip, port) in peers.items():
+            self.backend.connect_half(int(slot), ip, int(port))
+        return len(peers)
+
+    def set_substrate(self, slots, one_way_s) -> int:
+        """The measured one-way delay to the other machine of each cross-machine slot (taken off its delay)."""
+        self.backend.set_substrate(slots, one_way_s)
+        return len(slots)
+
+    def step(self, add=None, apply=None, routes=()) -> dict:
+        """A tick's work in one message: new links (``(links, costs)``), link states (``apply``'s arguments),
+        route items, in that order. Answers what each did and how long this machine took, as measured here."""
+        t0 = time.monotonic()
+        answer = {"created": 0, "ports": {}, "applied": 0, "route_ops": 0}
+        if add is not None:
+            answer.update(self.add_links(*add))
+        if apply is not None:
+            answer["applied"] = self.apply(*apply)
+        if routes:
+            answer["route_ops"] = self.install_routes(routes)
+        answer["apply_s"] = time.monotonic() - t0
+        return answer
 
     def _daemons_link_added(self, link: LinkAddress, cost: int) -> None:
         from ..routing.daemons import LinkSpec
 
         na, nb = self.node_names[link.a], self.node_names[link.b]
-        self.daemons.link_added(na, LinkSpec(link.ifname_a, nb, cost, link.ip_b))
-        self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
+        if na in self.nodes:
+            self.daemons.link_added(na, LinkSpec(link.ifname_a, nb, cost, link.ip_b))
+        if nb in self.nodes:
+            self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
 
     def apply(self, slots, up, delay_s, loss, rate_bps) -> int:
         self.backend.apply(slots, up, delay_s, loss, rate_bps)

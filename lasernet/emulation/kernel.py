@@ -36,6 +36,10 @@ class Kernel:
         self._routed: dict[int, set[int]] = {}  # node -> destinations it has a route to
         self.lans: dict[int, list[str]] = {}  # router -> LAN prefixes of the servers attached to it
 
+    def holds(self, node: int) -> bool:
+        """Whether router ``node`` is on this machine (with one machine, every router is)."""
+        return self.node_names[node] in self.nodes
+
     def _nl(self, node: int) -> Netlink:
         nl = self._socks.get(node)
         if nl is None:
@@ -44,9 +48,12 @@ class Kernel:
         return nl
 
     def link_ends(self, link: LinkAddress, mac_a: str, mac_b: str) -> None:
-        """Address both ends of a new link and pin each end's neighbour entry for the other."""
+        """Address both ends of a new link and pin each end's neighbour entry for the other (only the ends on
+        this machine: a link that crosses machines has one here)."""
         for node, dev, ip, peer_ip, peer_mac in ((link.a, link.ifname_a, link.ip_a, link.ip_b, mac_b),
                                                  (link.b, link.ifname_b, link.ip_b, link.ip_a, mac_a)):
+            if not self.holds(node):
+                continue
             nl = self._nl(node)
             if nl.pending:  # the new interface's index comes from a fresh link dump, after what is queued
                 nl.commit()
@@ -79,8 +86,10 @@ class Kernel:
         """
         per_node: dict[int, list] = {}
         for link, mac_a, mac_b in ends:
-            per_node.setdefault(link.a, []).append((link.ifname_a, link.ip_a, link.ip_b, mac_b))
-            per_node.setdefault(link.b, []).append((link.ifname_b, link.ip_b, link.ip_a, mac_a))
+            if self.holds(link.a):
+                per_node.setdefault(link.a, []).append((link.ifname_a, link.ip_a, link.ip_b, mac_b))
+            if self.holds(link.b):
+                per_node.setdefault(link.b, []).append((link.ifname_b, link.ip_b, link.ip_a, mac_a))
         for node, items in per_node.items():
             nl = self._nl(node)
             if nl.pending:

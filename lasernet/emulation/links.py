@@ -44,6 +44,10 @@ class LinkBackend:
     def add(self, link: LinkAddress, ns_a: str, ns_b: str) -> tuple[str, str]:
         raise NotImplementedError
 
+    def add_half(self, link: LinkAddress, end: int, ns, bind_ip: str) -> tuple[str, str, int]:
+        raise NotImplementedError(f"the {self.name} backend cannot make links that cross machines yet; "
+                                  f"use --links delayline with --cluster")
+
     def apply(self, slots: np.ndarray, up: np.ndarray, delay_s: np.ndarray, loss: np.ndarray,
               rate_bps: np.ndarray) -> None:
         raise NotImplementedError
@@ -77,6 +81,9 @@ class DelaylineLinks(LinkBackend):
         self.relays: list = []  # shard k serves slots [k * slots_per_relay, (k + 1) * slots_per_relay)
         self.traversal_overhead_s = (self.TRAVERSAL_OVERHEAD_S if traversal_overhead_s is None
                                      else traversal_overhead_s)
+        self._sockets: dict = {}  # slot -> UDP socket of this machine's half of a cross-machine link
+        self._cross_end = np.zeros(0, np.int8)  # by slot: -1 local, 0/1 the end this machine holds
+        self._substrate_s = np.zeros(0)  # by slot: measured one-way delay to the other half's machine
 
     @property
     def relay(self):
@@ -90,6 +97,9 @@ class DelaylineLinks(LinkBackend):
     def stop(self) -> None:
         for relay in reversed(self.relays):
             relay.stop()
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
 
     def _relay_for(self, slot: int):
         """The relay serving ``slot`` (started on first use) and the slot's index in its table."""
@@ -111,7 +121,72 @@ class DelaylineLinks(LinkBackend):
         ends = relay.add_link(ns_a, link.ifname_a, ns_b, link.ifname_b, local)
         return ends.a[2], ends.b[2]
 
+    # ---- halves of links that cross machines (lasernet.cluster)
+    def add_half(self, link: LinkAddress, end: int, ns, bind_ip: str) -> tuple[str, str, int]:
+        """This machine's half of a link whose other end is on another machine (see :meth:`Relay.add_half`).
+
+        Frames cross between the two machines' relays as UDP datagrams, one frame each, over a socket bound to
+        ``bind_ip`` (this machine's address in the cluster) on a port the kernel picks; :meth:`connect_half`
+        aims it at the other half once that machine has answered with its port. Each half delays, drops and
+        rate-limits the direction it *delivers* (into its TAP), less the substrate's one-way delay between the
+        two machines (:meth:`set_substrate`); the direction it sends leaves at once. Both halves follow the
+        link's up/down, so both ends show NO-CARRIER when it is down. Returns (this end's MAC, the other end's
+        MAC, the UDP port).
+        """
+        import socket
+
+        relay, local = self._relay_for(link.slot)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+            sock.bind((bind_ip, 0))
+            ifname = link.ifname_a if end == 0 else link.ifname_b
+            ends = relay.add_half(ns, ifname, local, end, sock.fileno())
+        except BaseException:
+            sock.close()
+            raise
+        self._sockets[link.slot] = sock
+        self._grow_cross(link.slot)
+        self._cross_end[link.slot] = end
+        mine, peer = (ends.a, ends.b) if end == 0 else (ends.b, ends.a)
+        return mine[2], peer[2], sock.getsockname()[1]
+
+    def connect_half(self, slot: int, peer_ip: str, peer_port: int) -> None:
+        """Send this half's frames to the other machine's half (and accept only its datagrams)."""
+        self._sockets[slot].connect((peer_ip, int(peer_port)))
+
+    def set_substrate(self, slots, one_way_s) -> None:
+        """The measured one-way delay between this machine and the other end's, per cross-machine slot."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots):
+            self._grow_cross(int(slots.max()))
+            self._substrate_s[slots] = one_way_s
+
+    def _grow_cross(self, slot: int) -> None:
+        if slot >= len(self._cross_end):
+            n = max(slot + 1, 2 * len(self._cross_end), 256)
+            self._cross_end = np.concatenate([self._cross_end, np.full(n - len(self._cross_end), -1, np.int8)])
+            self._substrate_s = np.concatenate([self._substrate_s, np.zeros(n - len(self._substrate_s))])
+
+    def _split_cross(self, slots, delay_s, loss, rate_bps):
+        """Per-direction parameters as each half applies them (see :meth:`add_half`); local links unchanged."""
+        inside = slots < len(self._cross_end)
+        end = np.full(len(slots), -1, np.int8)
+        end[inside] = self._cross_end[slots[inside]]
+        cross = np.flatnonzero(end >= 0)
+        if not len(cross):
+            return delay_s, loss, rate_bps
+        delay_s, loss, rate_bps = (np.array(x, dtype=float, copy=True) for x in (delay_s, loss, rate_bps))
+        sends = end[cross].astype(np.int64)  # end a sends a->b (index 0), end b sends b->a (index 1)
+        delivers = 1 - sends
+        for arr in (delay_s, loss, rate_bps):
+            arr[cross, sends] = 0.0
+        delay_s[cross, delivers] = np.maximum(delay_s[cross, delivers] - self._substrate_s[slots[cross]], 0.0)
+        return delay_s, loss, rate_bps
+
     def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
+        slots = np.asarray(slots, dtype=np.int64)
+        delay_s, loss, rate_bps = self._split_cross(slots, delay_s, loss, rate_bps)
         delay_s = np.maximum(np.asarray(delay_s, dtype=float) - self.traversal_overhead_s, 0.0)
         shard, local = np.divmod(np.asarray(slots, dtype=np.int64), self.slots_per_relay)
         for k in (range(1) if len(self.relays) == 1 else np.unique(shard)):

@@ -113,11 +113,17 @@ def list_runs() -> list[dict]:
 
 
 def find_run(run_id: str | None = None) -> dict | None:
+    """The run ``run_id`` names (exactly, else the first it is a prefix of); without one the newest run. A
+    machine's share of a cluster run (``cluster_of``) is found by its own id only."""
     runs = list_runs()
     if run_id is None:
+        runs = [run for run in runs if not run.get("cluster_of")]
         return runs[-1] if runs else None
     for run in runs:
-        if run["run_id"] == run_id or run["run_id"].startswith(run_id):
+        if run["run_id"] == run_id:
+            return run
+    for run in runs:
+        if run["run_id"].startswith(run_id) and not run.get("cluster_of"):
             return run
     return None
 

@@ -29,6 +29,7 @@ class Recorder:
         self._events.writerow(["time_utc", "t_s", "kind", "what", "a", "b", "event", "cause", "delay_ms", "detail"])
         self._ticks_f = (self.run_dir / "ticks.csv").open("w", newline="")
         self._ticks = csv.writer(self._ticks_f)
+        self._machines = 0  # a cluster run: each machine's apply time per tick (set_machines)
         self._ticks.writerow(["tick", "t_s", "cost_ms", "overrun", "link_changes", "route_changes", "links_ms",
                               "routes_ms"])
         self.summary: dict = {}
@@ -48,10 +49,21 @@ class Recorder:
         self._events.writerow([self._when(t_s), f"{t_s:.3f}", "route", "", "", "", "change", "", "", count])
         self._events_f.flush()
 
+    def set_machines(self, n: int) -> None:
+        """A cluster run over ``n`` machines: ``ticks.csv`` gets ``apply_ms_m<k>``, each machine's own time for
+        its tick message (before the first tick is written)."""
+        self._machines = n
+        self._ticks_f.seek(0)
+        self._ticks_f.truncate()
+        self._ticks.writerow(["tick", "t_s", "cost_ms", "overrun", "link_changes", "route_changes", "links_ms",
+                              "routes_ms"] + [f"apply_ms_m{k}" for k in range(n)])
+
     def tick(self, report) -> None:
-        self._ticks.writerow([report.index, f"{report.t_s:.3f}", f"{report.cost_s * 1e3:.3f}", int(report.overrun),
-                              report.link_changes, report.route_changes, f"{report.links_s * 1e3:.3f}",
-                              f"{report.routes_s * 1e3:.3f}"])
+        row = [report.index, f"{report.t_s:.3f}", f"{report.cost_s * 1e3:.3f}", int(report.overrun),
+               report.link_changes, report.route_changes, f"{report.links_s * 1e3:.3f}", f"{report.routes_s * 1e3:.3f}"]
+        if self._machines:
+            row += [f"{x * 1e3:.3f}" for x in report.machine_apply_s]
+        self._ticks.writerow(row)
         if report.index % 10 == 0:
             self._ticks_f.flush()
 

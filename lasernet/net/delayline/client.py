@@ -223,6 +223,30 @@ class Relay:
         self.links[slot] = ends
         return ends
 
+    def add_half(self, ns, ifname: str, slot: int, end: int, sock_fd: int, mtu: int = 1500) -> LinkEnds:
+        """Half of a link whose other end is on another machine: TAP ``ifname`` in ``ns`` for ``end`` (0 = a,
+        1 = b) and the socket ``sock_fd`` (a UDP socket connected, now or later, to the other machine's half) in
+        place of the other TAP. The relay keeps the link's direction order: end a's half reads a->b from its TAP
+        and writes it to the socket; end b's half reads a->b from the socket and writes it to its TAP.
+        """
+        if slot in self.links:
+            raise ValueError(f"slot {slot} already used by {self.links[slot]}")
+        mac = tap.mac_for(slot, end)
+        made = tap.create_tap(ns, ifname, mac, mtu=mtu, mode=self.tap_mode)
+        me, peer = (ns, ifname, tap.mac_text(mac)), ("socket", str(sock_fd), tap.mac_text(tap.mac_for(slot, 1 - end)))
+        ends = LinkEnds(slot, *((me, peer) if end == 0 else (peer, me)))
+        fds, taps = ([made.fd, sock_fd], [True, False]) if end == 0 else ([sock_fd, made.fd], [False, True])
+        try:
+            self.request({"op": "add", "slot": slot, "taps": taps,
+                          "names": [f"{e[0]}:{e[1]}" for e in (ends.a, ends.b)]}, fds=fds)
+        except BaseException:
+            tap.delete_tap(ns, ifname)
+            raise
+        finally:
+            os.close(made.fd)
+        self.links[slot] = ends
+        return ends
+
     def remove_link(self, slot: int, delete_taps: bool = True) -> None:
         """Take ``slot`` out of the relay and (by default) delete its two TAPs if their namespaces still exist."""
         ends = self.links.pop(slot)
@@ -232,8 +256,9 @@ class Relay:
             if "no link in slot" not in str(exc):  # already dropped by the relay (namespace deleted)
                 raise
         if delete_taps:
-            tap.delete_tap(ends.a[0], ends.a[1])
-            tap.delete_tap(ends.b[0], ends.b[1])
+            for ns, ifname, _mac in (ends.a, ends.b):
+                if ns != "socket":
+                    tap.delete_tap(ns, ifname)
 
     # ---- parameters
     def set(self, slot: int, direction="both", **params) -> None:
@@ -266,7 +291,8 @@ class Relay:
         """Every kernel object and process this controller made, by name, for cleanup and the run's state file."""
         return {"run_id": self.run_id, "shard": self.shard, "relay_pid": self.pid, "table_path": self.table_path,
                 "control_socket": "@" + control_address_for(self.run_id, self.shard)[1:].decode(),
-                "taps": [list(end[:2]) for ends in self.links.values() for end in (ends.a, ends.b)]}
+                "taps": [list(end[:2]) for ends in self.links.values() for end in (ends.a, ends.b)
+                         if end[0] != "socket"]}
 
     @staticmethod
     def cleanup_created(state: dict) -> list[str]:

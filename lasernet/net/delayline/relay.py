@@ -36,7 +36,9 @@ any other changed record when its link next carries a frame (a generation check 
 
 **Links** are added and removed at run time through a UNIX SOCK_SEQPACKET control socket in the abstract
 namespace: the client passes the two TAP fds with SCM_RIGHTS plus the slot number and the relay answers with
-JSON. A TAP deleted underneath the relay (``ip link del``, or its namespace deleted when TAPs were made in
+JSON. One end of a link may instead be a connected UDP socket (``"taps": [true, false]``): the half of a
+link whose other end is on another machine, where that machine's relay holds the other half (no carrier is set
+on a socket). A TAP deleted underneath the relay (``ip link del``, or its namespace deleted when TAPs were made in
 ``move`` mode) shows up as EPOLLERR/EBADFD: that link is dropped with a log line, the others go on.
 
 The relay takes SCHED_FIFO for itself, asks the kernel to SIGTERM it if its controller dies (PR_SET_PDEATHSIG:
@@ -112,6 +114,7 @@ class _Link:
     slot: int
     names: list
     fds: tuple
+    taps: tuple = (True, True)  # which fds are TAPs (carrier); the other end of a cross-machine link is a socket
     dirs: list = field(default_factory=list)
     carrier: bool = True
     gen: int = -1  # generation of the table record its directions hold
@@ -233,6 +236,8 @@ class RelayProcess:
                 if ev & (select.EPOLLERR | select.EPOLLHUP):
                     self._lose_link(d.link, f"error condition on the TAP fd (epoll events {ev:#x})")
                 return
+            except ConnectionRefusedError:  # a socket end: the peer machine's relay is not listening (yet)
+                continue
             except OSError as exc:
                 self._lose_link(d.link, f"reading direction {d.index}: {exc}")
                 return
@@ -352,7 +357,9 @@ class RelayProcess:
         carrier = all(d.up for d in link.dirs)
         if carrier != link.carrier:
             link.carrier = carrier
-            for fd in link.fds:
+            for fd, is_tap in zip(link.fds, link.taps):
+                if not is_tap:
+                    continue
                 try:
                     tap.set_carrier(fd, carrier)
                 except OSError as exc:
@@ -360,12 +367,12 @@ class RelayProcess:
             log.info("delayline: link %s carrier %s", link.describe(), "on" if carrier else "off")
 
     # ---- links
-    def _add_link(self, slot: int, names: list, fds: list) -> None:
+    def _add_link(self, slot: int, names: list, fds: list, taps=(True, True)) -> None:
         if not 0 <= slot < self.table.n_slots:
             raise ValueError(f"slot {slot} outside the table (0..{self.table.n_slots - 1})")
         if slot in self.links:
             raise ValueError(f"slot {slot} already holds link {self.links[slot].describe()}")
-        link = _Link(slot=slot, names=names, fds=(fds[0], fds[1]))
+        link = _Link(slot=slot, names=names, fds=(fds[0], fds[1]), taps=(bool(taps[0]), bool(taps[1])))
         for index, (src, dst) in enumerate(((fds[0], fds[1]), (fds[1], fds[0]))):
             link.dirs.append(_Direction(link, index, src, dst, seed=f"{self.seed}:{self.slot_base + slot}:{index}"))
         self._refresh(link, wait=True)
@@ -434,8 +441,8 @@ class RelayProcess:
             return {"ok": True, "pid": os.getpid(), "applied_generation": self.applied_gen}
         if op == "add":
             if len(fds) != 2:
-                raise ValueError(f"add of slot {msg.get('slot')} needs 2 TAP fds, got {len(fds)}")
-            self._add_link(int(msg["slot"]), list(msg["names"]), fds)
+                raise ValueError(f"add of slot {msg.get('slot')} needs 2 fds, got {len(fds)}")
+            self._add_link(int(msg["slot"]), list(msg["names"]), fds, msg.get("taps", (True, True)))
             return {"ok": True}
         if op == "remove":
             link = self.links.get(int(msg["slot"]))

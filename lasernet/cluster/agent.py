@@ -1,0 +1,196 @@
+"""The lasernet host agent: one machine's :class:`~lasernet.emulation.host.LocalHost`, driven from afar by Ray.
+
+On a cluster every machine runs one agent, a Ray actor pinned to that machine's Ray node (Ray's own
+``node:<ip>`` resource), so that it runs there as the user who started ``ray start`` (root: lasernet needs
+network namespaces). The agent holds that machine's share of the run: its routers, the halves of the links that
+cross to other machines, routes, servers and daemons, built by the same bulk code as a one-machine run. It
+takes the host messages (:mod:`lasernet.emulation.host`) as plain data through :meth:`HostAgent.call`, plus
+what a coordinator needs of a machine it cannot reach by PID:
+
+* processes inside its nodes (:meth:`popen` and :meth:`proc`, for probes, the workload, ``lasernet exec``);
+* a UDP echo on its cluster address (:meth:`echo_port`) and a measurement of the one-way delay to the other
+  machines' echoes (:meth:`measure`): the substrate the cross-machine links ride on, which the coordinator
+  subtracts from their emulated delay;
+* its own state file ``/run/lasernet/<run-id>-m<k>.json``, so that :func:`cleanup` (what ``lasernet down`` runs
+  on each machine through Ray) removes exactly what this machine created, even after the coordinator or the
+  agent was killed.
+
+The actor is threaded (``max_concurrency``): a blocking read of a process's output does not hold up the tick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from ..emulation import state as run_state
+from ..emulation.host import LocalHost
+
+#: Actor threads: a tick, a few blocking process reads, a measurement, at once.
+MAX_CONCURRENCY = 16
+
+
+class HostAgent:
+    """One machine's host (see the module docstring); wrapped by ``ray.remote`` when a cluster run starts it."""
+
+    def __init__(self, machine: int, bind_ip: str):
+        self.machine, self.bind_ip = machine, bind_ip
+        self.host: LocalHost | None = None
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+        self._echo: socket.socket | None = None
+
+    # ------------------------------------------------------------------------------------------------ the host
+    def create(self, run_id: str, coordinator_run_id: str, run_dir: str, scenario_name: str) -> dict:
+        """Make this machine's host and its state file (``run_id`` is this machine's share's id)."""
+        from pathlib import Path
+
+        run_state.STATE_DIR.mkdir(parents=True, exist_ok=True)
+        data = {"run_id": run_id, "cluster_of": coordinator_run_id, "machine": self.machine,
+                "run_dir": run_dir, "scenario": scenario_name, "scenario_name": scenario_name,
+                "driver": {"pid": os.getpid(), "start": None}, "nodes": {}, "links": {}, "backend": {},
+                "clock": None, "created_utc": dt.datetime.now(dt.timezone.utc).isoformat()}
+        state = run_state.RunState(run_state.STATE_DIR / f"{run_id}.json", data)
+        state.save()
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        self.host = LocalHost(run_id, Path(run_dir), state, bind_ip=self.bind_ip)
+        return {"pid": os.getpid(), "ip": self.bind_ip, "hostname": socket.gethostname()}
+
+    def call(self, method: str, *args, **kwargs):
+        """One host message (:mod:`lasernet.emulation.host`), its answer returned as it is."""
+        with self._lock:  # the host is not thread-safe; processes and echoes are
+            return getattr(self.host, method)(*args, **kwargs)
+
+    def nodes(self) -> dict:
+        """This machine's routers and servers: ``{name: {"pid", "ip", "index", "role"}}``."""
+        out = {}
+        for name, node in {**self.host.nodes, **self.host.servers}.items():
+            out[name] = {"pid": node.pid, "ip": node.IP(), "index": node.index, "role": getattr(node, "role", "server")}
+        return out
+
+    def links(self, node: str) -> str:
+        """``ip -br link`` inside a node: its interfaces and whether each has a carrier."""
+        return self._node(node).cmd("ip -br link")
+
+    def stop(self) -> None:
+        for proc in list(self._procs.values()):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+        if self._echo is not None:
+            self._echo.close()
+            self._echo = None
+        if self.host is not None:
+            with self._lock:
+                self.host.stop()
+            self.host = None
+
+    # ------------------------------------------------------------------------------------------- processes
+    def _node(self, name: str):
+        node = self.host.nodes.get(name) or self.host.servers.get(name)
+        if node is None:
+            raise KeyError(f"no node {name!r} on machine {self.machine}")
+        return node
+
+    def cmd(self, node: str, command: str) -> str:
+        """Run a shell command in a node's shell and return its output (Mininet's ``cmd``)."""
+        with self._lock:
+            return self._node(node).cmd(command)
+
+    def popen(self, node: str, argv: list[str], kwargs: dict) -> tuple[int, int]:
+        """Start ``argv`` inside a node; answers (handle, PID). ``kwargs`` are plain ``Popen`` options."""
+        proc = self._node(node).popen(argv, **kwargs)
+        with self._lock:
+            self._next += 1
+            self._procs[self._next] = proc  # in a node's namespace: teardown finds it there
+        return self._next, proc.pid
+
+    def proc(self, handle: int, op: str, *args):
+        """An operation on a process started by :meth:`popen`: ``readline``/``read`` of ``stdout``/``stderr``,
+        ``poll``, ``wait`` and ``communicate`` (with a timeout: answers ``{"timeout": True}`` when it passes),
+        ``send_signal``, ``terminate``, ``kill``. Answers the result and the return code."""
+        proc = self._procs[handle]
+        try:
+            if op in ("readline", "read"):
+                stream = getattr(proc, args[0])
+                result = getattr(stream, op)()
+            elif op == "wait":
+                result = proc.wait(timeout=args[0] if args else None)
+            elif op == "communicate":
+                result = proc.communicate(timeout=args[0] if args else None)
+            elif op == "send_signal":
+                result = proc.send_signal(args[0])
+            elif op in ("poll", "terminate", "kill"):
+                result = getattr(proc, op)()
+            else:
+                raise ValueError(f"unknown process operation {op!r}")
+        except subprocess.TimeoutExpired:
+            return {"timeout": True, "returncode": proc.returncode}
+        return {"result": result, "returncode": proc.returncode}
+
+    # ------------------------------------------------------------------------------------------- substrate
+    def echo_port(self) -> int:
+        """Start (once) a UDP echo on this machine's cluster address; answers its port."""
+        if self._echo is None:
+            self._echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._echo.bind((self.bind_ip, 0))
+            threading.Thread(target=self._serve_echo, args=(self._echo,), daemon=True).start()
+        return self._echo.getsockname()[1]
+
+    @staticmethod
+    def _serve_echo(sock: socket.socket) -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(2048)
+                sock.sendto(data, peer)
+            except OSError:
+                return
+
+    def measure(self, peers: dict, count: int = 40, timeout_s: float = 0.5) -> dict:
+        """One-way delay to each peer machine's echo ``{machine: (ip, port)}``: half the median UDP round trip
+        of ``count`` probes (s), and the fraction lost. The echo's own turnaround is included: a little more
+        than what frames between two relays take, so compensation errs towards slow, never faster than light."""
+        out = {}
+        for machine, (ip, port) in peers.items():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((self.bind_ip, 0))
+            sock.settimeout(timeout_s)
+            rtts = []
+            try:
+                for k in range(count):
+                    t0 = time.monotonic_ns()
+                    sock.sendto(k.to_bytes(4, "big"), (ip, int(port)))
+                    try:
+                        while True:
+                            data, _ = sock.recvfrom(64)
+                            if data == k.to_bytes(4, "big"):
+                                rtts.append(time.monotonic_ns() - t0)
+                                break
+                    except socket.timeout:
+                        pass
+                    time.sleep(0.002)
+            finally:
+                sock.close()
+            rtts.sort()
+            out[machine] = {"one_way_s": rtts[len(rtts) // 2] / 2e9 if rtts else None,
+                            "lost": 1.0 - len(rtts) / count}
+        return out
+
+
+def cleanup(run_id: str) -> list[str]:
+    """Remove what this machine's share of a run created (its state file's record); what ``lasernet down`` runs
+    on each machine. Answers one line per thing removed (empty when nothing of it was left)."""
+    data = run_state.find_run(run_id)
+    if data is None:
+        return []
+    report = run_state.teardown(data, quiet=True)
+    path = run_state.STATE_DIR / f"{run_id}.json"
+    if path.exists():
+        path.unlink()
+    return [f"{k}: {v}" for k, v in report.items() if v] if isinstance(report, dict) else []
