@@ -42,7 +42,7 @@ fi
 stamp=.venv/.lasernet-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -e '.[test,cluster]'
     touch "$stamp"
 fi
 .venv/bin/python -c "import mininet.net, lasernet; print('setup: lasernet', lasernet.__version__, 'ready in', '$here/.venv')"

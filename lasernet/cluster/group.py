@@ -152,21 +152,19 @@ class HostGroup:
         ray = _ray()
         try:
             return ray.get(refs)
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorDiedError,
-                ray.exceptions.NodeDiedError if hasattr(ray.exceptions, "NodeDiedError") else ray.exceptions.RayError
-                ) as exc:
-            lost = self._which_lost(machines)
-            raise MachineLost(f"cluster machine {lost} stopped answering ({type(exc).__name__}); the run stops "
-                              f"and every other machine cleans up") from None
-
-    def _which_lost(self, machines) -> str:
-        ray = _ray()
-        for m in machines:
-            try:
-                ray.get(self.agents[m].__ray_ready__.remote(), timeout=2)
-            except Exception:
-                return f"m{m} ({self.machines[m]['ip']})"
-        return "?"
+        except ray.exceptions.RayActorError:
+            machines = list(machines)
+            lost = "?"
+            for m, ref in zip(machines, refs if isinstance(refs, list) else [refs]):
+                try:
+                    ray.get(ref, timeout=5)
+                except ray.exceptions.RayActorError:
+                    lost = f"m{m} ({self.machines[m]['ip']})"
+                    break
+                except Exception:
+                    continue
+            raise MachineLost(f"cluster machine {lost} stopped answering (its lasernet agent died or its Ray node "
+                              f"was lost); the run stopped and every machine was cleaned") from None
 
     def call_machine(self, m: int, method: str, *args):
         """Call an agent method on machine ``m`` and wait for the answer."""
@@ -383,15 +381,26 @@ class HostGroup:
         for m, ref in enumerate(refs):
             try:
                 ray.get(ref, timeout=120)
-            except Exception as exc:
-                log.error("cluster machine m%d (%s) did not stop cleanly (%s): run `lasernet down %s` on the "
-                          "head", m, self.machines[m]["ip"], type(exc).__name__, self.run_ids[m])
+            except Exception:  # its agent is gone: clean its share from its state file there, by a Ray task
+                self._clean_machine(m)
         for agent in self.agents:
             try:
                 ray.kill(agent)
             except Exception:
                 pass
         self.agents = []
+
+
+    def _clean_machine(self, m: int) -> None:
+        from .agent import cleanup
+
+        ray = _ray()
+        try:
+            task = ray.remote(cleanup).options(resources={f"node:{self.machines[m]['ip']}": 0.001}, num_cpus=0)
+            ray.get(task.remote(self.run_ids[m]), timeout=120)
+        except Exception as exc:
+            log.error("cluster machine m%d (%s) could not be cleaned (%s): run `lasernet down %s` there", m,
+                      self.machines[m]["ip"], type(exc).__name__, self.run_ids[m])
 
 
 def _payload_bytes(obj) -> int:

@@ -67,6 +67,7 @@ from ..errors import OptionError
 from ..spec.scenario import Scenario
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
+from ..net.libc import limit_malloc_arenas
 from .host import LocalHost, pin_to_last_cpu
 from .windows import PlanWindows
 from .links import choose_backend
@@ -217,6 +218,10 @@ def _daemon_sysctls(scenario: Scenario) -> tuple[str, ...]:
             "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 
 
+#: glibc malloc arenas of the coordinator's process (see ``Emulation.start``).
+MALLOC_ARENAS = 2
+
+
 class Emulation:
     """A running (or ready to run) emulation of one scenario (see the module docstring)."""
 
@@ -327,6 +332,9 @@ class Emulation:
     def start(self) -> "Emulation":
         """Bring the run up, phase by phase (each timed in ``start_timings``), then start the clock."""
         t_start = time.monotonic()
+        # Two malloc arenas: the planner thread of every window would otherwise leave one more arena's worth of
+        # pages resident now and then, a run of hours growing in steps (see lasernet.net.libc).
+        limit_malloc_arenas(MALLOC_ARENAS)
         self._mem_mark_kib = mem_available_kib()
         first = self._start_plan()
         mark = self._end_phase("plan", t_start)

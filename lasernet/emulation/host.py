@@ -19,8 +19,9 @@ Start-up, in this order (each answers once it is done):
 
 * ``open(n_nodes, keep_awake)``: raise this process's open-file limit for ``n_nodes`` namespaces, start the
   keep-awake spinners, make the (empty) Mininet network. Answers ``{"pid": int}``.
-* ``start_nodes(names, roles)``: spawn one router shell per node, together, and wait for them. Answers
-  ``{"pids": [int]}`` (each node's shell, in node order).
+* ``start_nodes(names, roles, mine=None)``: spawn one router shell per node, together, and wait for them;
+  ``names``/``roles`` are every router's, ``mine`` the indices this machine holds (default all: one machine).
+  Answers ``{"pids": [int]}`` (each shell of this machine, in node order).
 * ``configure_nodes(sysctls)``: the routers' ``key=value`` sysctls, ``lo`` up, each loopback /32. Answers the
   number of netlink operations applied.
 * ``start_links(kind, seed, n_slots, pin_helpers)``: start the link backend ``kind`` (``delayline`` or
@@ -39,7 +40,8 @@ tick's three as one message):
 * ``add_links(links, costs=None, bulk=False)``: create links (``LinkAddress`` records): both interfaces,
   their /31 addresses and permanent neighbour entries, configured in the daemons if there are any (``costs``:
   their metrics). A new link starts down. ``bulk`` (start-up) addresses many links with one link dump per
-  node. Answers the number created.
+  node. A link with only one end on this machine gets this machine's half (its interface, and a UDP socket
+  towards the other machine's half). Answers ``{"created": n, "ports": {slot: UDP port of each half}}``.
 * ``apply(slots, up, delay_s, loss, rate_bps)``: the state of many links in one batch, per direction arrays of
   shape (n, 2) (index 0 is a->b). Answers the number of links written.
 * ``install_routes(items)``: route changes, each item ``(kind, node, ...)`` for one router, installed in order
@@ -50,6 +52,11 @@ tick's three as one message):
   (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
   loopback's). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
   operations applied.
+
+On a cluster (:mod:`lasernet.cluster`) also: ``connect_links({slot: (ip, port)})`` (aim each half at the
+other machine's), ``set_substrate(slots, one_way_s)`` (the measured machine-to-machine delay each half takes
+off its link's) and ``step(add, apply, routes)``: a tick's ``add_links``, ``apply`` and ``install_routes`` in
+one message, answered with what each did and ``apply_s``, this machine's own time for it.
 
 And: ``daemon_exits()`` (one-line reports of daemons that died since the last call), ``check_daemons()``
 (raises :class:`~lasernet.routing.daemons.RoutingDaemonError` if one died), ``stop_daemons()``, ``stop()``

@@ -117,3 +117,17 @@ def malloc_trim() -> None:
     trim = getattr(libc, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(n: int) -> bool:
+    """Cap glibc's malloc arenas for this process at ``n`` (``mallopt(M_ARENA_MAX, n)``); False where missing.
+
+    glibc gives a thread that allocates while another holds an arena's lock an arena of its own, up to 8 per CPU,
+    and keeps each one's freed memory for re-use: a long-lived process whose threads come and go (a planner
+    thread per plan window) grows by an arena's worth of resident pages at a time although nothing leaks.
+    """
+    mallopt = getattr(libc, "mallopt", None)
+    return bool(mallopt is not None and mallopt(M_ARENA_MAX, int(n)) == 1)

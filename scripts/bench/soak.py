@@ -24,6 +24,7 @@ import argparse
 import csv
 import sys
 import threading
+import tracemalloc
 import time
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def main() -> int:
                     help="wall seconds before the memory reading growth is counted from (default 1.5 windows)")
     ap.add_argument("--sample-s", type=float, default=30.0, help="wall seconds between the driver's RSS samples")
     ap.add_argument("--run-dir", default=None)
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="N",
+                    help="trace Python allocations and print the N sites that grew most from warm to the end")
     args = ap.parse_args()
     for name, value in (("--emulated-s", args.emulated_s), ("--speed", args.speed), ("--window-s", args.window_s)):
         if not value > 0:
@@ -105,6 +108,9 @@ def main() -> int:
     run_dir = Path(args.run_dir or f"runs/soak-{scenario.name}-{int(time.time())}")
     emu = lasernet.Emulation(scenario, speed=args.speed, window_s=args.window_s, run_dir=run_dir)
     readings: dict[str, dict[str, int]] = {}
+    snapshots: dict = {}
+    if args.tracemalloc:
+        tracemalloc.start(8)
     trend: list[tuple[float, int]] = []  # (wall s, driver RSS KiB) once every --sample-s
     # Warm: past the first window boundary and the planning of the window after it (a planner thread's first
     # allocations stay with the process): by default 1.5 windows of wall time.
@@ -121,6 +127,8 @@ def main() -> int:
                 if not warm_taken and t >= warm_s:
                     readings["warm"] = {name: rss_kib(pid) for name, pid in procs.items()}
                     warm_taken = True
+                    if args.tracemalloc:
+                        snapshots["warm"] = tracemalloc.take_snapshot()
                 if not trend or t - trend[-1][0] >= args.sample_s:
                     trend.append((t, rss_kib(procs["driver"])))
 
@@ -130,6 +138,8 @@ def main() -> int:
         ticks_before = len(emu.ticks)
         emu.run(wall_s)
         readings["end"] = {name: rss_kib(pid) for name, pid in procs.items()}
+        if args.tracemalloc:
+            snapshots["end"] = tracemalloc.take_snapshot()
         done.set()
         sampler.join()
         elapsed = time.monotonic() - t_start
@@ -156,7 +166,15 @@ def main() -> int:
     ok &= abs(drift) <= 2
     print(f"  probes: {sent} sent, {lost} lost, {outside} lost outside planned outages"
           + (f" (e.g. {examples})" if examples else ""))
-    ok &= outside == 0
+    for pair, why in (emu.probes.errors.items() if emu.probes else ()):
+        print(f"  probes {pair}: no result: {why}")
+    ok &= outside == 0 and sent > 0
+    if args.tracemalloc and "warm" in snapshots:
+        stats = snapshots["end"].compare_to(snapshots["warm"], "traceback")
+        print(f"  Python allocations, warm -> end: {sum(s.size_diff for s in stats) / 1024:+.0f} KiB in all; top:")
+        for stat in stats[:args.tracemalloc]:
+            where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback[:4])
+            print(f"    {stat.size_diff / 1024:+8.0f} KiB {stat.count_diff:+7d} blocks  {where}")
     print("soak: " + ("every guarantee held" if ok else "A GUARANTEE DID NOT HOLD"))
     return 0 if ok else 1
 
