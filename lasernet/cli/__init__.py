@@ -134,6 +134,9 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, open
     from . import runner
 
     _check_live_options(duration_s, speed, tick_s)
+    if cluster and open_cli:
+        raise OptionError("--cli", "Mininet's CLI needs every node in this process; with --cluster use "
+                                   "`lasernet nodes`, `exec` and `ping` from another shell")
     _require_root("lasernet up")
     sc = load_scenario(resolve_scenario(scenario))
     if start is not None and parse_time(start) is None:
@@ -226,7 +229,7 @@ def down(run_id, everything):
         stdout.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
                       f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
         if run.get("cluster"):  # every machine's share, removed on that machine through Ray
-            from .. import cluster
+            from ..emulation import cluster
 
             for line in cluster.down(run):
                 stdout.print(f"down: {run['run_id']}: {line}")
@@ -245,6 +248,8 @@ def exec_(node, command, run_id):
     import os
 
     pid = _node_pid(node, run_id)
+    if _run(run_id).get("cluster"):
+        _cluster_exec(_run(run_id), node, list(command))
     routing = _run(run_id).get("routing") or {}
     command = list(command)
     if routing.get("dir") and command and command[0] == routing.get("shell"):
@@ -267,6 +272,8 @@ def ping(a, b, count, run_id):
     if b not in run["nodes"]:
         raise LasernetError(f"{run['run_id']}: unknown node {b!r}")
     pid = _node_pid(a, run_id)
+    if run.get("cluster"):
+        _cluster_exec(run, a, ["ping", "-c", str(count), run["nodes"][b]["loopback"]])
     os.execvp("mnexec", ["mnexec", "-a", str(pid), "ping", "-c", str(count), run["nodes"][b]["loopback"]])
 
 
@@ -276,12 +283,14 @@ def ping(a, b, count, run_id):
 def nodes(run_id, role):
     """List a running emulation's nodes: name, role, loopback address (identity) and shell PID."""
     run = _run(run_id)
-    table = Table("node", "role", "index", "loopback", "pid", box=None)
+    machines = (run.get("cluster") or {}).get("machines")
+    table = Table("node", "role", "index", "loopback", "pid", *(["machine"] if machines else []), box=None)
     for name, info in run["nodes"].items():
         if role and info.get("role") != role:
             continue
+        where = [f"{machines[info['machine']]['name']} {machines[info['machine']]['ip']}"] if machines else []
         table.add_row(name, info.get("role", ""), str(info.get("index", "")), info.get("loopback", ""),
-                      str(info.get("pid", "")))
+                      str(info.get("pid", "")), *where)
     stdout.print(table)
 
 
@@ -313,6 +322,23 @@ def status(run_id):
                       str(len(run.get("nodes", {}))), f"{st.get('links_up', '-')}/{st.get('links_created', '-')}",
                       f"{st.get('t_s', 0):.1f}", f"{st.get('last_tick_ms', 0):.1f}", str(st.get("overruns", "-")))
     stdout.print(table)
+    for run in runs:  # cluster runs: each machine, and the substrate's one-way delay between them
+        cl = run.get("cluster")
+        if not cl:
+            continue
+        st = {}
+        path = Path(run["run_dir"]) / "status.json"
+        if path.exists():
+            try:
+                st = json.loads(path.read_text()).get("cluster", {})
+            except ValueError:
+                pass
+        nodes = cl.get("nodes", {})
+        share = {m["name"]: sum(1 for n in nodes.values() if n["machine"] == k) for k, m in enumerate(cl["machines"])}
+        stdout.print(f"{run['run_id']}: cluster {cl['address']}: " + ", ".join(
+            f"{m['name']} {m['ip']} ({share[m['name']]} nodes)" for m in cl["machines"])
+            + (f"; {st.get('cross_machine_links')} cross-machine links, substrate one-way ms "
+               f"{st.get('substrate_one_way_ms')}, {st.get('below_substrate_links')} links below it" if st else ""))
 
 
 def _check_writable(option: str, path: str | None) -> None:
@@ -364,7 +390,19 @@ def _run(run_id):
     if run is None:
         raise LasernetError("lasernet: no running emulation" + (f" matching {run_id!r}" if run_id else "")
                                 + "; start one with `lasernet up`")
+    if run.get("cluster"):  # a cluster run: its nodes are on the machines, listed in the coordinator's state
+        run["nodes"] = run["cluster"].get("nodes", {})
     return run
+
+
+def _cluster_exec(run: dict, node: str, argv: list[str]):
+    """``exec``/``ping`` on a cluster run: run in the node's namespace on its machine (through Ray), exit with it."""
+    from ..emulation import cluster
+
+    code, out, err = cluster.exec_in_node(run, node, argv)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    sys.exit(code)
 
 
 def _node_pid(node: str, run_id) -> int:

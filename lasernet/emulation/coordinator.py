@@ -242,7 +242,7 @@ class Emulation:
             raise OptionError("routing", f"must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
-        self.cluster = cluster  # a Ray cluster's address (lasernet.cluster): routers spread over its machines
+        self.cluster = cluster  # a Ray cluster's address (lasernet.emulation.cluster): routers spread over its machines
         if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
             keep_awake = os.environ.get("LASERNET_KEEP_AWAKE", "1") != "0"
         self.keep_awake = keep_awake
@@ -378,7 +378,7 @@ class Emulation:
         provenance.record(self.run_dir, self.scenario, first, speed=self.speed, tick_s=self.tick_s,
                           links=self.links_kind, duration_s=self.duration_s)
         if self.cluster:
-            from ..cluster import start_group
+            from .cluster import start_group
 
             self.host = start_group(self.cluster, self, first)
             self.recorder.set_machines(self.host.n)
@@ -589,6 +589,8 @@ class Emulation:
                   "links_up": int((a.valid & a.up).sum()), "last_tick_ms": report.cost_s * 1e3,
                   "overruns": self.ticks.overruns,
                   "utc": (self.start_utc + dt.timedelta(seconds=report.t_s)).isoformat()}
+        if self.cluster:
+            status["cluster"] = self.host.summary()
         path = self.run_dir / "status.json"
         tmp = path.with_name("status.json.part")
         tmp.write_text(json.dumps(status))

@@ -53,7 +53,7 @@ tick's three as one message):
   loopback's). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
   operations applied.
 
-On a cluster (:mod:`lasernet.cluster`) also: ``connect_links({slot: (ip, port)})`` (aim each half at the
+On a cluster (:mod:`lasernet.emulation.cluster`) also: ``connect_links({slot: (ip, port)})`` (aim each half at the
 other machine's), ``set_substrate(slots, one_way_s)`` (the measured machine-to-machine delay each half takes
 off its link's) and ``step(add, apply, routes)``: a tick's ``add_links``, ``apply`` and ``install_routes`` in
 one message, answered with what each did and ``apply_s``, this machine's own time for it.

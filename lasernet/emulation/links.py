@@ -121,7 +121,7 @@ class DelaylineLinks(LinkBackend):
         ends = relay.add_link(ns_a, link.ifname_a, ns_b, link.ifname_b, local)
         return ends.a[2], ends.b[2]
 
-    # ---- halves of links that cross machines (lasernet.cluster)
+    # ---- halves of links that cross machines (lasernet.emulation.cluster)
     def add_half(self, link: LinkAddress, end: int, ns, bind_ip: str) -> tuple[str, str, int]:
         """This machine's half of a link whose other end is on another machine (see :meth:`Relay.add_half`).
 
@@ -146,8 +146,7 @@ class DelaylineLinks(LinkBackend):
             sock.close()
             raise
         self._sockets[link.slot] = sock
-        self._grow_cross(link.slot)
-        self._cross_end[link.slot] = end
+        self.hold_half(link.slot, end)
         mine, peer = (ends.a, ends.b) if end == 0 else (ends.b, ends.a)
         return mine[2], peer[2], sock.getsockname()[1]
 
@@ -162,13 +161,18 @@ class DelaylineLinks(LinkBackend):
             self._grow_cross(int(slots.max()))
             self._substrate_s[slots] = one_way_s
 
+    def hold_half(self, slot: int, end: int) -> None:
+        """Record that this machine holds end ``end`` (0 = a, 1 = b) of cross-machine link ``slot``."""
+        self._grow_cross(slot)
+        self._cross_end[slot] = end
+
     def _grow_cross(self, slot: int) -> None:
         if slot >= len(self._cross_end):
             n = max(slot + 1, 2 * len(self._cross_end), 256)
             self._cross_end = np.concatenate([self._cross_end, np.full(n - len(self._cross_end), -1, np.int8)])
             self._substrate_s = np.concatenate([self._substrate_s, np.zeros(n - len(self._substrate_s))])
 
-    def _split_cross(self, slots, delay_s, loss, rate_bps):
+    def per_half(self, slots, delay_s, loss, rate_bps):
         """Per-direction parameters as each half applies them (see :meth:`add_half`); local links unchanged."""
         inside = slots < len(self._cross_end)
         end = np.full(len(slots), -1, np.int8)
@@ -186,7 +190,7 @@ class DelaylineLinks(LinkBackend):
 
     def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
         slots = np.asarray(slots, dtype=np.int64)
-        delay_s, loss, rate_bps = self._split_cross(slots, delay_s, loss, rate_bps)
+        delay_s, loss, rate_bps = self.per_half(slots, delay_s, loss, rate_bps)
         delay_s = np.maximum(np.asarray(delay_s, dtype=float) - self.traversal_overhead_s, 0.0)
         shard, local = np.divmod(np.asarray(slots, dtype=np.int64), self.slots_per_relay)
         for k in (range(1) if len(self.relays) == 1 else np.unique(shard)):

@@ -1,9 +1,10 @@
 """lasernet on a real Ray cluster of "machines" that are network namespaces of this one: mini spread over two.
 
-The module's fixture makes two namespaces joined by a bridge (10.213.k.0/24, a test range on this box only),
-starts a Ray head in the first and a Ray node in the second (``ray start``, as a user forms a cluster), and runs
-the coordinator inside the first, as on a head machine. It removes exactly what it made: every process whose
-network namespace is one of its own, the namespaces, the bridge and Ray's temporary directory.
+The module's fixture (:class:`lasernet.emulation.cluster.sandbox.NamespaceCluster`) makes two namespaces joined by a
+bridge (10.213.k.0/24, a test range on this box only), starts a Ray head in the first and a Ray node in the
+second (``ray start``, as a user forms a cluster), and runs the coordinator inside the first, as on a head
+machine. It removes exactly what it made: every process whose network namespace is one of its own, the
+namespaces, the bridge and Ray's temporary directory.
 
 What is checked, each against an independent reference: every ground-station pair answers ping over the
 emulated network; probe paths that cross machines have a median RTT within 0.5 ms of their light time (plus the
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lasernet.net.procs import netns_inode, processes_in, stop_all
+from lasernet.emulation.cluster.sandbox import NamespaceCluster, ray_command
+from lasernet.net.procs import netns_inode
 
 from .test_lifecycle import assert_nothing_left, snapshot
 
@@ -36,70 +37,24 @@ pytestmark = pytest.mark.root
 if os.geteuid() != 0:
     pytest.skip("needs root to create network namespaces (CI runs as root)", allow_module_level=True)
 
-RAY = Path(sys.executable).with_name("ray")
-if not RAY.exists():
+if not ray_command().exists():
     pytest.skip("needs Ray (scripts/setup.sh installs it)", allow_module_level=True)
 
-TAG = f"lnc{os.getpid() % 100000}"
 MACHINES = 2
-PORT = 6390
-SUBNET = f"10.213.{os.getpid() % 200 + 20}"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _ip(k: int) -> str:
-    return f"{SUBNET}.{k + 1}"
-
-
-def _sh(*argv, check=True, **kw):
-    return subprocess.run([str(a) for a in argv], check=check, capture_output=True, text=True, **kw)
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Two namespaces as machines, a Ray head in m0 and a Ray node in m1; yields the head's address."""
-    names = [f"{TAG}-m{k}" for k in range(MACHINES)]
-    bridge = f"{TAG}br"
-    temp = tmp_path_factory.mktemp("ray")
-    made_ns: list[str] = []
-    try:
-        _sh("ip", "link", "add", bridge, "type", "bridge")
-        _sh("ip", "link", "set", bridge, "up")
-        for k, ns in enumerate(names):
-            _sh("ip", "netns", "add", ns)
-            made_ns.append(ns)
-            _sh("ip", "link", "add", f"{TAG}v{k}", "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _sh("ip", "link", "set", f"{TAG}v{k}", "master", bridge, "up")
-            _sh("ip", "-n", ns, "addr", "add", f"{_ip(k)}/24", "dev", "eth0")
-            _sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        t0 = time.monotonic()
-        _sh("ip", "netns", "exec", names[0], RAY, "start", "--head", f"--node-ip-address={_ip(0)}", f"--port={PORT}",
-            "--include-dashboard=false", "--disable-usage-stats", "--num-cpus=1", f"--temp-dir={temp}")
-        for k in range(1, MACHINES):
-            _sh("ip", "netns", "exec", names[k], RAY, "start", f"--address={_ip(0)}:{PORT}",
-                f"--node-ip-address={_ip(k)}", "--disable-usage-stats", "--num-cpus=1")
-        print(f"ray: {MACHINES} nodes up in {time.monotonic() - t0:.1f} s")
-        yield {"address": f"{_ip(0)}:{PORT}", "namespaces": names}
-    finally:
-        inodes = set()
-        for ns in made_ns:
-            try:
-                inodes.add(os.stat(f"/run/netns/{ns}").st_ino)
-            except OSError:
-                pass
-        victims = processes_in(inodes) if inodes else []
-        if victims:  # Ray's own processes (and anything a failed test left) in our namespaces only
-            stop_all(victims, grace_s=5.0)
-        for ns in made_ns:
-            _sh("ip", "netns", "del", ns, check=False)
-        _sh("ip", "link", "del", bridge, check=False)
-        shutil.rmtree(temp, ignore_errors=True)
+def cluster():
+    """Two namespaces as machines, a Ray head in m0 and a Ray node in m1 (lasernet.emulation.cluster.sandbox)."""
+    with NamespaceCluster(MACHINES) as sandbox:
+        print(f"ray: {MACHINES} nodes up in {sandbox.start_s:.1f} s")
+        yield {"address": sandbox.address, "namespaces": sandbox.namespaces, "sandbox": sandbox}
 
 
 def _in_head(cluster, argv, **kw) -> subprocess.Popen:
-    return subprocess.Popen(["ip", "netns", "exec", cluster["namespaces"][0], *map(str, argv)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return cluster["sandbox"].popen(0, argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    **kw)
 
 
 DRIVER = textwrap.dedent('''

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lasernet
-from lasernet.cluster.placement import place, plane_blocks
+from lasernet.emulation.cluster.placement import place, plane_blocks
 
 from ..conftest import TOPOLOGIES
 

@@ -27,8 +27,8 @@ import subprocess
 import threading
 import time
 
-from ..emulation import state as run_state
-from ..emulation.host import LocalHost
+from .. import state as run_state
+from ..host import LocalHost
 
 #: Actor threads: a tick, a few blocking process reads, a measurement, at once.
 MAX_CONCURRENCY = 16
@@ -181,6 +181,24 @@ class HostAgent:
             out[machine] = {"one_way_s": rtts[len(rtts) // 2] / 2e9 if rtts else None,
                             "lost": 1.0 - len(rtts) / count}
         return out
+
+
+def node_exec(run_id: str, node: str, argv: list[str], timeout_s: float = 600.0) -> tuple[int, str, str]:
+    """Run ``argv`` inside ``node``'s namespace on this machine, for ``lasernet exec``/``ping`` on a cluster run
+    (``run_id``: this machine's share). ``vtysh``/``birdc`` get the node's daemon socket as on one machine.
+    Answers (exit code, stdout, stderr)."""
+    data = run_state.find_run(run_id)
+    if data is None or node not in data.get("nodes", {}):
+        return 2, "", f"lasernet: node {node!r} is not in run {run_id} on this machine\n"
+    routing = data.get("routing") or {}
+    argv = list(argv)
+    if routing.get("dir") and argv and argv[0] == routing.get("shell"):
+        from ...routing.daemons import make_shell_args
+
+        argv[1:1] = make_shell_args(routing, node)
+    proc = subprocess.run(["mnexec", "-a", str(data["nodes"][node]["pid"]), *argv], capture_output=True, text=True,
+                          timeout=timeout_s)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def cleanup(run_id: str) -> list[str]:

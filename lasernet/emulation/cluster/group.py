@@ -2,9 +2,9 @@
 
 :class:`HostGroup` offers the coordinator exactly the messages of one :class:`~lasernet.emulation.host.LocalHost`
 (:mod:`lasernet.emulation.host`), and fans each out to the machines it concerns, through Ray actor calls to
-their :class:`~lasernet.cluster.agent.HostAgent`\\ s, in parallel:
+their :class:`~lasernet.emulation.cluster.agent.HostAgent`\\ s, in parallel:
 
-* a router lives on one machine (:mod:`lasernet.cluster.placement`); its start-up, its route items and its
+* a router lives on one machine (:mod:`lasernet.emulation.cluster.placement`); its start-up, its route items and its
   processes go there;
 * a link goes to the machine(s) of its two ends. A link whose ends are on two machines is made in two halves,
   one on each (``add_links`` answers each half's UDP port, ``connect_links`` aims each at the other), and gets
@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from ..errors import LasernetError
+from ...errors import LasernetError
 
 log = logging.getLogger("lasernet")
 
@@ -127,8 +127,9 @@ class RemoteNode:
 class HostGroup:
     """The hosts of a cluster run behind one host interface (see the module docstring)."""
 
-    def __init__(self, agents: list, machines: list[dict], placement, run_ids: list[str]):
+    def __init__(self, agents: list, machines: list[dict], placement, run_ids: list[str], state=None):
         self.agents, self.machines, self.placement, self.run_ids = agents, machines, placement, run_ids
+        self.state = state  # the coordinator's state file: where each node is, for lasernet nodes/exec/ping
         self.n = len(agents)
         self.node_names: tuple[str, ...] = ()
         self.nodes: dict = {}
@@ -200,6 +201,14 @@ class HostGroup:
                 target = self.servers if node["role"] == "server" else self.nodes
                 target[name] = RemoteNode(self, m, name, node)
         self.nodes = {name: self.nodes[name] for name in self.node_names if name in self.nodes}
+        if self.state is not None and "cluster" in self.state.data:
+            from ...addressing import loopback_ip
+
+            listed = {name: {"machine": node.machine, "pid": node.pid, "role": node.role, "index": node.index,
+                             "loopback": loopback_ip(node.index) if node.role != "server" else node.IP()}
+                      for name, node in {**self.nodes, **self.servers}.items()}
+            self.state.data["cluster"]["nodes"] = listed
+            self.state.save()
 
     def configure_nodes(self, sysctls: list[str]) -> int:
         return sum(self._all("configure_nodes", lambda m: ((sysctls,), {})).values())

@@ -6,10 +6,10 @@ HEAD:6379`` on the others, each as root, each with the same lasernet checkout an
 actor per machine, pinned by Ray's ``node:<ip>`` resource), remote calls and failure detection; lasernet adds
 what is specific to an emulated constellation:
 
-* :mod:`lasernet.cluster.placement`: which machine holds which router (blocks of whole orbital planes);
-* :mod:`lasernet.cluster.agent`: the actor on each machine, a :class:`~lasernet.emulation.host.LocalHost`
+* :mod:`lasernet.emulation.cluster.placement`: which machine holds which router (blocks of whole orbital planes);
+* :mod:`lasernet.emulation.cluster.agent`: the actor on each machine, a :class:`~lasernet.emulation.host.LocalHost`
   behind plain-data messages, plus processes in its nodes, the substrate's delay and cleanup;
-* :mod:`lasernet.cluster.group`: the coordinator's side, one host interface fanned out over the machines, one
+* :mod:`lasernet.emulation.cluster.group`: the coordinator's side, one host interface fanned out over the machines, one
   message per machine per tick.
 
 :func:`start_group` is what :class:`~lasernet.emulation.coordinator.Emulation` calls with ``cluster=ADDRESS``;
@@ -23,7 +23,7 @@ import logging
 
 import numpy as np
 
-from ..errors import LasernetError
+from ...errors import LasernetError
 from .placement import Placement, place
 
 log = logging.getLogger("lasernet")
@@ -65,7 +65,7 @@ def machines() -> list[dict]:
 
 def machine_run_id(run_id: str, machine: int) -> str:
     """The id of machine ``machine``'s share of run ``run_id`` (its state file, relay table and sockets)."""
-    from ..net.delayline.table import RUN_ID_MAX_LEN
+    from ...net.delayline.table import RUN_ID_MAX_LEN
 
     suffix = f"-m{machine}"
     return run_id[:RUN_ID_MAX_LEN - len(suffix)].rstrip("-") + suffix
@@ -95,7 +95,7 @@ def start_group(address: str, emulation, first):
     emulation.state.data["cluster"] = {"address": address, "machines": [
         {"name": f"m{k}", "ip": m["ip"], "run_id": run_ids[k]} for k, m in enumerate(found)]}
     emulation.state.save()
-    group = HostGroup(agents, found, placement, run_ids)
+    group = HostGroup(agents, found, placement, run_ids, state=emulation.state)
     group._get([agent.create.remote(run_ids[k], emulation.run_id, str(emulation.run_dir), emulation.scenario.name)
                 for k, agent in enumerate(agents)], range(len(agents)))
     cross = placement.crossing(first.links.a, first.links.b) & first.up.any(axis=0)
@@ -107,6 +107,23 @@ def start_group(address: str, emulation, first):
                                              for k, m in enumerate(found)],
                                 "cross_machine_links": int(cross.sum()), "links": int(first.up.any(axis=0).sum())}
     return group
+
+
+def exec_in_node(data: dict, node: str, argv: list[str]) -> tuple[int, str, str]:
+    """Run ``argv`` in ``node`` of the cluster run ``data`` (its coordinator's state), on the node's machine."""
+    import ray
+
+    from .agent import node_exec
+
+    info = data["cluster"]
+    where = info.get("nodes", {}).get(node)
+    if where is None:
+        some = ", ".join(list(info.get("nodes", {}))[:5])
+        raise ClusterError(f"{data['run_id']}: unknown node {node!r} (nodes include {some})")
+    machine = info["machines"][where["machine"]]
+    connect(info["address"])
+    task = ray.remote(node_exec).options(resources={f"node:{machine['ip']}": 0.001}, num_cpus=0)
+    return ray.get(task.remote(machine["run_id"], node, list(argv)))
 
 
 def down(data: dict) -> list[str]:
