@@ -231,7 +231,16 @@ def down(run_id, everything):
         if run.get("cluster"):  # every machine's share, removed on that machine through Ray
             from ..emulation import cluster
 
-            for line in cluster.down(run):
+            try:
+                lines = cluster.down(run)
+            except LasernetError as exc:  # the cluster is gone: what of it is on this machine goes here
+                lines = [f"{exc}"]
+                for m in run["cluster"].get("machines", []):
+                    share = state.find_run(m["run_id"])
+                    if share is not None:
+                        state.teardown(share)
+                        lines.append(f"{m['name']} ({m['ip']}): its state file is on this machine: removed here")
+            for line in lines:
                 stdout.print(f"down: {run['run_id']}: {line}")
 
 

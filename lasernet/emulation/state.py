@@ -1,6 +1,7 @@
 """What a run created, written down as it is created, and the teardown that removes exactly that.
 
-Each run has a state file ``/run/lasernet/<run-id>.json`` (a copy sits in the run directory) listing the driver's
+Each run has a state file ``/run/lasernet/<run-id>.json`` (a copy sits in the run directory; a cluster
+machine's share of a run has its own, ``<run-id>-m<k>.json``, copied as ``state-m<k>.json``) listing the driver's
 PID, every node's shell PID and the inode of its network namespace, the link backend's processes and files, and
 the clock (so that another shell can convert times). It is rewritten atomically whenever something is added.
 
@@ -90,7 +91,8 @@ class RunState:
 
     def save(self) -> None:
         text = json.dumps(self.data, indent=1)
-        for path in (self.path, Path(self.data["run_dir"]) / "state.json"):
+        copy = "state.json" if not self.data.get("cluster_of") else f"state-m{self.data.get('machine', 0)}.json"
+        for path in (self.path, Path(self.data["run_dir"]) / copy):
             tmp = path.with_name(path.name + ".part")
             tmp.write_text(text)
             tmp.replace(path)

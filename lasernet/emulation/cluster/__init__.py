@@ -43,6 +43,14 @@ def connect(address: str) -> None:
         raise ClusterError("--cluster needs Ray: scripts/setup.sh installs it (pip install 'ray==2.60.0')") from None
     if ray.is_initialized():
         return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:  # Ray itself retries for a minute before it gives up on an address where nothing listens
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"--cluster {address}: no Ray cluster answers there ({exc}); start it with `ray start "
+                           f"--head --port PORT` on the head and run lasernet there") from None
     try:
         ray.init(address=address, namespace="lasernet", logging_level=logging.WARNING, log_to_driver=False,
                  configure_logging=True)

@@ -379,7 +379,15 @@ class HostGroup:
         self._all("check_daemons", lambda m: ((), {}))
 
     def stop_daemons(self) -> None:
-        self._all("stop_daemons", lambda m: ((), {}))
+        """Stop every machine's daemons; a machine that does not answer is left to :meth:`stop` (never raises:
+        this runs while a run that lost a machine is being taken down)."""
+        ray = _ray()
+        refs = [agent.call.remote("stop_daemons") for agent in self.agents]
+        for m, ref in enumerate(refs):
+            try:
+                ray.get(ref, timeout=60)
+            except Exception as exc:
+                log.debug("cluster machine m%d: stopping its daemons failed (%s)", m, type(exc).__name__)
 
     def stop(self) -> None:
         """Every machine removes what it created; a lost machine is reported, the others still clean up."""
