@@ -33,6 +33,7 @@ import argparse
 import errno
 import json
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -366,6 +367,10 @@ def main(argv=None) -> int:
     s.add_argument("--csv", help="also write one row per probe to this CSV file")
     s.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority (0: stay SCHED_OTHER)")
     args = p.parse_args(argv)
+    # SIGINT is how a prober is told to stop early and report: take it even if this process was started with
+    # SIGINT ignored, as every child of a run started in the background (`&`, nohup) is (Python then installs
+    # no KeyboardInterrupt of its own, and the prober would probe on until its count ran out).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     refused = take_realtime_priority(args.rt_priority)  # SCHED_FIFO: steadier stamps on a busy machine
     if refused is not None:
         print(f"probes: SCHED_FIFO priority {args.rt_priority} refused ({refused}); stamps may be noisier",
