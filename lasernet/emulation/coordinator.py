@@ -219,7 +219,7 @@ def _daemon_sysctls(scenario: Scenario) -> tuple[str, ...]:
 
 
 #: glibc malloc arenas of the coordinator's process (see ``Emulation.start``).
-MALLOC_ARENAS = 2
+MALLOC_ARENAS = 1
 
 
 class Emulation:
@@ -332,8 +332,9 @@ class Emulation:
     def start(self) -> "Emulation":
         """Bring the run up, phase by phase (each timed in ``start_timings``), then start the clock."""
         t_start = time.monotonic()
-        # Two malloc arenas: the planner thread of every window would otherwise leave one more arena's worth of
-        # pages resident now and then, a run of hours growing in steps (see lasernet.net.libc).
+        # One malloc arena: the planner thread of every window would otherwise leave one more arena's worth of
+        # pages resident now and then, a run of hours growing in steps (see lasernet.net.libc). The threads
+        # allocate little concurrently (numpy's large arrays are mmapped), so sharing one arena costs nothing seen.
         limit_malloc_arenas(MALLOC_ARENAS)
         self._mem_mark_kib = mem_available_kib()
         first = self._start_plan()

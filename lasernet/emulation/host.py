@@ -284,7 +284,10 @@ class LocalHost:
         if apply is not None:
             answer["applied"] = self.apply(*apply)
         if routes:
-            answer["route_ops"] = self.install_routes(routes)
+            answer["route_ops"] = self.install_routes(routes)  # netlink operations the kernel acknowledged
+        # Read back, not assumed: link generations committed that the relays have not applied yet (delay line).
+        unapplied = getattr(self.backend, "unapplied_generations", None)
+        answer["unapplied_generations"] = unapplied() if unapplied is not None else 0
         answer["apply_s"] = time.monotonic() - t0
         return answer
 

@@ -201,6 +201,12 @@ class DelaylineLinks(LinkBackend):
                                rate_bps=rate_bps[pick, d], up=up[pick, d])
             self.relays[k].commit(wait=False)
 
+    def unapplied_generations(self) -> int:
+        """How many committed generations the relays have not taken in yet (the most over all relays): what the
+        kernel side holds, read back, not assumed. 0 or 1 in a healthy run (a commit is taken within
+        microseconds; the last one may still be in flight)."""
+        return max((r.table.generation - r.table.applied_generation for r in self.relays), default=0)
+
     def resources(self) -> dict:
         """Each relay's process, table and control socket (``relays``); the first one's also at the top level."""
         shards = [{k: v for k, v in relay.created().items() if k != "taps"} for relay in self.relays]

@@ -173,7 +173,7 @@ def main() -> int:
         stats = snapshots["end"].compare_to(snapshots["warm"], "traceback")
         print(f"  Python allocations, warm -> end: {sum(s.size_diff for s in stats) / 1024:+.0f} KiB in all; top:")
         for stat in stats[:args.tracemalloc]:
-            where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback[:4])
+            where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in list(stat.traceback)[::-1][:5])
             print(f"    {stat.size_diff / 1024:+8.0f} KiB {stat.count_diff:+7d} blocks  {where}")
     print("soak: " + ("every guarantee held" if ok else "A GUARANTEE DID NOT HOLD"))
     return 0 if ok else 1

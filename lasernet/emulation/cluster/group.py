@@ -147,6 +147,7 @@ class HostGroup:
         self._measured_at = -np.inf
         self._echo_ports: list[int] = []
         self.bytes_sent = np.zeros(len(agents))  # message bytes sent per machine over the run
+        self.unapplied_max = np.zeros(len(agents), np.int64)  # most link generations a machine's relays lagged
 
     # ---------------------------------------------------------------------------------------------- calls
     def _get(self, refs, machines):
@@ -316,6 +317,7 @@ class HostGroup:
         answers = dict(zip(machines, self._get(refs, machines)))
         for m, answer in answers.items():
             self.apply_s[m] = answer["apply_s"]
+            self.unapplied_max[m] = max(self.unapplied_max[m], answer.get("unapplied_generations", 0))
         self._collect_substrate()
         return answers
 
@@ -364,7 +366,8 @@ class HostGroup:
         cross = self.cross_slots()
         return {"machines": [{"name": f"m{m}", "ip": self.machines[m]["ip"], "run_id": self.run_ids[m],
                               "routers": int(self.placement.share(self.n)[m]),
-                              "bytes_sent": int(self.bytes_sent[m])} for m in range(self.n)],
+                              "bytes_sent": int(self.bytes_sent[m]),
+                              "most_unapplied_link_generations": int(self.unapplied_max[m])} for m in range(self.n)],
                 "cross_machine_links": int(len(cross)),
                 "substrate_one_way_ms": (self.substrate_s * 1e3).round(4).tolist(),
                 "substrate_measurements": len(self.substrate_history),
