@@ -46,7 +46,7 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
                 emu.start()
             except (BackendUnavailable, RoutingDaemonError) as exc:  # one line (node, daemon, its log); torn down
                 raise UserError(str(exc)) from None
-        if console and getattr(emu, "cluster_report", None):
+        if console and emu.cluster_report:
             rep = emu.cluster_report
             console.print(f"lasernet: {len(rep['machines'])} machines: " + ", ".join(
                 f"{m['name']} {m['ip']} {m['routers']} routers" for m in rep["machines"])

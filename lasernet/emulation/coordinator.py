@@ -1,11 +1,13 @@
-"""The live emulation: a coordinator keeps the routers of a machine in step with the orbit, tick by tick.
+"""The live emulation: a coordinator keeps the routers of one or more machines in step with the orbit, tick by tick.
 
 :class:`Emulation` runs one scenario and owns what the *run* does: the clock and the ticks, the plan windows,
 the link state applied so far (:attr:`Emulation.applied`, a public read view the FIB watcher and the workload
 use), the oracle's routes and the budget that spreads their installation over ticks, overrides, probes and the
 recorder. What one *machine* does (its namespaces and shells, the link backend, route installation, servers,
 daemons, its share of the state file) belongs to a host (:mod:`lasernet.emulation.host`), which the coordinator
-drives with plain-data messages; here that is one :class:`~lasernet.emulation.host.LocalHost`.
+drives with plain-data messages: one :class:`~lasernet.emulation.host.LocalHost`, or with ``cluster=ADDRESS`` a
+:class:`~lasernet.emulation.cluster.group.HostGroup` over one agent per machine of a Ray cluster, which sends
+each machine its share of every tick as one message (:mod:`lasernet.emulation.cluster`).
 
 ``start()`` plans the first window of link states (the offline pipeline), has the host start one
 :class:`~lasernet.emulation.network.Router` per satellite and ground station and the link backend, creates every
@@ -243,6 +245,7 @@ class Emulation:
         self.scenario = scenario
         self.routing = routing
         self.cluster = cluster  # a Ray cluster's address (lasernet.emulation.cluster): routers spread over its machines
+        self.cluster_report: dict | None = None  # a cluster run: machines, their routers, links that cross them
         if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
             keep_awake = os.environ.get("LASERNET_KEEP_AWAKE", "1") != "0"
         self.keep_awake = keep_awake
@@ -557,7 +560,7 @@ class Emulation:
         route_changes = self._update_routes(tl, slots, up, delay)
         machine_apply_s = ()
         if self.cluster:  # one message per machine: this tick's link states and routes
-            self.host.flush()
+            self._learn_from_hosts(self.host.flush())
             machine_apply_s = tuple(self.host.apply_s.tolist())
         t2 = time.monotonic()
         if self.probes:
@@ -786,20 +789,33 @@ class Emulation:
         so a node's newer changes never overtake older ones); tick mode drains everything at once.
         """
         queue, install = self._route_queue, self.host.install_routes
-        done = 0
+        # A cluster's hosts take route items with the tick's one message (flush), so installing costs nothing
+        # here: the budget is then spent on the cost learnt from what the machines answer (_learn_from_hosts).
+        deferred = self.cluster is not None
+        done, spent = 0, 0.0
         while queue:
             item = queue[0]
             n = len(item[2])  # routes in the item
-            began = time.monotonic()
+            began = time.monotonic() + spent
             if deadline is not None and done and began + self._item_cost_s + n * self._route_cost_s > deadline:
                 break  # would not fit: the next tick starts with it
             install((queue.popleft(),))
             done += 1
-            if deadline is not None:
+            if deferred:
+                spent += self._item_cost_s + n * self._route_cost_s
+            elif deadline is not None:
                 self._learn_item_cost(n, time.monotonic() - began)
         if not queue and self._lag_from is not None:
             self.route_lags.append(self.now_s() - self._lag_from)
             self._lag_from = None
+
+    def _learn_from_hosts(self, answers: dict) -> None:
+        """A cluster tick: each machine's apply time for the route items it got (its own clock) teaches the
+        per-route cost that the route budget spends (the slowest machine's, as they install in parallel)."""
+        worst = max((a["apply_s"] / a["route_ops"] for a in answers.values() if a.get("route_ops", 0) > 16),
+                    default=None)
+        if worst is not None:
+            self._route_cost_s += (worst - self._route_cost_s) / 16
 
     def _learn_item_cost(self, routes: int, took_s: float) -> None:
         """Moving averages of an item's fixed cost (from items of a few routes) and of each further route."""

@@ -54,6 +54,7 @@ class PlanWindows:
                         for _, old in self.windows[:i]:
                             self.on_release(old)
                         del self.windows[:i]
+                        malloc_trim()  # and the pages their arrays held (freed here, on the ticking thread)
                     return tl, offset
                 break
         if self._next is not None:  # past the last window: the next is being planned
