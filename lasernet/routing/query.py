@@ -119,11 +119,13 @@ def seconds_at(at, start: dt.datetime, option: str = NAMES["at"]) -> float:
 
 
 def plan_at(scenario: Scenario, at, start: dt.datetime | str | None = None, step_s: float | None = None,
-            names: dict[str, str] = NAMES) -> State:
+            names: dict[str, str] = NAMES, progress: tl_mod.Progress | None = None) -> State:
     """The link state a run of ``scenario`` from ``start`` (default: its epoch), planned every ``step_s`` (default:
     the scenario's), has at ``at`` (seconds since the start, or an ISO 8601 UTC time; see the module docstring).
 
-    Bad values raise :class:`OptionError` naming the parameter as ``names`` calls it.
+    Bad values raise :class:`OptionError` naming the parameter as ``names`` calls it. Far from the start, the
+    answer costs planning every step since it (when the plan's memory is unbounded): start the run near ``at``.
+    ``progress(done, total)`` is called with steps planned.
     """
     names = {**NAMES, **names}
     start, _, step_s = tl_mod.check_window(scenario, start, 0.0, step_s,
@@ -139,7 +141,7 @@ def plan_at(scenario: Scenario, at, start: dt.datetime | str | None = None, step
                         names={"start": names["start"], "step_s": names["step_s"], "duration_s": names["at"]})
     window = _short_window(scenario, start, step_s, k)
     if window is None:
-        window = _from_start(scenario, start, step_s, k)
+        window = _from_start(scenario, start, step_s, k, progress or (lambda done, total: None))
     timeline, first_step = window
     return state(timeline, t_s - first_step * step_s, offset_s=first_step * step_s)
 
@@ -231,13 +233,15 @@ def _short_window(scenario: Scenario, start: dt.datetime, step_s: float, k: int)
     return (timeline, k0) if free[:k - acq - k0 + 1].any() else None
 
 
-def _from_start(scenario: Scenario, start: dt.datetime, step_s: float, k: int):
+def _from_start(scenario: Scenario, start: dt.datetime, step_s: float, k: int, progress: tl_mod.Progress):
     """(timeline, its first step) of the window holding steps k and k + 1 of a run planned from its start."""
     timeline = tl_mod.plan(scenario, start=start, duration_s=min(CHAIN_WINDOW_S, (k + 1) * step_s), step_s=step_s)
     first = 0
     while first + len(timeline.offsets_s) - 1 < k + 1:
         first += len(timeline.offsets_s) - 1  # the next window starts at this one's last step
+        progress(first, k + 1)
         timeline = tl_mod.plan_next(scenario, timeline, min(CHAIN_WINDOW_S, (k + 1 - first) * step_s))
+    progress(k + 1, k + 1)
     return timeline, first
 
 
