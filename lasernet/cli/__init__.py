@@ -293,7 +293,6 @@ def routes(args, at, start, step_s, plan_file, as_json):
 def _query_state(args, wanted: tuple[str, ...], at, start, step_s, plan_file):
     """The link state a query asks for (a scenario's run, or a saved plan) and the node names it was given."""
     from ..routing import query
-    from ..timeline import Timeline
 
     usage = f"SCENARIO {' '.join(wanted)}, or --plan FILE {' '.join(wanted)}"
     if plan_file is not None:
@@ -304,15 +303,7 @@ def _query_state(args, wanted: tuple[str, ...], at, start, step_s, plan_file):
         for option, value in (("--start", start), ("--step", step_s)):
             if value is not None:
                 raise OptionError(option, "a saved --plan has its own start and step; leave it out")
-        if not Path(plan_file).is_file():
-            raise OptionError("--plan", f"no such file {plan_file!r}; write one with `lasernet plan SCENARIO -o "
-                                        f"FILE`")
-        try:
-            timeline = Timeline.load(plan_file)
-        except (OSError, ValueError, KeyError, EOFError):
-            raise OptionError("--plan", f"{plan_file} is not a plan `lasernet plan -o FILE` wrote; write one with "
-                                        f"`lasernet plan SCENARIO -o FILE`") from None
-        return query.saved_state(timeline, at, option="--at"), args
+        return query.saved_state(query.load_plan(plan_file, option="--plan"), at, option="--at"), args
     if len(args) != len(wanted) + 1:
         raise click.UsageError(f"expected {usage}, got {len(args)} arguments")
     sc = load_scenario(resolve_scenario(args[0]))

@@ -19,7 +19,7 @@ the memory reaches back a bounded time (no ``longest-visible`` station, and a st
 no satellite had more usable ISLs than terminals) a short window ending just after ``t_s`` is enough; otherwise the
 run is planned from its start up to ``t_s``, in windows continued one from another as the driver plans them
 (:func:`lasernet.timeline.plan_next`), so that memory stays bounded. A saved plan (``Timeline.load``) is queried
-as it is.
+as it is (:func:`load_plan`, :func:`saved_state`).
 
 :func:`path` and :func:`table` answer in node names; their one-way light time is the sum of the delays of the
 links the path takes (the oracle breaks ties on delays rounded to the nanosecond, its module docstring says how).
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,7 +136,7 @@ def plan_at(scenario: Scenario, at, start: dt.datetime | str | None = None, step
     if t_s + step_s > (end - start).total_seconds():
         raise OptionError(names["at"], f"{t_s:g} s after {_iso(start)} is after 2050 (the ephemeris range); give "
                                        f"an earlier time")
-    k = int(math.floor(t_s / step_s + 1e-9))  # the step in force at t_s; the state interpolates to step k + 1
+    k = int(math.floor(t_s / step_s))  # the step in force at t_s (as state_at finds it); it interpolates to k + 1
     # A window as long as the chain's windows must fit in memory (the error names --step and the window).
     tl_mod.check_window(scenario, start, min((k + 1) * step_s, CHAIN_WINDOW_S), step_s,
                         names={"start": names["start"], "step_s": names["step_s"], "duration_s": names["at"]})
@@ -152,12 +153,23 @@ def state(timeline: Timeline, t_s: float, offset_s: float = 0.0, option: str = N
     Raises :class:`OptionError` naming ``option`` when ``t_s`` lies outside the timeline.
     """
     last_s = float(timeline.offsets_s[-1]) if len(timeline.offsets_s) else -1.0
-    if not (math.isfinite(t_s) and -1e-9 <= t_s <= last_s + 1e-9):
+    if not (math.isfinite(t_s) and -1e-6 <= t_s <= last_s + 1e-6):
         raise OptionError(option, f"{t_s + offset_s:g} s is outside the plan ({offset_s:g} to {offset_s + last_s:g} "
                                   f"s from {_iso(timeline.start_utc - dt.timedelta(seconds=offset_s))}); give a "
                                   f"time inside it or plan a longer window")
     up, delay = timeline.state_at(t_s)
     return State(timeline, t_s + offset_s, timeline.start_utc + dt.timedelta(seconds=t_s), up, delay)
+
+
+def load_plan(path, option: str = "plan") -> Timeline:
+    """A plan :meth:`Timeline.save` wrote (``lasernet plan -o FILE``), or :class:`OptionError` naming ``option``."""
+    if not pathlib.Path(path).is_file():
+        raise OptionError(option, f"no such file {str(path)!r}; write one with `lasernet plan SCENARIO -o FILE`")
+    try:
+        return Timeline.load(path)
+    except (OSError, ValueError, KeyError, EOFError):
+        raise OptionError(option, f"{path} is not a plan `lasernet plan -o FILE` wrote; write one with "
+                                  f"`lasernet plan SCENARIO -o FILE`") from None
 
 
 def saved_state(timeline: Timeline, at, option: str = NAMES["at"]) -> State:
