@@ -14,11 +14,11 @@ function of geometry alone, because a plan has memory:
 * a ``longest-visible`` ground station keeps its satellite while it stays usable, so which satellite it holds
   now follows from every handover since the run began.
 
-:func:`plan_at` therefore returns a plan whose state at ``t_s`` is the one a plan from the run's start has: when
-the memory reaches back a bounded time (no ``longest-visible`` station, and a step shortly before ``t_s`` at which
-no satellite had more usable ISLs than terminals) a short window ending just after ``t_s`` is enough; otherwise the
-run is planned from its start up to ``t_s``, in windows continued one from another as the driver plans them
-(:func:`lasernet.timeline.plan_next`), so that memory stays bounded. A saved plan (``Timeline.load``) is queried
+:func:`plan_at` therefore returns the state one plan from the run's start has at ``t_s``. When the memory reaches
+back a bounded time (no ``longest-visible`` station, and a step at least the acquisition time before ``t_s`` at
+which no satellite had more usable ISLs than terminals) a short window ending just after ``t_s`` gives it;
+otherwise the run is planned from its start up to ``t_s``, in windows continued one from another as the driver
+plans them (:func:`lasernet.timeline.plan_next`), so that memory stays bounded and time grows with ``t_s``. A saved plan (``Timeline.load``) is queried
 as it is (:func:`load_plan`, :func:`saved_state`).
 
 :func:`path` and :func:`table` answer in node names; their one-way light time is the sum of the delays of the
