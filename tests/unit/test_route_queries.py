@@ -124,6 +124,21 @@ def test_a_short_window_is_the_runs_state_where_the_plans_memory_is_bounded(mini
         assert 0 < short < len(times_s) and unchecked_differ > 0
 
 
+def test_a_run_started_later_counts_time_from_its_start(mini):
+    start = mini.epoch + dt.timedelta(seconds=300)
+    later = lasernet.plan(mini, start=start, duration_s=200, step_s=1)
+    up_l, _ = later.state_at(100.0)
+    for at in (100.0, "2026-01-01T00:06:40Z"):
+        st = query.plan_at(mini, at, start="2026-01-01T00:05:00Z")
+        assert st.t_s == 100.0 and st.at_utc == start + dt.timedelta(seconds=100)
+        assert set(up_links(st.timeline, st.up)) == set(up_links(later, up_l))
+    code, out, err = invoke("path", "mini", "dublin", "frankfurt", "--start", "2026-01-01T00:05:00Z", "--at", "100",
+                            "--json")
+    assert code == 0, err
+    assert json.loads(out)["path"] == list(query.path(st, "dublin", "frankfurt").nodes)
+    assert json.loads(out)["at_utc"] == "2026-01-01T00:06:40.000Z"
+
+
 # --------------------------------------------------------------------------------------------- paths, tables
 @pytest.mark.parametrize("t_s", [0.0, 333.3, 1234.0])
 def test_paths_have_the_networkx_shortest_delay_and_their_hop_count(mini, full, t_s):
