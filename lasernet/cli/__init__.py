@@ -9,6 +9,7 @@ commands).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -210,6 +211,119 @@ def show(scenario, at, output):
         bar.add_task(f"drawing {sc.name}", total=None)
         path = render_map(sc, when, output)
     stdout.print(f"map: {path}")
+
+
+def _query_options(command):
+    """The options `lasernet path` and `lasernet routes` share: the instant, the run it belongs to, the output."""
+    for option in reversed([
+        click.option("--at", "at", metavar="TIME", default="0", show_default=True,
+                     help="Emulated time: seconds since the run's start, or an ISO 8601 UTC time like "
+                          "2026-01-01T00:10:00Z."),
+        click.option("--start", metavar="ISO", help="The run's start (default: the scenario epoch), as for "
+                                                    "`lasernet up --start`."),
+        click.option("--step", "step_s", type=float, metavar="S", help="Plan step in seconds (default: the "
+                                                                       "scenario's plan.step_s)."),
+        click.option("--plan", "plan_file", metavar="FILE", help="Query a plan `lasernet plan -o FILE` saved, "
+                                                                 "in place of SCENARIO (--at counts from its start)."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text."),
+    ]):
+        command = option(command)
+    return command
+
+
+QUERY_NAMES = {"at": "--at", "start": "--start", "step_s": "--step", "source": "A", "destination": "B",
+               "node": "NODE"}
+
+
+@main.command(name="path")
+@click.argument("args", nargs=-1, metavar="[SCENARIO] A B")
+@_query_options
+def path_(args, at, start, step_s, plan_file, as_json):
+    """Print the oracle's shortest-delay path from node A to node B at emulated time --at (offline, no root).
+
+    The link state is the one a run of SCENARIO from --start has at that time (or that of the saved --plan);
+    prints the nodes, the hop count and the one-way light time. Exits 1 if B cannot be reached from A.
+    """
+    from ..routing import query
+
+    st, (a, b) = _query_state(args, ("A", "B"), at, start, step_s, plan_file)
+    p = query.path(st, a, b, names=QUERY_NAMES)
+    when = f"{_iso_s(st.at_utc)} ({st.t_s:g} s)"
+    if as_json:
+        click.echo(json.dumps({"source": a, "destination": b, "at_utc": _iso_s(st.at_utc), "t_s": st.t_s,
+                               "path": list(p.nodes), "hops": p.hops, "one_way_ms": _ms(p.one_way_s)}))
+    elif p.nodes:
+        stdout.print(f"{a} -> {b} at {when}: {p.hops} hops, one-way {p.one_way_s * 1e3:.6f} ms", highlight=False,
+                     soft_wrap=True)
+        stdout.print(" ".join(p.nodes), highlight=False, soft_wrap=True)
+    else:
+        stdout.print(f"{a} -> {b} at {when}: no path (unreachable)", highlight=False, soft_wrap=True)
+    if not p.nodes:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="[SCENARIO] NODE")
+@_query_options
+def routes(args, at, start, step_s, plan_file, as_json):
+    """Print NODE's forwarding table at emulated time --at: next hop, hops, one-way light time (offline, no root).
+
+    One row per other node, by destination name, from the oracle over the link state a run of SCENARIO from
+    --start has at that time (or that of the saved --plan).
+    """
+    from ..routing import query
+
+    st, (node,) = _query_state(args, ("NODE",), at, start, step_s, plan_file)
+    rows = query.table(st, node, names=QUERY_NAMES)
+    if as_json:
+        click.echo(json.dumps({"node": node, "at_utc": _iso_s(st.at_utc), "t_s": st.t_s, "routes": [
+            {"destination": r.destination, "next_hop": r.next_hop, "hops": r.hops, "one_way_ms": _ms(r.one_way_s)}
+            for r in rows]}))
+        return
+    reachable = sum(r.next_hop is not None for r in rows)
+    stdout.print(f"{node} at {_iso_s(st.at_utc)} ({st.t_s:g} s): {reachable} of {len(rows)} destinations "
+                 f"reachable", highlight=False, soft_wrap=True)
+    table = Table("destination", "next hop", "hops", "one-way ms", box=None)
+    for r in rows:
+        table.add_row(r.destination, r.next_hop or "-", "-" if r.hops is None else str(r.hops),
+                      "unreachable" if r.next_hop is None else f"{r.one_way_s * 1e3:.6f}")
+    stdout.print(table)
+
+
+def _query_state(args, wanted: tuple[str, ...], at, start, step_s, plan_file):
+    """The link state a query asks for (a scenario's run, or a saved plan) and the node names it was given."""
+    from ..routing import query
+
+    usage = f"SCENARIO {' '.join(wanted)}, or --plan FILE {' '.join(wanted)}"
+    if plan_file is not None:
+        if len(args) == len(wanted) + 1:
+            raise OptionError("--plan", f"takes the place of SCENARIO ({args[0]!r}); give one of them")
+        if len(args) != len(wanted):
+            raise click.UsageError(f"expected {usage}, got {len(args)} arguments")
+        for option, value in (("--start", start), ("--step", step_s)):
+            if value is not None:
+                raise OptionError(option, "a saved --plan has its own start and step; leave it out")
+        return query.saved_state(query.load_plan(plan_file, option="--plan"), at, option="--at"), args
+    if len(args) != len(wanted) + 1:
+        raise click.UsageError(f"expected {usage}, got {len(args)} arguments")
+    sc = load_scenario(resolve_scenario(args[0]))
+    if not err_console.is_terminal:  # a pipe gets the answer alone
+        return query.plan_at(sc, at, start=start, step_s=step_s, names=QUERY_NAMES), args[1:]
+    with _progress() as bar:
+        task = bar.add_task(f"planning {sc.name} up to --at", total=None)
+        st = query.plan_at(sc, at, start=start, step_s=step_s, names=QUERY_NAMES,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    return st, args[1:]
+
+
+def _iso_s(moment) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms(seconds: float) -> float | None:
+    import math
+
+    return seconds * 1e3 if math.isfinite(seconds) else None
 
 
 @main.command()
