@@ -201,6 +201,17 @@ class DelaylineLinks(LinkBackend):
                                rate_bps=rate_bps[pick, d], up=up[pick, d])
             self.relays[k].commit(wait=False)
 
+    def release_late_s(self) -> float:
+        """How late the relays released frames after their due time, on average over every frame they delayed
+        (s): their wake-up and scheduling latency, the substrate's own cost per hop (grows on a loaded machine)."""
+        late = count = 0.0
+        for relay in self.relays:
+            for link in relay.stats().values():
+                for d in link["dirs"]:
+                    late += d["release_late_us_mean"] * d["tx"]
+                    count += d["tx"]
+        return late / count * 1e-6 if count else 0.0
+
     def unapplied_generations(self) -> int:
         """How many committed generations the relays have not taken in yet (the most over all relays): what the
         kernel side holds, read back, not assumed. 0 or 1 in a healthy run (a commit is taken within

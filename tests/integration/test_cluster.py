@@ -98,6 +98,7 @@ DRIVER = textwrap.dedent('''
         emu.run(3.0)
         out["link"]["after"] = show()
         out["summary"] = emu.host.summary()
+        out["late_ms"] = max(emu.host.release_late_s()) * 1e3
     print(json.dumps(out))
 ''')
 
@@ -133,7 +134,12 @@ def test_mini_across_two_machines_pings_every_pair_keeps_light_time_and_carrier(
         assert len(err_ms) >= 100
         if len(machines) > 1:
             crossing += 1
-            assert abs(np.median(err_ms)) <= 0.5
+            # As on one machine (test_emulation.py): 0.5 ms plus the relays' own lateness measured in this run
+            # on each of the round trip's hops (the slower machine's).
+            allowed = 0.5 + 2 * (len(nodes) - 1) * result["late_ms"]
+            print(f"{pair}: relays {result['late_ms'] * 1e3:.1f} us late on average: allowed |median| "
+                  f"{allowed:.3f} ms")
+            assert abs(np.median(err_ms)) <= allowed
             assert np.percentile(err_ms, 1) >= -0.1  # never faster than light (compensation never overshoots)
     assert crossing >= 1
     link = result["link"]

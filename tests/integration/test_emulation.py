@@ -112,14 +112,8 @@ def _relay_late_ms(emu) -> float:
     Each relay counts, for every frame it held, how long after its due time it was written out (its wake-up
     and scheduling latency, which grows when the machine is loaded). 0 for the netem backend (no relay).
     """
-    late_us = count = 0.0
-    for relay in getattr(emu.backend, "relays", []):
-        for link in relay.stats().values():
-            for d in link["dirs"]:
-                n = d["tx"]
-                late_us += d["release_late_us_mean"] * n
-                count += n
-    return late_us / count / 1e3 if count else 0.0
+    late = getattr(emu.backend, "release_late_s", None)
+    return late() * 1e3 if late is not None else 0.0
 
 
 def _rtt_allowance_ms(late_ms: float, hops: int) -> float:

@@ -73,6 +73,11 @@ class HostAgent:
             out[name] = {"pid": node.pid, "ip": node.IP(), "index": node.index, "role": getattr(node, "role", "server")}
         return out
 
+    def release_late_s(self) -> float:
+        """This machine's relays' mean release lateness (s; :meth:`DelaylineLinks.release_late_s`)."""
+        late = getattr(self.host.backend, "release_late_s", None)
+        return late() if late is not None else 0.0
+
     def links(self, node: str) -> str:
         """``ip -br link`` inside a node: its interfaces and whether each has a carrier."""
         return self._node(node).cmd("ip -br link")

@@ -361,6 +361,10 @@ class HostGroup:
         self._all("set_substrate", lambda m: ((cross[(lm == m).any(axis=1)], one_way[(lm == m).any(axis=1)]), {}),
                   [m for m in machines if (lm == m).any()])
 
+    def release_late_s(self) -> list[float]:
+        """Each machine's relays' mean release lateness (s): the substrate's cost per hop there."""
+        return self._get([agent.release_late_s.remote() for agent in self.agents], range(self.n))
+
     def summary(self) -> dict:
         """The cluster's part of ``summary.json``."""
         cross = self.cross_slots()
