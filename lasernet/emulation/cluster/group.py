@@ -12,7 +12,8 @@ their :class:`~lasernet.emulation.cluster.agent.HostAgent`\\ s, in parallel:
 * **one message per machine per tick**: ``apply`` and ``install_routes`` are held and sent with :meth:`flush`
   at the end of the tick as one ``step`` per machine carrying only that machine's changes (new links, link
   states, route items), and each machine answers with what its kernel took and how long that took there
-  (``apply_s``, recorded per machine in ``ticks.csv``);
+  (``apply_s``, recorded per machine in ``ticks.csv``). The answers are collected at the next tick: a machine
+  applies its message on arrival, so the tick need not wait for the slowest machine;
 * **substrate compensation**: each machine's agent measures the one-way delay to every other machine's UDP echo
   at start and every :data:`MEASURE_EVERY_S` seconds (in the background, collected when ready); the halves of
   each cross-machine link take that off the delay they apply. A link whose emulated delay is below the
@@ -139,6 +140,7 @@ class HostGroup:
         self.daemons = None
         self._link_machines = np.zeros((0, 2), np.int64)  # by slot: machine of end a, end b
         self._pending: list[dict] = [dict() for _ in agents]
+        self._inflight = None  # (refs, machines) of the step message sent and not yet answered
         self.apply_s = np.zeros(len(agents))  # the last step's time on each machine
         self.substrate_s = np.zeros((len(agents), len(agents)))  # one-way delay between machines
         self.substrate_history: list[dict] = []
@@ -238,7 +240,7 @@ class HostGroup:
         """Create links on the machines of their ends (two halves for a cross-machine link), then join halves."""
         if not links:
             return {"created": 0, "ports": {}}
-        self.flush()  # what was held for this tick goes first, in order
+        self.flush(wait=True)  # what was held for this tick goes first, and is applied before the links come
         machine = self.placement.machine
         ends = np.array([(machine[link.a], machine[link.b]) for link in links], np.int64)
         top = max(link.slot for link in links) + 1
@@ -295,8 +297,13 @@ class HostGroup:
             self._pending[int(machine[item[1]])].setdefault("routes", []).append(item)
         return 0
 
-    def flush(self) -> dict:
-        """Send every machine its held changes as one ``step`` message; wait for all; record their times."""
+    def flush(self, wait: bool = False) -> dict:
+        """Send every machine its held changes as one ``step`` message, without waiting for the answers: they
+        are collected at the next flush (a machine applies its message as soon as it arrives, so waiting would
+        only add the round trip and the slowest machine's apply time to the tick). Returns the answers of the
+        message before (``wait``: of this one too). A machine still busy with the last message is waited for
+        first, so messages are applied in order."""
+        answers = self._collect()
         refs, machines = [], []
         for m, held in enumerate(self._pending):
             if not held:
@@ -311,14 +318,24 @@ class HostGroup:
             refs.append(self.agents[m].call.remote("step", **kwargs))
             machines.append(m)
         self._pending = [dict() for _ in self.agents]
-        self.apply_s[:] = 0.0
-        if not refs:
+        if refs:
+            self._inflight = (refs, machines)
+        if wait:
+            answers.update(self._collect())
+        self._collect_substrate()
+        return answers
+
+    def _collect(self) -> dict:
+        """The answers of the step message in flight (waiting for it if need be); records each machine's time."""
+        if self._inflight is None:
             return {}
+        refs, machines = self._inflight
+        self._inflight = None
         answers = dict(zip(machines, self._get(refs, machines)))
+        self.apply_s[:] = 0.0
         for m, answer in answers.items():
             self.apply_s[m] = answer["apply_s"]
             self.unapplied_max[m] = max(self.unapplied_max[m], answer.get("unapplied_generations", 0))
-        self._collect_substrate()
         return answers
 
     # ---------------------------------------------------------------------------------------------- substrate
@@ -401,6 +418,10 @@ class HostGroup:
         if not self.agents:
             return
         ray = _ray()
+        try:
+            self._collect()
+        except MachineLost:
+            pass  # each machine is stopped (or cleaned) below
         refs = [agent.stop.remote() for agent in self.agents]
         for m, ref in enumerate(refs):
             try:
