@@ -156,6 +156,11 @@ class HostGroup:
         ray = _ray()
         try:
             return ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:  # a message failed on a machine: its own error, one line
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, LasernetError):
+                raise cause from None
+            raise
         except ray.exceptions.RayActorError:
             machines = list(machines)
             lost = "?"
