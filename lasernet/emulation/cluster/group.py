@@ -158,8 +158,8 @@ class HostGroup:
             return ray.get(refs)
         except ray.exceptions.RayTaskError as exc:  # a message failed on a machine: its own error, one line
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, LasernetError):
-                raise cause from None
+            if isinstance(cause, Exception) and type(cause).__module__.startswith("lasernet."):
+                raise cause from None  # e.g. RoutingDaemonError, LasernetError: what a local run raises
             raise
         except ray.exceptions.RayActorError:
             machines = list(machines)
