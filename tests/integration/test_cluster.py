@@ -103,13 +103,18 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
+def _run_driver(cluster, tmp_path, script: str, timeout_s: float) -> dict:
+    """Run a driver script in the head machine's namespace; its last stdout line is its JSON result."""
+    (tmp_path / "driver.py").write_text(script)
+    proc = _in_head(cluster, [sys.executable, tmp_path / "driver.py", cluster["address"], tmp_path / "run"])
+    out, err = proc.communicate(timeout=timeout_s)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def test_mini_across_two_machines_pings_every_pair_keeps_light_time_and_carrier(cluster, tmp_path):
     before = snapshot()
-    (tmp_path / "driver.py").write_text(DRIVER)
-    proc = _in_head(cluster, [sys.executable, tmp_path / "driver.py", cluster["address"], tmp_path / "run"])
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
+    result = _run_driver(cluster, tmp_path, DRIVER, 300)
     placement, summary = result["placement"], result["summary"]
     print(f"machines: {[(m['name'], m['routers']) for m in summary['machines']]}, cross-machine links "
           f"{summary['cross_machine_links']}, substrate one-way {summary['substrate_one_way_ms']} ms, "
@@ -234,11 +239,7 @@ OSPF_DRIVER = textwrap.dedent('''
 
 def test_ospf_frr_forms_adjacencies_across_machines_converges_and_delivers(cluster, tmp_path):
     before = snapshot()
-    (tmp_path / "ospf.py").write_text(OSPF_DRIVER)
-    proc = _in_head(cluster, [sys.executable, tmp_path / "ospf.py", cluster["address"], tmp_path / "run"])
-    out, err = proc.communicate(timeout=400)
-    assert proc.returncode == 0, err[-3000:]
-    result = json.loads(out.strip().splitlines()[-1])
+    result = _run_driver(cluster, tmp_path, OSPF_DRIVER, 400)
     print(f"ospf (frr) over {len(result['summary']['machines'])} machines, "
           f"{result['summary']['cross_machine_links']} cross-machine links: converged after "
           f"{result['converged_s']} s; stations on machines {sorted(set(result['stations'].values()))}")
