@@ -364,7 +364,8 @@ class Emulation:
             from ..spec import workload as workload_spec
 
             self._workload_plan = workload_spec.resolve(self.scenario, first.node_names, first.n_satellites)
-        self.links_kind = choose_backend(self.links_kind)  # so does the link backend (BackendUnavailable)
+        if not self.cluster:  # so does the link backend (BackendUnavailable); a cluster's machines choose theirs
+            self.links_kind = choose_backend(self.links_kind)
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
         for j, host in enumerate(self.scenario.hosts):
@@ -379,16 +380,17 @@ class Emulation:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
         self.recorder = Recorder(self.run_dir, first)
-        provenance.record(self.run_dir, self.scenario, first, speed=self.speed, tick_s=self.tick_s,
-                          links=self.links_kind, duration_s=self.duration_s)
         if self.cluster:
             from .cluster import start_group
 
             self.host = start_group(self.cluster, self, first)
             self.recorder.set_machines(self.host.n)
+            self.links_kind = self.host.choose_links(self.links_kind)  # one backend every machine can run
         else:
             self.host = LocalHost(self.run_id, self.run_dir, self.state, progress=self.progress,
                                   daemon_config_hook=self._daemon_config_hook)
+        provenance.record(self.run_dir, self.scenario, first, speed=self.speed, tick_s=self.tick_s,
+                          links=self.links_kind, duration_s=self.duration_s)
         self.host.open(len(self.node_names), self.keep_awake)
         return first
 

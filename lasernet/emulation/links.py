@@ -45,8 +45,7 @@ class LinkBackend:
         raise NotImplementedError
 
     def add_half(self, link: LinkAddress, end: int, ns, bind_ip: str) -> tuple[str, str, int]:
-        raise NotImplementedError(f"the {self.name} backend cannot make links that cross machines yet; "
-                                  f"use --links delayline with --cluster")
+        raise NotImplementedError(f"the {self.name} backend cannot make links that cross machines")
 
     def apply(self, slots: np.ndarray, up: np.ndarray, delay_s: np.ndarray, loss: np.ndarray,
               rate_bps: np.ndarray) -> None:
@@ -56,7 +55,64 @@ class LinkBackend:
         return {}
 
 
-class DelaylineLinks(LinkBackend):
+class _Halves:
+    """Bookkeeping for the halves of links that cross machines (:mod:`lasernet.emulation.cluster`).
+
+    Each machine holds one end of such a link: it records which (``hold_half``) and the measured one-way delay
+    of the substrate between it and the other machine (``set_substrate``). :meth:`per_half` then says what
+    this machine's half applies of each direction: the half that shapes a direction (``SHAPES``: the one that
+    ``"delivers"`` it for the delay line, whose relay holds frames before writing them into the TAP; the one
+    that ``"sends"`` it for netem, whose qdisc sits on the sender's egress) gets its delay less the substrate
+    (never below 0), its loss and rate; the other half passes that direction through at once.
+    """
+
+    SHAPES = "delivers"
+
+    def _init_halves(self) -> None:
+        self._cross_end = np.zeros(0, np.int8)  # by slot: -1 local, 0/1 the end this machine holds
+        self._substrate_s = np.zeros(0)  # by slot: measured one-way delay to the other half's machine
+
+    def set_substrate(self, slots, one_way_s) -> None:
+        """The measured one-way delay between this machine and the other end's, per cross-machine slot."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots):
+            self._grow_cross(int(slots.max()))
+            self._substrate_s[slots] = one_way_s
+
+    def hold_half(self, slot: int, end: int) -> None:
+        """Record that this machine holds end ``end`` (0 = a, 1 = b) of cross-machine link ``slot``."""
+        self._grow_cross(slot)
+        self._cross_end[slot] = end
+
+    def half_end(self, slot: int) -> int:
+        """The end of ``slot`` this machine holds (0 or 1), or -1 for a link with both ends here."""
+        return int(self._cross_end[slot]) if slot < len(self._cross_end) else -1
+
+    def _grow_cross(self, slot: int) -> None:
+        if slot >= len(self._cross_end):
+            n = max(slot + 1, 2 * len(self._cross_end), 256)
+            self._cross_end = np.concatenate([self._cross_end, np.full(n - len(self._cross_end), -1, np.int8)])
+            self._substrate_s = np.concatenate([self._substrate_s, np.zeros(n - len(self._substrate_s))])
+
+    def per_half(self, slots, delay_s, loss, rate_bps):
+        """Per-direction parameters as each half applies them (see the class docstring); local links unchanged."""
+        slots = np.asarray(slots, dtype=np.int64)
+        inside = slots < len(self._cross_end)
+        end = np.full(len(slots), -1, np.int8)
+        end[inside] = self._cross_end[slots[inside]]
+        cross = np.flatnonzero(end >= 0)
+        if not len(cross):
+            return delay_s, loss, rate_bps
+        delay_s, loss, rate_bps = (np.array(x, dtype=float, copy=True) for x in (delay_s, loss, rate_bps))
+        sends = end[cross].astype(np.int64)  # end a sends a->b (index 0), end b sends b->a (index 1)
+        shaped, passed = (1 - sends, sends) if self.SHAPES == "delivers" else (sends, 1 - sends)
+        for arr in (delay_s, loss, rate_bps):
+            arr[cross, passed] = 0.0
+        delay_s[cross, shaped] = np.maximum(delay_s[cross, shaped] - self._substrate_s[slots[cross]], 0.0)
+        return delay_s, loss, rate_bps
+
+
+class DelaylineLinks(_Halves, LinkBackend):
     """TAP pairs joined by the delay-line relay (:mod:`lasernet.net.delayline`).
 
     Every traversal of the relay costs a little time of its own on top of the delay it is asked for: the frame
@@ -82,8 +138,7 @@ class DelaylineLinks(LinkBackend):
         self.traversal_overhead_s = (self.TRAVERSAL_OVERHEAD_S if traversal_overhead_s is None
                                      else traversal_overhead_s)
         self._sockets: dict = {}  # slot -> UDP socket of this machine's half of a cross-machine link
-        self._cross_end = np.zeros(0, np.int8)  # by slot: -1 local, 0/1 the end this machine holds
-        self._substrate_s = np.zeros(0)  # by slot: measured one-way delay to the other half's machine
+        self._init_halves()
 
     @property
     def relay(self):
@@ -154,40 +209,6 @@ class DelaylineLinks(LinkBackend):
         """Send this half's frames to the other machine's half (and accept only its datagrams)."""
         self._sockets[slot].connect((peer_ip, int(peer_port)))
 
-    def set_substrate(self, slots, one_way_s) -> None:
-        """The measured one-way delay between this machine and the other end's, per cross-machine slot."""
-        slots = np.asarray(slots, dtype=np.int64)
-        if len(slots):
-            self._grow_cross(int(slots.max()))
-            self._substrate_s[slots] = one_way_s
-
-    def hold_half(self, slot: int, end: int) -> None:
-        """Record that this machine holds end ``end`` (0 = a, 1 = b) of cross-machine link ``slot``."""
-        self._grow_cross(slot)
-        self._cross_end[slot] = end
-
-    def _grow_cross(self, slot: int) -> None:
-        if slot >= len(self._cross_end):
-            n = max(slot + 1, 2 * len(self._cross_end), 256)
-            self._cross_end = np.concatenate([self._cross_end, np.full(n - len(self._cross_end), -1, np.int8)])
-            self._substrate_s = np.concatenate([self._substrate_s, np.zeros(n - len(self._substrate_s))])
-
-    def per_half(self, slots, delay_s, loss, rate_bps):
-        """Per-direction parameters as each half applies them (see :meth:`add_half`); local links unchanged."""
-        inside = slots < len(self._cross_end)
-        end = np.full(len(slots), -1, np.int8)
-        end[inside] = self._cross_end[slots[inside]]
-        cross = np.flatnonzero(end >= 0)
-        if not len(cross):
-            return delay_s, loss, rate_bps
-        delay_s, loss, rate_bps = (np.array(x, dtype=float, copy=True) for x in (delay_s, loss, rate_bps))
-        sends = end[cross].astype(np.int64)  # end a sends a->b (index 0), end b sends b->a (index 1)
-        delivers = 1 - sends
-        for arr in (delay_s, loss, rate_bps):
-            arr[cross, sends] = 0.0
-        delay_s[cross, delivers] = np.maximum(delay_s[cross, delivers] - self._substrate_s[slots[cross]], 0.0)
-        return delay_s, loss, rate_bps
-
     def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
         slots = np.asarray(slots, dtype=np.int64)
         delay_s, loss, rate_bps = self.per_half(slots, delay_s, loss, rate_bps)
@@ -243,7 +264,7 @@ def links_per_relay() -> int:
     return max(64, (hard - RELAY_SPARE_FILES) // 2)
 
 
-class NetemLinks(LinkBackend):
+class NetemLinks(_Halves, LinkBackend):
     """Links shaped by sch_netem on veth ends, with carrier that follows the link's state on both ends.
 
     Each link is two veth pairs and a bridge: ``link.ifname_a`` in node a's namespace is peered with ``w<slot>a``
@@ -270,12 +291,23 @@ class NetemLinks(LinkBackend):
     namespace is held only by this process's file descriptors and sockets, so it and every wire device vanish
     when the backend stops or the driver dies (even by SIGKILL); the node ends vanish with the nodes.
 
+    A link that crosses machines (:mod:`lasernet.emulation.cluster`) is two halves, one per machine: this
+    machine's node end, its wire end and bridge as above, and a VXLAN device (VNI = slot + 1) in the bridge
+    whose UDP socket stays in this machine's own namespace (:meth:`Netlink.add_vxlan`), so that frames leave
+    for the other machine's half over its cluster address. Each half shapes the direction it sends (its node
+    end's egress, as above) less the measured one-way delay between the machines, and takes its own wire end
+    down when the link is down: both node ends go NO-CARRIER and netem drops what it holds. Every half of
+    this machine listens on one UDP port (picked free at the first half) and sends to the other machine's;
+    the node ends get a fixed MAC from the slot and end (each knows the other's without asking) and an MTU
+    of the underlay's less the 50 bytes of VXLAN over IPv4.
+
     netem's queue limit is ``limit_packets`` (default 10,000; netem's own default of 1,000 caps a link at 1,000
     packets per one-way delay, e.g. 12 Mbit/s of 1,500-byte frames over a 1 s delay). Loss is drawn by the
     kernel's own random generator (netem on 6.1 takes no seed), so it is not reproducible from the scenario seed.
     """
 
     name = "netem"
+    SHAPES = "sends"  # a half's netem is on its node end's egress
     LIMIT_PACKETS = 10_000
 
     def __init__(self, run_id: str, limit_packets: int | None = None):
@@ -286,6 +318,11 @@ class NetemLinks(LinkBackend):
         self._ends: dict[int, tuple[int, int, int, int]] = {}  # slot -> (pid a, ifindex a, pid b, ifindex b)
         # What was last sent, by slot and direction: up (wire end), delay_s, loss, rate_bps; NaN = nothing yet.
         self._sent = np.full((0, 2, 4), np.nan)
+        self._init_halves()
+        self._here: Netlink | None = None  # this machine's own namespace: where the VXLAN sockets live
+        self._vxlan_port = 0  # the UDP port every VXLAN half of this machine listens on
+        self._half_mtu = 0
+        self._bind_ip = ""
 
     # ------------------------------------------------------------------------------------------------- lifetime
     def start(self) -> "NetemLinks":
@@ -302,6 +339,9 @@ class NetemLinks(LinkBackend):
         for nl in self._nodes.values():
             nl.close()
         self._nodes.clear()
+        if self._here is not None:  # the VXLAN devices are in the wire namespace: they go with it
+            self._here.close()
+            self._here = None
         if self.wire is not None:
             self.wire.close()
             self.wire = None
@@ -342,16 +382,81 @@ class NetemLinks(LinkBackend):
             nl.commit()
             ends.append((pid, index, nl.link(ifname).mac))
         self._ends[link.slot] = (ends[0][0], ends[0][1], ends[1][0], ends[1][1])
-        if link.slot >= len(self._sent):
-            grown = np.full((max(link.slot + 1, 2 * len(self._sent), 256), 2, 4), np.nan)
-            grown[:len(self._sent)] = self._sent
-            self._sent = grown
-        self._sent[link.slot] = 0.0  # wire ends down, netem delay 0, no loss, unlimited rate
+        self._grow_sent(link.slot)
         return tuple(":".join(f"{b:02x}" for b in mac) for _pid, _index, mac in ends)
 
+    def _grow_sent(self, slot: int) -> None:
+        if slot >= len(self._sent):
+            grown = np.full((max(slot + 1, 2 * len(self._sent), 256), 2, 4), np.nan)
+            grown[:len(self._sent)] = self._sent
+            self._sent = grown
+        self._sent[slot] = 0.0  # wire ends down, netem delay 0, no loss, unlimited rate
+
+    # ---- halves of links that cross machines
+    def add_half(self, link: LinkAddress, end: int, ns, bind_ip: str) -> tuple[str, str, int]:
+        """This machine's half of a cross-machine link (see the class docstring): the node end in ``ns`` with
+        its netem, wire end and bridge; the VXLAN device follows in :meth:`connect_half`. Returns (this end's
+        MAC, the other end's MAC, this machine's VXLAN port)."""
+        if self.wire is None:
+            raise RuntimeError("NetemLinks.add_half before start()")
+        if not self._vxlan_port:
+            self._start_halves(bind_ip)
+        pid, slot = int(ns), link.slot
+        ifname = link.ifname_a if end == 0 else link.ifname_b
+        wire_end, br = f"w{slot}{'ab'[end]}", f"w{slot}"
+        nl = self._node(pid)
+        self.wire.add_veth(wire_end, ifname, nl.netns)
+        self.wire.add_bridge(br)
+        self.wire.commit()
+        self.wire.set_master(wire_end, br)
+        self.wire.configure_link(wire_end, mtu=self._half_mtu)
+        self.wire.commit()
+        mine, peer = half_mac(slot, end), half_mac(slot, 1 - end)
+        if nl.pending:
+            nl.commit()
+        nl.configure_link(ifname, mac=mine, mtu=self._half_mtu, up=True)
+        nl.commit()
+        index = nl.link(ifname).index
+        nl.netem(index, delay_s=0.0, limit_packets=self.limit_packets, create=True)
+        nl.commit()
+        self._ends[slot] = (pid, index, -1, -1) if end == 0 else (-1, -1, pid, index)
+        self.hold_half(slot, end)
+        self._grow_sent(slot)
+        return _mac_text(mine), _mac_text(peer), self._vxlan_port
+
+    def _start_halves(self, bind_ip: str) -> None:
+        """This machine's side of every half: a netlink socket in its own namespace, a free UDP port, the MTU."""
+        import socket
+
+        from ..net.netns import mtu_of_address
+
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:  # the port is free now; the first VXLAN device set up binds it for all the halves
+            probe.bind((bind_ip, 0))
+            port = probe.getsockname()[1]
+        finally:
+            probe.close()
+        self._here = Netlink()
+        self._bind_ip, self._vxlan_port = bind_ip, port
+        self._half_mtu = min(1500, mtu_of_address(bind_ip) - VXLAN_OVERHEAD_BYTES)
+
+    def connect_half(self, slot: int, peer_ip: str, peer_port: int) -> None:
+        """Join this half to the other machine's: a VXLAN device (VNI slot + 1) in the half's bridge, sending
+        to ``peer_ip``:``peer_port``."""
+        vx, br = f"x{slot}", f"w{slot}"
+        self._here.add_vxlan(vx, vni=slot + 1, local=self._bind_ip, port=self._vxlan_port, netns=self.wire.netns,
+                             mtu=self._half_mtu)
+        self._here.commit()
+        self.wire.add_vxlan_peer(vx, peer_ip, int(peer_port))
+        self.wire.set_master(vx, br)
+        self.wire.set_link(vx, up=True)
+        self.wire.commit()
+
     def apply(self, slots, up, delay_s, loss, rate_bps) -> None:
-        """Change what differs from what was last sent: netem per end in place, carrier by the wire ends."""
+        """Change what differs from what was last sent: netem per end in place, carrier by the wire ends (a half
+        changes only its own end: the direction it sends)."""
         slots = np.asarray(slots, dtype=np.int64)
+        delay_s, loss, rate_bps = self.per_half(slots, delay_s, loss, rate_bps)
         new = np.stack([np.asarray(up, float), np.asarray(delay_s, float), np.asarray(loss, float),
                         np.asarray(rate_bps, float)], axis=-1)  # (n, 2, 4)
         new[..., 1] = np.where(np.isnan(new[..., 1]), 0.0, new[..., 1])
@@ -361,6 +466,14 @@ class NetemLinks(LinkBackend):
         old = self._sent[slots]
         qdisc_changed = np.any(new[..., 1:] != old[..., 1:], axis=-1)  # (n, 2)
         carrier_changed = new[..., 0] != old[..., 0]
+        if len(self._cross_end):  # a half holds only the end that sends its own direction
+            held = np.full(len(slots), -1, np.int8)
+            inside = slots < len(self._cross_end)
+            held[inside] = self._cross_end[slots[inside]]
+            other = np.zeros((len(slots), 2), bool)
+            other[held == 0, 1] = other[held == 1, 0] = True
+            qdisc_changed &= ~other
+            carrier_changed &= ~other
         self._sent[slots] = new
         touched: set[int] = set()
         for k, d in zip(*np.nonzero(qdisc_changed)):
@@ -382,6 +495,19 @@ class NetemLinks(LinkBackend):
             self.wire.commit()
         if errors:
             raise errors[0]
+
+
+#: Bytes VXLAN over IPv4 adds to a frame (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8).
+VXLAN_OVERHEAD_BYTES = 50
+
+
+def half_mac(slot: int, end: int) -> bytes:
+    """The fixed MAC of end ``end`` of cross-machine link ``slot`` (locally administered, unicast)."""
+    return bytes([0x02, 0x6e, (slot >> 16) & 0xFF, (slot >> 8) & 0xFF, slot & 0xFF, end])
+
+
+def _mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
 
 
 def netem_available() -> bool:

@@ -193,3 +193,22 @@ def new_private_netns() -> Netns:
         return Netns(f"/proc/self/fd/{fd}")
     finally:
         os.close(fd)
+
+
+def mtu_of_address(address: str) -> int:
+    """The MTU of the interface of this namespace that holds IPv4 ``address`` (ValueError if none does)."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifaddr, siocgifmtu = 0x8915, 0x8921
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _index, name in socket.if_nameindex():
+            request = struct.pack("16s16x", name.encode())
+            try:
+                addr = socket.inet_ntoa(fcntl.ioctl(sock.fileno(), siocgifaddr, request)[20:24])
+            except OSError:  # no IPv4 address
+                continue
+            if addr == address:
+                return struct.unpack_from("=i", fcntl.ioctl(sock.fileno(), siocgifmtu, request), 16)[0]
+    raise ValueError(f"no interface here holds {address}")

@@ -72,8 +72,13 @@ RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNSPEC, RTN_UNICAST = 0, 1
 RTN_UNREACHABLE = 7
 RTNH_F_ONLINK = 0x4
-NDA_DST, NDA_LLADDR = 1, 2
-NUD_PERMANENT = 0x80
+NDA_DST, NDA_LLADDR, NDA_PORT, NDA_VNI = 1, 2, 6, 7
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF_SELF = 0x02
+NLM_F_APPEND = 0x800
+AF_BRIDGE = 7
+# VXLAN (linux/if_link.h): the VNI, the local address, learning off, the UDP port (big-endian) it listens on.
+IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 4, 7, 15
 # Traffic control (linux/rtnetlink.h, linux/pkt_sched.h): netem's options are a struct tc_netem_qopt followed by
 # nested attributes, all inside TCA_OPTIONS.
 TCA_KIND, TCA_OPTIONS = 1, 2
@@ -225,6 +230,38 @@ class Netlink:
                 + _attr(IFLA_LINKINFO, info))
         self._queue(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, ("bridge add", name))
         self._links_dirty = True
+
+    def add_vxlan(self, name: str, *, vni: int, local: str, port: int, netns: "Netns | None" = None,
+                  mtu: int | None = None) -> None:
+        """Create a VXLAN device ``name`` (down) with ``vni``, sending from ``local`` and listening on UDP ``port``.
+
+        Where it sends is given by forwarding entries (:meth:`add_vxlan_peer`). Made in ``netns`` if given, its
+        UDP socket stays in *this* socket's namespace (the kernel keeps the namespace the request came from for
+        the tunnel): how a device inside a private namespace reaches another machine. Learning is off: every
+        frame goes to the peers configured, none is flooded elsewhere.
+        """
+        check_ifname(name)
+        data = (_U32_ATTR.pack(8, IFLA_VXLAN_ID, vni) + _IP_ATTR.pack(8, IFLA_VXLAN_LOCAL, socket.inet_aton(local))
+                + _attr(IFLA_VXLAN_LEARNING, b"\0") + _attr(IFLA_VXLAN_PORT, struct.pack("!H", port)))
+        info = _attr(IFLA_INFO_KIND, b"vxlan") + _attr(IFLA_INFO_DATA, data)
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0")
+        if mtu is not None:
+            body += _U32_ATTR.pack(8, IFLA_MTU, mtu)
+        if netns is not None:
+            body += _attr(IFLA_NET_NS_FD, struct.pack("=I", netns.fd))
+        self._queue(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body + _attr(IFLA_LINKINFO, info),
+                    ("vxlan add", name, f"id {vni} local {local} dstport {port}"
+                     + (f" netns {netns.name}" if netns is not None else "")))
+        self._links_dirty = True
+
+    def add_vxlan_peer(self, dev: "int | str", remote: str, port: int) -> None:
+        """Send every frame of VXLAN ``dev`` to ``remote``:``port`` (a default forwarding entry, the all-zero
+        MAC, as ``bridge fdb append 00:00:00:00:00:00 dev DEV dst REMOTE port PORT``)."""
+        body = (_NDMSG.pack(AF_BRIDGE, self.ifindex(dev), NUD_PERMANENT | NUD_NOARP, NTF_SELF, 0)
+                + _attr(NDA_LLADDR, bytes(6)) + _IP_ATTR.pack(8, NDA_DST, socket.inet_aton(remote))
+                + _attr(NDA_PORT, struct.pack("!H", port)))
+        self._queue(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND, body,
+                    ("fdb append 00:00:00:00:00:00", f"dev {dev}", f"dst {remote} port {port}"))
 
     def set_master(self, dev: "int | str", master: "int | str") -> None:
         """Enslave ``dev`` to ``master`` (e.g. make it a port of a bridge)."""

@@ -212,6 +212,23 @@ def test_an_agent_killed_mid_run_stops_the_run_with_one_line_and_the_rest_is_cle
     assert_nothing_left(before, timeout_s=20.0)
 
 
+def test_links_netem_on_a_cluster_whose_machines_lack_it_names_the_machine_and_leaves_nothing(cluster, tmp_path):
+    from lasernet.emulation.links import netem_available
+
+    if netem_available():
+        pytest.skip("this kernel has sch_netem: the refusal cannot happen here (netem halves across machines are "
+                    "tested in the QEMU guest, tests/vm/guest/test_cross_machine_netem.py)")
+    before = snapshot()
+    proc = _in_head(cluster, [sys.executable, "-m", "lasernet.cli", "up", "mini", "--cluster", cluster["address"],
+                              "--links", "netem", "--duration", "5", "--run-dir", tmp_path / "run"])
+    out, err = proc.communicate(timeout=120)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    print(f"exit {proc.returncode}: {lines[-1] if lines else ''}")
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert "--links netem" in lines[-1] and "m0" in lines[-1] and "--links delayline" in lines[-1]
+    assert_nothing_left(before, timeout_s=20.0)
+
+
 OSPF_DRIVER = textwrap.dedent('''
     import dataclasses, json, sys
     import lasernet

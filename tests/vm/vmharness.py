@@ -67,7 +67,7 @@ KERNEL_META_PACKAGE = "linux-image-amd64"
 # Loaded by the initramfs (with their dependencies) to reach the host root. Names as in modules.dep.
 BOOT_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
 # Loaded with modprobe once the root is up; a missing one is reported, not fatal.
-NET_MODULES = ["veth", "sch_netem", "sch_htb", "sch_tbf", "sch_prio", "sch_fq_codel", "tun", "bridge", "ifb"]
+NET_MODULES = ["veth", "sch_netem", "sch_htb", "sch_tbf", "sch_prio", "sch_fq_codel", "tun", "bridge", "ifb", "vxlan"]
 
 EXIT_TIMEOUT = 124
 EXIT_VM_FAILED = 125

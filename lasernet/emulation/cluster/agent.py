@@ -9,8 +9,8 @@ what a coordinator needs of a machine it cannot reach by PID:
 
 * processes inside its nodes (:meth:`popen` and :meth:`proc`, for probes, the workload, ``lasernet exec``);
 * a UDP echo on its cluster address (:meth:`echo_port`) and a measurement of the one-way delay to the other
-  machines' echoes (:meth:`measure`): the substrate the cross-machine links ride on, which the coordinator
-  subtracts from their emulated delay;
+  machines' echoes, less what a round trip to its own echo costs (:meth:`measure`): the substrate the
+  cross-machine links ride on, which the coordinator subtracts from their emulated delay;
 * its own state file ``/run/lasernet/<run-id>-m<k>.json``, so that :func:`cleanup` (what ``lasernet down`` runs
   on each machine through Ray) removes exactly what this machine created, even after the coordinator or the
   agent was killed.
@@ -72,6 +72,13 @@ class HostAgent:
         for name, node in {**self.host.nodes, **self.host.servers}.items():
             out[name] = {"pid": node.pid, "ip": node.IP(), "index": node.index, "role": getattr(node, "role", "server")}
         return out
+
+    @staticmethod
+    def netem_available() -> bool:
+        """Whether this machine's kernel can shape links with sch_netem."""
+        from ..links import netem_available
+
+        return netem_available()
 
     def release_late_s(self) -> float:
         """This machine's relays' mean release lateness (s; :meth:`DelaylineLinks.release_late_s`)."""
@@ -158,34 +165,50 @@ class HostAgent:
                 return
 
     def measure(self, peers: dict, count: int = 40, timeout_s: float = 0.5) -> dict:
-        """One-way delay to each peer machine's echo ``{machine: (ip, port)}``: half the median UDP round trip
-        of ``count`` probes (s), and the fraction lost. The echo's own turnaround is included: a little more
-        than what frames between two relays take, so compensation errs towards slow, never faster than light."""
+        """One-way delay to each peer machine's echo ``{machine: (ip, port)}`` (s), and the fraction lost.
+
+        Each of ``count`` rounds times one UDP round trip to the peer's echo and, right after, one to this
+        machine's own echo; the estimate is half the median of the differences. The echo's turnaround and both
+        ends' wake-ups (user-space costs that frames between two halves do not pay: netem's halves never leave
+        the kernel) are in both round trips and cancel, and so does a burst of load that hits one round; what
+        is left is the path between the machines (stacks, NICs, wire). Never below 0.
+        """
         out = {}
+        mine = (self.bind_ip, self.echo_port())
         for machine, (ip, port) in peers.items():
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((self.bind_ip, 0))
             sock.settimeout(timeout_s)
-            rtts = []
+            diffs, lost = [], 0
             try:
                 for k in range(count):
-                    t0 = time.monotonic_ns()
-                    sock.sendto(k.to_bytes(4, "big"), (ip, int(port)))
-                    try:
-                        while True:
-                            data, _ = sock.recvfrom(64)
-                            if data == k.to_bytes(4, "big"):
-                                rtts.append(time.monotonic_ns() - t0)
-                                break
-                    except socket.timeout:
-                        pass
+                    remote = _round_trip_ns(sock, 2 * k, (ip, int(port)))
+                    local = _round_trip_ns(sock, 2 * k + 1, mine)
+                    if remote is None:
+                        lost += 1
+                    elif local is not None:
+                        diffs.append(remote - local)
                     time.sleep(0.002)
             finally:
                 sock.close()
-            rtts.sort()
-            out[machine] = {"one_way_s": rtts[len(rtts) // 2] / 2e9 if rtts else None,
-                            "lost": 1.0 - len(rtts) / count}
+            diffs.sort()
+            out[machine] = {"one_way_s": max(diffs[len(diffs) // 2], 0) / 2e9 if diffs else None,
+                            "lost": lost / count}
         return out
+
+
+def _round_trip_ns(sock: socket.socket, seq: int, to: tuple) -> int | None:
+    """One UDP round trip of datagram ``seq`` to an echo (ns), or None if it did not come back in time."""
+    tag = seq.to_bytes(4, "big")
+    t0 = time.monotonic_ns()
+    sock.sendto(tag, to)
+    try:
+        while True:
+            data, _ = sock.recvfrom(64)
+            if data == tag:
+                return time.monotonic_ns() - t0
+    except socket.timeout:
+        return None
 
 
 def node_exec(run_id: str, node: str, argv: list[str], timeout_s: float = 600.0) -> tuple[int, str, str]:

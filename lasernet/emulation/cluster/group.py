@@ -8,7 +8,10 @@ their :class:`~lasernet.emulation.cluster.agent.HostAgent`\\ s, in parallel:
   processes go there;
 * a link goes to the machine(s) of its two ends. A link whose ends are on two machines is made in two halves,
   one on each (``add_links`` answers each half's UDP port, ``connect_links`` aims each at the other), and gets
-  every state change on both, so that both ends show NO-CARRIER when it is down;
+  every state change on both, so that both ends show NO-CARRIER when it is down. With the delay line a half is
+  a TAP and a UDP socket in the machine's relay; with netem it is a veth end shaped by netem, bridged to a
+  kernel VXLAN device (:class:`~lasernet.emulation.links.NetemLinks`). ``auto`` picks netem only if every
+  machine's kernel has it (:meth:`HostGroup.choose_links`);
 * **one message per machine per tick**: ``apply`` and ``install_routes`` are held and sent with :meth:`flush`
   at the end of the tick as one ``step`` per machine carrying only that machine's changes (new links, link
   states, route items), and each machine answers with what its kernel took and how long that took there
@@ -32,6 +35,7 @@ import time
 import numpy as np
 
 from ...errors import LasernetError
+from ..links import BackendUnavailable
 
 log = logging.getLogger("lasernet")
 
@@ -221,10 +225,20 @@ class HostGroup:
     def configure_nodes(self, sysctls: list[str]) -> int:
         return sum(self._all("configure_nodes", lambda m: ((sysctls,), {})).values())
 
+    def choose_links(self, kind: str) -> str:
+        """The link backend for every machine: ``auto`` is netem if every machine's kernel has it, else the
+        delay line; ``netem`` needs it on every machine (one line naming the first that lacks it)."""
+        if kind == "delayline":
+            return kind
+        can = self._get([agent.netem_available.remote() for agent in self.agents], range(self.n))
+        lacking = [m for m in range(self.n) if not can[m]]
+        if kind == "netem" and lacking:
+            m = lacking[0]
+            raise BackendUnavailable(f"--links netem: cluster machine m{m} ({self.machines[m]['ip']}) cannot make "
+                                     f"a netem qdisc (no sch_netem); use --links delayline (or auto)")
+        return "delayline" if lacking else "netem"
+
     def start_links(self, kind: str, seed: int, n_slots: int, pin_helpers: bool = False) -> dict:
-        if kind != "delayline":
-            raise LasernetError(f"--cluster: links that cross machines are built for --links delayline only (not "
-                                f"{kind}); run with --links delayline")
         answers = self._all("start_links", lambda m: ((kind, seed, n_slots), {"pin_helpers": pin_helpers}))
         self._echo_ports = self._get([agent.echo_port.remote() for agent in self.agents], range(self.n))
         self.measure_substrate(wait=True)
