@@ -40,13 +40,16 @@ import csv
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import geometry, skydata, terminals
+from .power import NOMINAL, POWER_CAUSES, POWER_STATES, PowerPlan
+from .power import simulate as simulate_power
+from .power import systems as power_systems
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
@@ -75,6 +78,8 @@ class Carry:
     gsl_keys: np.ndarray  # (K,) int64, sorted
     gsl_run: np.ndarray  # (K,) float steps
     gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
+    soc: np.ndarray | None = None  # (N,) battery state of charge at this step's start (power.simulate)
+    power_state: np.ndarray | None = None  # (N,) power state of the step before (hysteresis)
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Timeline:
     carry: Carry | None = None  # the state a window starting at this timeline's last step inherits
     illumination: np.ndarray | None = None  # (T, N) float32: visible fraction of the solar disc per satellite
     planes: tuple[str, ...] = ()  # (N,) orbital plane of each satellite, e.g. "sat-3"; "" for element files
+    power: PowerPlan | None = None  # battery SoC, power state and CPU quota per step and satellite
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -103,6 +109,32 @@ class Timeline:
     @property
     def station_names(self) -> tuple[str, ...]:
         return self.node_names[self.n_satellites:]
+
+    @property
+    def power_state(self) -> np.ndarray:
+        """(T, N) uint8 codes into :data:`lasernet.power.POWER_STATES` (off, throttled, nominal); all nominal
+        for a scenario without a ``power:`` section. What the live half applies to each satellite's servers."""
+        if self.power is None:
+            return np.full((len(self.offsets_s), self.n_satellites), NOMINAL, dtype=np.uint8)
+        return self.power.state
+
+    @property
+    def cpu_quota(self) -> np.ndarray:
+        """(T, N) float32 CPU quota factor of each satellite's servers: 1 nominal, the group's
+        ``throttle_factor`` throttled, 0 off (freeze). All ones without a ``power:`` section."""
+        if self.power is None:
+            return np.ones((len(self.offsets_s), self.n_satellites), dtype=np.float32)
+        return self.power.quota
+
+    def power_at(self, offset_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(power_state[N], cpu_quota[N]) of the step in force at ``offset_s`` after start (as :meth:`state_at`)."""
+        k = self._step_at(offset_s)
+        return self.power_state[k].copy(), self.cpu_quota[k].copy()
+
+    def _step_at(self, offset_s: float) -> int:
+        if not len(self.offsets_s):
+            raise ValueError("empty timeline")
+        return int(np.clip(math.floor((offset_s - self.offsets_s[0]) / self.step_s), 0, len(self.offsets_s) - 1))
 
     @property
     def illumination_state(self) -> np.ndarray | None:
@@ -140,15 +172,36 @@ class Timeline:
         sats = np.concatenate([np.arange(state.shape[1]), sats_c])
         return {"step": steps, "satellite": sats, "state": state[steps, sats]}
 
+    def power_events(self) -> dict[str, np.ndarray]:
+        """Power-state events of satellites with a power model: the state at the start, then every change.
+
+        Columns ``step``, ``satellite``, ``state`` (code into :data:`lasernet.power.POWER_STATES`) and ``cause``
+        (code into :data:`lasernet.power.POWER_CAUSES`; 0 for the rows of the first step), ordered by step then
+        satellite; empty without a ``power:`` section.
+        """
+        none = np.zeros(0, dtype=int)
+        if self.power is None or not len(self.offsets_s) or not np.isfinite(self.power.soc[0]).any():
+            return {"step": none, "satellite": none, "state": none.astype(np.uint8), "cause": none.astype(np.uint8)}
+        state = self.power.state
+        first = np.flatnonzero(np.isfinite(self.power.soc[0]))
+        steps_c, sats_c = np.nonzero(state[1:] != state[:-1])
+        steps = np.concatenate([np.zeros(len(first), dtype=int), steps_c + 1])
+        sats = np.concatenate([first, sats_c])
+        cause = self.power.cause[steps, sats]
+        cause[:len(first)] = 0
+        return {"step": steps, "satellite": sats, "state": state[steps, sats], "cause": cause}
+
     def write_events_csv(self, path: str | Path) -> int:
         """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events.
 
-        Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, illumination rows of
-        satellites (kind ``node``, link and a = the satellite, event ``umbra``/``penumbra``/``sunlit``,
-        :meth:`node_events`).
+        Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, rows of satellites
+        (kind ``node``, link and a = the satellite): illumination (event ``umbra``/``penumbra``/``sunlit``,
+        :meth:`node_events`), then power states (event ``nominal``/``throttled``/``off``, cause ``low-battery``,
+        ``supply`` or ``recharged``, :meth:`power_events`).
         """
         ev = self.events()
         nev = self.node_events()
+        pev = self.power_events()
         names = self.links.names
         nodes = self.node_names
         path = Path(path)
@@ -164,14 +217,53 @@ class Timeline:
         rows += [[when[step], nodes[sat], nodes[sat], "", "node", geometry.ILLUMINATION[state], "", ""]
                  for step, sat, state in zip(nev["step"].tolist(), nev["satellite"].tolist(),
                                              nev["state"].tolist())]
-        # Both streams are ordered by step: merge them, links first within a step.
-        order = np.argsort(np.concatenate([ev["step"] * 2, nev["step"] * 2 + 1]), kind="stable")
+        rows += [[when[step], nodes[sat], nodes[sat], "", "node", POWER_STATES[state], POWER_CAUSES[cause], ""]
+                 for step, sat, state, cause in zip(pev["step"].tolist(), pev["satellite"].tolist(),
+                                                    pev["state"].tolist(), pev["cause"].tolist())]
+        # Every stream is ordered by step: merge them, links first within a step, then the node streams in turn.
+        order = np.argsort(np.concatenate([ev["step"] * 3, nev["step"] * 3 + 1, pev["step"] * 3 + 2]), kind="stable")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
             w.writerows(rows[k] for k in order.tolist())
         tmp.replace(path)
         return len(rows)
+
+    def write_power_csv(self, path: str | Path) -> int:
+        """Write ``time_utc,satellite,illumination,soc,state,cpu_quota,solar_w,load_w`` per satellite with a
+        power model (every satellite, SoC and powers empty, without a ``power:`` section) and step; returns rows.
+
+        ``soc`` is the state of charge (fraction of the battery) at the step's start, ``state`` and ``cpu_quota``
+        what the live half applies to the satellite's servers during the step, ``solar_w`` and ``load_w`` the
+        array's output and the load drawn during it.
+        """
+        T, N = len(self.offsets_s), self.n_satellites
+        sats = np.arange(N) if self.power is None or not len(self.offsets_s) else \
+            np.flatnonzero(np.isfinite(self.power.soc[0]))
+        if not len(sats):
+            sats = np.arange(N)
+        lit = self.illumination if self.illumination is not None else np.ones((T, N), dtype=np.float32)
+        nodes = self.node_names
+        state, quota = self.power_state, self.cpu_quota
+        modelled = self.power is not None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        fmt = lambda x, spec: "" if not math.isfinite(x) else format(x, spec)  # noqa: E731
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["time_utc", "satellite", "illumination", "soc", "state", "cpu_quota", "solar_w", "load_w"])
+            for k in range(T):
+                when = _iso(self.start_utc + dt.timedelta(seconds=float(self.offsets_s[k])))
+                soc = self.power.soc[k, sats].tolist() if modelled else [math.nan] * len(sats)
+                solar = self.power.solar_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
+                load = self.power.load_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
+                w.writerows([when, nodes[n], f"{lit[k, n]:.4f}", fmt(soc[j], ".5f"), POWER_STATES[state[k, n]],
+                             f"{quota[k, n]:.3g}", fmt(solar[j], ".1f"),
+                             fmt(load[j], ".1f") if math.isfinite(soc[j]) else ""]
+                            for j, n in enumerate(sats.tolist()))
+        tmp.replace(path)
+        return T * len(sats)
 
     # ---------------------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -202,7 +294,29 @@ class Timeline:
             }
         out["coverage"] = self.ground_coverage()
         out["sunlight"] = self.sunlight()
+        out["power"] = self.power_summary()
         return out
+
+    def power_summary(self) -> dict:
+        """Satellites with a power model and how they fared: SoC range (min over the window, median at its end),
+        the share of satellite-steps in each power state, how many satellites were ever throttled or off, state
+        changes by cause and the bus energy the batteries could not serve. Empty without a ``power:`` section."""
+        if self.power is None or not len(self.offsets_s):
+            return {}
+        sats = np.flatnonzero(np.isfinite(self.power.soc[0]))
+        if not len(sats):
+            return {}
+        soc, state = self.power.soc[:, sats], self.power.state[:, sats]
+        pev = self.power_events()
+        later = pev["step"] > 0
+        counts = np.bincount(state.ravel(), minlength=len(POWER_STATES))
+        return {"satellites": int(len(sats)), "soc_min": float(soc.min()), "soc_end_median": float(np.median(soc[-1])),
+                "state_share": {name: float(counts[c] / state.size) for c, name in enumerate(POWER_STATES)},
+                "ever": {name: int((state == c).any(axis=0).sum()) for c, name in enumerate(POWER_STATES)
+                         if name != "nominal"},
+                "changes_by_cause": {POWER_CAUSES[c]: int(n) for c, n in
+                                     zip(*np.unique(pev["cause"][later], return_counts=True))},
+                "deficit_wh": float(self.power.deficit_wh[sats].sum())}
 
     def sunlight(self) -> dict:
         """Share of the window's sunlight each satellite gets: the mean visible fraction of the solar disc.
@@ -258,7 +372,8 @@ class Timeline:
             up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
             cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
             **({} if self.illumination is None else {"illumination": self.illumination,
-                                                     "planes": np.array(self.planes, dtype=str)}))
+                                                     "planes": np.array(self.planes, dtype=str)}),
+            **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}))
         tmp.replace(path)
 
     @classmethod
@@ -275,7 +390,9 @@ class Timeline:
                        n_satellites=int(z["n_satellites"]), up=up, delay_s=z["delay_s"], cause=z["cause"],
                        rate_bps=z["rate_bps"], meta=json.loads(str(z["meta"])),
                        illumination=z["illumination"] if lit else None,
-                       planes=tuple(str(p) for p in z["planes"]) if lit else ())
+                       planes=tuple(str(p) for p in z["planes"]) if lit else (),
+                       power=PowerPlan(**{f.name: z[f"power_{f.name}"] for f in fields(PowerPlan)})
+                       if "power_soc" in z.files else None)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -380,6 +497,11 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     isl_cause[held & ~isl_up] = ACQUISITION
     isl_run = terminals.feasible_run(held, run_before)
 
+    systems = power_systems(scenario.power, sats.names, _servers_per_satellite(scenario, sats.names))
+    power_plan, soc_next, state_next = simulate_power(systems, illumination, step_s,
+                                                      None if carry is None else carry.soc,
+                                                      None if carry is None else carry.power_state)
+
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
                                                                  step_s, ahead, carry)
     links = isl.concat(gsl)
@@ -391,8 +513,20 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
         meta={"scenario": str(scenario.source), "seed": scenario.seed},
-        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry),
-        illumination=illumination, planes=_plane_labels(scenario, sats))
+        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
+                    soc=soc_next, power_state=state_next),
+        illumination=illumination, planes=_plane_labels(scenario, sats),
+        power=power_plan if systems.any else None)
+
+
+def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
+    """(N,) how many servers of ``hosts:`` are attached to each satellite (their compute draws ``server_w``)."""
+    index = {n: i for i, n in enumerate(names)}
+    count = np.zeros(len(names))
+    for host in scenario.hosts:
+        if host.attach in index:
+            count[index[host.attach]] += 1
+    return count
 
 
 def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:

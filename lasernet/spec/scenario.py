@@ -11,8 +11,8 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The ``routing:`` and ``workload:`` sections and the element files are read by their
-own modules of :mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
+must match ``[a-z0-9-]+``. The ``routing:``, ``workload:`` and ``power:`` sections and the element files are read by
+their own modules of :mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
 :func:`check_node_names` checks everything about them that a live run would (probes, hosts, workload selectors,
 explicit ISLs): a scenario that loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import ScenarioError
 from .elements import satellite_names
 from .fields import Node, parse_time, read_yaml
+from .power import PowerGroup, parse_power
 from .routing import RoutingConfig, parse_routing
 from .workload import Workload, parse_workload, resolve
 
@@ -152,6 +153,7 @@ class Scenario:
     hosts: tuple[Server, ...] = ()
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     workload: Workload = field(default_factory=Workload)
+    power: tuple[PowerGroup, ...] = ()  # the power: section (lasernet.spec.power)
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -177,7 +179,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     if not isinstance(doc, dict):
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
-                  "hosts", "probes", "routing", "workload"))
+                  "hosts", "probes", "routing", "workload", "power"))
     name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
@@ -201,7 +203,8 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,
                         routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
-                        workload=parse_workload(root.get("workload", None)))
+                        workload=parse_workload(root.get("workload", None)),
+                        power=parse_power(root.get("power", []), satellites))
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
