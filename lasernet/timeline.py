@@ -50,14 +50,16 @@ from . import geometry, skydata, terminals
 from .power import NOMINAL, POWER_CAUSES, POWER_STATES, PowerPlan
 from .power import simulate as simulate_power
 from .power import systems as power_systems
+from .upsets import UpsetPlan, in_saa as saa_flags, plan_upsets
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
 from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
 
-CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
-UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER = range(len(CAUSES))
+CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "manoeuvre",
+          "reboot")
+UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, MANOEUVRE, REBOOT = range(len(CAUSES))
 
 Progress = Callable[[int, int], None]
 
@@ -80,6 +82,9 @@ class Carry:
     gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
     soc: np.ndarray | None = None  # (N,) battery state of charge at this step's start (power.simulate)
     power_state: np.ndarray | None = None  # (N,) power state of the step before (hysteresis)
+    upset_hazard: np.ndarray | None = None  # (N,) cumulative upset hazard at this step's start (upsets.plan_upsets)
+    upset_count: np.ndarray | None = None  # (N,) upsets drawn so far (this step's included)
+    reboot_until_s: np.ndarray | None = None  # (N,) until when after this step a router reboot lasts
 
 
 @dataclass
@@ -101,6 +106,7 @@ class Timeline:
     illumination: np.ndarray | None = None  # (T, N) float32: visible fraction of the solar disc per satellite
     planes: tuple[str, ...] = ()  # (N,) orbital plane of each satellite, e.g. "sat-3"; "" for element files
     power: PowerPlan | None = None  # battery SoC, power state and CPU quota per step and satellite
+    upsets: UpsetPlan | None = None  # radiation upsets of the window (the upsets: section)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -191,17 +197,43 @@ class Timeline:
         cause[:len(first)] = 0
         return {"step": steps, "satellite": sats, "state": state[steps, sats], "cause": cause}
 
+    def fault_events(self) -> dict[str, np.ndarray]:
+        """Faults of satellites, ordered by step then time: radiation upsets (event ``restart``, or ``reboot``
+        when the router reboots too; cause ``upset``, or ``upset-saa`` inside the South Atlantic Anomaly).
+
+        Columns ``step``, ``satellite``, ``offset_s`` (exact instant after the start), ``event`` and ``cause``.
+        """
+        steps, sats, offs, events, causes = [], [], [], [], []
+        if self.upsets is not None and len(self.upsets.step):
+            u = self.upsets
+            reboot = bool(self.meta.get("router_reboot_s", 0))
+            steps.append(u.step)
+            sats.append(u.satellite)
+            offs.append(u.offset_s)
+            events.append(np.full(len(u.step), "reboot" if reboot else "restart"))
+            causes.append(np.where(u.in_saa, "upset-saa", "upset"))
+        if not steps:
+            none = np.zeros(0, dtype=int)
+            return {"step": none, "satellite": none, "offset_s": np.zeros(0), "event": np.zeros(0, dtype=str),
+                    "cause": np.zeros(0, dtype=str)}
+        out = {"step": np.concatenate(steps), "satellite": np.concatenate(sats), "offset_s": np.concatenate(offs),
+               "event": np.concatenate(events), "cause": np.concatenate(causes)}
+        order = np.lexsort((out["offset_s"], out["step"]))
+        return {k: v[order] for k, v in out.items()}
+
     def write_events_csv(self, path: str | Path) -> int:
         """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events.
 
         Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, rows of satellites
         (kind ``node``, link and a = the satellite): illumination (event ``umbra``/``penumbra``/``sunlit``,
-        :meth:`node_events`), then power states (event ``nominal``/``throttled``/``off``, cause ``low-battery``,
-        ``supply`` or ``recharged``, :meth:`power_events`).
+        :meth:`node_events`), power states (event ``nominal``/``throttled``/``off``, cause ``low-battery``,
+        ``supply``, ``recharged`` or ``supply-restored``, :meth:`power_events`), then faults (upsets and
+        manoeuvres, :meth:`fault_events`; their time is the exact instant, not the step's).
         """
         ev = self.events()
         nev = self.node_events()
         pev = self.power_events()
+        fev = self.fault_events()
         names = self.links.names
         nodes = self.node_names
         path = Path(path)
@@ -220,8 +252,13 @@ class Timeline:
         rows += [[when[step], nodes[sat], nodes[sat], "", "node", POWER_STATES[state], POWER_CAUSES[cause], ""]
                  for step, sat, state, cause in zip(pev["step"].tolist(), pev["satellite"].tolist(),
                                                     pev["state"].tolist(), pev["cause"].tolist())]
+        rows += [[_iso(self.start_utc + dt.timedelta(seconds=float(off))), nodes[sat], nodes[sat], "", "node", event,
+                  cause, ""]
+                 for sat, off, event, cause in zip(fev["satellite"].tolist(), fev["offset_s"].tolist(),
+                                                   fev["event"].tolist(), fev["cause"].tolist())]
         # Every stream is ordered by step: merge them, links first within a step, then the node streams in turn.
-        order = np.argsort(np.concatenate([ev["step"] * 3, nev["step"] * 3 + 1, pev["step"] * 3 + 2]), kind="stable")
+        order = np.argsort(np.concatenate([ev["step"] * 4, nev["step"] * 4 + 1, pev["step"] * 4 + 2,
+                                           fev["step"] * 4 + 3]), kind="stable")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
@@ -295,7 +332,19 @@ class Timeline:
         out["coverage"] = self.ground_coverage()
         out["sunlight"] = self.sunlight()
         out["power"] = self.power_summary()
+        out["faults"] = self.fault_summary()
         return out
+
+    def fault_summary(self) -> dict:
+        """Upsets: how many, how many inside the SAA, how many the rate integral expected, the most on one
+        satellite. Empty without an ``upsets:`` section."""
+        if self.upsets is None:
+            return {}
+        u = self.upsets
+        per_sat = np.bincount(u.satellite, minlength=self.n_satellites) if len(u.satellite) else np.zeros(1, int)
+        return {"upsets": {"count": int(len(u.step)), "in_saa": int(u.in_saa.sum()),
+                           "expected": float(u.expected), "max_per_satellite": int(per_sat.max()),
+                           "saa_time_share": float(u.saa_share)}}
 
     def power_summary(self) -> dict:
         """Satellites with a power model and how they fared: SoC range (min over the window, median at its end),
@@ -373,7 +422,9 @@ class Timeline:
             cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
             **({} if self.illumination is None else {"illumination": self.illumination,
                                                      "planes": np.array(self.planes, dtype=str)}),
-            **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}))
+            **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}),
+            **({} if self.upsets is None else {f"upsets_{k}": np.asarray(v) for k, v in self.upsets.__dict__.items()
+                                               if k != "rebooting"}))
         tmp.replace(path)
 
     @classmethod
@@ -392,7 +443,12 @@ class Timeline:
                        illumination=z["illumination"] if lit else None,
                        planes=tuple(str(p) for p in z["planes"]) if lit else (),
                        power=PowerPlan(**{f.name: z[f"power_{f.name}"] for f in fields(PowerPlan)})
-                       if "power_soc" in z.files else None)
+                       if "power_soc" in z.files else None,
+                       upsets=UpsetPlan(**{f.name: (z[f"upsets_{f.name}"] if f.name not in ("expected", "saa_share")
+                                                    else float(z[f"upsets_{f.name}"]))
+                                           for f in fields(UpsetPlan) if f.name != "rebooting"},
+                                        rebooting=np.zeros((int(z["n_steps"]), int(z["n_satellites"])), bool))
+                       if "upsets_step" in z.files else None)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -471,6 +527,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
     illumination = np.ones((T, N), dtype=np.float32)
+    upset_cfg = scenario.upsets if scenario.upsets is not None and scenario.upsets.active else None
+    in_saa = np.zeros((T, N), dtype=bool)
     sightings = _Sightings()
     chunk = max(1, min(T_sight, 120_000 // max(N, 1)))
     for lo in range(0, T_sight, chunk):
@@ -481,6 +539,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         if lo < T:
             h = min(hi, T)
             illumination[lo:h] = geometry.sunlit_fraction(pos[:h - lo], sun[:h - lo, None, :])
+            if upset_cfg is not None:
+                in_saa[lo:h] = saa_flags(pos[:h - lo], upset_cfg)
             isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
                                                            illumination[lo:h] > 0)
         if len(stations.names):
@@ -488,6 +548,18 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         if progress:
             progress(min(hi, T), T)
 
+    # Satellites whose router reboots after an upset or which manoeuvre: their links are down (where nothing
+    # geometric already holds them down), then acquire again.
+    upset_plan, upset_carry = None, None
+    blocked = np.zeros((T, N), dtype=np.uint8)
+    if upset_cfg is not None:
+        upset_plan, upset_carry = plan_upsets(
+            upset_cfg, in_saa, step_s, scenario.seed, None if carry is None else carry.upset_hazard,
+            None if carry is None else carry.upset_count, None if carry is None else carry.reboot_until_s)
+        blocked[upset_plan.rebooting] = REBOOT
+    if blocked.any():
+        why = np.maximum(blocked[:, isl.a], blocked[:, isl.b])
+        isl_cause[(isl_cause == UP) & (why > 0)] = why[(isl_cause == UP) & (why > 0)]
     isl_up_raw = isl_cause == UP
     held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, scenario.isl_terminal.count,
                                              None if carry is None else carry.isl_held)
@@ -503,7 +575,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                                                       None if carry is None else carry.power_state)
 
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
-                                                                 step_s, ahead, carry)
+                                                                 step_s, ahead, carry, blocked)
     links = isl.concat(gsl)
     rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
                            np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
@@ -512,11 +584,14 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         n_satellites=N, up=np.concatenate([isl_up, gsl_up], axis=1),
         delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
-        meta={"scenario": str(scenario.source), "seed": scenario.seed},
+        meta={"scenario": str(scenario.source), "seed": scenario.seed,
+              **({} if upset_cfg is None else {"router_reboot_s": upset_cfg.router_reboot_s})},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
-                    soc=soc_next, power_state=state_next),
+                    soc=soc_next, power_state=state_next,
+                    **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
+                                                               upset_carry)))),
         illumination=illumination, planes=_plane_labels(scenario, sats),
-        power=power_plan if systems.any else None)
+        power=power_plan if systems.any else None, upsets=upset_plan)
 
 
 def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
@@ -722,7 +797,7 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
-                  T: int, step_s: float, ahead: int, carry: Carry | None):
+                  T: int, step_s: float, ahead: int, carry: Carry | None, blocked: np.ndarray | None = None):
     """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay and cause, and the
     ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead)."""
     N = len(sats)
@@ -762,9 +837,15 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
         hit = (at < len(carry.gsl_keys)) & (carry.gsl_keys[np.minimum(at, max(len(carry.gsl_keys) - 1, 0))]
                                             == pair_keys) if len(carry.gsl_keys) else np.zeros(P, bool)
         run_before[hit] = carry.gsl_run[at[hit]]
-    up = terminals.acquired(assigned, step_s, scenario.gsl_terminal.acquisition_s, run_before)
-    why[assigned & ~up] = ACQUISITION
-    run = terminals.feasible_run(assigned, run_before)
+    feasible = assigned
+    if blocked is not None and blocked.any():  # the station keeps its choice; the satellite's end is down a while
+        sat_blocked = blocked[:, table.b]
+        feasible = assigned & (sat_blocked == 0)
+    up = terminals.acquired(feasible, step_s, scenario.gsl_terminal.acquisition_s, run_before)
+    why[feasible & ~up] = ACQUISITION
+    if feasible is not assigned:
+        why[assigned & ~feasible] = sat_blocked[assigned & ~feasible]
+    run = terminals.feasible_run(feasible, run_before)
     going = run > 0
     return table, up, delay, why, (pair_keys[going], run[going], np.sort(kept))
 

@@ -11,10 +11,11 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The ``routing:``, ``workload:`` and ``power:`` sections and the element files are read by
-their own modules of :mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
-:func:`check_node_names` checks everything about them that a live run would (probes, hosts, workload selectors,
-explicit ISLs): a scenario that loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
+must match ``[a-z0-9-]+``. The ``routing:``, ``workload:``, ``power:``, ``upsets:`` and ``collision:`` sections
+and the element files are read by their own modules of :mod:`lasernet.spec` with the same
+:class:`~lasernet.spec.fields.Node`. Once the nodes are known, :func:`check_node_names` checks everything about
+them that a live run would (probes, hosts, workload selectors, explicit ISLs): a scenario that loads is one
+`lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from ..errors import ScenarioError
 from .elements import satellite_names
 from .fields import Node, parse_time, read_yaml
+from .faults import Collision, Upsets, parse_collision, parse_upsets
 from .power import PowerGroup, parse_power
 from .routing import RoutingConfig, parse_routing
 from .workload import Workload, parse_workload, resolve
@@ -154,6 +156,8 @@ class Scenario:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     workload: Workload = field(default_factory=Workload)
     power: tuple[PowerGroup, ...] = ()  # the power: section (lasernet.spec.power)
+    upsets: Upsets | None = None  # the upsets: section (lasernet.spec.faults)
+    collision: Collision | None = None  # the collision: section (lasernet.spec.faults)
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -179,7 +183,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     if not isinstance(doc, dict):
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
-                  "hosts", "probes", "routing", "workload", "power"))
+                  "hosts", "probes", "routing", "workload", "power", "upsets", "collision"))
     name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
@@ -204,7 +208,10 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         probes=probes, hosts=hosts,
                         routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
                         workload=parse_workload(root.get("workload", None)),
-                        power=parse_power(root.get("power", []), satellites))
+                        power=parse_power(root.get("power", []), satellites),
+                        upsets=parse_upsets(root.get("upsets", None)),
+                        collision=parse_collision(root.get("collision", None),
+                                                  lambda n, fmt: _elements_file(n, fmt, path.parent)))
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
