@@ -51,6 +51,7 @@ from .power import NOMINAL, POWER_CAUSES, POWER_STATES, PowerPlan
 from .power import simulate as simulate_power
 from .power import systems as power_systems
 from .upsets import UpsetPlan, in_saa as saa_flags, plan_upsets
+from .conjunctions import Conjunctions, catalogue_satellites, plan_conjunctions
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
@@ -85,6 +86,7 @@ class Carry:
     upset_hazard: np.ndarray | None = None  # (N,) cumulative upset hazard at this step's start (upsets.plan_upsets)
     upset_count: np.ndarray | None = None  # (N,) upsets drawn so far (this step's included)
     reboot_until_s: np.ndarray | None = None  # (N,) until when after this step a router reboot lasts
+    manoeuvre_until_s: np.ndarray | None = None  # (N,) until when after this step a manoeuvre lasts
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Timeline:
     planes: tuple[str, ...] = ()  # (N,) orbital plane of each satellite, e.g. "sat-3"; "" for element files
     power: PowerPlan | None = None  # battery SoC, power state and CPU quota per step and satellite
     upsets: UpsetPlan | None = None  # radiation upsets of the window (the upsets: section)
+    conjunctions: Conjunctions | None = None  # close approaches and manoeuvres (the collision: section)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -199,11 +202,14 @@ class Timeline:
 
     def fault_events(self) -> dict[str, np.ndarray]:
         """Faults of satellites, ordered by step then time: radiation upsets (event ``restart``, or ``reboot``
-        when the router reboots too; cause ``upset``, or ``upset-saa`` inside the South Atlantic Anomaly).
+        when the router reboots too; cause ``upset``, or ``upset-saa`` inside the South Atlantic Anomaly) and
+        collision avoidance (event ``manoeuvre``, cause ``conjunction``, at the manoeuvre's start; ``other`` names
+        the object it avoids).
 
-        Columns ``step``, ``satellite``, ``offset_s`` (exact instant after the start), ``event`` and ``cause``.
+        Columns ``step``, ``satellite``, ``offset_s`` (exact instant after the start), ``event``, ``cause`` and
+        ``other``.
         """
-        steps, sats, offs, events, causes = [], [], [], [], []
+        steps, sats, offs, events, causes, others = [], [], [], [], [], []
         if self.upsets is not None and len(self.upsets.step):
             u = self.upsets
             reboot = bool(self.meta.get("router_reboot_s", 0))
@@ -212,12 +218,23 @@ class Timeline:
             offs.append(u.offset_s)
             events.append(np.full(len(u.step), "reboot" if reboot else "restart"))
             causes.append(np.where(u.in_saa, "upset-saa", "upset"))
+            others.append(np.full(len(u.step), ""))
+        c = self.conjunctions
+        if c is not None and c.reported.any():
+            at = np.maximum(c.start_s[c.reported], 0.0)
+            steps.append(np.minimum((at / self.step_s).astype(int), len(self.offsets_s) - 1))
+            sats.append(c.manoeuvres[c.reported])
+            offs.append(at)
+            events.append(np.full(len(at), "manoeuvre"))
+            causes.append(np.full(len(at), "conjunction"))
+            others.append(np.where(c.manoeuvres[c.reported] == c.a[c.reported], c.b_name[c.reported],
+                                   np.array(self.node_names)[c.a[c.reported]]))
         if not steps:
             none = np.zeros(0, dtype=int)
             return {"step": none, "satellite": none, "offset_s": np.zeros(0), "event": np.zeros(0, dtype=str),
-                    "cause": np.zeros(0, dtype=str)}
+                    "cause": np.zeros(0, dtype=str), "other": np.zeros(0, dtype=str)}
         out = {"step": np.concatenate(steps), "satellite": np.concatenate(sats), "offset_s": np.concatenate(offs),
-               "event": np.concatenate(events), "cause": np.concatenate(causes)}
+               "event": np.concatenate(events), "cause": np.concatenate(causes), "other": np.concatenate(others)}
         order = np.lexsort((out["offset_s"], out["step"]))
         return {k: v[order] for k, v in out.items()}
 
@@ -228,7 +245,8 @@ class Timeline:
         (kind ``node``, link and a = the satellite): illumination (event ``umbra``/``penumbra``/``sunlit``,
         :meth:`node_events`), power states (event ``nominal``/``throttled``/``off``, cause ``low-battery``,
         ``supply``, ``recharged`` or ``supply-restored``, :meth:`power_events`), then faults (upsets and
-        manoeuvres, :meth:`fault_events`; their time is the exact instant, not the step's).
+        manoeuvres, :meth:`fault_events`; their time is the exact instant, not the step's, and b is the object a
+        manoeuvre avoids).
         """
         ev = self.events()
         nev = self.node_events()
@@ -252,10 +270,11 @@ class Timeline:
         rows += [[when[step], nodes[sat], nodes[sat], "", "node", POWER_STATES[state], POWER_CAUSES[cause], ""]
                  for step, sat, state, cause in zip(pev["step"].tolist(), pev["satellite"].tolist(),
                                                     pev["state"].tolist(), pev["cause"].tolist())]
-        rows += [[_iso(self.start_utc + dt.timedelta(seconds=float(off))), nodes[sat], nodes[sat], "", "node", event,
-                  cause, ""]
-                 for sat, off, event, cause in zip(fev["satellite"].tolist(), fev["offset_s"].tolist(),
-                                                   fev["event"].tolist(), fev["cause"].tolist())]
+        rows += [[_iso(self.start_utc + dt.timedelta(seconds=float(off))), nodes[sat], nodes[sat], other, "node",
+                  event, cause, ""]
+                 for sat, off, event, cause, other in zip(fev["satellite"].tolist(), fev["offset_s"].tolist(),
+                                                          fev["event"].tolist(), fev["cause"].tolist(),
+                                                          fev["other"].tolist())]
         # Every stream is ordered by step: merge them, links first within a step, then the node streams in turn.
         order = np.argsort(np.concatenate([ev["step"] * 4, nev["step"] * 4 + 1, pev["step"] * 4 + 2,
                                            fev["step"] * 4 + 3]), kind="stable")
@@ -336,15 +355,31 @@ class Timeline:
         return out
 
     def fault_summary(self) -> dict:
-        """Upsets: how many, how many inside the SAA, how many the rate integral expected, the most on one
-        satellite. Empty without an ``upsets:`` section."""
-        if self.upsets is None:
-            return {}
-        u = self.upsets
-        per_sat = np.bincount(u.satellite, minlength=self.n_satellites) if len(u.satellite) else np.zeros(1, int)
-        return {"upsets": {"count": int(len(u.step)), "in_saa": int(u.in_saa.sum()),
-                           "expected": float(u.expected), "max_per_satellite": int(per_sat.max()),
-                           "saa_time_share": float(u.saa_share)}}
+        """Upsets (how many, how many inside the SAA, how many the rate integral expected, the most on one
+        satellite, the share of time over the SAA) and conjunctions (approaches below the threshold with their
+        TCA in the window, the closest, the manoeuvres reported, and the closest approach screened at any
+        distance). Empty without ``upsets:`` and ``collision:`` sections."""
+        out: dict = {}
+        if self.upsets is not None:
+            u = self.upsets
+            per_sat = np.bincount(u.satellite, minlength=self.n_satellites) if len(u.satellite) else np.zeros(1, int)
+            out["upsets"] = {"count": int(len(u.step)), "in_saa": int(u.in_saa.sum()),
+                             "expected": float(u.expected), "max_per_satellite": int(per_sat.max()),
+                             "saa_time_share": float(u.saa_share)}
+        c = self.conjunctions
+        if c is not None:
+            end = float(self.offsets_s[-1]) + self.step_s if len(self.offsets_s) else 0.0
+            inside = (c.tca_s >= 0) & (c.tca_s < end)
+            first = np.flatnonzero(inside)[:10]
+            out["conjunctions"] = {
+                "below_threshold": int(inside.sum()), "manoeuvres": int(c.reported.sum()),
+                "min_miss_m": float(c.miss_km[inside].min() * 1e3) if inside.any() else None,
+                "closest_screened_m": float(c.closest_km * 1e3) if np.isfinite(c.closest_km) else None,
+                "closest_pair": list(c.closest_pair),
+                "first": [{"a": self.node_names[c.a[k]], "b": str(c.b_name[k]),
+                           "tca_utc": _iso(self.start_utc + dt.timedelta(seconds=float(c.tca_s[k]))),
+                           "miss_m": round(float(c.miss_km[k]) * 1e3, 2)} for k in first]}
+        return out
 
     def power_summary(self) -> dict:
         """Satellites with a power model and how they fared: SoC range (min over the window, median at its end),
@@ -557,6 +592,18 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
             upset_cfg, in_saa, step_s, scenario.seed, None if carry is None else carry.upset_hazard,
             None if carry is None else carry.upset_count, None if carry is None else carry.reboot_until_s)
         blocked[upset_plan.rebooting] = REBOOT
+    conj, manoeuvre_until = None, None
+    if scenario.collision is not None:
+        conj = plan_conjunctions(scenario.collision, sats,
+                                 catalogue_satellites(scenario.collision.catalogue, sats.names), start, T, step_s,
+                                 None if carry is None else carry.manoeuvre_until_s)
+        blocked[conj.manoeuvring & (blocked == 0)] = MANOEUVRE
+        t_last = float(offsets[-1])
+        manoeuvre_until = np.full(N, -np.inf) if carry is None or carry.manoeuvre_until_s is None else \
+            carry.manoeuvre_until_s.copy()
+        if len(conj.end_s):
+            np.maximum.at(manoeuvre_until, conj.manoeuvres, conj.end_s)
+        manoeuvre_until = manoeuvre_until - t_last
     if blocked.any():
         why = np.maximum(blocked[:, isl.a], blocked[:, isl.b])
         isl_cause[(isl_cause == UP) & (why > 0)] = why[(isl_cause == UP) & (why > 0)]
@@ -587,11 +634,11 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         meta={"scenario": str(scenario.source), "seed": scenario.seed,
               **({} if upset_cfg is None else {"router_reboot_s": upset_cfg.router_reboot_s})},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
-                    soc=soc_next, power_state=state_next,
+                    soc=soc_next, power_state=state_next, manoeuvre_until_s=manoeuvre_until,
                     **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
                                                                upset_carry)))),
         illumination=illumination, planes=_plane_labels(scenario, sats),
-        power=power_plan if systems.any else None, upsets=upset_plan)
+        power=power_plan if systems.any else None, upsets=upset_plan, conjunctions=conj)
 
 
 def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
