@@ -632,3 +632,15 @@ def _render_summary(timeline) -> None:
                      f"{share['throttled']:.1%}, off {share['off']:.1%}; ever throttled {pw['ever']['throttled']}, "
                      f"ever off {pw['ever']['off']}; state changes: {causes}"
                      + (f"; unserved bus energy {pw['deficit_wh']:.3g} Wh" if pw["deficit_wh"] > 0 else ""))
+    faults = s.get("faults") or {}
+    if "upsets" in faults:
+        u = faults["upsets"]
+        stdout.print(f"upsets: {u['count']} ({u['in_saa']} in the South Atlantic Anomaly; the rates expected "
+                     f"{u['expected']:.3g}), at most {u['max_per_satellite']} on one satellite; time over the SAA "
+                     f"{u['saa_time_share']:.1%}")
+    if "conjunctions" in faults:
+        c = faults["conjunctions"]
+        closest = "-" if c["closest_screened_m"] is None else \
+            f"{c['closest_screened_m']:.3g} m ({' / '.join(c['closest_pair'])})"
+        stdout.print(f"conjunctions below the threshold: {c['below_threshold']}, manoeuvres {c['manoeuvres']}; "
+                     f"closest approach screened {closest}")
