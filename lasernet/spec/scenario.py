@@ -49,7 +49,9 @@ class Shell:
     ``delta`` spreads the ascending nodes over 360 degrees (Starlink, Kuiper), ``star`` over 180 degrees so that
     neighbouring planes co-rotate except across the seam (Iridium). ``formation`` keeps all satellites within a
     few kilometres of each other (a compute cluster flying in formation): planes are ``spacing_km`` apart
-    across track and slots ``spacing_km`` apart along track.
+    across track and slots ``spacing_km`` apart along track. Planes that differ in node alone meet where they
+    cross, near the latitude extremes; ``radial_separation_km`` > 0 gives neighbouring planes eccentricities that
+    many km apart (e/i-vector separation), so that they are apart radially there (see :mod:`lasernet.orbits`).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Shell:
     inclination_deg: float
     raan0_deg: float = 0.0
     spacing_km: float = 0.0
+    radial_separation_km: float = 0.0
 
     @property
     def size(self) -> int:
@@ -303,20 +306,24 @@ def _constellation(node: Node, base: Path) -> Constellation:
 
 def _shell(node: Node) -> Shell:
     node.mapping(("name", "type", "planes", "sats_per_plane", "phasing", "altitude_km", "inclination_deg",
-                  "raan0_deg", "spacing_km", "source"))
+                  "raan0_deg", "spacing_km", "radial_separation_km", "source"))
     shell_type = node.get("type", "delta").choice(SHELL_TYPES)
     planes = node.get("planes").number(1, 1000, integer=True)
     per_plane = node.get("sats_per_plane").number(1, 1000, integer=True)
     phasing = node.get("phasing", 0).number(0, max(planes - 1, 0), integer=True)
-    spacing_km = 0.0
+    spacing_km, radial_km = 0.0, 0.0
     if shell_type == "formation":
         spacing_km = node.get("spacing_km").number(0.001, 100)
-    elif "spacing_km" in (node.value or {}):
-        raise node.child("spacing_km", None).fail("only applies to type: formation")
+        radial_km = node.get("radial_separation_km", 0.0).number(0, 100)
+    else:
+        for key in ("spacing_km", "radial_separation_km"):
+            if key in (node.value or {}):
+                raise node.child(key, None).fail("only applies to type: formation")
     return Shell(name=node.get("name", "sat").name(), type=shell_type, planes=planes, sats_per_plane=per_plane,
                  phasing=phasing, altitude_km=node.get("altitude_km").number(160, 40000),
                  inclination_deg=node.get("inclination_deg").number(0, 180),
-                 raan0_deg=node.get("raan0_deg", 0.0).number(-360, 360), spacing_km=spacing_km)
+                 raan0_deg=node.get("raan0_deg", 0.0).number(-360, 360), spacing_km=spacing_km,
+                 radial_separation_km=radial_km)
 
 
 def _elements_file(node: Node, fmt: str, base: Path) -> ElementsFile:

@@ -14,6 +14,7 @@ References, independent of lasernet's screening:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -24,6 +25,8 @@ from lasernet import skydata, timeline
 from lasernet.orbits import EARTH_RADIUS_KM, build_satellites, walker_satrecs
 from lasernet.spec.fields import parse_time
 from lasernet.spec.scenario import Shell
+
+from ..conftest import TOPOLOGIES
 
 RING = """
 name: cj
@@ -177,3 +180,35 @@ def test_bad_collision_sections_name_the_field(tmp_path):
     path.write_text(FORMATION.replace("threshold_km: 0.05", "threshold_km: -1"))
     with pytest.raises(lasernet.ScenarioError, match="collision.threshold_km"):
         lasernet.load_scenario(path)
+
+
+def _brute_force_min_km(scenario, duration_s: float) -> float:
+    """The smallest distance between any two satellites, every second, by numpy over all pairs."""
+    sats = build_satellites(scenario)
+    best = np.inf
+    for lo in range(0, int(duration_s) + 1, 250):
+        pos = sats.positions_km(skydata.times(scenario.epoch, np.arange(lo, min(lo + 250, duration_s + 1), 1.0)))
+        d = np.linalg.norm(pos[:, :, None, :] - pos[:, None, :, :], axis=-1)
+        d[:, np.arange(len(sats)), np.arange(len(sats))] = np.inf
+        best = min(best, float(d.min()))
+    return best
+
+
+@pytest.mark.parametrize("radial_km, closest_m", [(0.0, (2.0, 5.0)), (0.05, (45.0, 60.0))])
+def test_e_i_separation_keeps_the_suncatcher_formation_apart(tmp_path, radial_km, closest_m):
+    text = (TOPOLOGIES / "suncatcher.yaml").read_text()
+    text = text.replace("raan0_deg: 11}", f"raan0_deg: 11, radial_separation_km: {radial_km}}}")
+    text = text.replace("include: [ground/", f"include: [{TOPOLOGIES}/ground/")
+    text += "collision: {threshold_km: 0.04, manoeuvre_s: 60, lead_s: 300}\n"
+    path = tmp_path / "sc.yaml"
+    path.write_text(text)
+    sc = dataclasses.replace(lasernet.load_scenario(path), ground=())
+    tl = lasernet.plan(sc, duration_s=2500, step_s=1)  # the first polar crossing is at 1,467 s
+    brute_km = _brute_force_min_km(sc, 2500)
+    assert closest_m[0] < brute_km * 1e3 < closest_m[1]
+    c = tl.conjunctions
+    assert c.closest_km <= brute_km + 1e-4  # the screen's segment minima see at least what whole seconds show
+    assert (len(c.tca_s) > 0) == (radial_km == 0.0)
+    if radial_km:  # the formation stays a formation: +Grid neighbours within 1.25 spacings
+        isl = tl.links.kind == 0
+        assert tl.up[:, isl].all() and (tl.delay_s[:, isl] * 299792.458).max() < 0.25
