@@ -64,9 +64,10 @@ def segment_min_km(r0: np.ndarray, r1: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def screen(own: Satellites, others: Satellites | None, start, offsets_s: np.ndarray, step_s: float,
            threshold_km: float, own_pairs: bool = True, chunk_steps: int = 256):
-    """Candidate conjunction steps: arrays (i, j, k, dmin_km, s) with ``i`` an own satellite, ``j`` an own
-    satellite (j > i) or, offset by N, a catalogue object, ``k`` the step whose segment to ``k + 1`` holds the
-    approach, its straight-segment minimum and where in the step. Also the closest screened approach (km, i, j).
+    """Steps of close approaches: arrays (i, j, k, dmin_km, s) with ``i`` an own satellite, ``j`` an own
+    satellite (j > i) or, offset by N, a catalogue object, ``k`` the step whose segment to ``k + 1`` comes closer
+    than ``threshold_km``, that straight-segment minimum and where in the step it is. Also the closest screened
+    approach at any distance (km, i, j).
     """
     from scipy.spatial import cKDTree
 
@@ -99,7 +100,8 @@ def screen(own: Satellites, others: Satellites | None, start, offsets_s: np.ndar
         m = int(np.argmin(dmin))
         if dmin[m] < closest[0]:
             closest = (float(dmin[m]), int(i[m]), int(j[m]))
-        I.append(i), J.append(j), K.append(k + lo), D.append(dmin), S.append(where)
+        keep = dmin < threshold_km  # a formation's pairs are all candidates at every step: keep only the close
+        I.append(i[keep]), J.append(j[keep]), K.append(k[keep] + lo), D.append(dmin[keep]), S.append(where[keep])
     cat_ = lambda xs, dtype: np.concatenate(xs).astype(dtype) if xs else np.zeros(0, dtype)  # noqa: E731
     return (cat_(I, np.int64), cat_(J, np.int64), cat_(K, np.int64), cat_(D, float), cat_(S, float)), closest
 

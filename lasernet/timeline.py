@@ -688,6 +688,9 @@ MAX_LOOKAHEAD_S = 3 * 3600.0
 #: Bytes per link and time step at the plan's peak: cause, delay and up (6) twice (per kind, then the whole
 #: timeline), the acquisition pass's temporaries (int32 + float64 + bools) and numpy's copies, with a margin.
 PLAN_BYTES_PER_LINK_STEP = 40
+#: Bytes per satellite and step of a power plan: SoC, quota, solar, load (float32) and state, cause (uint8) kept,
+#: and the simulation's float64 SoC, load and solar working arrays.
+PLAN_BYTES_PER_POWER_STEP = 42
 #: Bytes per (step, station, satellite) sighting: step, station, satellite (int32), range (float32), cause.
 PLAN_BYTES_PER_SIGHTING = 17
 PLAN_MEMORY_SHARE = 0.8  # of MemAvailable
@@ -735,7 +738,8 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring),
     the ground links (each station's ``max_links`` satellites, a new one every :data:`GSL_CHANGE_S`), and
     the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
-    mask's Earth-central angle covers, for the highest shell, or GEO with element files).
+    mask's Earth-central angle covers, for the highest shell, or GEO with element files); per satellite, its
+    illumination, the power plan (:data:`PLAN_BYTES_PER_POWER_STEP`) and the upset, reboot and manoeuvre masks.
     """
     steps = math.floor(duration_s / step_s + 1e-9) + 1
     shells = scenario.constellation.shells
@@ -751,7 +755,10 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
         e = math.radians(min(g.min_elevation_deg for g in scenario.ground))
         angle = min(math.pi, math.acos(min(1.0, r_earth * math.cos(e) / r_sat)) - e + math.radians(0.5))
         sightings = len(scenario.ground) * n_sat * (1 - math.cos(angle)) / 2
-    return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings)
+    per_sat = 4 + PLAN_BYTES_PER_POWER_STEP * bool(scenario.power) + 3 * (scenario.upsets is not None or
+                                                                           scenario.collision is not None)
+    return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings
+                           + per_sat * n_sat)
 
 
 def _mem_available_bytes() -> int:
