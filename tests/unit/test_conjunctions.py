@@ -212,3 +212,19 @@ def test_e_i_separation_keeps_the_suncatcher_formation_apart(tmp_path, radial_km
     if radial_km:  # the formation stays a formation: +Grid neighbours within 1.25 spacings
         isl = tl.links.kind == 0
         assert tl.up[:, isl].all() and (tl.delay_s[:, isl] * 299792.458).max() < 0.25
+
+
+def test_windows_schedule_the_manoeuvres_of_one_long_plan(tmp_path):
+    debris = _debris_tle()
+    sc = lasernet.load_scenario(_write(tmp_path, RING.format(threshold=1.0), debris))
+    full = timeline.plan(sc, duration_s=3000, step_s=1)
+    assert (full.cause == timeline.MANOEUVRE).any()
+    w = timeline.plan(sc, duration_s=130, step_s=1)  # a boundary at 2,340 s, inside the manoeuvre (2,269-2,389 s)
+    k0 = 0
+    while k0 < 3000:
+        part = slice(k0, k0 + len(w.offsets_s))
+        n = len(full.offsets_s[part])
+        assert w.links.names == full.links.names
+        assert np.array_equal(w.cause[:n], full.cause[part]) and np.array_equal(w.up[:n], full.up[part])
+        k0 += len(w.offsets_s) - 1
+        w = timeline.plan_next(sc, w, 130)
