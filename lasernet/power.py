@@ -29,6 +29,7 @@ one continuous plan. Satellites of no power group are always ``nominal`` with qu
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,8 +91,6 @@ class PowerPlan:
 
 def systems(groups: tuple[PowerGroup, ...], names: tuple[str, ...], servers_per_satellite: np.ndarray) -> PowerSystems:
     """Per-satellite arrays from the scenario's groups (a satellite's group is the one whose globs match it)."""
-    import fnmatch
-
     N = len(names)
     f = {key: np.zeros(N) for key in ("solar_w", "capacity_wh", "bus_w", "compute_w", "charge_limit_w",
                                       "discharge_limit_w", "soc_min", "soc_max", "soc_start", "off_below",
@@ -113,9 +112,11 @@ def systems(groups: tuple[PowerGroup, ...], names: tuple[str, ...], servers_per_
     return PowerSystems(modelled=modelled, **f)
 
 
-def quota_factor(ps: PowerSystems, state: np.ndarray) -> np.ndarray:
-    """CPU quota factor of power states (..., N): 1 nominal, the group's ``throttle_factor`` throttled, 0 off."""
-    return np.where(state == NOMINAL, 1.0, np.where(state == THROTTLED, ps.throttle_factor, 0.0))
+def quota_factor(ps: PowerSystems, state: np.ndarray, satellites: np.ndarray | None = None) -> np.ndarray:
+    """CPU quota factor of power states (..., n) of ``satellites`` (default all): 1 nominal, the group's
+    ``throttle_factor`` throttled, 0 off."""
+    factor = ps.throttle_factor if satellites is None else ps.throttle_factor[satellites]
+    return np.where(state == NOMINAL, 1.0, np.where(state == THROTTLED, factor, 0.0))
 
 
 def simulate(ps: PowerSystems, illumination: np.ndarray, step_s: float, soc0: np.ndarray | None = None,
@@ -181,8 +182,7 @@ def simulate(ps: PowerSystems, illumination: np.ndarray, step_s: float, soc0: np
         deficit[idx] += np.maximum(sub["soc_min"] - new, 0.0) * cap
         s = np.clip(new, sub["soc_min"], sub["soc_max"])
     out_soc[:, idx], out_state[:, idx], out_solar[:, idx], out_load[:, idx] = w_soc, w_state, solar_all, w_load
-    st = w_state
-    out_quota[:, idx] = np.where(st == NOMINAL, 1.0, np.where(st == THROTTLED, sub["throttle_factor"], 0.0))
+    out_quota[:, idx] = quota_factor(ps, w_state, idx)
     # Hand on the SoC at the last step's start (float64) and the state of the step before it: the next window
     # begins with that step and recomputes it identically.
     soc_last, state_last = soc.copy(), prev.copy()

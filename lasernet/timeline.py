@@ -11,7 +11,16 @@
 * ``rate_bps[L]``: the terminal data rate;
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
-  each satellite belongs to, for the summary's sunlight per plane.
+  each satellite belongs to, for the summary's sunlight per plane;
+* with the scenario's ``power:`` section, ``power`` (:class:`lasernet.power.PowerPlan`): each satellite's
+  battery state of charge, power state (nominal, throttled, off) and CPU quota factor per step, driven by that
+  illumination; :attr:`Timeline.power_state`, :attr:`Timeline.cpu_quota` and :meth:`Timeline.power_at` are what
+  the live half reads;
+* with ``upsets:``, ``upsets`` (:class:`lasernet.upsets.UpsetPlan`): radiation upsets, whose router reboots take
+  the satellite's links down (cause ``reboot``); with ``collision:``, ``conjunctions``
+  (:class:`lasernet.conjunctions.Conjunctions`): close approaches and the manoeuvres they call, which take the
+  manoeuvring satellite's links down (cause ``manoeuvre``). Both then re-acquire. Geometric causes win over
+  these, and these over ``handover`` and ``acquisition``.
 
 Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
@@ -71,7 +80,10 @@ class Carry:
 
     All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been
     feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, those kept by
-    ``longest-visible`` stations, and the steps each had been assigned in a row.
+    ``longest-visible`` stations, and the steps each had been assigned in a row. Then, per satellite, what the
+    power, upset and collision models hand on (None when the scenario has no such section): the battery's SoC
+    at the step's start and the power state before it (plus 8 where the supply limit held it down), the upset
+    hazard and count, and until when (seconds after the step) a reboot or a manoeuvre already begun lasts.
     """
 
     start_utc: dt.datetime
@@ -458,8 +470,9 @@ class Timeline:
             **({} if self.illumination is None else {"illumination": self.illumination,
                                                      "planes": np.array(self.planes, dtype=str)}),
             **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}),
-            **({} if self.upsets is None else {f"upsets_{k}": np.asarray(v) for k, v in self.upsets.__dict__.items()
-                                               if k != "rebooting"}))
+            **({} if self.upsets is None else {f"upsets_{k}": np.asarray(v) for k, v in self.upsets.__dict__.items()}),
+            **({} if self.conjunctions is None else {f"conj_{k}": np.asarray(v)
+                                                     for k, v in self.conjunctions.__dict__.items()}))
         tmp.replace(path)
 
     @classmethod
@@ -480,10 +493,13 @@ class Timeline:
                        power=PowerPlan(**{f.name: z[f"power_{f.name}"] for f in fields(PowerPlan)})
                        if "power_soc" in z.files else None,
                        upsets=UpsetPlan(**{f.name: (z[f"upsets_{f.name}"] if f.name not in ("expected", "saa_share")
-                                                    else float(z[f"upsets_{f.name}"]))
-                                           for f in fields(UpsetPlan) if f.name != "rebooting"},
-                                        rebooting=np.zeros((int(z["n_steps"]), int(z["n_satellites"])), bool))
-                       if "upsets_step" in z.files else None)
+                                                    else float(z[f"upsets_{f.name}"])) for f in fields(UpsetPlan)})
+                       if "upsets_step" in z.files else None,
+                       conjunctions=Conjunctions(**{
+                           f.name: (float(z[f"conj_{f.name}"]) if f.name == "closest_km" else
+                                    tuple(str(x) for x in z[f"conj_{f.name}"]) if f.name == "closest_pair" else
+                                    z[f"conj_{f.name}"]) for f in fields(Conjunctions)})
+                       if "conj_a" in z.files else None)
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -29,9 +29,6 @@ import numpy as np
 from . import geometry
 from .spec.faults import Upsets
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """The SplitMix64 finaliser (Steele, Lea and Flood 2014) of uint64 values, element-wise: a well-mixed hash."""
     with np.errstate(over="ignore"):

@@ -228,3 +228,13 @@ def test_windows_schedule_the_manoeuvres_of_one_long_plan(tmp_path):
         assert np.array_equal(w.cause[:n], full.cause[part]) and np.array_equal(w.up[:n], full.up[part])
         k0 += len(w.offsets_s) - 1
         w = timeline.plan_next(sc, w, 130)
+
+
+def test_a_saved_plan_keeps_its_conjunctions(tmp_path):
+    sc = lasernet.load_scenario(_write(tmp_path, RING.format(threshold=1.0), _debris_tle()))
+    tl = lasernet.plan(sc, duration_s=600)
+    tl.save(tmp_path / "plan.npz")
+    back = lasernet.Timeline.load(tmp_path / "plan.npz")
+    assert np.array_equal(back.conjunctions.tca_s, tl.conjunctions.tca_s)
+    assert back.summary()["faults"] == tl.summary()["faults"]
+    assert np.array_equal(back.fault_events()["other"], tl.fault_events()["other"])

@@ -145,3 +145,12 @@ def test_bad_upsets_sections_name_the_field(write_scenario, section, field, says
     with pytest.raises(lasernet.ScenarioError) as err:
         lasernet.load_scenario(write_scenario(text))
     assert f": {field}: " in str(err.value) and says in str(err.value)
+
+
+def test_a_saved_plan_keeps_its_upsets(write_scenario, tmp_path):
+    tl = lasernet.plan(_scenario(write_scenario, duration=3000, step=1, reboot=30))
+    tl.save(tmp_path / "plan.npz")
+    back = lasernet.Timeline.load(tmp_path / "plan.npz")
+    assert np.array_equal(back.upsets.offset_s, tl.upsets.offset_s)
+    assert np.array_equal(back.upsets.rebooting, tl.upsets.rebooting)
+    assert back.summary()["faults"] == tl.summary()["faults"]
