@@ -152,6 +152,14 @@ class Timeline:
         k = self._step_at(offset_s)
         return self.power_state[k].copy(), self.cpu_quota[k].copy()
 
+    def upsets_between(self, from_s: float, to_s: float) -> np.ndarray:
+        """Indices of the satellites hit by an upset in ``(from_s, to_s]`` (seconds after the start; one entry per
+        upset, in time order): whose servers the live half restarts in the tick that reaches ``to_s``."""
+        if self.upsets is None:
+            return np.zeros(0, dtype=np.int64)
+        hit = (self.upsets.offset_s > from_s) & (self.upsets.offset_s <= to_s)
+        return self.upsets.satellite[hit].copy()
+
     def _step_at(self, offset_s: float) -> int:
         if not len(self.offsets_s):
             raise ValueError("empty timeline")

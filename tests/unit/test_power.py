@@ -180,3 +180,16 @@ def test_bad_power_sections_name_the_field(write_scenario, power, field, says):
     with pytest.raises(lasernet.ScenarioError) as err:
         lasernet.load_scenario(write_scenario(INCLINED.format(power=power, duration=60, n=1)))
     assert f": {field}: " in str(err.value) and says in str(err.value)
+
+
+def test_lasernet_plan_writes_power_csv(write_scenario, tmp_path):
+    from click.testing import CliRunner
+
+    from lasernet.cli import main
+
+    path = write_scenario(INCLINED.format(power=THRESHOLDS, duration=120, n=2))
+    out = tmp_path / "power.csv"
+    result = CliRunner().invoke(main, ["plan", str(path), "--power", str(out), "--events", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    assert "power (2 satellites)" in result.output
+    assert len(out.read_text().splitlines()) == 1 + 121 * 2

@@ -154,3 +154,11 @@ def test_a_saved_plan_keeps_its_upsets(write_scenario, tmp_path):
     assert np.array_equal(back.upsets.offset_s, tl.upsets.offset_s)
     assert np.array_equal(back.upsets.rebooting, tl.upsets.rebooting)
     assert back.summary()["faults"] == tl.summary()["faults"]
+
+
+def test_the_live_half_reads_each_ticks_upsets_once(write_scenario):
+    tl = lasernet.plan(_scenario(write_scenario, duration=3000, step=1))
+    ticks = np.arange(0, 3000.05, 0.1)
+    got = np.concatenate([tl.upsets_between(a, b) for a, b in zip(ticks[:-1], ticks[1:])])
+    inside = tl.upsets.offset_s <= ticks[-1]
+    assert len(got) == inside.sum() > 5 and np.array_equal(got, tl.upsets.satellite[inside])
