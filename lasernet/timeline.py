@@ -97,7 +97,7 @@ class Carry:
     power_state: np.ndarray | None = None  # (N,) power state of the step before (hysteresis)
     upset_hazard: np.ndarray | None = None  # (N,) cumulative upset hazard at this step's start (upsets.plan_upsets)
     upset_count: np.ndarray | None = None  # (N,) upsets drawn so far (this step's included)
-    reboot_until_s: np.ndarray | None = None  # (N,) until when after this step a router reboot lasts
+    reboot_until_s: np.ndarray | None = None  # (2, N) from and until when after this step router reboots last
     manoeuvre_until_s: np.ndarray | None = None  # (N,) until when after this step a manoeuvre lasts
 
 
@@ -623,10 +623,13 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                                  None if carry is None else carry.manoeuvre_until_s)
         blocked[conj.manoeuvring & (blocked == 0)] = MANOEUVRE
         t_last = float(offsets[-1])
+        # the next window, screening from its start (this last step), finds again every approach from there on:
+        # it inherits the manoeuvres of the approaches before it only (they all began before it)
         manoeuvre_until = np.full(N, -np.inf) if carry is None or carry.manoeuvre_until_s is None else \
             carry.manoeuvre_until_s.copy()
-        if len(conj.end_s):
-            np.maximum.at(manoeuvre_until, conj.manoeuvres, conj.end_s)
+        done = conj.tca_s < t_last
+        if done.any():
+            np.maximum.at(manoeuvre_until, conj.manoeuvres[done], conj.end_s[done])
         manoeuvre_until = manoeuvre_until - t_last
     if blocked.any():
         why = np.maximum(blocked[:, isl.a], blocked[:, isl.b])

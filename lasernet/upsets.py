@@ -93,8 +93,9 @@ def plan_upsets(cfg: Upsets, inside: np.ndarray, step_s: float, seed: int, hazar
     """Upsets of a window whose (T, N) SAA flags are ``inside``.
 
     ``hazard0``, ``count0`` (N,): each satellite's cumulative hazard at the first step's start and its upsets
-    before it (the threshold of the next is the sum of the count0 + 1 first exponentials); ``reboot_until_s`` (N,):
-    until when (seconds after the window's start) a reboot begun before the window lasts. Returns the
+    before it (the threshold of the next is the sum of the count0 + 1 first exponentials); ``reboot_until_s``
+    (2, N): from and until when (seconds after the window's start) the reboots a previous window drew last, the
+    steps starting in that interval rebooting. Returns the
     :class:`UpsetPlan` and the carry of the window's last step: (hazard at its start, upsets before its end,
     threshold sum so far, reboot end relative to that step). Upsets within the last step belong to this window;
     the next one, which starts at that step, does not draw them again.
@@ -137,19 +138,27 @@ def plan_upsets(cfg: Upsets, inside: np.ndarray, step_s: float, seed: int, hazar
     # reboots: every step starting within [upset, upset + router_reboot_s)
     rebooting = np.zeros((T, N), dtype=bool)
     offsets = np.arange(T) * step_s
-    until = np.full(N, -np.inf) if reboot_until_s is None else np.asarray(reboot_until_s, dtype=float).copy()
-    rebooting |= offsets[:, None] < until[None, :]
+    t_last = (T - 1) * step_s
+    since, until = np.full(N, np.inf), np.full(N, -np.inf)  # the reboots reaching past the last step's start
+    if reboot_until_s is not None:
+        since, until = (np.asarray(x, dtype=float).copy() for x in reboot_until_s)
+        rebooting |= (offsets[:, None] >= since[None, :] - 1e-9 * step_s) & (offsets[:, None] < until[None, :])
     if cfg.router_reboot_s > 0 and len(sat):
         first = np.ceil(offset / step_s - 1e-9).astype(np.int64)  # first step starting at or after the upset
         last = np.ceil((offset + cfg.router_reboot_s) / step_s - 1e-9).astype(np.int64)  # first step after it
         for n, a, b in zip(sat.tolist(), first.tolist(), last.tolist()):
             rebooting[a:min(b, T), n] = True
-        np.maximum.at(until, sat, offset + cfg.router_reboot_s)
-    # carry: hazard at the last step's start; count includes the last step's upsets (drawn here, not again)
-    t_last = (T - 1) * step_s
-    carry = (H[T - 1].copy(), count, until - t_last)
-    # The next window starts at the last step with H = H[T-1]: thresholds of upsets already drawn here lie below
-    # H[T], so it must not redraw them: it continues from `count`.
+        ends = offset + cfg.router_reboot_s
+        going = ends > t_last
+        since = np.where(until > t_last, since, np.inf)
+        np.minimum.at(since, sat[going], offset[going])
+        np.maximum.at(until, sat[going], ends[going])
+    # Carry: the hazard at the last step's start; the count includes the last step's upsets (drawn here: the next
+    # window, which starts at that step, continues after them); the reboots still to come or running, as one
+    # interval per satellite relative to that step (two of them leave no step start between them).
+    going = until > t_last
+    carry = (H[T - 1].copy(), count, np.stack([np.where(going, since - t_last, np.inf),
+                                               np.where(going, until - t_last, -np.inf)]))
     return UpsetPlan(step, sat, offset, ins, rebooting, float((H[T] - H[0]).sum()),
                      float(inside.mean()) if inside.size else 0.0), carry
 

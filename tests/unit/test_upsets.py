@@ -162,3 +162,17 @@ def test_the_live_half_reads_each_ticks_upsets_once(write_scenario):
     got = np.concatenate([tl.upsets_between(a, b) for a, b in zip(ticks[:-1], ticks[1:])])
     inside = tl.upsets.offset_s <= ticks[-1]
     assert len(got) == inside.sum() > 5 and np.array_equal(got, tl.upsets.satellite[inside])
+
+
+def test_reboots_drawn_in_a_windows_last_step_start_where_one_long_plan_starts_them(write_scenario):
+    # ~1 upset every 5 s over 8 satellites and 7 s windows: many fall in a window's last step
+    sc = _scenario(write_scenario, base=10000, saa=10000, reboot=12, duration=600, step=1)
+    full = timeline.plan(sc, duration_s=600, step_s=1)
+    w, k0, boundary_hits = timeline.plan(sc, duration_s=7, step_s=1), 0, 0
+    while k0 < 600:
+        part = full.upsets.rebooting[k0:k0 + len(w.offsets_s)]
+        assert np.array_equal(w.upsets.rebooting[:len(part)], part), k0
+        boundary_hits += int((w.upsets.step == len(w.offsets_s) - 1).sum())
+        k0 += len(w.offsets_s) - 1
+        w = timeline.plan_next(sc, w, 7)
+    assert boundary_hits > 5
