@@ -176,3 +176,18 @@ def test_reboots_drawn_in_a_windows_last_step_start_where_one_long_plan_starts_t
         k0 += len(w.offsets_s) - 1
         w = timeline.plan_next(sc, w, 7)
     assert boundary_hits > 5
+
+
+def test_a_stations_link_to_a_rebooting_satellite_is_down_and_the_station_keeps_it(write_scenario):
+    from ..conftest import TOPOLOGIES
+
+    text = (TOPOLOGIES / "mini.yaml").read_text().replace("include: [ground/", f"include: [{TOPOLOGIES}/ground/")
+    text += "upsets: {rate_per_day: 60, saa_rate_per_day: 60, router_reboot_s: 30}\n"
+    tl = lasernet.plan(lasernet.load_scenario(write_scenario(text)), duration_s=900)
+    gsl = np.flatnonzero(tl.links.kind == 1)
+    sat = tl.links.b[gsl]
+    rebooting = tl.upsets.rebooting[:, sat]
+    assert not tl.up[:, gsl][rebooting].any()
+    why = tl.cause[:, gsl]
+    assert (why == timeline.REBOOT).any()
+    assert np.all(rebooting[why == timeline.REBOOT])  # reboot is the cause only while the satellite reboots
