@@ -114,9 +114,14 @@ def parse_power(node: Node, satellite_names: tuple[str, ...]) -> tuple[PowerGrou
             lo, hi = getattr(g, lower), getattr(g, upper)
             strict = (lower, upper) in (("off_below", "on_above"), ("throttle_below", "resume_above"))
             if lo > hi or (strict and lo == hi):
-                raise item.get(upper, hi).fail(
-                    f"{hi:g} must be {'above' if strict else 'at least'} {lower} ({lo:g}): thresholds rise "
-                    f"{' <= '.join(_ORDER)} (on_above > off_below and resume_above > throttle_below)")
+                given = item.value or {}
+                rule = (f"thresholds rise {' <= '.join(_ORDER)} (on_above > off_below and resume_above > "
+                        f"throttle_below)")
+                if upper in given or lower not in given:
+                    raise item.get(upper, hi).fail(f"{hi:g} must be {'above' if strict else 'at least'} {lower} "
+                                                   f"({lo:g}): {rule}")
+                raise item.get(lower).fail(f"{lo:g} must be {'below' if strict else 'at most'} {upper} ({hi:g}, "
+                                           f"its default): {rule}")
         if not g.soc_min <= g.start_soc <= g.soc_max:
             raise item.get("soc_start", g.start_soc).fail(
                 f"must be between soc_min ({g.soc_min:g}) and soc_max ({g.soc_max:g}), got {g.start_soc:g}")

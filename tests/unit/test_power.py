@@ -169,7 +169,8 @@ def test_without_a_power_section_every_satellite_is_nominal(write_scenario):
 
 
 @pytest.mark.parametrize("power, field, says", [
-    ("  - {solar_w: 1, battery_wh: 1, off_below: 0.5}", "power[0].on_above", "must be above off_below"),
+    ("  - {solar_w: 1, battery_wh: 1, off_below: 0.5}", "power[0].off_below", "must be below on_above"),
+    ("  - {solar_w: 1, battery_wh: 1, on_above: 0.2}", "power[0].on_above", "must be above off_below"),
     ("  - {solar_w: 1, battery_wh: 1, satellites: 'x-*'}", "power[0].satellites", "matches no satellite"),
     ("  - {solar_w: 1, battery_wh: 1}\n  - {solar_w: 1, battery_wh: 1, satellites: 'sat-0-0'}",
      "power[1].satellites", "already in power[0]"),
