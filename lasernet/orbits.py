@@ -135,17 +135,45 @@ def walker_elements(shell: Shell) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return plane, slot, raan % 360.0, anomaly
 
 
+def formation_eccentricity(shell: Shell) -> tuple[np.ndarray, np.ndarray]:
+    """Eccentricity and argument of perigee (deg) of every satellite of ``shell`` (1e-7 and 0 but for formations
+    with ``radial_separation_km``).
+
+    Planes of a formation differ in node only, so each pair of them crosses near the latitude extremes (argument
+    of latitude u = 90 and 270 deg), where their cross-track separation r dOmega sin(i) cos(u) vanishes: there
+    satellites of equal anomaly are only r dOmega |cos i| apart (28 m for suncatcher), and those of planes k
+    apart and one slot off k times that less the spacing (3 m for planes 7 apart). E/i-vector separation, as
+    flown by TanDEM-X and PRISMA, makes the relative eccentricity vector parallel to the relative inclination
+    vector: plane q (counted from the middle) gets eccentricity |q| d / r with its perigee at u = 90 deg (270 for
+    q < 0), so its radial offset -q d sin(u) is largest where the cross-track one is zero (d:
+    ``radial_separation_km``). Satellites of one plane share it: their separations do not change; across planes
+    the along-track separation gains an oscillation of 2 q d cos(u).
+    """
+    ecc = np.full(shell.size, 1e-7)
+    argp = np.zeros(shell.size)
+    if shell.type == "formation" and shell.radial_separation_km > 0:
+        plane, _ = np.divmod(np.arange(shell.size), shell.sats_per_plane)
+        q = plane - (shell.planes - 1) / 2
+        e = np.abs(q) * shell.radial_separation_km / (EARTH_RADIUS_KM + shell.altitude_km)
+        ecc = np.where(q != 0, e, 1e-7)
+        argp = np.where(q > 0, 90.0, np.where(q < 0, 270.0, 0.0))
+    return ecc, argp
+
+
 def walker_satrecs(shell: Shell, epoch: dt.datetime, first_satnum: int = 1) -> list[Satrec]:
-    """SGP4 records for a Walker shell: circular orbits, no drag, elements at ``epoch``."""
+    """SGP4 records for a Walker shell: circular orbits (but see :func:`formation_eccentricity`), no drag,
+    elements at ``epoch``. The anomaly of :func:`walker_elements` is the argument of latitude at the epoch."""
     epoch_days = _julian_date(epoch) - SGP4_EPOCH0_JD
     n = mean_motion_rad_min(shell.altitude_km)
     incl = math.radians(shell.inclination_deg)
     _, _, raan, anomaly = walker_elements(shell)
+    ecc, argp = formation_eccentricity(shell)
     satrecs = []
-    for k, (node_deg, m_deg) in enumerate(zip(raan, anomaly)):
+    for k, (node_deg, u_deg) in enumerate(zip(raan, anomaly)):
         sat = Satrec()
-        sat.sgp4init(WGS72, "i", first_satnum + k, epoch_days, 0.0, 0.0, 0.0, 1e-7, 0.0, incl,
-                     math.radians(m_deg), n, math.radians(node_deg))
+        sat.sgp4init(WGS72, "i", first_satnum + k, epoch_days, 0.0, 0.0, 0.0, float(ecc[k]),
+                     math.radians(argp[k]), incl, math.radians((u_deg - argp[k]) % 360.0), n,
+                     math.radians(node_deg))
         satrecs.append(sat)
     return satrecs
 

@@ -11,7 +11,16 @@
 * ``rate_bps[L]``: the terminal data rate;
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
-  each satellite belongs to, for the summary's sunlight per plane.
+  each satellite belongs to, for the summary's sunlight per plane;
+* with the scenario's ``power:`` section, ``power`` (:class:`lasernet.power.PowerPlan`): each satellite's
+  battery state of charge, power state (nominal, throttled, off) and CPU quota factor per step, driven by that
+  illumination; :attr:`Timeline.power_state`, :attr:`Timeline.cpu_quota` and :meth:`Timeline.power_at` are what
+  the live half reads;
+* with ``upsets:``, ``upsets`` (:class:`lasernet.upsets.UpsetPlan`): radiation upsets, whose router reboots take
+  the satellite's links down (cause ``reboot``); with ``collision:``, ``conjunctions``
+  (:class:`lasernet.conjunctions.Conjunctions`): close approaches and the manoeuvres they call, which take the
+  manoeuvring satellite's links down (cause ``manoeuvre``). Both then re-acquire. Geometric causes win over
+  these, and these over ``handover`` and ``acquisition``.
 
 Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
@@ -40,21 +49,27 @@ import csv
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import geometry, skydata, terminals
+from .power import NOMINAL, POWER_CAUSES, POWER_STATES, PowerPlan
+from .power import simulate as simulate_power
+from .power import systems as power_systems
+from .upsets import UpsetPlan, in_saa as saa_flags, plan_upsets
+from .conjunctions import Conjunctions, catalogue_satellites, plan_conjunctions
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
 from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
 
-CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
-UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER = range(len(CAUSES))
+CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "manoeuvre",
+          "reboot")
+UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, MANOEUVRE, REBOOT = range(len(CAUSES))
 
 Progress = Callable[[int, int], None]
 
@@ -65,7 +80,10 @@ class Carry:
 
     All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been
     feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, those kept by
-    ``longest-visible`` stations, and the steps each had been assigned in a row.
+    ``longest-visible`` stations, and the steps each had been assigned in a row. Then, per satellite, what the
+    power, upset and collision models hand on (None when the scenario has no such section): the battery's SoC
+    at the step's start and the power state before it (plus 8 where the supply limit held it down), the upset
+    hazard and count, and until when (seconds after the step) a reboot or a manoeuvre already begun lasts.
     """
 
     start_utc: dt.datetime
@@ -75,6 +93,12 @@ class Carry:
     gsl_keys: np.ndarray  # (K,) int64, sorted
     gsl_run: np.ndarray  # (K,) float steps
     gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
+    soc: np.ndarray | None = None  # (N,) battery state of charge at this step's start (power.simulate)
+    power_state: np.ndarray | None = None  # (N,) power state of the step before (hysteresis)
+    upset_hazard: np.ndarray | None = None  # (N,) cumulative upset hazard at this step's start (upsets.plan_upsets)
+    upset_count: np.ndarray | None = None  # (N,) upsets drawn so far (this step's included)
+    reboot_until_s: np.ndarray | None = None  # (2, N) from and until when after this step router reboots last
+    manoeuvre_until_s: np.ndarray | None = None  # (N,) until when after this step a manoeuvre lasts
 
 
 @dataclass
@@ -95,6 +119,9 @@ class Timeline:
     carry: Carry | None = None  # the state a window starting at this timeline's last step inherits
     illumination: np.ndarray | None = None  # (T, N) float32: visible fraction of the solar disc per satellite
     planes: tuple[str, ...] = ()  # (N,) orbital plane of each satellite, e.g. "sat-3"; "" for element files
+    power: PowerPlan | None = None  # battery SoC, power state and CPU quota per step and satellite
+    upsets: UpsetPlan | None = None  # radiation upsets of the window (the upsets: section)
+    conjunctions: Conjunctions | None = None  # close approaches and manoeuvres (the collision: section)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -103,6 +130,40 @@ class Timeline:
     @property
     def station_names(self) -> tuple[str, ...]:
         return self.node_names[self.n_satellites:]
+
+    @property
+    def power_state(self) -> np.ndarray:
+        """(T, N) uint8 codes into :data:`lasernet.power.POWER_STATES` (off, throttled, nominal); all nominal
+        for a scenario without a ``power:`` section. What the live half applies to each satellite's servers."""
+        if self.power is None:
+            return np.full((len(self.offsets_s), self.n_satellites), NOMINAL, dtype=np.uint8)
+        return self.power.state
+
+    @property
+    def cpu_quota(self) -> np.ndarray:
+        """(T, N) float32 CPU quota factor of each satellite's servers: 1 nominal, the group's
+        ``throttle_factor`` throttled, 0 off (freeze). All ones without a ``power:`` section."""
+        if self.power is None:
+            return np.ones((len(self.offsets_s), self.n_satellites), dtype=np.float32)
+        return self.power.quota
+
+    def power_at(self, offset_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(power_state[N], cpu_quota[N]) of the step in force at ``offset_s`` after start (as :meth:`state_at`)."""
+        k = self._step_at(offset_s)
+        return self.power_state[k].copy(), self.cpu_quota[k].copy()
+
+    def upsets_between(self, from_s: float, to_s: float) -> np.ndarray:
+        """Indices of the satellites hit by an upset in ``(from_s, to_s]`` (seconds after the start; one entry per
+        upset, in time order): whose servers the live half restarts in the tick that reaches ``to_s``."""
+        if self.upsets is None:
+            return np.zeros(0, dtype=np.int64)
+        hit = (self.upsets.offset_s > from_s) & (self.upsets.offset_s <= to_s)
+        return self.upsets.satellite[hit].copy()
+
+    def _step_at(self, offset_s: float) -> int:
+        if not len(self.offsets_s):
+            raise ValueError("empty timeline")
+        return int(np.clip(math.floor((offset_s - self.offsets_s[0]) / self.step_s), 0, len(self.offsets_s) - 1))
 
     @property
     def illumination_state(self) -> np.ndarray | None:
@@ -140,15 +201,77 @@ class Timeline:
         sats = np.concatenate([np.arange(state.shape[1]), sats_c])
         return {"step": steps, "satellite": sats, "state": state[steps, sats]}
 
+    def power_events(self) -> dict[str, np.ndarray]:
+        """Power-state events of satellites with a power model: the state at the start, then every change.
+
+        Columns ``step``, ``satellite``, ``state`` (code into :data:`lasernet.power.POWER_STATES`) and ``cause``
+        (code into :data:`lasernet.power.POWER_CAUSES`; 0 for the rows of the first step), ordered by step then
+        satellite; empty without a ``power:`` section.
+        """
+        none = np.zeros(0, dtype=int)
+        if self.power is None or not len(self.offsets_s) or not np.isfinite(self.power.soc[0]).any():
+            return {"step": none, "satellite": none, "state": none.astype(np.uint8), "cause": none.astype(np.uint8)}
+        state = self.power.state
+        first = np.flatnonzero(np.isfinite(self.power.soc[0]))
+        steps_c, sats_c = np.nonzero(state[1:] != state[:-1])
+        steps = np.concatenate([np.zeros(len(first), dtype=int), steps_c + 1])
+        sats = np.concatenate([first, sats_c])
+        cause = self.power.cause[steps, sats]
+        cause[:len(first)] = 0
+        return {"step": steps, "satellite": sats, "state": state[steps, sats], "cause": cause}
+
+    def fault_events(self) -> dict[str, np.ndarray]:
+        """Faults of satellites, ordered by step then time: radiation upsets (event ``restart``, or ``reboot``
+        when the router reboots too; cause ``upset``, or ``upset-saa`` inside the South Atlantic Anomaly) and
+        collision avoidance (event ``manoeuvre``, cause ``conjunction``, at the manoeuvre's start; ``other`` names
+        the object it avoids).
+
+        Columns ``step``, ``satellite``, ``offset_s`` (exact instant after the start), ``event``, ``cause`` and
+        ``other``.
+        """
+        steps, sats, offs, events, causes, others = [], [], [], [], [], []
+        if self.upsets is not None and len(self.upsets.step):
+            u = self.upsets
+            reboot = bool(self.meta.get("router_reboot_s", 0))
+            steps.append(u.step)
+            sats.append(u.satellite)
+            offs.append(u.offset_s)
+            events.append(np.full(len(u.step), "reboot" if reboot else "restart"))
+            causes.append(np.where(u.in_saa, "upset-saa", "upset"))
+            others.append(np.full(len(u.step), ""))
+        c = self.conjunctions
+        if c is not None and c.reported.any():
+            at = np.maximum(c.start_s[c.reported], 0.0)
+            steps.append(np.minimum((at / self.step_s).astype(int), len(self.offsets_s) - 1))
+            sats.append(c.manoeuvres[c.reported])
+            offs.append(at)
+            events.append(np.full(len(at), "manoeuvre"))
+            causes.append(np.full(len(at), "conjunction"))
+            others.append(np.where(c.manoeuvres[c.reported] == c.a[c.reported], c.b_name[c.reported],
+                                   np.array(self.node_names)[c.a[c.reported]]))
+        if not steps:
+            none = np.zeros(0, dtype=int)
+            return {"step": none, "satellite": none, "offset_s": np.zeros(0), "event": np.zeros(0, dtype=str),
+                    "cause": np.zeros(0, dtype=str), "other": np.zeros(0, dtype=str)}
+        out = {"step": np.concatenate(steps), "satellite": np.concatenate(sats), "offset_s": np.concatenate(offs),
+               "event": np.concatenate(events), "cause": np.concatenate(causes), "other": np.concatenate(others)}
+        order = np.lexsort((out["offset_s"], out["step"]))
+        return {k: v[order] for k, v in out.items()}
+
     def write_events_csv(self, path: str | Path) -> int:
         """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events.
 
-        Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, illumination rows of
-        satellites (kind ``node``, link and a = the satellite, event ``umbra``/``penumbra``/``sunlit``,
-        :meth:`node_events`).
+        Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, rows of satellites
+        (kind ``node``, link and a = the satellite): illumination (event ``umbra``/``penumbra``/``sunlit``,
+        :meth:`node_events`), power states (event ``nominal``/``throttled``/``off``, cause ``low-battery``,
+        ``supply``, ``recharged`` or ``supply-restored``, :meth:`power_events`), then faults (upsets and
+        manoeuvres, :meth:`fault_events`; their time is the exact instant, not the step's, and b is the object a
+        manoeuvre avoids).
         """
         ev = self.events()
         nev = self.node_events()
+        pev = self.power_events()
+        fev = self.fault_events()
         names = self.links.names
         nodes = self.node_names
         path = Path(path)
@@ -164,14 +287,59 @@ class Timeline:
         rows += [[when[step], nodes[sat], nodes[sat], "", "node", geometry.ILLUMINATION[state], "", ""]
                  for step, sat, state in zip(nev["step"].tolist(), nev["satellite"].tolist(),
                                              nev["state"].tolist())]
-        # Both streams are ordered by step: merge them, links first within a step.
-        order = np.argsort(np.concatenate([ev["step"] * 2, nev["step"] * 2 + 1]), kind="stable")
+        rows += [[when[step], nodes[sat], nodes[sat], "", "node", POWER_STATES[state], POWER_CAUSES[cause], ""]
+                 for step, sat, state, cause in zip(pev["step"].tolist(), pev["satellite"].tolist(),
+                                                    pev["state"].tolist(), pev["cause"].tolist())]
+        rows += [[_iso(self.start_utc + dt.timedelta(seconds=float(off))), nodes[sat], nodes[sat], other, "node",
+                  event, cause, ""]
+                 for sat, off, event, cause, other in zip(fev["satellite"].tolist(), fev["offset_s"].tolist(),
+                                                          fev["event"].tolist(), fev["cause"].tolist(),
+                                                          fev["other"].tolist())]
+        # Every stream is ordered by step: merge them, links first within a step, then the node streams in turn.
+        order = np.argsort(np.concatenate([ev["step"] * 4, nev["step"] * 4 + 1, pev["step"] * 4 + 2,
+                                           fev["step"] * 4 + 3]), kind="stable")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
             w.writerows(rows[k] for k in order.tolist())
         tmp.replace(path)
         return len(rows)
+
+    def write_power_csv(self, path: str | Path) -> int:
+        """Write ``time_utc,satellite,illumination,soc,state,cpu_quota,solar_w,load_w`` per satellite with a
+        power model (every satellite, SoC and powers empty, without a ``power:`` section) and step; returns rows.
+
+        ``soc`` is the state of charge (fraction of the battery) at the step's start, ``state`` and ``cpu_quota``
+        what the live half applies to the satellite's servers during the step, ``solar_w`` and ``load_w`` the
+        array's output and the load drawn during it.
+        """
+        T, N = len(self.offsets_s), self.n_satellites
+        sats = np.arange(N) if self.power is None or not len(self.offsets_s) else \
+            np.flatnonzero(np.isfinite(self.power.soc[0]))
+        if not len(sats):
+            sats = np.arange(N)
+        lit = self.illumination if self.illumination is not None else np.ones((T, N), dtype=np.float32)
+        nodes = self.node_names
+        state, quota = self.power_state, self.cpu_quota
+        modelled = self.power is not None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        fmt = lambda x, spec: "" if not math.isfinite(x) else format(x, spec)  # noqa: E731
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["time_utc", "satellite", "illumination", "soc", "state", "cpu_quota", "solar_w", "load_w"])
+            for k in range(T):
+                when = _iso(self.start_utc + dt.timedelta(seconds=float(self.offsets_s[k])))
+                soc = self.power.soc[k, sats].tolist() if modelled else [math.nan] * len(sats)
+                solar = self.power.solar_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
+                load = self.power.load_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
+                w.writerows([when, nodes[n], f"{lit[k, n]:.4f}", fmt(soc[j], ".5f"), POWER_STATES[state[k, n]],
+                             f"{quota[k, n]:.3g}", fmt(solar[j], ".1f"),
+                             fmt(load[j], ".1f") if math.isfinite(soc[j]) else ""]
+                            for j, n in enumerate(sats.tolist()))
+        tmp.replace(path)
+        return T * len(sats)
 
     # ---------------------------------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -202,7 +370,57 @@ class Timeline:
             }
         out["coverage"] = self.ground_coverage()
         out["sunlight"] = self.sunlight()
+        out["power"] = self.power_summary()
+        out["faults"] = self.fault_summary()
         return out
+
+    def fault_summary(self) -> dict:
+        """Upsets (how many, how many inside the SAA, how many the rate integral expected, the most on one
+        satellite, the share of time over the SAA) and conjunctions (approaches below the threshold with their
+        TCA in the window, the closest, the manoeuvres reported, and the closest approach screened at any
+        distance). Empty without ``upsets:`` and ``collision:`` sections."""
+        out: dict = {}
+        if self.upsets is not None:
+            u = self.upsets
+            per_sat = np.bincount(u.satellite, minlength=self.n_satellites) if len(u.satellite) else np.zeros(1, int)
+            out["upsets"] = {"count": int(len(u.step)), "in_saa": int(u.in_saa.sum()),
+                             "expected": float(u.expected), "max_per_satellite": int(per_sat.max()),
+                             "saa_time_share": float(u.saa_share)}
+        c = self.conjunctions
+        if c is not None:
+            end = float(self.offsets_s[-1]) + self.step_s if len(self.offsets_s) else 0.0
+            inside = (c.tca_s >= 0) & (c.tca_s < end)
+            first = np.flatnonzero(inside)[:10]
+            out["conjunctions"] = {
+                "below_threshold": int(inside.sum()), "manoeuvres": int(c.reported.sum()),
+                "min_miss_m": float(c.miss_km[inside].min() * 1e3) if inside.any() else None,
+                "closest_screened_m": float(c.closest_km * 1e3) if np.isfinite(c.closest_km) else None,
+                "closest_pair": list(c.closest_pair),
+                "first": [{"a": self.node_names[c.a[k]], "b": str(c.b_name[k]),
+                           "tca_utc": _iso(self.start_utc + dt.timedelta(seconds=float(c.tca_s[k]))),
+                           "miss_m": round(float(c.miss_km[k]) * 1e3, 2)} for k in first]}
+        return out
+
+    def power_summary(self) -> dict:
+        """Satellites with a power model and how they fared: SoC range (min over the window, median at its end),
+        the share of satellite-steps in each power state, how many satellites were ever throttled or off, state
+        changes by cause and the bus energy the batteries could not serve. Empty without a ``power:`` section."""
+        if self.power is None or not len(self.offsets_s):
+            return {}
+        sats = np.flatnonzero(np.isfinite(self.power.soc[0]))
+        if not len(sats):
+            return {}
+        soc, state = self.power.soc[:, sats], self.power.state[:, sats]
+        pev = self.power_events()
+        later = pev["step"] > 0
+        counts = np.bincount(state.ravel(), minlength=len(POWER_STATES))
+        return {"satellites": int(len(sats)), "soc_min": float(soc.min()), "soc_end_median": float(np.median(soc[-1])),
+                "state_share": {name: float(counts[c] / state.size) for c, name in enumerate(POWER_STATES)},
+                "ever": {name: int((state == c).any(axis=0).sum()) for c, name in enumerate(POWER_STATES)
+                         if name != "nominal"},
+                "changes_by_cause": {POWER_CAUSES[c]: int(n) for c, n in
+                                     zip(*np.unique(pev["cause"][later], return_counts=True))},
+                "deficit_wh": float(self.power.deficit_wh[sats].sum())}
 
     def sunlight(self) -> dict:
         """Share of the window's sunlight each satellite gets: the mean visible fraction of the solar disc.
@@ -258,7 +476,11 @@ class Timeline:
             up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
             cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
             **({} if self.illumination is None else {"illumination": self.illumination,
-                                                     "planes": np.array(self.planes, dtype=str)}))
+                                                     "planes": np.array(self.planes, dtype=str)}),
+            **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}),
+            **({} if self.upsets is None else {f"upsets_{k}": np.asarray(v) for k, v in self.upsets.__dict__.items()}),
+            **({} if self.conjunctions is None else {f"conj_{k}": np.asarray(v)
+                                                     for k, v in self.conjunctions.__dict__.items()}))
         tmp.replace(path)
 
     @classmethod
@@ -275,7 +497,17 @@ class Timeline:
                        n_satellites=int(z["n_satellites"]), up=up, delay_s=z["delay_s"], cause=z["cause"],
                        rate_bps=z["rate_bps"], meta=json.loads(str(z["meta"])),
                        illumination=z["illumination"] if lit else None,
-                       planes=tuple(str(p) for p in z["planes"]) if lit else ())
+                       planes=tuple(str(p) for p in z["planes"]) if lit else (),
+                       power=PowerPlan(**{f.name: z[f"power_{f.name}"] for f in fields(PowerPlan)})
+                       if "power_soc" in z.files else None,
+                       upsets=UpsetPlan(**{f.name: (z[f"upsets_{f.name}"] if f.name not in ("expected", "saa_share")
+                                                    else float(z[f"upsets_{f.name}"])) for f in fields(UpsetPlan)})
+                       if "upsets_step" in z.files else None,
+                       conjunctions=Conjunctions(**{
+                           f.name: (float(z[f"conj_{f.name}"]) if f.name == "closest_km" else
+                                    tuple(str(x) for x in z[f"conj_{f.name}"]) if f.name == "closest_pair" else
+                                    z[f"conj_{f.name}"]) for f in fields(Conjunctions)})
+                       if "conj_a" in z.files else None)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -354,6 +586,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
     illumination = np.ones((T, N), dtype=np.float32)
+    upset_cfg = scenario.upsets if scenario.upsets is not None and scenario.upsets.active else None
+    in_saa = np.zeros((T, N), dtype=bool)
     sightings = _Sightings()
     chunk = max(1, min(T_sight, 120_000 // max(N, 1)))
     for lo in range(0, T_sight, chunk):
@@ -364,6 +598,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         if lo < T:
             h = min(hi, T)
             illumination[lo:h] = geometry.sunlit_fraction(pos[:h - lo], sun[:h - lo, None, :])
+            if upset_cfg is not None:
+                in_saa[lo:h] = saa_flags(pos[:h - lo], upset_cfg)
             isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
                                                            illumination[lo:h] > 0)
         if len(stations.names):
@@ -371,6 +607,33 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         if progress:
             progress(min(hi, T), T)
 
+    # Satellites whose router reboots after an upset or which manoeuvre: their links are down (where nothing
+    # geometric already holds them down), then acquire again.
+    upset_plan, upset_carry = None, None
+    blocked = np.zeros((T, N), dtype=np.uint8)
+    if upset_cfg is not None:
+        upset_plan, upset_carry = plan_upsets(
+            upset_cfg, in_saa, step_s, scenario.seed, None if carry is None else carry.upset_hazard,
+            None if carry is None else carry.upset_count, None if carry is None else carry.reboot_until_s)
+        blocked[upset_plan.rebooting] = REBOOT
+    conj, manoeuvre_until = None, None
+    if scenario.collision is not None:
+        conj = plan_conjunctions(scenario.collision, sats,
+                                 catalogue_satellites(scenario.collision.catalogue, sats.names), start, T, step_s,
+                                 None if carry is None else carry.manoeuvre_until_s)
+        blocked[conj.manoeuvring & (blocked == 0)] = MANOEUVRE
+        t_last = float(offsets[-1])
+        # the next window, screening from its start (this last step), finds again every approach from there on:
+        # it inherits the manoeuvres of the approaches before it only (they all began before it)
+        manoeuvre_until = np.full(N, -np.inf) if carry is None or carry.manoeuvre_until_s is None else \
+            carry.manoeuvre_until_s.copy()
+        done = conj.tca_s < t_last
+        if done.any():
+            np.maximum.at(manoeuvre_until, conj.manoeuvres[done], conj.end_s[done])
+        manoeuvre_until = manoeuvre_until - t_last
+    if blocked.any():
+        why = np.maximum(blocked[:, isl.a], blocked[:, isl.b])
+        isl_cause[(isl_cause == UP) & (why > 0)] = why[(isl_cause == UP) & (why > 0)]
     isl_up_raw = isl_cause == UP
     held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, scenario.isl_terminal.count,
                                              None if carry is None else carry.isl_held)
@@ -380,8 +643,13 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     isl_cause[held & ~isl_up] = ACQUISITION
     isl_run = terminals.feasible_run(held, run_before)
 
+    systems = power_systems(scenario.power, sats.names, _servers_per_satellite(scenario, sats.names))
+    power_plan, soc_next, state_next = simulate_power(systems, illumination, step_s,
+                                                      None if carry is None else carry.soc,
+                                                      None if carry is None else carry.power_state)
+
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
-                                                                 step_s, ahead, carry)
+                                                                 step_s, ahead, carry, blocked)
     links = isl.concat(gsl)
     rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
                            np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
@@ -390,9 +658,24 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         n_satellites=N, up=np.concatenate([isl_up, gsl_up], axis=1),
         delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
-        meta={"scenario": str(scenario.source), "seed": scenario.seed},
-        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry),
-        illumination=illumination, planes=_plane_labels(scenario, sats))
+        meta={"scenario": str(scenario.source), "seed": scenario.seed,
+              **({} if upset_cfg is None else {"router_reboot_s": upset_cfg.router_reboot_s})},
+        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
+                    soc=soc_next, power_state=state_next, manoeuvre_until_s=manoeuvre_until,
+                    **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
+                                                               upset_carry)))),
+        illumination=illumination, planes=_plane_labels(scenario, sats),
+        power=power_plan if systems.any else None, upsets=upset_plan, conjunctions=conj)
+
+
+def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
+    """(N,) how many servers of ``hosts:`` are attached to each satellite (their compute draws ``server_w``)."""
+    index = {n: i for i, n in enumerate(names)}
+    count = np.zeros(len(names))
+    for host in scenario.hosts:
+        if host.attach in index:
+            count[index[host.attach]] += 1
+    return count
 
 
 def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:
@@ -432,6 +715,9 @@ MAX_LOOKAHEAD_S = 3 * 3600.0
 #: Bytes per link and time step at the plan's peak: cause, delay and up (6) twice (per kind, then the whole
 #: timeline), the acquisition pass's temporaries (int32 + float64 + bools) and numpy's copies, with a margin.
 PLAN_BYTES_PER_LINK_STEP = 40
+#: Bytes per satellite and step of a power plan: SoC, quota, solar, load (float32) and state, cause (uint8) kept,
+#: and the simulation's float64 SoC, load and solar working arrays.
+PLAN_BYTES_PER_POWER_STEP = 42
 #: Bytes per (step, station, satellite) sighting: step, station, satellite (int32), range (float32), cause.
 PLAN_BYTES_PER_SIGHTING = 17
 PLAN_MEMORY_SHARE = 0.8  # of MemAvailable
@@ -479,7 +765,8 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring),
     the ground links (each station's ``max_links`` satellites, a new one every :data:`GSL_CHANGE_S`), and
     the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
-    mask's Earth-central angle covers, for the highest shell, or GEO with element files).
+    mask's Earth-central angle covers, for the highest shell, or GEO with element files); per satellite, its
+    illumination, the power plan (:data:`PLAN_BYTES_PER_POWER_STEP`) and the upset, reboot and manoeuvre masks.
     """
     steps = math.floor(duration_s / step_s + 1e-9) + 1
     shells = scenario.constellation.shells
@@ -495,7 +782,10 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
         e = math.radians(min(g.min_elevation_deg for g in scenario.ground))
         angle = min(math.pi, math.acos(min(1.0, r_earth * math.cos(e) / r_sat)) - e + math.radians(0.5))
         sightings = len(scenario.ground) * n_sat * (1 - math.cos(angle)) / 2
-    return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings)
+    per_sat = 4 + PLAN_BYTES_PER_POWER_STEP * bool(scenario.power) + 3 * (scenario.upsets is not None or
+                                                                           scenario.collision is not None)
+    return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings
+                           + per_sat * n_sat)
 
 
 def _mem_available_bytes() -> int:
@@ -588,7 +878,7 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
-                  T: int, step_s: float, ahead: int, carry: Carry | None):
+                  T: int, step_s: float, ahead: int, carry: Carry | None, blocked: np.ndarray | None = None):
     """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay and cause, and the
     ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead)."""
     N = len(sats)
@@ -628,9 +918,15 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
         hit = (at < len(carry.gsl_keys)) & (carry.gsl_keys[np.minimum(at, max(len(carry.gsl_keys) - 1, 0))]
                                             == pair_keys) if len(carry.gsl_keys) else np.zeros(P, bool)
         run_before[hit] = carry.gsl_run[at[hit]]
-    up = terminals.acquired(assigned, step_s, scenario.gsl_terminal.acquisition_s, run_before)
-    why[assigned & ~up] = ACQUISITION
-    run = terminals.feasible_run(assigned, run_before)
+    feasible = assigned
+    if blocked is not None and blocked.any():  # the station keeps its choice; the satellite's end is down a while
+        sat_blocked = blocked[:, table.b]
+        feasible = assigned & (sat_blocked == 0)
+    up = terminals.acquired(feasible, step_s, scenario.gsl_terminal.acquisition_s, run_before)
+    why[feasible & ~up] = ACQUISITION
+    if feasible is not assigned:
+        why[assigned & ~feasible] = sat_blocked[assigned & ~feasible]
+    run = terminals.feasible_run(feasible, run_before)
     going = run > 0
     return table, up, delay, why, (pair_keys[going], run[going], np.sort(kept))
 

@@ -73,13 +73,16 @@ def main():
 @click.option("--duration", "duration_s", type=float, metavar="S", help="Window length in seconds.")
 @click.option("--step", "step_s", type=float, metavar="S", help="Sampling step in seconds.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the timeline to this .npz file.")
-@click.option("--events", type=click.Path(dir_okay=False), help="Write link up/down events to this CSV file.")
-def plan(scenario, start, duration_s, step_s, output, events):
+@click.option("--events", type=click.Path(dir_okay=False), help="Write link up/down events (and satellites' "
+              "sunlight, power states, upsets and manoeuvres) to this CSV file.")
+@click.option("--power", "power_csv", type=click.Path(dir_okay=False), help="Write each satellite's illumination, "
+              "battery SoC, power state and CPU quota per step to this CSV file (the scenario's power: section).")
+def plan(scenario, start, duration_s, step_s, output, events, power_csv):
     """Compute which links are up, their light delay and outage causes over a time window."""
     sc = load_scenario(resolve_scenario(scenario))
     start, duration_s, step_s = check_window(sc, start, duration_s, step_s, names={
         "start": "--start", "duration_s": "--duration", "step_s": "--step"})
-    for option, path in (("--output", output), ("--events", events)):
+    for option, path in (("--output", output), ("--events", events), ("--power", power_csv)):
         _check_writable(option, path)
     with _progress() as bar:
         task = bar.add_task(f"planning {sc.name}", total=None)
@@ -92,6 +95,9 @@ def plan(scenario, start, duration_s, step_s, output, events):
     if events:
         n = timeline.write_events_csv(events)
         stdout.print(f"events:   {events} ({n} rows)")
+    if power_csv:
+        n = timeline.write_power_csv(power_csv)
+        stdout.print(f"power:    {power_csv} ({n} rows)")
 
 
 def _live_options(command):
@@ -617,3 +623,24 @@ def _render_summary(timeline) -> None:
         worst = min(cover, key=cover.get)
         stdout.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
                       f"worst {worst} {cover[worst]:.1%}")
+    pw = s.get("power")
+    if pw:
+        share = pw["state_share"]
+        causes = ", ".join(f"{c} {n}" for c, n in sorted(pw["changes_by_cause"].items(), key=lambda x: -x[1])) or "-"
+        stdout.print(f"power ({pw['satellites']} satellites): SoC min {pw['soc_min']:.1%}, median at end "
+                     f"{pw['soc_end_median']:.1%}; satellite-time nominal {share['nominal']:.1%}, throttled "
+                     f"{share['throttled']:.1%}, off {share['off']:.1%}; ever throttled {pw['ever']['throttled']}, "
+                     f"ever off {pw['ever']['off']}; state changes: {causes}"
+                     + (f"; unserved bus energy {pw['deficit_wh']:.3g} Wh" if pw["deficit_wh"] > 0 else ""))
+    faults = s.get("faults") or {}
+    if "upsets" in faults:
+        u = faults["upsets"]
+        stdout.print(f"upsets: {u['count']} ({u['in_saa']} in the South Atlantic Anomaly; the rates expected "
+                     f"{u['expected']:.3g}), at most {u['max_per_satellite']} on one satellite; time over the SAA "
+                     f"{u['saa_time_share']:.1%}")
+    if "conjunctions" in faults:
+        c = faults["conjunctions"]
+        closest = "-" if c["closest_screened_m"] is None else \
+            f"{c['closest_screened_m']:.3g} m ({' / '.join(c['closest_pair'])})"
+        stdout.print(f"conjunctions below the threshold: {c['below_threshold']}, manoeuvres {c['manoeuvres']}; "
+                     f"closest approach screened {closest}")

@@ -6,6 +6,8 @@
 * :mod:`.elements`: TLE and OMM element files, and every satellite's node name;
 * :mod:`.routing`: the ``routing:`` section (oracle or routing daemons, timers, BGP operators);
 * :mod:`.workload`: the ``workload:`` section (commands, ping mesh, iperf3, outages, report instants);
+* :mod:`.power`: the ``power:`` section (solar arrays, batteries, loads, power-state thresholds);
+* :mod:`.faults`: the ``upsets:`` (radiation upsets, the South Atlantic Anomaly) and ``collision:`` sections;
 * :mod:`.shipped`: the topologies shipped with lasernet.
 
 Every problem is a :class:`lasernet.errors.ScenarioError` naming the file, the field path and the fix.

@@ -11,10 +11,11 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The ``routing:`` and ``workload:`` sections and the element files are read by their
-own modules of :mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
-:func:`check_node_names` checks everything about them that a live run would (probes, hosts, workload selectors,
-explicit ISLs): a scenario that loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
+must match ``[a-z0-9-]+``. The ``routing:``, ``workload:``, ``power:``, ``upsets:`` and ``collision:`` sections
+and the element files are read by their own modules of :mod:`lasernet.spec` with the same
+:class:`~lasernet.spec.fields.Node`. Once the nodes are known, :func:`check_node_names` checks everything about
+them that a live run would (probes, hosts, workload selectors, explicit ISLs): a scenario that loads is one
+`lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 from ..errors import ScenarioError
 from .elements import satellite_names
 from .fields import Node, parse_time, read_yaml
+from .faults import Collision, Upsets, parse_collision, parse_upsets
+from .power import PowerGroup, parse_power
 from .routing import RoutingConfig, parse_routing
 from .workload import Workload, parse_workload, resolve
 
@@ -46,7 +49,9 @@ class Shell:
     ``delta`` spreads the ascending nodes over 360 degrees (Starlink, Kuiper), ``star`` over 180 degrees so that
     neighbouring planes co-rotate except across the seam (Iridium). ``formation`` keeps all satellites within a
     few kilometres of each other (a compute cluster flying in formation): planes are ``spacing_km`` apart
-    across track and slots ``spacing_km`` apart along track.
+    across track and slots ``spacing_km`` apart along track. Planes that differ in node alone meet where they
+    cross, near the latitude extremes; ``radial_separation_km`` > 0 gives neighbouring planes eccentricities that
+    many km apart (e/i-vector separation), so that they are apart radially there (see :mod:`lasernet.orbits`).
     """
 
     name: str
@@ -58,6 +63,7 @@ class Shell:
     inclination_deg: float
     raan0_deg: float = 0.0
     spacing_km: float = 0.0
+    radial_separation_km: float = 0.0
 
     @property
     def size(self) -> int:
@@ -152,6 +158,9 @@ class Scenario:
     hosts: tuple[Server, ...] = ()
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     workload: Workload = field(default_factory=Workload)
+    power: tuple[PowerGroup, ...] = ()  # the power: section (lasernet.spec.power)
+    upsets: Upsets | None = None  # the upsets: section (lasernet.spec.faults)
+    collision: Collision | None = None  # the collision: section (lasernet.spec.faults)
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -177,7 +186,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     if not isinstance(doc, dict):
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
-                  "hosts", "probes", "routing", "workload"))
+                  "hosts", "probes", "routing", "workload", "power", "upsets", "collision"))
     name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
@@ -201,7 +210,11 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,
                         routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
-                        workload=parse_workload(root.get("workload", None)))
+                        workload=parse_workload(root.get("workload", None)),
+                        power=parse_power(root.get("power", []), satellites),
+                        upsets=parse_upsets(root.get("upsets", None)),
+                        collision=parse_collision(root.get("collision", None),
+                                                  lambda n, fmt: _elements_file(n, fmt, path.parent)))
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
@@ -293,20 +306,24 @@ def _constellation(node: Node, base: Path) -> Constellation:
 
 def _shell(node: Node) -> Shell:
     node.mapping(("name", "type", "planes", "sats_per_plane", "phasing", "altitude_km", "inclination_deg",
-                  "raan0_deg", "spacing_km", "source"))
+                  "raan0_deg", "spacing_km", "radial_separation_km", "source"))
     shell_type = node.get("type", "delta").choice(SHELL_TYPES)
     planes = node.get("planes").number(1, 1000, integer=True)
     per_plane = node.get("sats_per_plane").number(1, 1000, integer=True)
     phasing = node.get("phasing", 0).number(0, max(planes - 1, 0), integer=True)
-    spacing_km = 0.0
+    spacing_km, radial_km = 0.0, 0.0
     if shell_type == "formation":
         spacing_km = node.get("spacing_km").number(0.001, 100)
-    elif "spacing_km" in (node.value or {}):
-        raise node.child("spacing_km", None).fail("only applies to type: formation")
+        radial_km = node.get("radial_separation_km", 0.0).number(0, 100)
+    else:
+        for key in ("spacing_km", "radial_separation_km"):
+            if key in (node.value or {}):
+                raise node.child(key, None).fail("only applies to type: formation")
     return Shell(name=node.get("name", "sat").name(), type=shell_type, planes=planes, sats_per_plane=per_plane,
                  phasing=phasing, altitude_km=node.get("altitude_km").number(160, 40000),
                  inclination_deg=node.get("inclination_deg").number(0, 180),
-                 raan0_deg=node.get("raan0_deg", 0.0).number(-360, 360), spacing_km=spacing_km)
+                 raan0_deg=node.get("raan0_deg", 0.0).number(-360, 360), spacing_km=spacing_km,
+                 radial_separation_km=radial_km)
 
 
 def _elements_file(node: Node, fmt: str, base: Path) -> ElementsFile:
