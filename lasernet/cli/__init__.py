@@ -123,7 +123,9 @@ def _live_options(command):
 @click.option("--duration", "duration_s", type=float, metavar="S", help="Run this many wall seconds (default: "
               "until Ctrl-C).")
 @_live_options
-@click.option("--cli", "open_cli", is_flag=True, help="Open Mininet's CLI (with links, path, orbit) while running.")
+@click.option("--cli", "open_cli", is_flag=True,
+              help="Open a prompt while running: Mininet's CLI with links, path, orbit (on a cluster: those, "
+                   "nodes and NODE COMMAND).")
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="Oracle routes computed in every tick (exact) or in a background process (large networks; "
                    "routes lag one computation). auto: background above 400 nodes. (Routing daemons are chosen "
@@ -141,9 +143,6 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, open
     from . import runner
 
     _check_live_options(duration_s, speed, tick_s)
-    if cluster and open_cli:
-        raise OptionError("--cli", "Mininet's CLI needs every node in this process; with --cluster use "
-                                   "`lasernet nodes`, `exec` and `ping` from another shell")
     _require_root("lasernet up")
     sc = load_scenario(resolve_scenario(scenario))
     if start is not None and parse_time(start) is None:

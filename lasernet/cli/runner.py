@@ -56,12 +56,12 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
                           + ("" if duration_s is None else f"; running {duration_s:g} s") + (
                               "" if open_cli else " (Ctrl-C stops)"))
         if open_cli:
-            from .console import LasernetCLI
+            from .console import ClusterCLI, LasernetCLI
 
             ticker = threading.Thread(target=emu.run, kwargs={"duration_s": duration_s, "stop": stop},
                                       name="lasernet-ticks", daemon=True)
             ticker.start()
-            LasernetCLI(emu)
+            (ClusterCLI if emu.cluster else LasernetCLI)(emu)
             stop.set()
             ticker.join(timeout=10)
         else:

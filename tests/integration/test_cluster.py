@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -209,6 +210,33 @@ def test_an_agent_killed_mid_run_stops_the_run_with_one_line_and_the_rest_is_cle
     assert "m1" in lines[-1] and victim["ip"] in lines[-1] and "Traceback" not in err
     # Both shares are gone: the head's by its agent, the dead agent's by a Ray task on its machine.
     assert not [m for m in state["cluster"]["machines"] if (Path("/run/lasernet") / f"{m['run_id']}.json").exists()]
+    assert_nothing_left(before, timeout_s=20.0)
+
+
+def test_the_cli_on_a_cluster_runs_lasernets_commands_and_each_nodes_on_its_machine(cluster, tmp_path):
+    before = snapshot()
+    proc = _in_head(cluster, [sys.executable, "-m", "lasernet.cli", "up", "mini", "--cluster", cluster["address"],
+                              "--links", "delayline", "--cli", "--run-dir", tmp_path / "run"], stdin=subprocess.PIPE)
+    try:
+        _wait_for(tmp_path / "run" / "status.json", proc)
+        run_id = json.loads((tmp_path / "run" / "state.json").read_text())["run_id"]
+        nodes = json.loads((Path("/run/lasernet") / f"{run_id}.json").read_text())["cluster"]["nodes"]
+        far = next(name for name, node in nodes.items() if node["machine"] == 1 and node["role"] == "satellite")
+        near = next(name for name, node in nodes.items() if node["machine"] == 0 and node["role"] == "satellite")
+        out, err = proc.communicate(f"orbit\nnodes\n{near} ip -br addr show lo\n{far} ip -br addr show lo\n"
+                                    f"path ashburn frankfurt\nexit\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    out = out.replace("lasernet> ", "\n")
+    assert re.search(r"t = [\d.]+ s \(.* UTC\), speed 1x; links up \d+/\d+; ticks \d+", out), out
+    listed = dict(re.findall(r"^(\S+)\s+m(\d)$", out, re.M))
+    assert {name: int(m) for name, m in listed.items()} == {name: node["machine"] for name, node in nodes.items()}
+    for name in (near, far):  # each node's own loopback: the command ran in that node, on its machine
+        assert re.search(rf"^lo\s+UNKNOWN\s+127\.0\.0\.1/8 {re.escape(nodes[name]['loopback'])}/32", out, re.M), out
+    assert re.search(r"^ashburn( > \S+)+ > frankfurt$", out, re.M), out
     assert_nothing_left(before, timeout_s=20.0)
 
 
