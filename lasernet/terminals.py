@@ -1,4 +1,5 @@
-"""What an optical terminal can do: how far it reaches, when the Sun blinds it, and how long it takes to lock on.
+"""What an optical terminal can do: how far it reaches, where it can point, when the Sun blinds it, how long it takes
+to lock on.
 
 A laser terminal is a small telescope on a gimbal. It can close a link only to a partner within ``max_range_km``;
 it cannot point within ``sun_exclusion_deg`` of the Sun (the detector saturates); and after the partner becomes
@@ -6,6 +7,20 @@ reachable it needs ``acquisition_s`` to point, acquire and track (tens of second
 seconds for the next generation) before the link carries traffic. A satellite carries ``count`` terminals of a
 kind, which bounds how many links of that kind it holds at once. RF terminals (``kind: rf``) have no Sun
 exclusion.
+
+Pointing. The terminals are fixed to the satellite's body, which flies in its local vertical, local horizontal
+(LVLH) frame: z towards the nadir, y against the orbit normal, x = y x z (along the velocity on a circular
+orbit). A gimbal turns the line of sight within a *field of regard* (:class:`~lasernet.spec.scenario.FieldOfRegard`:
+limits on the partner's nadir angle and azimuth, :func:`pointing` computes both; in a +Grid the fore and aft
+terminals serve the intra-plane links and the port and starboard ones the others) and at most ``slew_rate_deg_s``:
+a link is usable only while the partner stays in the field of *both* terminals (cause ``fov``) and the line of
+sight turns, in both bodies, no faster than the slew rate (cause ``slew``). The line of sight u = d / |d| from a
+satellite to its partner (d = r_b - r_a) turns in inertial space at du/dt = (d' - u (u . d')) / |d|, with
+d' = v_b - v_a the inertial relative velocity; the body frame itself turns at the orbital rate
+omega = (r x v) / |r|^2 (exact for a Keplerian orbit; SGP4's perturbations add far less than 0.1 %), so the
+gimbal must track du/dt - omega x u. Neighbours in the same plane sit still in the body frame (rate ~0);
+neighbours in the next plane of a delta shell swing from one side to the other each time the planes cross, and
+fastest near the turning latitudes: the geometry a latitude cut-off (``isl.polar_cutoff_deg``) only stands in for.
 
 These functions are vectorised over time and links like the rest of the offline pipeline.
 """
@@ -15,7 +30,74 @@ from __future__ import annotations
 import numpy as np
 
 from . import geometry
-from .spec.scenario import Terminal
+from .spec.scenario import FieldOfRegard, Terminal
+
+
+def pointing(a_km: np.ndarray, a_vel_km_s: np.ndarray, b_km: np.ndarray, b_vel_km_s: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where satellite a must point to see b, in a's body (LVLH) frame: ``(nadir_deg, azimuth_deg, rate_deg_s)``.
+
+    Positions (..., 3) in km and *inertial* velocities (..., 3) in km/s, all in the same axes (ITRS axes, for the
+    plan: :meth:`lasernet.orbits.Satellites.positions_and_velocities`). ``nadir_deg`` is the angle of the line of
+    sight from the nadir (0-180, 90 horizontal), ``azimuth_deg`` its direction in the horizontal plane from the
+    velocity towards -orbit normal (-180..180: 0 ahead, 180 behind), ``rate_deg_s`` how fast it turns in the body
+    frame (see the module docstring).
+    """
+    r2 = np.einsum("...i,...i->...", a_km, a_km)
+    h = np.cross(a_km, a_vel_km_s)
+    z = -a_km / np.sqrt(r2)[..., None]
+    y = -h / geometry.norm_km(h)[..., None]
+    x = np.cross(y, z)
+    d = b_km - a_km
+    dist = geometry.norm_km(d)
+    u = d / dist[..., None]
+    ux, uy, uz = (np.einsum("...i,...i->...", u, e) for e in (x, y, z))
+    nadir = np.degrees(np.arccos(np.clip(uz, -1.0, 1.0)))
+    azimuth = np.degrees(np.arctan2(uy, ux))
+    dv = b_vel_km_s - a_vel_km_s
+    du = (dv - u * np.einsum("...i,...i->...", u, dv)[..., None]) / dist[..., None]
+    omega = h / r2[..., None]
+    rate = np.degrees(geometry.norm_km(du - np.cross(omega, u)))
+    return nadir, azimuth, rate
+
+
+#: Which of a satellite's terminals may serve a link (:func:`in_field`): the fore/aft pair, the port/starboard
+#: pair, or any of them.
+ALONG, CROSS, ANY = "along", "cross", "any"
+
+
+def in_field(field: FieldOfRegard, nadir_deg: np.ndarray, azimuth_deg: np.ndarray, sector=ANY) -> np.ndarray:
+    """True where a direction (:func:`pointing`) lies in the field of regard of a terminal that may serve it.
+
+    Its nadir angle must be within ``field.nadir_deg`` and its azimuth within ``along_track_deg`` of ahead or
+    behind (``sector`` ALONG: the fore and aft terminals), within ``cross_track_deg`` of either side (CROSS: port
+    and starboard), or either (ANY). ``sector`` may be an array of those, broadcast against the angles.
+    """
+    lo, hi = field.nadir_deg
+    az = np.abs(azimuth_deg)
+    along = (az <= field.along_track_deg) | (az >= 180.0 - field.along_track_deg)
+    cross = np.abs(az - 90.0) <= field.cross_track_deg
+    sector = np.asarray(sector)
+    seen = np.where(sector == ALONG, along, np.where(sector == CROSS, cross, along | cross))
+    return (nadir_deg >= lo) & (nadir_deg <= hi) & seen
+
+
+def pointing_limits(terminal: Terminal, a_km, a_vel_km_s, b_km, b_vel_km_s, sector=ANY
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(out_of_field, too_fast)`` of links a-b, each (...,) bool: the partner outside the field of regard of the
+    ``sector``'s terminals (:func:`in_field`) at either end, or the line of sight turning faster than
+    ``slew_rate_deg_s`` at either end (all False for a limit not set)."""
+    shape = np.broadcast_shapes(a_km.shape[:-1], b_km.shape[:-1])
+    out, fast = np.zeros(shape, bool), np.zeros(shape, bool)
+    if not terminal.points:
+        return out, fast
+    for (p, v), (q, w) in (((a_km, a_vel_km_s), (b_km, b_vel_km_s)), ((b_km, b_vel_km_s), (a_km, a_vel_km_s))):
+        nadir, azimuth, rate = pointing(p, v, q, w)
+        if terminal.field_of_regard is not None:
+            out |= ~in_field(terminal.field_of_regard, nadir, azimuth, sector)
+        if terminal.slew_rate_deg_s > 0:
+            fast |= rate > terminal.slew_rate_deg_s
+    return out, fast
 
 
 def sun_blinded(terminal: Terminal, from_km: np.ndarray, to_km: np.ndarray, sun_km: np.ndarray,

@@ -51,10 +51,11 @@ from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
 from .spec.scenario import Scenario, check_node_names
-from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
+from .topology import GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
 
-CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover")
-UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER = range(len(CAUSES))
+CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "fov", "slew",
+          "cloud")
+UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, FOV, SLEW, CLOUD = range(len(CAUSES))
 
 Progress = Callable[[int, int], None]
 
@@ -359,13 +360,17 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     for lo in range(0, T_sight, chunk):
         hi = min(T_sight, lo + chunk)
         t = skydata.times(start, sight_offsets[lo:hi])
-        pos = sats.positions_km(t)
+        if scenario.isl_terminal.points:  # pointing needs the orbital frame, hence the velocities
+            pos, vel = sats.positions_and_velocities(t)
+        else:
+            pos, vel = sats.positions_km(t), None
         sun = geometry.sun_itrs_km(t)
         if lo < T:
             h = min(hi, T)
             illumination[lo:h] = geometry.sunlit_fraction(pos[:h - lo], sun[:h - lo, None, :])
             isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
-                                                           illumination[lo:h] > 0)
+                                                           illumination[lo:h] > 0,
+                                                           None if vel is None else vel[:h - lo])
         if len(stations.names):
             _sight(scenario, stations, pos, sun, lo, sightings)
         if progress:
@@ -521,10 +526,11 @@ def _node_names(scenario: Scenario, sats: Satellites, stations: _Stations) -> tu
 
 
 def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.ndarray,
-                lit: np.ndarray | None = None):
+                lit: np.ndarray | None = None, vel: np.ndarray | None = None):
     """cause (Tc, L) before acquisition, and delay_s (Tc, L), of the candidate ISLs for a chunk of steps.
 
     ``lit`` (Tc, N): where any part of the Sun is visible from the satellite (computed here when not given).
+    ``vel`` (Tc, N, 3): inertial velocities, needed when the terminals have pointing limits.
     """
     term, cfg = scenario.isl_terminal, scenario.isl
     pa, pb = pos[:, isl.a], pos[:, isl.b]
@@ -539,6 +545,13 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
         if lit is None:
             lit = geometry.sunlit_fraction(pos, sun[:, None, :]) > 0
         cause[terminals.sun_blinded_both_ends(term, pa, pb, sun_unit, lit[:, isl.a], lit[:, isl.b])] = SUN
+    if term.points:
+        # +Grid and ring: fore and aft terminals serve the intra-plane links, port and starboard the others
+        sector = (np.where(isl.role == INTRA, terminals.ALONG, terminals.CROSS) if cfg.pattern in ("plus-grid", "ring")
+                  else terminals.ANY)
+        out_of_field, too_fast = terminals.pointing_limits(term, pa, vel[:, isl.a], pb, vel[:, isl.b], sector)
+        cause[too_fast] = SLEW
+        cause[out_of_field] = FOV
     cause[rng > term.max_range_km] = RANGE
     cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km, rng)] = EARTH
     if cfg.polar_cutoff_deg < 90:

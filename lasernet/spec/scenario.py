@@ -80,8 +80,32 @@ class Constellation:
 
 
 @dataclass(frozen=True)
+class FieldOfRegard:
+    """Where a satellite's terminals can point, as limits on the partner's direction in the body frame.
+
+    The body frame is the local vertical, local horizontal (LVLH) frame of the satellite's inertial orbit: z
+    towards the nadir, y against the orbit normal (-(r x v)), x = y x z (along the velocity for a circular orbit).
+    A direction has a *nadir angle* (from +z: 0 straight down, 90 horizontal, 180 zenith) and an *azimuth* in the
+    horizontal plane (from +x towards +y: 0 ahead, 90 and -90 across track, 180 behind). The satellite's
+    terminals are taken to be mounted two along track (fore, aft) and two across track (port, starboard), each
+    sweeping ``along_track_deg`` or ``cross_track_deg`` of azimuth either side of its axis: the defaults, 45 and
+    45, tile the whole horizon. A partner is in the field when its nadir angle is within ``nadir_deg`` and its
+    azimuth within the sweep of a terminal that may serve it: in a +Grid (and a ring) the fore and aft terminals
+    serve the intra-plane links and the port and starboard ones the inter-plane and seam links; in other
+    patterns any terminal serves any link (which one is not modelled).
+    """
+
+    along_track_deg: float = 45.0
+    cross_track_deg: float = 45.0
+    nadir_deg: tuple[float, float] = (0.0, 180.0)
+
+
+@dataclass(frozen=True)
 class Terminal:
-    """An optical (or RF fallback) terminal type: how many per satellite, how far, how fast, and its limits."""
+    """An optical (or RF fallback) terminal type: how many per satellite, how far, how fast, and its limits.
+
+    ``field_of_regard`` (None: anywhere) and ``slew_rate_deg_s`` (0: unlimited) are the pointing limits of ISL
+    terminals (:mod:`lasernet.terminals`)."""
 
     kind: str = "laser"
     count: int = 4
@@ -89,6 +113,13 @@ class Terminal:
     acquisition_s: float = 2.0
     sun_exclusion_deg: float = 5.0
     data_rate_bps: float = 10e9
+    field_of_regard: FieldOfRegard | None = None
+    slew_rate_deg_s: float = 0.0
+
+    @property
+    def points(self) -> bool:
+        """True when the terminal has pointing limits (a field of regard or a slew rate) to check."""
+        return self.field_of_regard is not None or self.slew_rate_deg_s > 0
 
 
 @dataclass(frozen=True)
@@ -184,7 +215,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     constellation = _constellation(root.get("constellation"), path.parent)
     terms = root.get("terminals", {})
     terms.mapping(("isl", "gsl"))
-    isl_terminal = _terminal(terms.get("isl", {}), Terminal())
+    isl_terminal = _terminal(terms.get("isl", {}), Terminal(), pointing=True)
     gsl_terminal = _terminal(terms.get("gsl", {}), Terminal(kind="laser", count=1, max_range_km=2500.0,
                                                             acquisition_s=2.0, sun_exclusion_deg=5.0,
                                                             data_rate_bps=10e9))
@@ -323,10 +354,18 @@ def _elements_file(node: Node, fmt: str, base: Path) -> ElementsFile:
     return ElementsFile(path=path, format=fmt, prefix=prefix or "")
 
 
-def _terminal(node: Node, default: Terminal) -> Terminal:
-    node.mapping(("kind", "count", "max_range_km", "acquisition_s", "sun_exclusion_deg", "data_rate_bps",
-                  "source"))
+def _terminal(node: Node, default: Terminal, pointing: bool = False) -> Terminal:
+    values = node.mapping(("kind", "count", "max_range_km", "acquisition_s", "sun_exclusion_deg", "data_rate_bps",
+                           "field_of_regard", "slew_rate_deg_s", "source"))
+    if not pointing:
+        for key in ("field_of_regard", "slew_rate_deg_s"):
+            if key in values:
+                raise node.child(key, None).fail("only applies to terminals.isl (ground links have no pointing "
+                                                 "limits yet)")
+    fov_node = node.get("field_of_regard", None)
     return Terminal(
+        field_of_regard=None if fov_node.value is None else _field_of_regard(fov_node),
+        slew_rate_deg_s=node.get("slew_rate_deg_s", default.slew_rate_deg_s).number(0, 360),
         kind=node.get("kind", default.kind).choice(TERMINAL_KINDS),
         count=node.get("count", default.count).number(0, 16, integer=True),
         max_range_km=node.get("max_range_km", default.max_range_km).number(0.001, 100000),
@@ -334,6 +373,19 @@ def _terminal(node: Node, default: Terminal) -> Terminal:
         sun_exclusion_deg=node.get("sun_exclusion_deg", default.sun_exclusion_deg).number(0, 90),
         data_rate_bps=node.get("data_rate_bps", default.data_rate_bps).number(1e3, 1e13),
     )
+
+
+def _field_of_regard(node: Node) -> FieldOfRegard:
+    node.mapping(("along_track_deg", "cross_track_deg", "nadir_deg"))
+    nadir = node.get("nadir_deg", [0.0, 180.0])
+    pair = nadir.value
+    if not (isinstance(pair, list) and len(pair) == 2):
+        raise nadir.fail(f"must be a pair [min, max] of angles from the nadir (0-180, 90 = horizontal), got {pair!r}")
+    lo, hi = (nadir.child(i, v).number(0, 180) for i, v in enumerate(pair))
+    if lo >= hi:
+        raise nadir.fail(f"the minimum {lo:g} must be below the maximum {hi:g}")
+    return FieldOfRegard(along_track_deg=node.get("along_track_deg", 45.0).number(0, 90),
+                         cross_track_deg=node.get("cross_track_deg", 45.0).number(0, 90), nadir_deg=(lo, hi))
 
 
 def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslConfig:
