@@ -167,13 +167,18 @@ def _runs(feasible: np.ndarray, run_before: np.ndarray | None) -> np.ndarray:
 
 
 def within_budget(feasible: np.ndarray, score: np.ndarray, a: np.ndarray, b: np.ndarray, n_nodes: int,
-                  count: int, held_before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  count: int, held_before: np.ndarray | None = None,
+                  margin: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Which feasible links (T, L) a satellite's ``count`` terminals hold, step by step.
 
     A satellite never holds more links than it has terminals. Where more candidates are feasible than an end
     has terminals, the links are taken greedily in this order: a link held at the step before first (an
     established link keeps its terminals while it stays feasible), then the lower ``score`` (range: shortest
-    first), then the lower link index; a link is taken when both its ends still have a free terminal. Steps
+    first), then the lower link index; a link is taken when both its ends still have a free terminal. With
+    ``margin`` below 1 (the ``nearest`` pattern's hysteresis) a held link is ranked as if its score were
+    ``(1 - margin)`` times its own: it keeps its terminals while it stays feasible unless a new candidate is
+    shorter by more than that fraction (0.2: 20 % shorter), so two partners at nearly the same range never make
+    a terminal flip between them. Steps
     where no satellite is over its budget need no choice and are passed through at once; only the others are
     decided one by one (they depend on the step before). ``held_before`` (L,) is what was held just before the
     first step (a window's inheritance). Returns ``(held (T, L), held at the second-to-last step)``.
@@ -190,7 +195,10 @@ def within_budget(feasible: np.ndarray, score: np.ndarray, a: np.ndarray, b: np.
     for k in np.flatnonzero((degree > count).any(axis=1)):
         prev = held[k - 1] if k > 0 else prev0
         idx = np.flatnonzero(feasible[k])
-        order = idx[np.lexsort((idx, score[k, idx], ~prev[idx]))]
+        if margin >= 1:
+            order = idx[np.lexsort((idx, score[k, idx], ~prev[idx]))]
+        else:
+            order = idx[np.lexsort((idx, np.where(prev[idx], (1 - margin) * score[k, idx], score[k, idx])))]
         held[k] = False
         held[k, order[_greedy_matching(a[order], b[order], n_nodes, count)]] = True
     return held, (held[-2] if T >= 2 else prev0).copy()

@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import geometry, skydata, terminals
+from . import geometry, skydata, terminals, topology
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
@@ -76,6 +76,7 @@ class Carry:
     gsl_keys: np.ndarray  # (K,) int64, sorted
     gsl_run: np.ndarray  # (K,) float steps
     gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
+    isl_keys: np.ndarray | None = None  # (L_isl,) int64: lo * N + hi of the ISLs isl_held and isl_run are of
 
 
 @dataclass
@@ -352,6 +353,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     T_sight = T + ahead
     sight_offsets = np.arange(T_sight) * step_s
 
+    nearest = scenario.isl.pattern == "nearest"
+    near_keys = [] if carry is None or carry.isl_keys is None else [carry.isl_keys[carry.isl_held]]
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
     illumination = np.ones((T, N), dtype=np.float32)
@@ -371,19 +374,31 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
             isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
                                                            illumination[lo:h] > 0,
                                                            None if vel is None else vel[:h - lo])
+            if nearest:
+                near_keys.append(topology.nearest_pairs(pos[:h - lo], scenario.isl_terminal.max_range_km,
+                                                        topology.nearest_per_satellite(scenario.isl_terminal.count)))
         if len(stations.names):
             _sight(scenario, stations, pos, sun, lo, sightings)
         if progress:
             progress(min(hi, T), T)
 
+    if nearest:  # the candidates are known only now: their states over the window, in a second pass
+        isl = topology.pair_table(node_names, np.unique(np.concatenate(near_keys)) if near_keys else
+                                  np.zeros(0, np.int64), N)
+        isl_cause, isl_delay = _isl_window_states(scenario, sats, isl, start, offsets, illumination)
+    held_before, run_before = _isl_carried(isl, N, carry)
     isl_up_raw = isl_cause == UP
     held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, scenario.isl_terminal.count,
-                                             None if carry is None else carry.isl_held)
+                                             held_before, scenario.isl.switch_margin if nearest else 1.0)
     isl_cause[isl_up_raw & ~held] = HANDOVER
-    run_before = None if carry is None else carry.isl_run
     isl_up = terminals.acquired(held, step_s, scenario.isl_terminal.acquisition_s, run_before)
     isl_cause[held & ~isl_up] = ACQUISITION
     isl_run = terminals.feasible_run(held, run_before)
+    if nearest:  # the window's ISLs: the pairs it holds, and those held just before it (their end is in it)
+        keep = held.any(axis=0) | (held_before if held_before is not None else False)
+        isl = topology.pair_table(node_names, topology.pair_keys(isl, N)[keep], N)
+        isl_cause, isl_delay, isl_up = isl_cause[:, keep], isl_delay[:, keep], isl_up[:, keep]
+        isl_held, isl_run = isl_held[keep], isl_run[keep]
 
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
                                                                  step_s, ahead, carry)
@@ -396,8 +411,46 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         delay_s=np.concatenate([isl_delay, gsl_delay], axis=1),
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
         meta={"scenario": str(scenario.source), "seed": scenario.seed},
-        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry),
+        carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
+                    isl_keys=topology.pair_keys(isl, N)),
         illumination=illumination, planes=_plane_labels(scenario, sats))
+
+
+def _isl_carried(isl: LinkTable, N: int, carry: Carry | None):
+    """``(held_before, run_before)`` (L,) of the window's ISLs from the carry, matched by satellite pair (a pair the
+    carry does not know was not held and had no run), or ``(None, None)`` at the start of a run."""
+    if carry is None:
+        return None, None
+    keys = topology.pair_keys(isl, N)
+    if carry.isl_keys is None:
+        return carry.isl_held, carry.isl_run
+    held, run = np.zeros(len(keys), bool), np.zeros(len(keys))
+    order = np.argsort(carry.isl_keys, kind="stable")
+    known = carry.isl_keys[order]
+    at = np.searchsorted(known, keys)
+    if len(known):
+        hit = (at < len(known)) & (known[np.minimum(at, len(known) - 1)] == keys)
+        held[hit], run[hit] = carry.isl_held[order[at[hit]]], carry.isl_run[order[at[hit]]]
+    return held, run
+
+
+def _isl_window_states(scenario: Scenario, sats: Satellites, isl: LinkTable, start: dt.datetime,
+                       offsets: np.ndarray, illumination: np.ndarray):
+    """cause and delay_s (T, L) of ISLs over the window's steps, chunk by chunk (the ``nearest`` pattern's second
+    pass, once its candidates are known)."""
+    T = len(offsets)
+    cause = np.zeros((T, len(isl)), dtype=np.uint8)
+    delay = np.zeros((T, len(isl)), dtype=np.float32)
+    chunk = max(1, min(T, 120_000 // max(len(sats), 1)))
+    for lo in range(0, T, chunk):
+        t = skydata.times(start, offsets[lo:lo + chunk])
+        if scenario.isl_terminal.points:
+            pos, vel = sats.positions_and_velocities(t)
+        else:
+            pos, vel = sats.positions_km(t), None
+        cause[lo:lo + chunk], delay[lo:lo + chunk] = _isl_states(scenario, isl, pos, geometry.sun_itrs_km(t),
+                                                                 illumination[lo:lo + chunk] > 0, vel)
+    return cause, delay
 
 
 def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:
@@ -481,17 +534,20 @@ def check_window(scenario: Scenario, start, duration_s, step_s, names: dict[str,
 def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> float:
     """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
 
-    T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring),
-    the ground links (each station's ``max_links`` satellites, a new one every :data:`GSL_CHANGE_S`), and
-    the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
+    T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring, for
+    nearest each satellite's nearest), the ground links (each station's ``max_links`` satellites, a new one every
+    :data:`GSL_CHANGE_S`), and the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
     mask's Earth-central angle covers, for the highest shell, or GEO with element files).
     """
     steps = math.floor(duration_s / step_s + 1e-9) + 1
     shells = scenario.constellation.shells
     n_walker = sum(s.size for s in shells)
     n_sat = n_walker + 64 * len(scenario.constellation.element_files)  # element files: a guess, read later
-    isl = {"plus-grid": 2 * n_walker, "ring": n_walker, "explicit": len(scenario.isl.links)}.get(scenario.isl.pattern,
-                                                                                                  0)
+    isl = {"plus-grid": 2 * n_walker, "ring": n_walker, "explicit": len(scenario.isl.links),
+           # nearest: the pairs among each satellite's nearest, twice over for those that change in a window
+           "nearest": min(n_sat * (n_sat - 1) / 2,
+                          n_sat * topology.nearest_per_satellite(scenario.isl_terminal.count))
+           }.get(scenario.isl.pattern, 0)
     gsl = sum(min(n_sat, g.max_links * (1 + duration_s / GSL_CHANGE_S)) for g in scenario.ground)
     sightings = 0.0
     if scenario.ground:

@@ -12,6 +12,12 @@ candidates that are never up (cause ``seam``), so that a report shows what the s
 (satellites within kilometres of each other) links neighbours without wrapping. Patterns ``ring`` (intra-plane
 only), ``explicit`` (listed pairs) and ``none`` complete the set.
 
+The ``nearest`` pattern has no fixed pairs: each satellite links to up to ``terminals.isl.count`` usable partners
+chosen step by step (:func:`lasernet.terminals.within_budget` with a switching margin), which suits formations,
+mixed shells and satellites from element files. Its candidates are the pairs that are, at some step of the
+window, among either end's :func:`nearest_per_satellite` nearest satellites within range
+(:func:`nearest_pairs`); the pairs ever chosen become the window's ISLs (role ``nearest``).
+
 Ground links are not candidates here: which satellite a station talks to is decided over time by its handover
 policy (:mod:`lasernet.timeline`), and the pairs actually used join the link table there.
 """
@@ -26,9 +32,9 @@ from .orbits import Satellites
 from .spec.scenario import Scenario
 
 KINDS = ("isl", "gsl")
-ROLES = ("intra", "inter", "seam", "explicit", "ground")
+ROLES = ("intra", "inter", "seam", "explicit", "ground", "nearest")
 ISL, GSL = 0, 1
-INTRA, INTER, SEAM, EXPLICIT, GROUND = range(5)
+INTRA, INTER, SEAM, EXPLICIT, GROUND, NEAREST = range(6)
 
 
 @dataclass(frozen=True)
@@ -110,3 +116,54 @@ def _dedupe(ab: np.ndarray, role: np.ndarray):
     _, first = np.unique(lo * (hi.max() + 1) + hi, return_index=True)
     first.sort()
     return ab[first], role[first]
+
+
+def nearest_per_satellite(count: int) -> int:
+    """How many nearest satellites each satellite considers as partners in the ``nearest`` pattern: 4 (count + 1).
+
+    The choice is greedy, shortest links first, while both ends have a free terminal; a link that is not among
+    the nearest K of either end can win only when K nearer partners of both ends were all full, which this many
+    makes rare (the choice is then that of all pairs: tests/unit/test_nearest.py).
+    """
+    return 4 * (count + 1)
+
+
+def nearest_pairs(pos_km: np.ndarray, max_range_km: float, per_satellite: int) -> np.ndarray:
+    """Sorted unique keys ``lo * N + hi`` of the pairs that are, at some of the T steps of ``pos_km`` (T, N, 3),
+    among either end's ``per_satellite`` nearest satellites and within ``max_range_km``.
+
+    Distances are the N x N matrix of each step (from the Gram matrix: |a|^2 + |b|^2 - 2 a.b), in blocks of steps
+    of a few million entries, so the cost grows as N^2 per step: meant for up to a few thousand satellites.
+    """
+    T, N, _ = pos_km.shape
+    if N < 2 or T == 0:
+        return np.zeros(0, np.int64)
+    k = min(per_satellite, N - 1)
+    block = max(1, 4_000_000 // (N * N))
+    keys = []
+    for lo in range(0, T, block):
+        p = pos_km[lo:lo + block]
+        sq = np.einsum("tni,tni->tn", p, p)
+        d2 = sq[:, :, None] + sq[:, None, :] - 2 * np.einsum("tni,tmi->tnm", p, p)
+        idx = np.arange(N)
+        d2[:, idx, idx] = np.inf
+        near = np.argpartition(d2, k - 1, axis=2)[:, :, :k]  # (B, N, k)
+        near_d2 = np.take_along_axis(d2, near, axis=2)
+        ok = near_d2 <= max_range_km ** 2
+        i = np.broadcast_to(idx[None, :, None], near.shape)[ok]
+        j = near[ok]
+        keys.append(np.unique(np.minimum(i, j).astype(np.int64) * N + np.maximum(i, j)))
+    return np.unique(np.concatenate(keys))
+
+
+def pair_table(node_names: tuple[str, ...], keys: np.ndarray, n_satellites: int, role: int = NEAREST) -> LinkTable:
+    """The ISL table of satellite pairs given as keys ``lo * n_satellites + hi``."""
+    keys = np.asarray(keys, dtype=np.int64)
+    return LinkTable(node_names, (keys // n_satellites).astype(int), (keys % n_satellites).astype(int),
+                     np.full(len(keys), ISL, dtype=np.uint8), np.full(len(keys), role, dtype=np.uint8))
+
+
+def pair_keys(table: LinkTable, n_satellites: int) -> np.ndarray:
+    """``lo * n_satellites + hi`` of every link of ``table`` (satellite pairs)."""
+    a, b = np.asarray(table.a, np.int64), np.asarray(table.b, np.int64)
+    return np.minimum(a, b) * n_satellites + np.maximum(a, b)

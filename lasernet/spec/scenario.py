@@ -31,7 +31,7 @@ from .routing import RoutingConfig, parse_routing
 from .workload import Workload, parse_workload, resolve
 
 SHELL_TYPES = ("delta", "star", "formation")
-ISL_PATTERNS = ("plus-grid", "ring", "explicit", "none")
+ISL_PATTERNS = ("plus-grid", "ring", "explicit", "nearest", "none")
 HANDOVER_POLICIES = ("nearest", "longest-visible")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
@@ -130,6 +130,7 @@ class IslConfig:
     polar_cutoff_deg: float = 90.0  # inter-plane links are off above this |latitude|; 90 = never
     atmosphere_km: float = 80.0  # a link must clear the Earth's surface by this much
     links: tuple[tuple[str, str], ...] = ()  # for pattern "explicit"
+    switch_margin: float = 0.2  # pattern "nearest": a held link gives way only to one this fraction shorter
 
 
 @dataclass(frozen=True)
@@ -389,7 +390,7 @@ def _field_of_regard(node: Node) -> FieldOfRegard:
 
 
 def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslConfig:
-    node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links"))
+    values = node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links", "switch_margin"))
     pattern = node.get("pattern", "plus-grid").choice(ISL_PATTERNS)
     links = []
     for item in node.get("links", []).items():
@@ -404,6 +405,8 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
     if pattern in ("plus-grid", "ring") and constellation.element_files and not constellation.shells:
         raise node.get("pattern").fail(f"{pattern} needs Walker shells (planes and slots); satellites from TLE/OMM "
                                        f"files can use pattern: explicit or none")
+    if pattern != "nearest" and "switch_margin" in values:
+        raise node.child("switch_margin", None).fail(f"only applies to pattern: nearest (pattern is {pattern})")
     needed = {"plus-grid": 4, "ring": 2}.get(pattern, 1)
     if pattern != "none" and terminal.count < needed:
         raise ScenarioError(node.source, "terminals.isl.count",
@@ -411,7 +414,7 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
     return IslConfig(pattern=pattern,
                      polar_cutoff_deg=node.get("polar_cutoff_deg", 90.0).number(0, 90),
                      atmosphere_km=node.get("atmosphere_km", 80.0).number(0, 1000),
-                     links=tuple(links))
+                     links=tuple(links), switch_margin=node.get("switch_margin", 0.2).number(0, 1))
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
