@@ -129,7 +129,8 @@ def sun_blinded_both_ends(terminal: Terminal, a_km: np.ndarray, b_km: np.ndarray
 
 
 def acquired(feasible: np.ndarray, step_s: float, acquisition_s: float,
-             run_before: np.ndarray | None = None) -> np.ndarray:
+             run_before: np.ndarray | None = None, extra_s: np.ndarray | None = None,
+             extra_before_s: np.ndarray | None = None) -> np.ndarray:
     """Which feasible link-steps carry traffic once acquisition time is honoured; ``feasible`` is (T, L).
 
     A link that turns feasible between steps k-1 and k is taken to have become reachable at step k (the
@@ -137,11 +138,96 @@ def acquired(feasible: np.ndarray, step_s: float, acquisition_s: float,
     ``acquisition_s`` later. ``run_before`` (L,) says for how many steps each link had already been feasible, in a
     row, just before the first step (what a plan window inherits from the one before it, see :func:`feasible_run`);
     without it a link feasible at the first step counts as already acquired (the start of a run).
+
+    ``extra_s`` (T, L) adds a wait to a run of feasible steps that begins at that step (a terminal's slew to a
+    new partner, :func:`retarget_s`); ``extra_before_s`` (L,) is that of runs begun before the first step.
     """
     feasible = np.asarray(feasible, dtype=bool)
-    if acquisition_s <= 0 or feasible.size == 0:
+    if feasible.size == 0 or (acquisition_s <= 0 and extra_s is None):
         return feasible.copy()
-    return feasible & (_runs(feasible, run_before) * step_s >= acquisition_s - 1e-9)
+    runs = _runs(feasible, run_before)
+    if extra_s is None:
+        return feasible & (runs * step_s >= acquisition_s - 1e-9)
+    T, L = feasible.shape
+    steps = np.arange(T)[:, None]
+    start = np.where(np.isfinite(runs), steps - runs, -1.0).astype(np.int64)  # the step the run began at
+    before = np.zeros(L) if extra_before_s is None else np.asarray(extra_before_s, float)
+    wait = np.where(start >= 0, np.asarray(extra_s)[np.maximum(start, 0), np.arange(L)[None, :]], before[None, :])
+    return feasible & (runs * step_s >= acquisition_s + wait - 1e-9)
+
+
+def retarget_s(held: np.ndarray, held_before: np.ndarray | None, a: np.ndarray, b: np.ndarray, n_nodes: int,
+               positions_at, slew_rate_deg_s: float, released_before: np.ndarray | None = None):
+    """The slew time of terminals moved to a new partner: ``(extra_s (T, L), released (n_nodes,))``.
+
+    A link taken at step k (held there, not at the step before) is served at each end by a terminal freed from
+    another partner: one of the links that end released last, at k or before (``released_before`` (n_nodes,): the
+    partner each node last released before the window, -1 for none), the one whose partner is nearest in
+    direction to the new one when several were released in that step. The freed terminal is taken to have kept
+    following its old partner, so it turns through the angle between the two partners as seen from the
+    satellite at step k; at ``slew_rate_deg_s`` that takes angle / rate seconds, and the link waits the longer
+    of its two ends on top of its acquisition time (:func:`acquired`). A terminal that never held a link is
+    taken to be pointed already. Two links taken at one end in the same step may count from the same release.
+    ``positions_at(steps)`` gives positions (K, N, 3) at those window steps. ``released`` is each node's last
+    released partner before the last step (the next window's ``released_before``).
+    """
+    held = np.asarray(held, bool)
+    T, L = held.shape
+    extra = np.zeros((T, L), np.float32)
+    prev = np.vstack([np.zeros((1, L), bool) if held_before is None else np.asarray(held_before, bool)[None, :],
+                      held[:-1]])
+    before = np.full(n_nodes, -1, np.int64) if released_before is None else np.asarray(released_before, np.int64)
+    r_step, r_link = np.nonzero(prev & ~held)
+    # release events per end: (node, step, partner), with each node's release before the window at step -1
+    has = np.flatnonzero(before >= 0)
+    node = np.concatenate([a[r_link], b[r_link], has]).astype(np.int64)
+    partner = np.concatenate([b[r_link], a[r_link], before[has]]).astype(np.int64)
+    step = np.concatenate([r_step, r_step, np.full(len(has), -1)]).astype(np.int64)
+    key = node * (T + 1) + (step + 1)
+    o = np.argsort(key, kind="stable")
+    key, node, partner, step = key[o], node[o], partner[o], step[o]
+
+    def last_release(nodes, steps):
+        """Index of each node's most recent release event at or before each step (-1: none)."""
+        at = np.searchsorted(key, nodes * (T + 1) + (steps + 1), side="right") - 1
+        ok = (at >= 0) & (node[np.maximum(at, 0)] == nodes) if len(key) else np.zeros(len(nodes), bool)
+        return np.where(ok, at, -1)
+
+    last = last_release(np.arange(n_nodes), np.full(n_nodes, T - 2)) if T >= 2 else np.full(n_nodes, -1)
+    released = np.where(last >= 0, partner[np.maximum(last, 0)], before if T < 2 else -1)
+    if slew_rate_deg_s <= 0:
+        return extra, released
+    t_step, t_link = np.nonzero(held & ~prev)
+    if len(t_step) == 0:
+        return extra, released
+    uniq, where = np.unique(t_step, return_inverse=True)
+    pos = positions_at(uniq)  # (K, N, 3)
+    wait = np.zeros(len(t_step))
+    for end, other in ((a[t_link], b[t_link]), (b[t_link], a[t_link])):
+        at = last_release(end.astype(np.int64), t_step.astype(np.int64))
+        here, there = pos[where, end], pos[where, other] - pos[where, end]
+        # Several terminals freed at that step: the one whose old partner is nearest in direction turns.
+        angle = np.full(len(at), np.inf)
+        for back in range(int(np.unique(key, return_counts=True)[1].max()) if len(key) else 0):
+            i = at - back
+            same = (at >= 0) & (i >= 0) & (key[np.maximum(i, 0)] == key[np.maximum(at, 0)])
+            if not same.any():
+                break
+            turn = geometry.angle_deg(pos[where, partner[np.maximum(i, 0)]] - here, there)
+            angle = np.where(same, np.minimum(angle, turn), angle)
+        wait = np.maximum(wait, np.where(np.isfinite(angle), angle, 0.0) / slew_rate_deg_s)
+    extra[t_step, t_link] = wait
+    return extra, released
+
+
+def run_extra_s(extra_s: np.ndarray, run_last: np.ndarray, extra_before_s: np.ndarray | None = None) -> np.ndarray:
+    """(L,) the :func:`acquired` extra wait of the run each link is in just before the last step (``run_last``
+    from :func:`feasible_run`; 0 where it is in none): the next window's ``extra_before_s``."""
+    T, L = extra_s.shape
+    before = np.zeros(L) if extra_before_s is None else np.asarray(extra_before_s, float)
+    start = np.where(np.isfinite(run_last), T - 1 - run_last, -1.0).astype(np.int64)
+    out = np.where(start >= 0, extra_s[np.clip(start, 0, max(T - 1, 0)), np.arange(L)], before)
+    return np.where(run_last > 0, out, 0.0)
 
 
 def feasible_run(feasible: np.ndarray, run_before: np.ndarray | None = None) -> np.ndarray:

@@ -77,6 +77,8 @@ class Carry:
     gsl_run: np.ndarray  # (K,) float steps
     gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
     isl_keys: np.ndarray | None = None  # (L_isl,) int64: lo * N + hi of the ISLs isl_held and isl_run are of
+    isl_wait_s: np.ndarray | None = None  # (L_isl,) slew wait of the run each ISL is in (nearest with a slew rate)
+    isl_released: np.ndarray | None = None  # (N,) the partner each satellite last released (-1: none)
 
 
 @dataclass
@@ -386,19 +388,27 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         isl = topology.pair_table(node_names, np.unique(np.concatenate(near_keys)) if near_keys else
                                   np.zeros(0, np.int64), N)
         isl_cause, isl_delay = _isl_window_states(scenario, sats, isl, start, offsets, illumination)
-    held_before, run_before = _isl_carried(isl, N, carry)
+    held_before, run_before, wait_before = _isl_carried(isl, N, carry)
     isl_up_raw = isl_cause == UP
-    held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, scenario.isl_terminal.count,
+    term = scenario.isl_terminal
+    held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, term.count,
                                              held_before, scenario.isl.switch_margin if nearest else 1.0)
     isl_cause[isl_up_raw & ~held] = HANDOVER
-    isl_up = terminals.acquired(held, step_s, scenario.isl_terminal.acquisition_s, run_before)
+    extra = released = None
+    if nearest and term.slew_rate_deg_s > 0:  # a terminal moved to a new partner slews before it acquires
+        extra, released = terminals.retarget_s(
+            held, held_before, isl.a, isl.b, N, lambda k: sats.positions_km(skydata.times(start, offsets[k])),
+            term.slew_rate_deg_s, None if carry is None else carry.isl_released)
+    isl_up = terminals.acquired(held, step_s, term.acquisition_s, run_before, extra, wait_before)
     isl_cause[held & ~isl_up] = ACQUISITION
     isl_run = terminals.feasible_run(held, run_before)
+    isl_wait = None if extra is None else terminals.run_extra_s(extra, isl_run, wait_before)
     if nearest:  # the window's ISLs: the pairs it holds, and those held just before it (their end is in it)
         keep = held.any(axis=0) | (held_before if held_before is not None else False)
         isl = topology.pair_table(node_names, topology.pair_keys(isl, N)[keep], N)
         isl_cause, isl_delay, isl_up = isl_cause[:, keep], isl_delay[:, keep], isl_up[:, keep]
         isl_held, isl_run = isl_held[keep], isl_run[keep]
+        isl_wait = None if isl_wait is None else isl_wait[keep]
 
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
                                                                  step_s, ahead, carry)
@@ -412,26 +422,28 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
         meta={"scenario": str(scenario.source), "seed": scenario.seed},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
-                    isl_keys=topology.pair_keys(isl, N)),
+                    isl_keys=topology.pair_keys(isl, N), isl_wait_s=isl_wait, isl_released=released),
         illumination=illumination, planes=_plane_labels(scenario, sats))
 
 
 def _isl_carried(isl: LinkTable, N: int, carry: Carry | None):
-    """``(held_before, run_before)`` (L,) of the window's ISLs from the carry, matched by satellite pair (a pair the
-    carry does not know was not held and had no run), or ``(None, None)`` at the start of a run."""
+    """``(held_before, run_before, wait_before)`` (L,) of the window's ISLs from the carry, matched by satellite pair
+    (a pair the carry does not know was not held and had no run), or Nones at the start of a run."""
     if carry is None:
-        return None, None
+        return None, None, None
     keys = topology.pair_keys(isl, N)
     if carry.isl_keys is None:
-        return carry.isl_held, carry.isl_run
-    held, run = np.zeros(len(keys), bool), np.zeros(len(keys))
+        return carry.isl_held, carry.isl_run, carry.isl_wait_s
+    held, run, wait = np.zeros(len(keys), bool), np.zeros(len(keys)), np.zeros(len(keys))
     order = np.argsort(carry.isl_keys, kind="stable")
     known = carry.isl_keys[order]
     at = np.searchsorted(known, keys)
     if len(known):
         hit = (at < len(known)) & (known[np.minimum(at, len(known) - 1)] == keys)
         held[hit], run[hit] = carry.isl_held[order[at[hit]]], carry.isl_run[order[at[hit]]]
-    return held, run
+        if carry.isl_wait_s is not None:
+            wait[hit] = carry.isl_wait_s[order[at[hit]]]
+    return held, run, (wait if carry.isl_wait_s is not None else None)
 
 
 def _isl_window_states(scenario: Scenario, sats: Satellites, isl: LinkTable, start: dt.datetime,

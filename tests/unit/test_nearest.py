@@ -137,13 +137,18 @@ def test_hysteresis_makes_fewer_switches_in_a_plan(mixed, tmp_path):
     assert handovers(tl) < handovers(eager)
 
 
-@pytest.mark.parametrize("name,window_s", [("mixed", 600), ("suncatcher", 200)])
+@pytest.mark.parametrize("name,window_s", [("mixed", 600), ("mixed-slewing", 300), ("suncatcher", 200)])
 def test_nearest_windows_are_one_continuous_plan(mixed, name, window_s):
     import dataclasses
 
     if name == "mixed":
         sc, whole = mixed[0], mixed[1]
         duration_s, step_s = 1800, 5
+    elif name == "mixed-slewing":
+        sc = dataclasses.replace(mixed[0], isl_terminal=dataclasses.replace(mixed[0].isl_terminal,
+                                                                            slew_rate_deg_s=0.2))
+        duration_s, step_s = 1800, 5
+        whole = lasernet.plan(sc, duration_s=duration_s, step_s=step_s)
     else:
         sc = lasernet.load_scenario(TOPOLOGIES / "suncatcher.yaml")
         sc = dataclasses.replace(sc, ground=(), isl=dataclasses.replace(sc.isl, pattern="nearest"))
@@ -165,3 +170,49 @@ def test_nearest_windows_are_one_continuous_plan(mixed, name, window_s):
         if first >= len(whole.offsets_s) - 1:
             break
         tl = plan_next(sc, tl, window_s)
+
+
+def test_a_terminal_moved_to_a_new_partner_waits_its_slew_then_its_acquisition(mixed):
+    """Every link taken during the plan waits acquisition_s + (angle between the end's last released partner and
+    the new one, seen from that end, by Skyfield) / slew rate, the longer of its two ends, rounded up to steps."""
+    import dataclasses
+    import math
+
+    sc0, _ = mixed
+    rate_deg_s, acq_s, step_s = 0.5, 4.0, 5.0
+    sc = dataclasses.replace(sc0, isl_terminal=dataclasses.replace(sc0.isl_terminal, slew_rate_deg_s=rate_deg_s))
+    tl = lasernet.plan(sc, duration_s=1800, step_s=step_s)
+    isl = np.flatnonzero(tl.links.kind == ISL)
+    held = np.isin(tl.cause[:, isl], [UP, ACQUISITION])
+    a, b = tl.links.a[isl], tl.links.b[isl]
+    pos = _skyfield_km(build_satellites(sc), sc.epoch, tl.offsets_s)
+    last = {}  # node -> the partners it released at its latest step with releases
+    checked = slewed = 0
+    for k in range(len(tl.offsets_s)):
+        if k > 0:
+            now = {}
+            for j in np.flatnonzero(held[k - 1] & ~held[k]):
+                now.setdefault(a[j], []).append(b[j])
+                now.setdefault(b[j], []).append(a[j])
+            last.update(now)
+            for j in np.flatnonzero(held[k] & ~held[k - 1]):
+                wait = 0.0
+                for end, new in ((a[j], b[j]), (b[j], a[j])):
+                    if end in last:  # the freed terminal whose old partner is nearest in direction
+                        v = pos[k, new] - pos[k, end]
+                        turn = []
+                        for old in last[end]:
+                            u = pos[k, old] - pos[k, end]
+                            cos = np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v)
+                            turn.append(math.degrees(math.acos(min(1.0, cos))))
+                        wait = max(wait, min(turn) / rate_deg_s)
+                need = math.ceil((acq_s + wait) / step_s - 1e-6)
+                run = held[k:, j]
+                length = int(np.argmin(run)) if not run.all() else len(run)
+                if length > need + 1:
+                    acquiring = int((tl.cause[k:k + length, isl[j]] == ACQUISITION).sum())
+                    if abs((acq_s + wait) / step_s - round((acq_s + wait) / step_s)) > 1e-3:  # not on a step
+                        assert acquiring == need, (k, j, wait, acquiring)
+                        checked += 1
+                        slewed += wait > step_s
+    assert checked > 20 and slewed > 5, (checked, slewed)
