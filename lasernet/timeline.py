@@ -46,7 +46,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import geometry, skydata, terminals, topology
+from . import geometry, skydata, terminals, topology, weather
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
@@ -79,6 +79,8 @@ class Carry:
     isl_keys: np.ndarray | None = None  # (L_isl,) int64: lo * N + hi of the ISLs isl_held and isl_run are of
     isl_wait_s: np.ndarray | None = None  # (L_isl,) slew wait of the run each ISL is in (nearest with a slew rate)
     isl_released: np.ndarray | None = None  # (N,) the partner each satellite last released (-1: none)
+    cloud_step: int = 0  # steps since the run's start of this window's first step (the clouds' random numbers)
+    cloud_before: np.ndarray | None = None  # (G,) bool: stations clouded just before it
 
 
 @dataclass
@@ -410,8 +412,12 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         isl_held, isl_run = isl_held[keep], isl_run[keep]
         isl_wait = None if isl_wait is None else isl_wait[keep]
 
+    clouds = weather.of(scenario) if scenario.gsl_terminal.kind == "laser" else None
+    cloud_step = 0 if carry is None else carry.cloud_step
+    cloudy, cloud_before = (weather.clouded(clouds, T, step_s, cloud_step, None if carry is None else
+                                            carry.cloud_before) if clouds is not None else (None, None))
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
-                                                                 step_s, ahead, carry)
+                                                                 step_s, ahead, carry, cloudy)
     links = isl.concat(gsl)
     rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
                            np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
@@ -422,7 +428,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
         meta={"scenario": str(scenario.source), "seed": scenario.seed},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
-                    isl_keys=topology.pair_keys(isl, N), isl_wait_s=isl_wait, isl_released=released),
+                    isl_keys=topology.pair_keys(isl, N), isl_wait_s=isl_wait, isl_released=released,
+                    cloud_step=cloud_step + T - 1, cloud_before=cloud_before),
         illumination=illumination, planes=_plane_labels(scenario, sats))
 
 
@@ -669,15 +676,24 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
-                  T: int, step_s: float, ahead: int, carry: Carry | None):
+                  T: int, step_s: float, ahead: int, carry: Carry | None, cloudy: np.ndarray | None = None):
     """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay and cause, and the
-    ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead)."""
+    ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead).
+
+    ``cloudy`` (T, G): stations under a cloud (:mod:`lasernet.weather`); their satellites in view are down with
+    cause ``cloud``. ``longest-visible`` stations rank satellites by how long they stay in view, clouds aside
+    (nobody forecasts them to the second).
+    """
     N = len(sats)
     step, g, n, rng, cause = sightings.arrays()
     usable = cause == UP
     remaining = (np.minimum(_remaining_usable_s(step[usable], g[usable], n[usable], N, step_s), ahead * step_s)
                  if st.sticky.any() else np.zeros(int(usable.sum())))
-    inside = step[usable] < T
+    if cloudy is not None:  # a cloud blocks a link the satellite's elevation allows
+        blocked = (step < T) & (cause != ELEVATION)
+        blocked[blocked] = cloudy[step[blocked], g[blocked]]
+        cause = np.where(blocked, np.uint8(CLOUD), cause)
+    inside = (step[usable] < T) & (cause[usable] == UP)
     u_step, u_g, u_n = step[usable][inside], g[usable][inside], n[usable][inside]
     chosen, kept = _assign(u_step, u_g, u_n, rng[usable][inside], remaining[inside], st, T, N,
                            scenario.gsl_terminal.count,

@@ -35,6 +35,11 @@ ISL_PATTERNS = ("plus-grid", "ring", "explicit", "nearest", "none")
 HANDOVER_POLICIES = ("nearest", "longest-visible")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
+#: Placeholder cloud figures (no published source behind them) for stations without their own, when
+#: ``ground.clouds`` does not say: a sky clear half of the time, correlated over 3 hours and across 300 km.
+DEFAULT_CLOUD_FREE = 0.5
+DEFAULT_CORRELATION_S = 3 * 3600.0
+DEFAULT_CORRELATION_KM = 300.0
 #: SGP4 catalogue numbers (Alpha-5) stop at 339,999, and Walker satellites are numbered 1, 2, ... in build order.
 MAX_WALKER_SATELLITES = 339_999
 
@@ -143,6 +148,17 @@ class GroundStation:
     max_links: int = 1
     handover: str = "nearest"
     kind: str = "ground-station"
+    cloud_free: float | None = None  # long-run clear share of its sky (None: ground.clouds' or the default)
+    cloud_correlation_s: float | None = None  # correlation time of its clear/clouded state (used with ground.clouds)
+
+
+@dataclass(frozen=True)
+class CloudDefaults:
+    """``ground.clouds``: the cloud model's values for stations without their own (:mod:`lasernet.weather`)."""
+
+    cloud_free: float
+    correlation_s: float
+    correlation_km: float
 
 
 @dataclass(frozen=True)
@@ -184,6 +200,7 @@ class Scenario:
     hosts: tuple[Server, ...] = ()
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     workload: Workload = field(default_factory=Workload)
+    clouds: CloudDefaults | None = None  # ground.clouds
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -222,6 +239,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                                                             data_rate_bps=10e9))
     isl = _isl(root.get("isl", {}), constellation, isl_terminal)
     ground = _ground(root.get("ground", {}), path.parent)
+    clouds = _clouds(root.get("ground", {}), ground, gsl_terminal)
     plan_node = root.get("plan", {})
     plan_node.mapping(("duration_s", "step_s"))
     plan = PlanDefaults(duration_s=plan_node.get("duration_s", 600.0).number(1, 30 * 86400),
@@ -233,7 +251,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,
                         routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
-                        workload=parse_workload(root.get("workload", None)))
+                        workload=parse_workload(root.get("workload", None)), clouds=clouds)
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
@@ -418,11 +436,11 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
-                   "handover", "source")
+                   "handover", "cloud_free", "cloud_correlation_s", "source")
 
 
 def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
-    node.mapping(("include", "defaults", "stations"))
+    node.mapping(("include", "defaults", "stations", "clouds"))
     sites: dict[str, dict] = {}
     for inc in node.get("include", []).items():
         sites.update(_read_sites(inc, base))
@@ -466,7 +484,28 @@ def _station(node: Node) -> GroundStation:
         max_links=node.get("max_links", 1).number(1, 64, integer=True),
         handover=node.get("handover", "nearest").choice(HANDOVER_POLICIES),
         kind=node.get("kind", "ground-station").choice(SITE_KINDS),
+        cloud_free=_optional(node.get("cloud_free", None), 0, 1),
+        cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400),
     )
+
+
+def _optional(node: Node, lo: float, hi: float) -> float | None:
+    return None if node.value is None else node.number(lo, hi)
+
+
+def _clouds(node: Node, stations: tuple[GroundStation, ...], gsl_terminal: Terminal) -> CloudDefaults | None:
+    """``ground.clouds`` (None without it: no clouds, whatever figures sites carry); it needs laser ground
+    terminals."""
+    clouds = node.get("clouds", None)
+    if clouds.value is None:
+        return None
+    clouds.mapping(("cloud_free", "correlation_s", "correlation_km"))
+    if gsl_terminal.kind != "laser":
+        raise clouds.fail("clouds only block laser ground links (terminals.gsl.kind is rf); remove ground.clouds "
+                          "or make the ground terminals laser")
+    return CloudDefaults(cloud_free=clouds.get("cloud_free", DEFAULT_CLOUD_FREE).number(0, 1),
+                         correlation_s=clouds.get("correlation_s", DEFAULT_CORRELATION_S).number(1, 365 * 86400),
+                         correlation_km=clouds.get("correlation_km", DEFAULT_CORRELATION_KM).number(0, 20000))
 
 
 def _read_sites(node: Node, base: Path) -> dict[str, dict]:

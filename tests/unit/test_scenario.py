@@ -85,6 +85,10 @@ CASES = [
     ("terminals", {"gsl": {"slew_rate_deg_s": 1}}, "terminals.gsl.slew_rate_deg_s: only applies to terminals.isl"),
     ("isl.switch_margin", 0.1, "isl.switch_margin: only applies to pattern: nearest (pattern is plus-grid)"),
     ("isl", {"pattern": "nearest", "switch_margin": 2}, "isl.switch_margin: must be between 0 and 1, got 2"),
+    ("ground.clouds", {"cloud_free": 1.5}, "ground.clouds.cloud_free: must be between 0 and 1, got 1.5"),
+    ("ground.clouds", {"correlation_h": 3}, "ground.clouds.correlation_h: unknown field"),
+    ("ground.stations.0.cloud_free", -0.1, "ground.stations[0].cloud_free: must be between 0 and 1, got -0.1"),
+    ("ground.stations.0.cloud_correlation_s", 0, "ground.stations[0].cloud_correlation_s: must be between 1 and"),
     ("plan", {"step_s": 0}, "plan.step_s: must be between 0.01 and 3600, got 0"),
     ("constellation.tle", ["missing.tle"], "constellation.tle[0].file: no such file"),
 ]
@@ -175,3 +179,15 @@ def test_every_shipped_topology_is_valid():
         scenario = lasernet.load_scenario(path)
         assert scenario.source == path
     assert (TOPOLOGIES / "ground" / "sites.yaml").is_file()
+
+
+def test_clouds_need_laser_ground_terminals(tmp_path):
+    for field, value, where in (("ground.clouds", {"cloud_free": 0.6}, "ground.clouds"),
+                                ("ground.clouds", {}, "ground.clouds")):
+        doc = _with(field, value)
+        doc["terminals"] = {"gsl": {"kind": "rf"}}
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises(lasernet.ScenarioError) as err:
+            lasernet.load_scenario(path)
+        assert str(err.value).startswith(f"bad.yaml: {where}: clouds only block laser ground links")
