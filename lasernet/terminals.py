@@ -17,10 +17,12 @@ a link is usable only while the partner stays in the field of *both* terminals (
 sight turns, in both bodies, no faster than the slew rate (cause ``slew``). The line of sight u = d / |d| from a
 satellite to its partner (d = r_b - r_a) turns in inertial space at du/dt = (d' - u (u . d')) / |d|, with
 d' = v_b - v_a the inertial relative velocity; the body frame itself turns at the orbital rate
-omega = (r x v) / |r|^2 (exact for a Keplerian orbit; SGP4's perturbations add far less than 0.1 %), so the
-gimbal must track du/dt - omega x u. Neighbours in the same plane sit still in the body frame (rate ~0);
-neighbours in the next plane of a delta shell swing from one side to the other each time the planes cross, and
-fastest near the turning latitudes: the geometry a latitude cut-off (``isl.polar_cutoff_deg``) only stands in for.
+omega = (r x v) / |r|^2 (exact for a Keplerian orbit; SGP4's perturbations turn it slightly more, well within
+what tests/unit/test_pointing.py allows against finite differences), so the gimbal must track du/dt - omega x u.
+Neighbours in the same plane sit still in the body frame (rate ~0); neighbours in the next plane of a delta shell
+swing from one side to the other each time the planes cross, and fastest near the turning latitudes: the
+geometry a latitude cut-off (``isl.polar_cutoff_deg``) only stands in for. A terminal moved to a new partner (the
+``nearest`` pattern) first turns to it at the slew rate, then acquires (:func:`retarget_s`).
 
 These functions are vectorised over time and links like the rest of the offline pipeline.
 """
@@ -82,22 +84,57 @@ def in_field(field: FieldOfRegard, nadir_deg: np.ndarray, azimuth_deg: np.ndarra
     return (nadir_deg >= lo) & (nadir_deg <= hi) & seen
 
 
-def pointing_limits(terminal: Terminal, a_km, a_vel_km_s, b_km, b_vel_km_s, sector=ANY
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """``(out_of_field, too_fast)`` of links a-b, each (...,) bool: the partner outside the field of regard of the
-    ``sector``'s terminals (:func:`in_field`) at either end, or the line of sight turning faster than
-    ``slew_rate_deg_s`` at either end (all False for a limit not set)."""
-    shape = np.broadcast_shapes(a_km.shape[:-1], b_km.shape[:-1])
+def pointing_limits(terminal: Terminal, pos_km: np.ndarray, vel_km_s: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    sector=ANY) -> tuple[np.ndarray, np.ndarray]:
+    """``(out_of_field, too_fast)`` (T, L) bool of links a-b between satellites at ``pos_km`` (T, N, 3) with
+    inertial velocities ``vel_km_s``: the partner outside the field of regard of the ``sector``'s terminals
+    (:func:`in_field`) at either end, or the line of sight turning faster than ``slew_rate_deg_s`` at either end
+    (all False for a limit not set).
+
+    The same quantities as :func:`pointing` at both ends, with each satellite's body frame built once and the
+    line of sight's inertial turn shared by the two ends (seen from b it is -u, turning at -du/dt).
+    """
+    shape = pos_km.shape[:-2] + (len(a),)
     out, fast = np.zeros(shape, bool), np.zeros(shape, bool)
     if not terminal.points:
         return out, fast
-    for (p, v), (q, w) in (((a_km, a_vel_km_s), (b_km, b_vel_km_s)), ((b_km, b_vel_km_s), (a_km, a_vel_km_s))):
-        nadir, azimuth, rate = pointing(p, v, q, w)
+    # float32 (angles to ~1e-5 deg, rates to ~1e-6 deg/s), with the cross products written out: half the memory
+    # traffic of float64 and np.cross's axis shuffles, which dominated this step.
+    pos = np.asarray(pos_km, np.float32)
+    vel = np.asarray(vel_km_s, np.float32)
+    r2 = _dot(pos, pos)
+    h = _cross(pos, vel)
+    z = -pos / np.sqrt(r2)[..., None]
+    y = -h / np.sqrt(_dot(h, h))[..., None]
+    x = _cross(y, z)
+    omega = h / r2[..., None]
+    d = pos[..., b, :] - pos[..., a, :]
+    dist = np.sqrt(_dot(d, d))
+    u = d / dist[..., None]
+    dv = vel[..., b, :] - vel[..., a, :]
+    du = (dv - u * _dot(u, dv)[..., None]) / dist[..., None]
+    limit = np.float32(terminal.slew_rate_deg_s)
+    for end, sign in ((a, 1.0), (b, -1.0)):
         if terminal.field_of_regard is not None:
-            out |= ~in_field(terminal.field_of_regard, nadir, azimuth, sector)
+            ux, uy, uz = (sign * _dot(u, e[..., end, :]) for e in (x, y, z))
+            nadir = np.degrees(np.arccos(np.clip(uz, -1.0, 1.0)))
+            out |= ~in_field(terminal.field_of_regard, nadir, np.degrees(np.arctan2(uy, ux)), sector)
         if terminal.slew_rate_deg_s > 0:
-            fast |= rate > terminal.slew_rate_deg_s
+            turn = du - _cross(omega[..., end, :], u)
+            fast |= np.degrees(np.sqrt(_dot(turn, turn))) > limit
     return out, fast
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u[..., 0] * v[..., 0] + u[..., 1] * v[..., 1] + u[..., 2] * v[..., 2]
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    out = np.empty(np.broadcast_shapes(u.shape, v.shape), np.result_type(u, v))
+    out[..., 0] = u[..., 1] * v[..., 2] - u[..., 2] * v[..., 1]
+    out[..., 1] = u[..., 2] * v[..., 0] - u[..., 0] * v[..., 2]
+    out[..., 2] = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+    return out
 
 
 def sun_blinded(terminal: Terminal, from_km: np.ndarray, to_km: np.ndarray, sun_km: np.ndarray,

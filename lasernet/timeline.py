@@ -7,13 +7,17 @@
 * ``delay_s[T, L]`` (float32): one-way light time over the straight-line range (NaN where a ground link's pair is
   far out of view and its range was not computed);
 * ``cause[T, L]`` (uint8): 0 when up, else the reason it is down, one of :data:`CAUSES`; when several hold, the
-  most fundamental one is reported (seam, polar, earth, elevation, range, sun, handover, acquisition);
+  most fundamental one is reported (seam, polar, earth, elevation, cloud, range, fov, slew, sun, handover,
+  acquisition);
 * ``rate_bps[L]``: the terminal data rate;
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
   each satellite belongs to, for the summary's sunlight per plane.
 
-Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
+Inter-satellite links are the topology's candidates (for the ``nearest`` pattern, the pairs among each
+satellite's nearest, found over the window, then planned in a second pass), down where the partner is out of a
+terminal's field of regard or moves faster than its slew rate (``fov``, ``slew``: :mod:`lasernet.terminals`).
+Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
 stations, and the station's handover policy decides which: ``nearest`` takes the closest satellites at every
 step; ``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
@@ -21,12 +25,16 @@ longest (looking ahead at most the longest pass the constellation allows, :func:
 window; ties go to the closer satellite). Every (station, satellite) pair used in the window becomes one link.
 A link that becomes usable carries traffic only ``acquisition_s`` later. A satellite never holds more ISLs than
 ``terminals.isl.count``: where a pattern offers more, the established links keep their terminals, then the
-shortest win (:func:`lasernet.terminals.within_budget`); a candidate left without a terminal is down with cause
-``handover``, like a ground link its station did not choose.
+shortest win (:func:`lasernet.terminals.within_budget`; ``nearest`` lets a held link give way to one shorter
+by ``isl.switch_margin``); a candidate left without a terminal is down with cause ``handover``, like a ground
+link its station did not choose. A ``nearest`` terminal moved to a new partner slews to it before it acquires
+(:func:`lasernet.terminals.retarget_s`). With ``ground.clouds``, a cloud over a station takes its laser ground
+links down (cause ``cloud``, :mod:`lasernet.weather`).
 
 A run of any length is planned in windows that join into one continuous plan: each :class:`Timeline` ends with
 a :class:`Carry`, the state its last step inherits from the steps before it (satellites kept by
-``longest-visible`` stations, links holding terminals, how long each link has been acquiring), and
+``longest-visible`` stations, links holding terminals, how long each link has been acquiring, the partners
+terminals last released, the clouds), and
 ``plan(..., carry=previous.carry)`` starts the next window at that last step, so that every step of every window
 is the step one long plan would give (:func:`plan_next`).
 
@@ -624,7 +632,7 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
         # +Grid and ring: fore and aft terminals serve the intra-plane links, port and starboard the others
         sector = (np.where(isl.role == INTRA, terminals.ALONG, terminals.CROSS) if cfg.pattern in ("plus-grid", "ring")
                   else terminals.ANY)
-        out_of_field, too_fast = terminals.pointing_limits(term, pa, vel[:, isl.a], pb, vel[:, isl.b], sector)
+        out_of_field, too_fast = terminals.pointing_limits(term, pos, vel, isl.a, isl.b, sector)
         cause[too_fast] = SLEW
         cause[out_of_field] = FOV
     cause[rng > term.max_range_km] = RANGE

@@ -144,7 +144,7 @@ def nearest_pairs(pos_km: np.ndarray, max_range_km: float, per_satellite: int) -
     for lo in range(0, T, block):
         p = pos_km[lo:lo + block]
         sq = np.einsum("tni,tni->tn", p, p)
-        d2 = sq[:, :, None] + sq[:, None, :] - 2 * np.einsum("tni,tmi->tnm", p, p)
+        d2 = (sq[:, :, None] + sq[:, None, :] - 2 * (p @ np.swapaxes(p, 1, 2))).astype(np.float32)
         idx = np.arange(N)
         d2[:, idx, idx] = np.inf
         near = np.argpartition(d2, k - 1, axis=2)[:, :, :k]  # (B, N, k)

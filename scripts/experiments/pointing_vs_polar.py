@@ -3,12 +3,13 @@
 
 For each scenario (default: starlink-shell1 and iridium), over one orbital period at 10 s steps, with the
 scenario's own polar cut-off removed, this plans the ISLs with cross-track terminals sweeping +-W degrees of
-azimuth (W = 30, 45, 60, 75; fore/aft terminals +-10 degrees, no nadir limit) and prints, per W:
+azimuth (W = 30, 45, 55, 60, 75; fore/aft terminals +-10 degrees, no nadir limit) and prints, per W:
 
 * the share of inter-plane link-steps out of the field (cause ``fov``);
 * the lowest latitude at which an inter-plane link is out of the field, and the latitude band above which most
   of them are (the higher |latitude| of the two ends, in 5-degree bands: the first band where >= 50 % are out);
-* the share a latitude cut-off at the scenario's ``polar_cutoff_deg`` takes down, for comparison;
+* the share a latitude cut-off at the scenario's ``polar_cutoff_deg`` takes down, for comparison, and how far
+  the two agree link-step by link-step, and the latitude cut-off that would take as many link-steps down;
 * the fastest line of sight of inter-plane and seam links (what a slew-rate limit would have to stay above).
 
 Usage: .venv/bin/python scripts/experiments/pointing_vs_polar.py [scenario ...]
@@ -33,7 +34,7 @@ from lasernet.spec.scenario import FieldOfRegard  # noqa: E402
 from lasernet.timeline import FOV, POLAR  # noqa: E402
 from lasernet.topology import INTER, SEAM, isl_candidates  # noqa: E402
 
-WIDTHS_DEG = (30.0, 45.0, 60.0, 75.0)
+WIDTHS_DEG = (30.0, 45.0, 55.0, 60.0, 75.0)
 
 
 def study(name: str) -> None:
@@ -65,8 +66,14 @@ def study(name: str) -> None:
         bands = [b for b in range(0, 90, 5) if ((lat_link >= b) & (lat_link < b + 5)).any()
                  and out[(lat_link >= b) & (lat_link < b + 5)].mean() >= 0.5]
         most = f"{bands[0]}-{bands[0] + 5}" if bands else "none"
+        both = (f"; of them {(out & polar).sum() / max(out.sum(), 1):.0%} polar, of the polar ones "
+                f"{(out & polar).sum() / max(polar.sum(), 1):.0%} fov") if cutoff < 90 else ""
+        if 0 < out.mean() < 1:  # the latitude cut-off that would take down as many link-steps
+            same = float(np.quantile(lat_link, 1 - out.mean()))
+            both += (f"; a {same:.1f} deg latitude cut-off takes as many, "
+                     f"{(out & (lat_link > same)).sum() / out.sum():.0%} of them the same")
         print(f"  cross-track +-{w:>4.0f} deg: {out.mean():6.1%} of inter-plane link-steps out of the field "
-              f"(fov); lowest latitude out {lowest:5.1f} deg; most out from the {most} deg band")
+              f"(fov); lowest latitude out {lowest:5.1f} deg; most out from the {most} deg band{both}")
     for role, label in ((INTER, "inter-plane"), (SEAM, "seam")):
         m = isl.role == role
         if m.any():

@@ -136,6 +136,7 @@ def test_a_plan_takes_links_down_for_slew_exactly_where_the_line_of_sight_turns_
     other = (cause != UP) & (cause != SLEW)
     assert np.array_equal((cause == SLEW)[clear & ~other], expected[clear & ~other])
     assert not (cause[:, isl.role == INTRA] == SLEW).any()
+    assert "slew" in tl.summary()["isl"]["down_link_steps_by_cause"]
 
 
 def test_scenarios_without_pointing_limits_plan_as_before():
