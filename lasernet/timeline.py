@@ -397,7 +397,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     if nearest:  # the candidates are known only now: their states over the window, in a second pass
         isl = topology.pair_table(node_names, np.unique(np.concatenate(near_keys)) if near_keys else
                                   np.zeros(0, np.int64), N)
-        isl_cause, isl_delay = _isl_window_states(scenario, sats, isl, start, offsets, illumination)
+        isl_cause, isl_delay = _isl_window_states(scenario, sats, isl, start, offsets, illumination, nearest=True)
     held_before, run_before, wait_before = _isl_carried(isl, N, carry)
     isl_up_raw = isl_cause == UP
     term = scenario.isl_terminal
@@ -462,21 +462,31 @@ def _isl_carried(isl: LinkTable, N: int, carry: Carry | None):
 
 
 def _isl_window_states(scenario: Scenario, sats: Satellites, isl: LinkTable, start: dt.datetime,
-                       offsets: np.ndarray, illumination: np.ndarray):
+                       offsets: np.ndarray, illumination: np.ndarray, nearest: bool = False):
     """cause and delay_s (T, L) of ISLs over the window's steps, chunk by chunk (the ``nearest`` pattern's second
-    pass, once its candidates are known)."""
-    T = len(offsets)
+    pass, once its candidates are known). With ``nearest``, a usable pair that is not among either end's nearest
+    at a step is not offered then (cause ``handover``, like a candidate left without a terminal)."""
+    T, N = len(offsets), len(sats)
     cause = np.zeros((T, len(isl)), dtype=np.uint8)
     delay = np.zeros((T, len(isl)), dtype=np.float32)
-    chunk = max(1, min(T, 120_000 // max(len(sats), 1)))
+    keys = topology.pair_keys(isl, N)
+    chunk = max(1, min(T, 120_000 // max(N, 1)))
     for lo in range(0, T, chunk):
         t = skydata.times(start, offsets[lo:lo + chunk])
         if scenario.isl_terminal.points:
             pos, vel = sats.positions_and_velocities(t)
         else:
             pos, vel = sats.positions_km(t), None
-        cause[lo:lo + chunk], delay[lo:lo + chunk] = _isl_states(scenario, isl, pos, geometry.sun_itrs_km(t),
-                                                                 illumination[lo:lo + chunk] > 0, vel)
+        c, delay[lo:lo + chunk] = _isl_states(scenario, isl, pos, geometry.sun_itrs_km(t),
+                                              illumination[lo:lo + chunk] > 0, vel)
+        if nearest:
+            step, key = topology.nearest_pairs(pos, scenario.isl_terminal.max_range_km,
+                                               topology.nearest_per_satellite(scenario.isl_terminal.count),
+                                               per_step=True)
+            offered = np.zeros(c.shape, bool)
+            offered[step, np.searchsorted(keys, key)] = True  # every near pair is a column (keys are sorted)
+            c[(c == UP) & ~offered] = HANDOVER
+        cause[lo:lo + chunk] = c
     return cause, delay
 
 

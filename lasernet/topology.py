@@ -14,9 +14,10 @@ only), ``explicit`` (listed pairs) and ``none`` complete the set.
 
 The ``nearest`` pattern has no fixed pairs: each satellite links to up to ``terminals.isl.count`` usable partners
 chosen step by step (:func:`lasernet.terminals.within_budget` with a switching margin), which suits formations,
-mixed shells and satellites from element files. Its candidates are the pairs that are, at some step of the
-window, among either end's :func:`nearest_per_satellite` nearest satellites within range
-(:func:`nearest_pairs`); the pairs ever chosen become the window's ISLs (role ``nearest``).
+mixed shells and satellites from element files. Its candidates at a step are the pairs that are, at that
+step, among either end's :func:`nearest_per_satellite` nearest satellites within range (:func:`nearest_pairs`):
+a step's choice depends only on that step and the one before, so plan windows join exactly; the pairs ever
+chosen become the window's ISLs (role ``nearest``).
 
 Ground links are not candidates here: which satellite a station talks to is decided over time by its handover
 policy (:mod:`lasernet.timeline`), and the pairs actually used join the link table there.
@@ -128,31 +129,40 @@ def nearest_per_satellite(count: int) -> int:
     return 4 * (count + 1)
 
 
-def nearest_pairs(pos_km: np.ndarray, max_range_km: float, per_satellite: int) -> np.ndarray:
-    """Sorted unique keys ``lo * N + hi`` of the pairs that are, at some of the T steps of ``pos_km`` (T, N, 3),
-    among either end's ``per_satellite`` nearest satellites and within ``max_range_km``.
+def nearest_pairs(pos_km: np.ndarray, max_range_km: float, per_satellite: int, per_step: bool = False):
+    """The pairs that are among either end's ``per_satellite`` nearest satellites and within ``max_range_km``, at
+    the T steps of ``pos_km`` (T, N, 3): sorted unique keys ``lo * N + hi`` of those found at any step, or with
+    ``per_step`` ``(step, key)`` arrays, one entry per step and pair.
 
     Distances are the N x N matrix of each step (from the Gram matrix: |a|^2 + |b|^2 - 2 a.b), in blocks of steps
     of a few million entries, so the cost grows as N^2 per step: meant for up to a few thousand satellites.
     """
     T, N, _ = pos_km.shape
+    none = np.zeros(0, np.int64)
     if N < 2 or T == 0:
-        return np.zeros(0, np.int64)
+        return (none, none) if per_step else none
     k = min(per_satellite, N - 1)
     block = max(1, 4_000_000 // (N * N))
-    keys = []
+    steps, keys = [], []
+    idx = np.arange(N)
     for lo in range(0, T, block):
         p = pos_km[lo:lo + block]
         sq = np.einsum("tni,tni->tn", p, p)
         d2 = (sq[:, :, None] + sq[:, None, :] - 2 * (p @ np.swapaxes(p, 1, 2))).astype(np.float32)
-        idx = np.arange(N)
         d2[:, idx, idx] = np.inf
         near = np.argpartition(d2, k - 1, axis=2)[:, :, :k]  # (B, N, k)
-        near_d2 = np.take_along_axis(d2, near, axis=2)
-        ok = near_d2 <= max_range_km ** 2
-        i = np.broadcast_to(idx[None, :, None], near.shape)[ok]
+        ok = np.take_along_axis(d2, near, axis=2) <= max_range_km ** 2
+        t, i, _ = np.nonzero(ok)
         j = near[ok]
-        keys.append(np.unique(np.minimum(i, j).astype(np.int64) * N + np.maximum(i, j)))
+        key = np.minimum(i, j).astype(np.int64) * N + np.maximum(i, j)
+        if per_step:
+            both = np.unique((t + lo).astype(np.int64) * (N * N) + key)
+            steps.append(both // (N * N))
+            keys.append(both % (N * N))
+        else:
+            keys.append(np.unique(key))
+    if per_step:
+        return np.concatenate(steps), np.concatenate(keys)
     return np.unique(np.concatenate(keys))
 
 
