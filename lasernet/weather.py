@@ -52,9 +52,8 @@ _SEED_TAG = 0x636C6F7564  # "cloud"
 
 @dataclass(frozen=True)
 class Clouds:
-    """The cloud processes of a scenario's stations (G of them; ``clouded`` stations have one)."""
+    """The cloud processes of a scenario's G stations (the plan applies them to laser ground links only)."""
 
-    clouded: np.ndarray  # (G,) bool: stations under the sky (all of them: the plan applies clouds to laser links)
     cloud_free: np.ndarray  # (G,) long-run clear share p
     correlation_s: np.ndarray  # (G,) correlation time tau of the clear/clouded state
     mixing: np.ndarray  # (G, G) factor F with F F^T = exp(-d / L)
@@ -71,14 +70,13 @@ def of(scenario: Scenario) -> Clouds | None:
     tau = np.array([g.cloud_correlation_s if g.cloud_correlation_s is not None else defaults.correlation_s
                     for g in stations], float)
     length_km = defaults.correlation_km
-    clouded = np.ones(len(stations), bool)
     pos = geometry.geodetic_to_itrs_km([g.lat_deg for g in stations], [g.lon_deg for g in stations],
                                        [g.alt_m for g in stations]).reshape(-1, 3)
     d_km = geometry.norm_km(pos[:, None, :] - pos[None, :, :])
     corr = np.exp(-d_km / length_km) if length_km > 0 else np.eye(len(stations))
     w, v = np.linalg.eigh(corr)  # symmetric, positive semi-definite (exp(-d/L) is a valid covariance in 3-D)
     mixing = v * np.sqrt(np.clip(w, 0.0, None))[None, :]
-    return Clouds(clouded, p, tau, mixing, scenario.seed)
+    return Clouds(p, tau, mixing, scenario.seed)
 
 
 def _thresholds(clouds: Clouds, step_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -128,5 +126,4 @@ def clouded(clouds: Clouds, T: int, step_s: float, first_step: int = 0,
     np.maximum.accumulate(steps, axis=0, out=steps)
     prior = np.zeros(G, bool) if before is None else np.asarray(before, bool)
     state = np.where(steps >= 0, np.take_along_axis(draw, np.maximum(steps, 0), axis=0), prior[None, :])
-    state &= clouds.clouded[None, :]
     return state, (state[-2] if T >= 2 else prior).copy()

@@ -107,7 +107,7 @@ def test_state_correlation_by_distance_is_that_of_thresholded_normals_of_correla
     G, p = len(pos_km), 0.6
     full = np.exp(-np.abs(pos_km[:, None] - pos_km[None, :]) / 300.0)
     w, v = np.linalg.eigh(full)
-    model = weather.Clouds(np.ones(G, bool), np.full(G, p), np.full(G, 3600.0),
+    model = weather.Clouds(np.full(G, p), np.full(G, 3600.0),
                            v * np.sqrt(np.clip(w, 0, None)), seed=5)
     state, _ = weather.clouded(model, 200_000, 600.0)
     got = np.array([np.corrcoef(state[:, 0], state[:, i])[0, 1] for i in range(1, G)])
