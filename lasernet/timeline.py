@@ -573,8 +573,8 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
 
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring, for
     nearest each satellite's nearest), the ground links (each station's ``max_links`` satellites, a new one every
-    :data:`GSL_CHANGE_S`), and the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
-    mask's Earth-central angle covers, for the highest shell, or GEO with element files).
+    :data:`GSL_CHANGE_S`), and the sightings: the satellites within reach of each station's mask (the share of the
+    sphere a cap of the mask's Earth-central angle covers, for the highest shell, or GEO with element files).
     """
     steps = math.floor(duration_s / step_s + 1e-9) + 1
     shells = scenario.constellation.shells
