@@ -6,7 +6,8 @@ Prints, measured in this run on one core:
     pipeline vs the straightforward one (one Skyfield EarthSatellite per satellite for positions, the rest
     vectorised as in lasernet), and the ratio;
   * starlink-shell1 with pointing limits (a field of regard and a slew rate on every ISL terminal) against the
-    same without, interleaved run by run, and with the ``nearest`` ISL pattern instead of the +Grid;
+    same without, interleaved run by run; with clouds over its stations against the same without (ground
+    terminals made laser for both); and with the ``nearest`` ISL pattern instead of the +Grid;
   * starlink-phase1 (4,408 satellites): median ms per step;
   * one hour of starlink-shell1 at 1 s steps end to end (lasernet.plan) in a child process: wall seconds and
     peak resident memory.
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO))
 import lasernet  # noqa: E402
 from lasernet import skydata, timeline  # noqa: E402
 from lasernet.orbits import build_satellites  # noqa: E402
-from lasernet.spec.scenario import FieldOfRegard  # noqa: E402
+from lasernet.spec.scenario import CloudDefaults, FieldOfRegard  # noqa: E402
 
 
 def per_step_ms(scenario, steps: int, repeats: int) -> list[float]:
@@ -126,6 +127,11 @@ def main() -> None:
     plain_ms, pointed_ms = with_and_without_ms(shell1, pointed, 120, reps)
     print(f"  with pointing limits      {statistics.median(pointed_ms):8.2f} ms/step against "
           f"{statistics.median(plain_ms):.2f} without (field of regard + slew rate, interleaved runs)")
+    laser = dataclasses.replace(shell1, gsl_terminal=dataclasses.replace(shell1.gsl_terminal, kind="laser"))
+    clouded = dataclasses.replace(laser, clouds=CloudDefaults(0.5, 3 * 3600.0, 300.0))
+    clear_ms, clouded_ms = with_and_without_ms(laser, clouded, 120, reps)
+    print(f"  with clouds               {statistics.median(clouded_ms):8.2f} ms/step against "
+          f"{statistics.median(clear_ms):.2f} without (ground terminals made laser, 100 stations, interleaved runs)")
     nearest = dataclasses.replace(shell1, isl=dataclasses.replace(shell1.isl, pattern="nearest"))
     _, nearest_ms = with_and_without_ms(shell1, nearest, 60, max(2, reps // 2))
     print(f"  pattern nearest           {statistics.median(nearest_ms):8.2f} ms/step (instead of +Grid; "
