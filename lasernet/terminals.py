@@ -194,7 +194,8 @@ def acquired(feasible: np.ndarray, step_s: float, acquisition_s: float,
 
 
 def retarget_s(held: np.ndarray, held_before: np.ndarray | None, a: np.ndarray, b: np.ndarray, n_nodes: int,
-               positions_at, slew_rate_deg_s: float, released_before: np.ndarray | None = None):
+               positions_at, slew_rate_deg_s: float, released_before: np.ndarray | None = None,
+               shared: np.ndarray | None = None):
     """The slew time of terminals moved to a new partner: ``(extra_s (T, L), released (n_nodes,))``.
 
     A link taken at step k (held there, not at the step before) is served at each end by a terminal freed from
@@ -206,7 +207,9 @@ def retarget_s(held: np.ndarray, held_before: np.ndarray | None, a: np.ndarray, 
     of its two ends on top of its acquisition time (:func:`acquired`). A terminal that never held a link is
     taken to be pointed already. Two links taken at one end in the same step may count from the same release.
     ``positions_at(steps)`` gives positions (K, N, 3) at those window steps. ``released`` is each node's last
-    released partner before the last step (the next window's ``released_before``).
+    released partner before the last step (the next window's ``released_before``). ``shared`` (n_nodes,) says
+    which satellites move terminals between partners (None: all); the others have a terminal for each of their
+    candidate links, which follows its partner while the link is down, so that taking it again needs no slew.
     """
     held = np.asarray(held, bool)
     T, L = held.shape
@@ -231,7 +234,8 @@ def retarget_s(held: np.ndarray, held_before: np.ndarray | None, a: np.ndarray, 
         return np.where(ok, at, -1)
 
     last = last_release(np.arange(n_nodes), np.full(n_nodes, T - 2)) if T >= 2 else np.full(n_nodes, -1)
-    released = np.where(last >= 0, partner[np.maximum(last, 0)], before if T < 2 else -1)
+    released = (np.where(last >= 0, partner[np.maximum(last, 0)], -1) if len(partner) else
+                np.full(n_nodes, -1, np.int64)) if T >= 2 else before.copy()
     if slew_rate_deg_s <= 0:
         return extra, released
     t_step, t_link = np.nonzero(held & ~prev)
@@ -252,7 +256,8 @@ def retarget_s(held: np.ndarray, held_before: np.ndarray | None, a: np.ndarray, 
                 break
             turn = geometry.angle_deg(pos[where, partner[np.maximum(i, 0)]] - here, there)
             angle = np.where(same, np.minimum(angle, turn), angle)
-        wait = np.maximum(wait, np.where(np.isfinite(angle), angle, 0.0) / slew_rate_deg_s)
+        turned = np.isfinite(angle) & (True if shared is None else np.asarray(shared, bool)[end])
+        wait = np.maximum(wait, np.where(turned, angle, 0.0) / slew_rate_deg_s)
     extra[t_step, t_link] = wait
     return extra, released
 

@@ -27,8 +27,8 @@ A link that becomes usable carries traffic only ``acquisition_s`` later. A satel
 ``terminals.isl.count``: where a pattern offers more, the established links keep their terminals, then the
 shortest win (:func:`lasernet.terminals.within_budget`; ``nearest`` lets a held link give way to one shorter
 by ``isl.switch_margin``); a candidate left without a terminal is down with cause ``handover``, like a ground
-link its station did not choose. A ``nearest`` terminal moved to a new partner slews to it before it acquires
-(:func:`lasernet.terminals.retarget_s`). With ``ground.clouds``, a cloud over a station takes its laser ground
+link its station did not choose. A terminal moved to a new partner (``nearest``, or a satellite with more
+candidate links than terminals) slews to it before it acquires (:func:`lasernet.terminals.retarget_s`). With ``ground.clouds``, a cloud over a station takes its laser ground
 links down (cause ``cloud``, :mod:`lasernet.weather`).
 
 A run of any length is planned in windows that join into one continuous plan: each :class:`Timeline` ends with
@@ -85,7 +85,7 @@ class Carry:
     gsl_run: np.ndarray  # (K,) float steps
     gsl_kept: np.ndarray  # (J,) int64: keys held by longest-visible stations
     isl_keys: np.ndarray | None = None  # (L_isl,) int64: lo * N + hi of the ISLs isl_held and isl_run are of
-    isl_wait_s: np.ndarray | None = None  # (L_isl,) slew wait of the run each ISL is in (nearest with a slew rate)
+    isl_wait_s: np.ndarray | None = None  # (L_isl,) slew wait of the run each ISL is in (terminals that move)
     isl_released: np.ndarray | None = None  # (N,) the partner each satellite last released (-1: none)
     cloud_step: int = 0  # steps since the run's start of this window's first step (the clouds' random numbers)
     cloud_before: np.ndarray | None = None  # (G,) bool: stations clouded just before it
@@ -405,10 +405,14 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                                              held_before, scenario.isl.switch_margin if nearest else 1.0)
     isl_cause[isl_up_raw & ~held] = HANDOVER
     extra = released = None
-    if nearest and term.slew_rate_deg_s > 0:  # a terminal moved to a new partner slews before it acquires
+    # A terminal moved to a new partner slews before it acquires: in the nearest pattern, and at satellites with
+    # more candidate links than terminals (an explicit pattern's budget); a +Grid has a terminal per link.
+    shared = (np.ones(N, bool) if nearest else
+              np.bincount(np.concatenate([isl.a, isl.b]).astype(np.int64), minlength=N) > term.count)
+    if term.slew_rate_deg_s > 0 and shared.any():
         extra, released = terminals.retarget_s(
             held, held_before, isl.a, isl.b, N, lambda k: sats.positions_km(skydata.times(start, offsets[k])),
-            term.slew_rate_deg_s, None if carry is None else carry.isl_released)
+            term.slew_rate_deg_s, None if carry is None else carry.isl_released, shared)
     isl_up = terminals.acquired(held, step_s, term.acquisition_s, run_before, extra, wait_before)
     isl_cause[held & ~isl_up] = ACQUISITION
     isl_run = terminals.feasible_run(held, run_before)

@@ -18,7 +18,7 @@ import lasernet
 from lasernet import skydata, terminals
 from lasernet.orbits import build_satellites
 from lasernet.spec.scenario import FieldOfRegard
-from lasernet.timeline import FOV, SLEW, UP
+from lasernet.timeline import ACQUISITION, FOV, HANDOVER, SLEW, UP
 from lasernet.topology import INTRA, isl_candidates
 
 from ..conftest import TOPOLOGIES
@@ -137,6 +137,7 @@ def test_a_plan_takes_links_down_for_slew_exactly_where_the_line_of_sight_turns_
     assert np.array_equal((cause == SLEW)[clear & ~other], expected[clear & ~other])
     assert not (cause[:, isl.role == INTRA] == SLEW).any()
     assert "slew" in tl.summary()["isl"]["down_link_steps_by_cause"]
+    assert not (cause == ACQUISITION).any(), "a +Grid terminal stays on its link: taking it again needs no slew"
 
 
 def test_scenarios_without_pointing_limits_plan_as_before():
@@ -144,3 +145,53 @@ def test_scenarios_without_pointing_limits_plan_as_before():
     assert not sc.isl_terminal.points
     tl = lasernet.plan(sc, duration_s=600, step_s=10)
     assert not np.isin(tl.cause, [FOV, SLEW]).any()
+
+
+def test_a_terminal_moved_between_partners_waits_the_angle_between_them_over_its_slew_rate(write_scenario):
+    """One terminal on s-0-0 and two candidate links (its plane neighbour ahead, the next plane's across), each
+    blinded in turn by a wide Sun exclusion so that the terminal moves between them: each
+    switch waits acquisition_s + angle / slew rate, the angle between the two partners seen from s-0-0 computed
+    here from Skyfield positions; s-0-1 and s-1-0 have a terminal for their one link and add nothing."""
+    import math
+
+    rate_deg_s, acq_s, step_s = 0.5, 2.0, 10.0
+    sc = lasernet.load_scenario(write_scenario(f"""
+        name: switch
+        epoch: 2026-01-01T00:00:00Z
+        constellation:
+          shells: [{{name: s, type: delta, planes: 8, sats_per_plane: 8, phasing: 1, altitude_km: 1100,
+                     inclination_deg: 53}}]
+        terminals:
+          isl: {{count: 1, max_range_km: 9000, acquisition_s: {acq_s}, sun_exclusion_deg: 40,
+                 slew_rate_deg_s: {rate_deg_s}}}
+        isl:
+          pattern: explicit
+          links: [[s-0-0, s-0-1], [s-0-0, s-1-0]]
+        """))
+    tl = lasernet.plan(sc, duration_s=3 * 5400, step_s=step_s)
+    sats = build_satellites(sc)
+    names = tl.links.names
+    j_intra, j_inter = names.index("s-0-0~s-0-1"), names.index("s-0-0~s-1-0")
+    held = np.isin(tl.cause[:, [j_intra, j_inter]], [UP, ACQUISITION])
+    pos, _ = _skyfield_states(sats, tl.offsets_s)  # GCRS: angles between directions do not depend on the frame
+    me, partner = sats.index("s-0-0"), [sats.index("s-0-1"), sats.index("s-1-0")]
+    switches = 0
+    last = None  # the partner s-0-0's terminal last left
+    for k in range(1, len(tl.offsets_s)):
+        for old in (0, 1):
+            if held[k - 1, old] and not held[k, old]:
+                last = old
+        for new in (0, 1):
+            if held[k, new] and not held[k - 1, new] and last is not None:
+                u, v = pos[k, partner[last]] - pos[k, me], pos[k, partner[new]] - pos[k, me]
+                angle = math.degrees(math.acos(min(1.0, np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v))))
+                need = math.ceil((acq_s + angle / rate_deg_s) / step_s - 1e-9)
+                run = held[k:, new]
+                length = int(np.argmin(run)) if not run.all() else len(run)
+                if length > need:
+                    col = [j_intra, j_inter][new]
+                    assert (tl.cause[k:k + need, col] == ACQUISITION).all(), (k, angle)
+                    assert tl.cause[k + need, col] == UP, (k, angle)
+                    switches += last != new
+    assert switches >= 4
+    assert (tl.cause[:, [j_intra, j_inter]] == HANDOVER).any()
