@@ -22,7 +22,8 @@ what tests/unit/test_pointing.py allows against finite differences), so the gimb
 Neighbours in the same plane sit still in the body frame (rate ~0); neighbours in the next plane of a delta shell
 swing from one side to the other each time the planes cross, and fastest near the turning latitudes: the
 geometry a latitude cut-off (``isl.polar_cutoff_deg``) only stands in for. A terminal moved to a new partner (the
-``nearest`` pattern) first turns to it at the slew rate, then acquires (:func:`retarget_s`).
+``nearest`` pattern, or a satellite with more candidate links than terminals) first turns to it at the slew
+rate, then acquires (:func:`retarget_s`); a +Grid keeps a terminal on each of its links.
 
 These functions are vectorised over time and links like the rest of the offline pipeline.
 """
