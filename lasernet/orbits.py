@@ -65,18 +65,32 @@ class Satellites:
 
     def teme_km(self, t) -> np.ndarray:
         """TEME positions (T, N, 3) in km at Skyfield times ``t`` (an array Time)."""
+        return self.teme_state(t)[0]
+
+    def teme_state(self, t) -> tuple[np.ndarray, np.ndarray]:
+        """TEME positions (T, N, 3) in km and velocities (T, N, 3) in km/s at Skyfield times ``t``."""
         jd = np.atleast_1d(t.whole).astype(float)
         fr = np.atleast_1d(t.tai_fraction - t._leap_seconds() / 86400.0).astype(float)
-        err, r, _ = _satrec_array(self.satrecs).sgp4(jd, fr)
+        err, r, v = _satrec_array(self.satrecs).sgp4(jd, fr)
         if np.any(err):
             bad = int(np.argwhere(err)[0][0])
             raise ValueError(f"SGP4 failed for satellite {self.names[bad]} (error code {int(err[bad].max())}: "
                              f"decayed or invalid elements)")
-        return np.ascontiguousarray(np.swapaxes(r, 0, 1))
+        return np.ascontiguousarray(np.swapaxes(r, 0, 1)), np.ascontiguousarray(np.swapaxes(v, 0, 1))
 
     def positions_km(self, t) -> np.ndarray:
         """Earth-fixed (ITRS) positions (T, N, 3) in km at Skyfield times ``t``."""
         return teme_to_itrs_km(self.teme_km(t), t)
+
+    def positions_and_velocities(self, t) -> tuple[np.ndarray, np.ndarray]:
+        """ITRS positions (T, N, 3) in km, and the *inertial* velocities (T, N, 3) in km/s in ITRS axes.
+
+        The velocity is SGP4's TEME velocity turned by the same rotation as the position, without the Earth's
+        rotation taken off: it is the velocity that defines a satellite's orbital (LVLH) frame, expressed in the
+        axes every other position of the plan is in (:func:`lasernet.terminals.pointing`).
+        """
+        r, v = self.teme_state(t)
+        return teme_to_itrs_km(r, t), teme_to_itrs_km(v, t)
 
 
 def _satrec_array(satrecs: tuple[Satrec, ...]) -> SatrecArray:

@@ -7,7 +7,8 @@
 * ``delay_s[T, L]`` (float32): one-way light time over the straight-line range (NaN where a ground link's pair is
   far out of view and its range was not computed);
 * ``cause[T, L]`` (uint8): 0 when up, else the reason it is down, one of :data:`CAUSES`; when several hold, the
-  most fundamental one is reported (seam, polar, earth, elevation, range, sun, handover, acquisition);
+  most fundamental one is reported (seam, polar, earth, elevation, cloud, range, fov, slew, sun, handover,
+  acquisition);
 * ``rate_bps[L]``: the terminal data rate;
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
@@ -22,7 +23,10 @@
   manoeuvring satellite's links down (cause ``manoeuvre``). Both then re-acquire. Geometric causes win over
   these, and these over ``handover`` and ``acquisition``.
 
-Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
+Inter-satellite links are the topology's candidates (for the ``nearest`` pattern, the pairs among each
+satellite's nearest, found over the window, then planned in a second pass), down where the partner is out of a
+terminal's field of regard or moves faster than its slew rate (``fov``, ``slew``: :mod:`lasernet.terminals`).
+Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
 stations, and the station's handover policy decides which: ``nearest`` takes the closest satellites at every
 step; ``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
@@ -30,12 +34,16 @@ longest (looking ahead at most the longest pass the constellation allows, :func:
 window; ties go to the closer satellite). Every (station, satellite) pair used in the window becomes one link.
 A link that becomes usable carries traffic only ``acquisition_s`` later. A satellite never holds more ISLs than
 ``terminals.isl.count``: where a pattern offers more, the established links keep their terminals, then the
-shortest win (:func:`lasernet.terminals.within_budget`); a candidate left without a terminal is down with cause
-``handover``, like a ground link its station did not choose.
+shortest win (:func:`lasernet.terminals.within_budget`; ``nearest`` lets a held link give way to one shorter
+by ``isl.switch_margin``); a candidate left without a terminal is down with cause ``handover``, like a ground
+link its station did not choose. A terminal moved to a new partner (``nearest``, or a satellite with more
+candidate links than terminals) slews to it before it acquires (:func:`lasernet.terminals.retarget_s`). With ``ground.clouds``, a cloud over a station takes its laser ground
+links down (cause ``cloud``, :mod:`lasernet.weather`).
 
 A run of any length is planned in windows that join into one continuous plan: each :class:`Timeline` ends with
 a :class:`Carry`, the state its last step inherits from the steps before it (satellites kept by
-``longest-visible`` stations, links holding terminals, how long each link has been acquiring), and
+``longest-visible`` stations, links holding terminals, how long each link has been acquiring, the partners
+terminals last released, the clouds), and
 ``plan(..., carry=previous.carry)`` starts the next window at that last step, so that every step of every window
 is the step one long plan would give (:func:`plan_next`).
 
@@ -55,7 +63,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import geometry, skydata, terminals
+from . import geometry, skydata, terminals, topology, weather
 from .power import NOMINAL, POWER_CAUSES, POWER_STATES, PowerPlan
 from .power import simulate as simulate_power
 from .power import systems as power_systems
@@ -65,11 +73,12 @@ from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
 from .spec.scenario import Scenario, check_node_names
-from .topology import GROUND, GSL, INTER, KINDS, SEAM, LinkTable, isl_candidates
+from .topology import GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
 
-CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "manoeuvre",
-          "reboot")
-UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, MANOEUVRE, REBOOT = range(len(CAUSES))
+CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "fov", "slew",
+          "cloud", "manoeuvre", "reboot")
+(UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, FOV, SLEW, CLOUD, MANOEUVRE,
+ REBOOT) = range(len(CAUSES))
 
 Progress = Callable[[int, int], None]
 
@@ -99,6 +108,11 @@ class Carry:
     upset_count: np.ndarray | None = None  # (N,) upsets drawn so far (this step's included)
     reboot_until_s: np.ndarray | None = None  # (2, N) from and until when after this step router reboots last
     manoeuvre_until_s: np.ndarray | None = None  # (N,) until when after this step a manoeuvre lasts
+    isl_keys: np.ndarray | None = None  # (L_isl,) int64: lo * N + hi of the ISLs isl_held and isl_run are of
+    isl_wait_s: np.ndarray | None = None  # (L_isl,) slew wait of the run each ISL is in (terminals that move)
+    isl_released: np.ndarray | None = None  # (N,) the partner each satellite last released (-1: none)
+    cloud_step: int = 0  # steps since the run's start of this window's first step (the clouds' random numbers)
+    cloud_before: np.ndarray | None = None  # (G,) bool: stations clouded just before it
 
 
 @dataclass
@@ -583,6 +597,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     T_sight = T + ahead
     sight_offsets = np.arange(T_sight) * step_s
 
+    nearest = scenario.isl.pattern == "nearest"
+    near_keys = [] if carry is None or carry.isl_keys is None else [carry.isl_keys[carry.isl_held]]
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
     illumination = np.ones((T, N), dtype=np.float32)
@@ -593,7 +609,10 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     for lo in range(0, T_sight, chunk):
         hi = min(T_sight, lo + chunk)
         t = skydata.times(start, sight_offsets[lo:hi])
-        pos = sats.positions_km(t)
+        if scenario.isl_terminal.points:  # pointing needs the orbital frame, hence the velocities
+            pos, vel = sats.positions_and_velocities(t)
+        else:
+            pos, vel = sats.positions_km(t), None
         sun = geometry.sun_itrs_km(t)
         if lo < T:
             h = min(hi, T)
@@ -601,12 +620,20 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
             if upset_cfg is not None:
                 in_saa[lo:h] = saa_flags(pos[:h - lo], upset_cfg)
             isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
-                                                           illumination[lo:h] > 0)
+                                                           illumination[lo:h] > 0,
+                                                           None if vel is None else vel[:h - lo])
+            if nearest:
+                near_keys.append(topology.nearest_pairs(pos[:h - lo], scenario.isl_terminal.max_range_km,
+                                                        topology.nearest_per_satellite(scenario.isl_terminal.count)))
         if len(stations.names):
             _sight(scenario, stations, pos, sun, lo, sightings)
         if progress:
             progress(min(hi, T), T)
 
+    if nearest:  # the candidates are known only now: their states over the window, in a second pass
+        isl = topology.pair_table(node_names, np.unique(np.concatenate(near_keys)) if near_keys else
+                                  np.zeros(0, np.int64), N)
+        isl_cause, isl_delay = _isl_window_states(scenario, sats, isl, start, offsets, illumination, nearest=True)
     # Satellites whose router reboots after an upset or which manoeuvre: their links are down (where nothing
     # geometric already holds them down), then acquire again.
     upset_plan, upset_carry = None, None
@@ -634,22 +661,43 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     if blocked.any():
         why = np.maximum(blocked[:, isl.a], blocked[:, isl.b])
         isl_cause[(isl_cause == UP) & (why > 0)] = why[(isl_cause == UP) & (why > 0)]
+    held_before, run_before, wait_before = _isl_carried(isl, N, carry)
     isl_up_raw = isl_cause == UP
-    held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, scenario.isl_terminal.count,
-                                             None if carry is None else carry.isl_held)
+    term = scenario.isl_terminal
+    held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, term.count,
+                                             held_before, scenario.isl.switch_margin if nearest else 1.0)
     isl_cause[isl_up_raw & ~held] = HANDOVER
-    run_before = None if carry is None else carry.isl_run
-    isl_up = terminals.acquired(held, step_s, scenario.isl_terminal.acquisition_s, run_before)
+    extra = released = None
+    # A terminal moved to a new partner slews before it acquires: in the nearest pattern, and at satellites with
+    # more candidate links than terminals (an explicit pattern's budget); a +Grid has a terminal per link.
+    shared = (np.ones(N, bool) if nearest else
+              np.bincount(np.concatenate([isl.a, isl.b]).astype(np.int64), minlength=N) > term.count)
+    if term.slew_rate_deg_s > 0 and shared.any():
+        extra, released = terminals.retarget_s(
+            held, held_before, isl.a, isl.b, N, lambda k: sats.positions_km(skydata.times(start, offsets[k])),
+            term.slew_rate_deg_s, None if carry is None else carry.isl_released, shared)
+    isl_up = terminals.acquired(held, step_s, term.acquisition_s, run_before, extra, wait_before)
     isl_cause[held & ~isl_up] = ACQUISITION
     isl_run = terminals.feasible_run(held, run_before)
+    isl_wait = None if extra is None else terminals.run_extra_s(extra, isl_run, wait_before)
+    if nearest:  # the window's ISLs: the pairs it holds, and those held just before it (their end is in it)
+        keep = held.any(axis=0) | (held_before if held_before is not None else False)
+        isl = topology.pair_table(node_names, topology.pair_keys(isl, N)[keep], N)
+        isl_cause, isl_delay, isl_up = isl_cause[:, keep], isl_delay[:, keep], isl_up[:, keep]
+        isl_held, isl_run = isl_held[keep], isl_run[keep]
+        isl_wait = None if isl_wait is None else isl_wait[keep]
 
     systems = power_systems(scenario.power, sats.names, _servers_per_satellite(scenario, sats.names))
     power_plan, soc_next, state_next = simulate_power(systems, illumination, step_s,
                                                       None if carry is None else carry.soc,
                                                       None if carry is None else carry.power_state)
 
+    clouds = weather.of(scenario) if scenario.gsl_terminal.kind == "laser" else None
+    cloud_step = 0 if carry is None else carry.cloud_step
+    cloudy, cloud_before = (weather.clouded(clouds, T, step_s, cloud_step, None if carry is None else
+                                            carry.cloud_before) if clouds is not None else (None, None))
     gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
-                                                                 step_s, ahead, carry, blocked)
+                                                                 step_s, ahead, carry, blocked, cloudy)
     links = isl.concat(gsl)
     rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
                            np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
@@ -661,6 +709,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         meta={"scenario": str(scenario.source), "seed": scenario.seed,
               **({} if upset_cfg is None else {"router_reboot_s": upset_cfg.router_reboot_s})},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
+                    isl_keys=topology.pair_keys(isl, N), isl_wait_s=isl_wait, isl_released=released,
+                    cloud_step=cloud_step + T - 1, cloud_before=cloud_before,
                     soc=soc_next, power_state=state_next, manoeuvre_until_s=manoeuvre_until,
                     **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
                                                                upset_carry)))),
@@ -676,6 +726,55 @@ def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.nda
         if host.attach in index:
             count[index[host.attach]] += 1
     return count
+
+
+def _isl_carried(isl: LinkTable, N: int, carry: Carry | None):
+    """``(held_before, run_before, wait_before)`` (L,) of the window's ISLs from the carry, matched by satellite pair
+    (a pair the carry does not know was not held and had no run), or Nones at the start of a run."""
+    if carry is None:
+        return None, None, None
+    keys = topology.pair_keys(isl, N)
+    if carry.isl_keys is None:
+        return carry.isl_held, carry.isl_run, carry.isl_wait_s
+    held, run, wait = np.zeros(len(keys), bool), np.zeros(len(keys)), np.zeros(len(keys))
+    order = np.argsort(carry.isl_keys, kind="stable")
+    known = carry.isl_keys[order]
+    at = np.searchsorted(known, keys)
+    if len(known):
+        hit = (at < len(known)) & (known[np.minimum(at, len(known) - 1)] == keys)
+        held[hit], run[hit] = carry.isl_held[order[at[hit]]], carry.isl_run[order[at[hit]]]
+        if carry.isl_wait_s is not None:
+            wait[hit] = carry.isl_wait_s[order[at[hit]]]
+    return held, run, (wait if carry.isl_wait_s is not None else None)
+
+
+def _isl_window_states(scenario: Scenario, sats: Satellites, isl: LinkTable, start: dt.datetime,
+                       offsets: np.ndarray, illumination: np.ndarray, nearest: bool = False):
+    """cause and delay_s (T, L) of ISLs over the window's steps, chunk by chunk (the ``nearest`` pattern's second
+    pass, once its candidates are known). With ``nearest``, a usable pair that is not among either end's nearest
+    at a step is not offered then (cause ``handover``, like a candidate left without a terminal)."""
+    T, N = len(offsets), len(sats)
+    cause = np.zeros((T, len(isl)), dtype=np.uint8)
+    delay = np.zeros((T, len(isl)), dtype=np.float32)
+    keys = topology.pair_keys(isl, N)
+    chunk = max(1, min(T, 120_000 // max(N, 1)))
+    for lo in range(0, T, chunk):
+        t = skydata.times(start, offsets[lo:lo + chunk])
+        if scenario.isl_terminal.points:
+            pos, vel = sats.positions_and_velocities(t)
+        else:
+            pos, vel = sats.positions_km(t), None
+        c, delay[lo:lo + chunk] = _isl_states(scenario, isl, pos, geometry.sun_itrs_km(t),
+                                              illumination[lo:lo + chunk] > 0, vel)
+        if nearest:
+            step, key = topology.nearest_pairs(pos, scenario.isl_terminal.max_range_km,
+                                               topology.nearest_per_satellite(scenario.isl_terminal.count),
+                                               per_step=True)
+            offered = np.zeros(c.shape, bool)
+            offered[step, np.searchsorted(keys, key)] = True  # every near pair is a column (keys are sorted)
+            c[(c == UP) & ~offered] = HANDOVER
+        cause[lo:lo + chunk] = c
+    return cause, delay
 
 
 def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:
@@ -762,18 +861,23 @@ def check_window(scenario: Scenario, start, duration_s, step_s, names: dict[str,
 def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> float:
     """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
 
-    T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring),
-    the ground links (each station's ``max_links`` satellites, a new one every :data:`GSL_CHANGE_S`), and
-    the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
-    mask's Earth-central angle covers, for the highest shell, or GEO with element files); per satellite, its
-    illumination, the power plan (:data:`PLAN_BYTES_PER_POWER_STEP`) and the upset, reboot and manoeuvre masks.
+    T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring, for
+    nearest each satellite's nearest), the ground links (each station's ``max_links`` satellites, a new one every
+    :data:`GSL_CHANGE_S`), and the sightings: the satellites within reach of each station's mask (the share of the
+    sphere a cap of the mask's Earth-central angle covers, for the highest shell, or GEO with element files); per
+    satellite, its illumination, the power plan (:data:`PLAN_BYTES_PER_POWER_STEP`) and the upset, reboot and
+    manoeuvre masks.
     """
     steps = math.floor(duration_s / step_s + 1e-9) + 1
     shells = scenario.constellation.shells
     n_walker = sum(s.size for s in shells)
     n_sat = n_walker + 64 * len(scenario.constellation.element_files)  # element files: a guess, read later
-    isl = {"plus-grid": 2 * n_walker, "ring": n_walker, "explicit": len(scenario.isl.links)}.get(scenario.isl.pattern,
-                                                                                                  0)
+    isl = {"plus-grid": 2 * n_walker, "ring": n_walker, "explicit": len(scenario.isl.links),
+           # nearest: the pairs among each satellite's nearest, once more every 10 minutes as neighbours change
+           # (shell1: 38,744 candidates in 600 s against 31,680 nearest at one step)
+           "nearest": min(n_sat * (n_sat - 1) / 2, n_sat * topology.nearest_per_satellite(
+               scenario.isl_terminal.count) * (1 + duration_s / 600.0))
+           }.get(scenario.isl.pattern, 0)
     gsl = sum(min(n_sat, g.max_links * (1 + duration_s / GSL_CHANGE_S)) for g in scenario.ground)
     sightings = 0.0
     if scenario.ground:
@@ -811,10 +915,11 @@ def _node_names(scenario: Scenario, sats: Satellites, stations: _Stations) -> tu
 
 
 def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.ndarray,
-                lit: np.ndarray | None = None):
+                lit: np.ndarray | None = None, vel: np.ndarray | None = None):
     """cause (Tc, L) before acquisition, and delay_s (Tc, L), of the candidate ISLs for a chunk of steps.
 
     ``lit`` (Tc, N): where any part of the Sun is visible from the satellite (computed here when not given).
+    ``vel`` (Tc, N, 3): inertial velocities, needed when the terminals have pointing limits.
     """
     term, cfg = scenario.isl_terminal, scenario.isl
     pa, pb = pos[:, isl.a], pos[:, isl.b]
@@ -829,6 +934,13 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
         if lit is None:
             lit = geometry.sunlit_fraction(pos, sun[:, None, :]) > 0
         cause[terminals.sun_blinded_both_ends(term, pa, pb, sun_unit, lit[:, isl.a], lit[:, isl.b])] = SUN
+    if term.points:
+        # +Grid and ring: fore and aft terminals serve the intra-plane links, port and starboard the others
+        sector = (np.where(isl.role == INTRA, terminals.ALONG, terminals.CROSS) if cfg.pattern in ("plus-grid", "ring")
+                  else terminals.ANY)
+        out_of_field, too_fast = terminals.pointing_limits(term, pos, vel, isl.a, isl.b, sector)
+        cause[too_fast] = SLEW
+        cause[out_of_field] = FOV
     cause[rng > term.max_range_km] = RANGE
     cause[geometry.earth_blocks(pa, pb, cfg.atmosphere_km, rng)] = EARTH
     if cfg.polar_cutoff_deg < 90:
@@ -878,15 +990,25 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
-                  T: int, step_s: float, ahead: int, carry: Carry | None, blocked: np.ndarray | None = None):
+                  T: int, step_s: float, ahead: int, carry: Carry | None, blocked: np.ndarray | None = None,
+                  cloudy: np.ndarray | None = None):
     """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay and cause, and the
-    ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead)."""
+    ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead).
+
+    ``cloudy`` (T, G): stations under a cloud (:mod:`lasernet.weather`); their satellites in view are down with
+    cause ``cloud``. ``longest-visible`` stations rank satellites by how long they stay in view, clouds aside
+    (nobody forecasts them to the second).
+    """
     N = len(sats)
     step, g, n, rng, cause = sightings.arrays()
     usable = cause == UP
     remaining = (np.minimum(_remaining_usable_s(step[usable], g[usable], n[usable], N, step_s), ahead * step_s)
                  if st.sticky.any() else np.zeros(int(usable.sum())))
-    inside = step[usable] < T
+    if cloudy is not None:  # a cloud blocks a link the satellite's elevation allows
+        clouded = (step < T) & (cause != ELEVATION)
+        clouded[clouded] = cloudy[step[clouded], g[clouded]]
+        cause = np.where(clouded, np.uint8(CLOUD), cause)
+    inside = (step[usable] < T) & (cause[usable] == UP)
     u_step, u_g, u_n = step[usable][inside], g[usable][inside], n[usable][inside]
     chosen, kept = _assign(u_step, u_g, u_n, rng[usable][inside], remaining[inside], st, T, N,
                            scenario.gsl_terminal.count,

@@ -12,6 +12,13 @@ candidates that are never up (cause ``seam``), so that a report shows what the s
 (satellites within kilometres of each other) links neighbours without wrapping. Patterns ``ring`` (intra-plane
 only), ``explicit`` (listed pairs) and ``none`` complete the set.
 
+The ``nearest`` pattern has no fixed pairs: each satellite links to up to ``terminals.isl.count`` usable partners
+chosen step by step (:func:`lasernet.terminals.within_budget` with a switching margin), which suits formations,
+mixed shells and satellites from element files. Its candidates at a step are the pairs that are, at that
+step, among either end's :func:`nearest_per_satellite` nearest satellites within range (:func:`nearest_pairs`):
+a step's choice depends only on that step and the one before, so plan windows join exactly; the pairs ever
+chosen become the window's ISLs (role ``nearest``).
+
 Ground links are not candidates here: which satellite a station talks to is decided over time by its handover
 policy (:mod:`lasernet.timeline`), and the pairs actually used join the link table there.
 """
@@ -26,9 +33,9 @@ from .orbits import Satellites
 from .spec.scenario import Scenario
 
 KINDS = ("isl", "gsl")
-ROLES = ("intra", "inter", "seam", "explicit", "ground")
+ROLES = ("intra", "inter", "seam", "explicit", "ground", "nearest")
 ISL, GSL = 0, 1
-INTRA, INTER, SEAM, EXPLICIT, GROUND = range(5)
+INTRA, INTER, SEAM, EXPLICIT, GROUND, NEAREST = range(6)
 
 
 @dataclass(frozen=True)
@@ -110,3 +117,63 @@ def _dedupe(ab: np.ndarray, role: np.ndarray):
     _, first = np.unique(lo * (hi.max() + 1) + hi, return_index=True)
     first.sort()
     return ab[first], role[first]
+
+
+def nearest_per_satellite(count: int) -> int:
+    """How many nearest satellites each satellite considers as partners in the ``nearest`` pattern: 4 (count + 1).
+
+    The choice is greedy, shortest links first, while both ends have a free terminal; a link that is not among
+    the nearest K of either end can win only when K nearer partners of both ends were all full, which this many
+    makes rare (the choice is then that of all pairs: tests/unit/test_nearest.py).
+    """
+    return 4 * (count + 1)
+
+
+def nearest_pairs(pos_km: np.ndarray, max_range_km: float, per_satellite: int, per_step: bool = False):
+    """The pairs that are among either end's ``per_satellite`` nearest satellites and within ``max_range_km``, at
+    the T steps of ``pos_km`` (T, N, 3): sorted unique keys ``lo * N + hi`` of those found at any step, or with
+    ``per_step`` ``(step, key)`` arrays, one entry per step and pair.
+
+    Distances are the N x N matrix of each step (from the Gram matrix: |a|^2 + |b|^2 - 2 a.b), in blocks of steps
+    of a few million entries, so the cost grows as N^2 per step: meant for up to a few thousand satellites.
+    """
+    T, N, _ = pos_km.shape
+    none = np.zeros(0, np.int64)
+    if N < 2 or T == 0:
+        return (none, none) if per_step else none
+    k = min(per_satellite, N - 1)
+    block = max(1, 4_000_000 // (N * N))
+    steps, keys = [], []
+    idx = np.arange(N)
+    for lo in range(0, T, block):
+        p = pos_km[lo:lo + block]
+        sq = np.einsum("tni,tni->tn", p, p)
+        d2 = (sq[:, :, None] + sq[:, None, :] - 2 * (p @ np.swapaxes(p, 1, 2))).astype(np.float32)
+        d2[:, idx, idx] = np.inf
+        near = np.argpartition(d2, k - 1, axis=2)[:, :, :k]  # (B, N, k)
+        ok = np.take_along_axis(d2, near, axis=2) <= max_range_km ** 2
+        t, i, _ = np.nonzero(ok)
+        j = near[ok]
+        key = np.minimum(i, j).astype(np.int64) * N + np.maximum(i, j)
+        if per_step:
+            both = np.unique((t + lo).astype(np.int64) * (N * N) + key)
+            steps.append(both // (N * N))
+            keys.append(both % (N * N))
+        else:
+            keys.append(np.unique(key))
+    if per_step:
+        return np.concatenate(steps), np.concatenate(keys)
+    return np.unique(np.concatenate(keys))
+
+
+def pair_table(node_names: tuple[str, ...], keys: np.ndarray, n_satellites: int, role: int = NEAREST) -> LinkTable:
+    """The ISL table of satellite pairs given as keys ``lo * n_satellites + hi``."""
+    keys = np.asarray(keys, dtype=np.int64)
+    return LinkTable(node_names, (keys // n_satellites).astype(int), (keys % n_satellites).astype(int),
+                     np.full(len(keys), ISL, dtype=np.uint8), np.full(len(keys), role, dtype=np.uint8))
+
+
+def pair_keys(table: LinkTable, n_satellites: int) -> np.ndarray:
+    """``lo * n_satellites + hi`` of every link of ``table`` (satellite pairs)."""
+    a, b = np.asarray(table.a, np.int64), np.asarray(table.b, np.int64)
+    return np.minimum(a, b) * n_satellites + np.maximum(a, b)

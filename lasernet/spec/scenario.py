@@ -34,10 +34,15 @@ from .routing import RoutingConfig, parse_routing
 from .workload import Workload, parse_workload, resolve
 
 SHELL_TYPES = ("delta", "star", "formation")
-ISL_PATTERNS = ("plus-grid", "ring", "explicit", "none")
+ISL_PATTERNS = ("plus-grid", "ring", "explicit", "nearest", "none")
 HANDOVER_POLICIES = ("nearest", "longest-visible")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
+#: Placeholder cloud figures (no published source behind them) for stations without their own, when
+#: ``ground.clouds`` does not say: a sky clear half of the time, correlated over 3 hours and across 300 km.
+DEFAULT_CLOUD_FREE = 0.5
+DEFAULT_CORRELATION_S = 3 * 3600.0
+DEFAULT_CORRELATION_KM = 300.0
 #: SGP4 catalogue numbers (Alpha-5) stop at 339,999, and Walker satellites are numbered 1, 2, ... in build order.
 MAX_WALKER_SATELLITES = 339_999
 
@@ -86,8 +91,32 @@ class Constellation:
 
 
 @dataclass(frozen=True)
+class FieldOfRegard:
+    """Where a satellite's terminals can point, as limits on the partner's direction in the body frame.
+
+    The body frame is the local vertical, local horizontal (LVLH) frame of the satellite's inertial orbit: z
+    towards the nadir, y against the orbit normal (-(r x v)), x = y x z (along the velocity for a circular orbit).
+    A direction has a *nadir angle* (from +z: 0 straight down, 90 horizontal, 180 zenith) and an *azimuth* in the
+    horizontal plane (from +x towards +y: 0 ahead, 90 and -90 across track, 180 behind). The satellite's
+    terminals are taken to be mounted two along track (fore, aft) and two across track (port, starboard), each
+    sweeping ``along_track_deg`` or ``cross_track_deg`` of azimuth either side of its axis: the defaults, 45 and
+    45, tile the whole horizon. A partner is in the field when its nadir angle is within ``nadir_deg`` and its
+    azimuth within the sweep of a terminal that may serve it: in a +Grid (and a ring) the fore and aft terminals
+    serve the intra-plane links and the port and starboard ones the inter-plane and seam links; in other
+    patterns any terminal serves any link (which one is not modelled).
+    """
+
+    along_track_deg: float = 45.0
+    cross_track_deg: float = 45.0
+    nadir_deg: tuple[float, float] = (0.0, 180.0)
+
+
+@dataclass(frozen=True)
 class Terminal:
-    """An optical (or RF fallback) terminal type: how many per satellite, how far, how fast, and its limits."""
+    """An optical (or RF fallback) terminal type: how many per satellite, how far, how fast, and its limits.
+
+    ``field_of_regard`` (None: anywhere) and ``slew_rate_deg_s`` (0: unlimited) are the pointing limits of ISL
+    terminals (:mod:`lasernet.terminals`)."""
 
     kind: str = "laser"
     count: int = 4
@@ -95,6 +124,13 @@ class Terminal:
     acquisition_s: float = 2.0
     sun_exclusion_deg: float = 5.0
     data_rate_bps: float = 10e9
+    field_of_regard: FieldOfRegard | None = None
+    slew_rate_deg_s: float = 0.0
+
+    @property
+    def points(self) -> bool:
+        """True when the terminal has pointing limits (a field of regard or a slew rate) to check."""
+        return self.field_of_regard is not None or self.slew_rate_deg_s > 0
 
 
 @dataclass(frozen=True)
@@ -105,6 +141,7 @@ class IslConfig:
     polar_cutoff_deg: float = 90.0  # inter-plane links are off above this |latitude|; 90 = never
     atmosphere_km: float = 80.0  # a link must clear the Earth's surface by this much
     links: tuple[tuple[str, str], ...] = ()  # for pattern "explicit"
+    switch_margin: float = 0.2  # pattern "nearest": a held link gives way only to one this fraction shorter
 
 
 @dataclass(frozen=True)
@@ -117,6 +154,17 @@ class GroundStation:
     max_links: int = 1
     handover: str = "nearest"
     kind: str = "ground-station"
+    cloud_free: float | None = None  # long-run clear share of its sky (None: ground.clouds' or the default)
+    cloud_correlation_s: float | None = None  # correlation time of its clear/clouded state (used with ground.clouds)
+
+
+@dataclass(frozen=True)
+class CloudDefaults:
+    """``ground.clouds``: the cloud model's values for stations without their own (:mod:`lasernet.weather`)."""
+
+    cloud_free: float
+    correlation_s: float
+    correlation_km: float
 
 
 @dataclass(frozen=True)
@@ -161,6 +209,7 @@ class Scenario:
     power: tuple[PowerGroup, ...] = ()  # the power: section (lasernet.spec.power)
     upsets: Upsets | None = None  # the upsets: section (lasernet.spec.faults)
     collision: Collision | None = None  # the collision: section (lasernet.spec.faults)
+    clouds: CloudDefaults | None = None  # ground.clouds
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -193,12 +242,13 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     constellation = _constellation(root.get("constellation"), path.parent)
     terms = root.get("terminals", {})
     terms.mapping(("isl", "gsl"))
-    isl_terminal = _terminal(terms.get("isl", {}), Terminal())
+    isl_terminal = _terminal(terms.get("isl", {}), Terminal(), pointing=True)
     gsl_terminal = _terminal(terms.get("gsl", {}), Terminal(kind="laser", count=1, max_range_km=2500.0,
                                                             acquisition_s=2.0, sun_exclusion_deg=5.0,
                                                             data_rate_bps=10e9))
     isl = _isl(root.get("isl", {}), constellation, isl_terminal)
     ground = _ground(root.get("ground", {}), path.parent)
+    clouds = _clouds(root.get("ground", {}), ground, gsl_terminal)
     plan_node = root.get("plan", {})
     plan_node.mapping(("duration_s", "step_s"))
     plan = PlanDefaults(duration_s=plan_node.get("duration_s", 600.0).number(1, 30 * 86400),
@@ -214,7 +264,8 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         power=parse_power(root.get("power", []), satellites),
                         upsets=parse_upsets(root.get("upsets", None)),
                         collision=parse_collision(root.get("collision", None),
-                                                  lambda n, fmt: _elements_file(n, fmt, path.parent)))
+                                                  lambda n, fmt: _elements_file(n, fmt, path.parent)),
+                        clouds=clouds)
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
@@ -340,10 +391,18 @@ def _elements_file(node: Node, fmt: str, base: Path) -> ElementsFile:
     return ElementsFile(path=path, format=fmt, prefix=prefix or "")
 
 
-def _terminal(node: Node, default: Terminal) -> Terminal:
-    node.mapping(("kind", "count", "max_range_km", "acquisition_s", "sun_exclusion_deg", "data_rate_bps",
-                  "source"))
+def _terminal(node: Node, default: Terminal, pointing: bool = False) -> Terminal:
+    values = node.mapping(("kind", "count", "max_range_km", "acquisition_s", "sun_exclusion_deg", "data_rate_bps",
+                           "field_of_regard", "slew_rate_deg_s", "source"))
+    if not pointing:
+        for key in ("field_of_regard", "slew_rate_deg_s"):
+            if key in values:
+                raise node.child(key, None).fail("only applies to terminals.isl (ground links have no pointing "
+                                                 "limits yet)")
+    fov_node = node.get("field_of_regard", None)
     return Terminal(
+        field_of_regard=None if fov_node.value is None else _field_of_regard(fov_node),
+        slew_rate_deg_s=node.get("slew_rate_deg_s", default.slew_rate_deg_s).number(0, 360),
         kind=node.get("kind", default.kind).choice(TERMINAL_KINDS),
         count=node.get("count", default.count).number(0, 16, integer=True),
         max_range_km=node.get("max_range_km", default.max_range_km).number(0.001, 100000),
@@ -353,8 +412,21 @@ def _terminal(node: Node, default: Terminal) -> Terminal:
     )
 
 
+def _field_of_regard(node: Node) -> FieldOfRegard:
+    node.mapping(("along_track_deg", "cross_track_deg", "nadir_deg"))
+    nadir = node.get("nadir_deg", [0.0, 180.0])
+    pair = nadir.value
+    if not (isinstance(pair, list) and len(pair) == 2):
+        raise nadir.fail(f"must be a pair [min, max] of angles from the nadir (0-180, 90 = horizontal), got {pair!r}")
+    lo, hi = (nadir.child(i, v).number(0, 180) for i, v in enumerate(pair))
+    if lo >= hi:
+        raise nadir.fail(f"the minimum {lo:g} must be below the maximum {hi:g}")
+    return FieldOfRegard(along_track_deg=node.get("along_track_deg", 45.0).number(0, 90),
+                         cross_track_deg=node.get("cross_track_deg", 45.0).number(0, 90), nadir_deg=(lo, hi))
+
+
 def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslConfig:
-    node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links"))
+    values = node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links", "switch_margin"))
     pattern = node.get("pattern", "plus-grid").choice(ISL_PATTERNS)
     links = []
     for item in node.get("links", []).items():
@@ -369,6 +441,8 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
     if pattern in ("plus-grid", "ring") and constellation.element_files and not constellation.shells:
         raise node.get("pattern").fail(f"{pattern} needs Walker shells (planes and slots); satellites from TLE/OMM "
                                        f"files can use pattern: explicit or none")
+    if pattern != "nearest" and "switch_margin" in values:
+        raise node.child("switch_margin", None).fail(f"only applies to pattern: nearest (pattern is {pattern})")
     needed = {"plus-grid": 4, "ring": 2}.get(pattern, 1)
     if pattern != "none" and terminal.count < needed:
         raise ScenarioError(node.source, "terminals.isl.count",
@@ -376,15 +450,15 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
     return IslConfig(pattern=pattern,
                      polar_cutoff_deg=node.get("polar_cutoff_deg", 90.0).number(0, 90),
                      atmosphere_km=node.get("atmosphere_km", 80.0).number(0, 1000),
-                     links=tuple(links))
+                     links=tuple(links), switch_margin=node.get("switch_margin", 0.2).number(0, 1))
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
-                   "handover", "source")
+                   "handover", "cloud_free", "cloud_correlation_s", "source")
 
 
 def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
-    node.mapping(("include", "defaults", "stations"))
+    node.mapping(("include", "defaults", "stations", "clouds"))
     sites: dict[str, dict] = {}
     for inc in node.get("include", []).items():
         sites.update(_read_sites(inc, base))
@@ -428,7 +502,28 @@ def _station(node: Node) -> GroundStation:
         max_links=node.get("max_links", 1).number(1, 64, integer=True),
         handover=node.get("handover", "nearest").choice(HANDOVER_POLICIES),
         kind=node.get("kind", "ground-station").choice(SITE_KINDS),
+        cloud_free=_optional(node.get("cloud_free", None), 0, 1),
+        cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400),
     )
+
+
+def _optional(node: Node, lo: float, hi: float) -> float | None:
+    return None if node.value is None else node.number(lo, hi)
+
+
+def _clouds(node: Node, stations: tuple[GroundStation, ...], gsl_terminal: Terminal) -> CloudDefaults | None:
+    """``ground.clouds`` (None without it: no clouds, whatever figures sites carry); it needs laser ground
+    terminals."""
+    clouds = node.get("clouds", None)
+    if clouds.value is None:
+        return None
+    clouds.mapping(("cloud_free", "correlation_s", "correlation_km"))
+    if gsl_terminal.kind != "laser":
+        raise clouds.fail("clouds only block laser ground links (terminals.gsl.kind is rf); remove ground.clouds "
+                          "or make the ground terminals laser")
+    return CloudDefaults(cloud_free=clouds.get("cloud_free", DEFAULT_CLOUD_FREE).number(0, 1),
+                         correlation_s=clouds.get("correlation_s", DEFAULT_CORRELATION_S).number(1, 365 * 86400),
+                         correlation_km=clouds.get("correlation_km", DEFAULT_CORRELATION_KM).number(0, 20000))
 
 
 def _read_sites(node: Node, base: Path) -> dict[str, dict]:

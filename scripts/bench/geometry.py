@@ -5,6 +5,9 @@ Prints, measured in this run on one core:
   * starlink-shell1 with its 100 ground stations and Sun checks: median ms per time step, lasernet's vectorised
     pipeline vs the straightforward one (one Skyfield EarthSatellite per satellite for positions, the rest
     vectorised as in lasernet), and the ratio;
+  * starlink-shell1 with pointing limits (a field of regard and a slew rate on every ISL terminal) against the
+    same without, interleaved run by run; with clouds over its stations against the same without (ground
+    terminals made laser for both); and with the ``nearest`` ISL pattern instead of the +Grid;
   * starlink-phase1 (4,408 satellites): median ms per step;
   * one hour of starlink-shell1 at 1 s steps end to end (lasernet.plan) in a child process: wall seconds and
     peak resident memory.
@@ -20,6 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -35,6 +39,7 @@ sys.path.insert(0, str(REPO))
 import lasernet  # noqa: E402
 from lasernet import skydata, timeline  # noqa: E402
 from lasernet.orbits import build_satellites  # noqa: E402
+from lasernet.spec.scenario import CloudDefaults, FieldOfRegard  # noqa: E402
 
 
 def per_step_ms(scenario, steps: int, repeats: int) -> list[float]:
@@ -46,6 +51,19 @@ def per_step_ms(scenario, steps: int, repeats: int) -> list[float]:
         lasernet.plan(scenario, start=scenario.epoch.replace(minute=k), duration_s=steps - 1, step_s=1)
         out.append((time.perf_counter() - t0) / steps * 1e3)
     return out
+
+
+def with_and_without_ms(plain, other, steps: int, repeats: int) -> tuple[list[float], list[float]]:
+    """ms per step of ``plain`` and of ``other``, planned alternately ``repeats`` times each (after a warm-up)."""
+    lasernet.plan(plain, duration_s=10, step_s=1)
+    lasernet.plan(other, duration_s=10, step_s=1)
+    a, b = [], []
+    for k in range(repeats):
+        for sc, out in ((plain, a), (other, b)):
+            t0 = time.perf_counter()
+            lasernet.plan(sc, start=sc.epoch.replace(minute=k), duration_s=steps - 1, step_s=1)
+            out.append((time.perf_counter() - t0) / steps * 1e3)
+    return a, b
 
 
 def straightforward_step_ms(scenario, repeats: int) -> list[float]:
@@ -104,6 +122,20 @@ def main() -> None:
     print(f"  lasernet vectorised       {ours:8.2f} ms/step (median of {reps} runs of 120 steps; goal <= 3)")
     print(f"  straightforward baseline  {base:8.2f} ms/step (one Skyfield EarthSatellite per satellite)")
     print(f"  ratio                     {base / ours:8.1f}x faster")
+    pointed = dataclasses.replace(shell1, isl_terminal=dataclasses.replace(
+        shell1.isl_terminal, field_of_regard=FieldOfRegard(10.0, 55.0, (60.0, 120.0)), slew_rate_deg_s=1.0))
+    plain_ms, pointed_ms = with_and_without_ms(shell1, pointed, 120, reps)
+    print(f"  with pointing limits      {statistics.median(pointed_ms):8.2f} ms/step against "
+          f"{statistics.median(plain_ms):.2f} without (field of regard + slew rate, interleaved runs)")
+    laser = dataclasses.replace(shell1, gsl_terminal=dataclasses.replace(shell1.gsl_terminal, kind="laser"))
+    clouded = dataclasses.replace(laser, clouds=CloudDefaults(0.5, 3 * 3600.0, 300.0))
+    clear_ms, clouded_ms = with_and_without_ms(laser, clouded, 120, reps)
+    print(f"  with clouds               {statistics.median(clouded_ms):8.2f} ms/step against "
+          f"{statistics.median(clear_ms):.2f} without (ground terminals made laser, 100 stations, interleaved runs)")
+    nearest = dataclasses.replace(shell1, isl=dataclasses.replace(shell1.isl, pattern="nearest"))
+    _, nearest_ms = with_and_without_ms(shell1, nearest, 60, max(2, reps // 2))
+    print(f"  pattern nearest           {statistics.median(nearest_ms):8.2f} ms/step (instead of +Grid; "
+          f"N x N distances per step)")
     p1 = statistics.median(per_step_ms(phase1, 60, max(2, reps // 2)))
     print(f"starlink-phase1 (4,408 satellites): {p1:.2f} ms/step (goal <= 10)")
     hour = hour_end_to_end()

@@ -295,3 +295,21 @@ def test_the_help_names_both_ways_to_give_the_state():
         code, out, _ = invoke(command, "--help")
         assert code == 0 and f"[OPTIONS] {usage}" in out, out
         assert "--plan FILE" in out and "--at TIME" in out and "--json" in out
+
+
+@pytest.mark.parametrize("change", ["nearest", "clouds"])
+def test_plans_that_remember_their_past_are_queried_from_the_runs_start(mini, change):
+    """The nearest pattern (hysteresis, slews to new partners) and clouds (a process from the run's start) make a
+    step depend on every step before it: a query plans from the run's start, and gets that plan's state."""
+    sc = dataclasses.replace(mini, ground=tuple(dataclasses.replace(g, handover="nearest") for g in mini.ground))
+    if change == "nearest":
+        sc = dataclasses.replace(sc, isl=dataclasses.replace(sc.isl, pattern="nearest"))
+    else:
+        sc = dataclasses.replace(sc, clouds=lasernet.spec.scenario.CloudDefaults(0.5, 120.0, 300.0))
+    t_s = 333.0
+    st = query.plan_at(sc, t_s)
+    assert st.timeline.start_utc == sc.epoch
+    full = lasernet.plan(sc, duration_s=t_s + 1, step_s=1)
+    assert set(up_links(st.timeline, st.up)) == set(up_links(full, full.state_at(t_s)[0]))
+    if change == "clouds":
+        assert (full.cause == lasernet.CAUSES.index("cloud")).any()

@@ -57,7 +57,7 @@ CASES = [
     ("epoch", "2077-01-01T00:00:00Z", "epoch: must be between 1960 and 2050"),
     ("name", "My Scenario", "name: must match [a-z0-9-]+"),
     ("seed", -1, "seed: must be between 0 and 4294967295, got -1"),
-    ("isl.pattern", "mesh", "isl.pattern: must be one of plus-grid, ring, explicit, none"),
+    ("isl.pattern", "mesh", "isl.pattern: must be one of plus-grid, ring, explicit, nearest, none"),
     ("isl.polar_cutoff_deg", 95, "isl.polar_cutoff_deg: must be between 0 and 90, got 95"),
     ("isl.links", [["a", "b"]], "isl.links: only applies to pattern: explicit"),
     ("isl.pattern", "explicit", "isl.links: pattern explicit needs a list of satellite name pairs"),
@@ -74,6 +74,21 @@ CASES = [
     ("terminals", {"isl": {"count": 2}}, "terminals.isl.count: pattern plus-grid needs 4 ISL terminals"),
     ("terminals", {"isl": {"max_range_km": 0}}, "terminals.isl.max_range_km: must be between 0.001 and 100000"),
     ("terminals", {"gsl": {"kind": "radio"}}, "terminals.gsl.kind: must be one of laser, rf, got 'radio'"),
+    ("terminals", {"isl": {"field_of_regard": {"nadir_deg": [100, 80]}}},
+     "terminals.isl.field_of_regard.nadir_deg: the minimum 100 must be below the maximum 80"),
+    ("terminals", {"isl": {"field_of_regard": {"nadir_deg": 90}}},
+     "terminals.isl.field_of_regard.nadir_deg: must be a pair [min, max]"),
+    ("terminals", {"isl": {"field_of_regard": {"cross_track_deg": 120}}},
+     "terminals.isl.field_of_regard.cross_track_deg: must be between 0 and 90, got 120"),
+    ("terminals", {"isl": {"field_of_regard": {"roll_deg": 5}}}, "terminals.isl.field_of_regard.roll_deg: unknown"),
+    ("terminals", {"isl": {"slew_rate_deg_s": -1}}, "terminals.isl.slew_rate_deg_s: must be between 0 and 360"),
+    ("terminals", {"gsl": {"slew_rate_deg_s": 1}}, "terminals.gsl.slew_rate_deg_s: only applies to terminals.isl"),
+    ("isl.switch_margin", 0.1, "isl.switch_margin: only applies to pattern: nearest (pattern is plus-grid)"),
+    ("isl", {"pattern": "nearest", "switch_margin": 2}, "isl.switch_margin: must be between 0 and 1, got 2"),
+    ("ground.clouds", {"cloud_free": 1.5}, "ground.clouds.cloud_free: must be between 0 and 1, got 1.5"),
+    ("ground.clouds", {"correlation_h": 3}, "ground.clouds.correlation_h: unknown field"),
+    ("ground.stations.0.cloud_free", -0.1, "ground.stations[0].cloud_free: must be between 0 and 1, got -0.1"),
+    ("ground.stations.0.cloud_correlation_s", 0, "ground.stations[0].cloud_correlation_s: must be between 1 and"),
     ("plan", {"step_s": 0}, "plan.step_s: must be between 0.01 and 3600, got 0"),
     ("constellation.tle", ["missing.tle"], "constellation.tle[0].file: no such file"),
 ]
@@ -164,3 +179,15 @@ def test_every_shipped_topology_is_valid():
         scenario = lasernet.load_scenario(path)
         assert scenario.source == path
     assert (TOPOLOGIES / "ground" / "sites.yaml").is_file()
+
+
+def test_clouds_need_laser_ground_terminals(tmp_path):
+    for field, value, where in (("ground.clouds", {"cloud_free": 0.6}, "ground.clouds"),
+                                ("ground.clouds", {}, "ground.clouds")):
+        doc = _with(field, value)
+        doc["terminals"] = {"gsl": {"kind": "rf"}}
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises(lasernet.ScenarioError) as err:
+            lasernet.load_scenario(path)
+        assert str(err.value).startswith(f"bad.yaml: {where}: clouds only block laser ground links")
