@@ -11,7 +11,9 @@
 * ``rate_bps[L]``: the terminal data rate;
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
-  each satellite belongs to, for the summary's sunlight per plane.
+  each satellite belongs to, for the summary's sunlight per plane;
+* ``transit[nodes]`` (bool): which nodes may relay traffic (every satellite; a station as its ``transit:`` says),
+  what the oracle needs to route over these links (:func:`lasernet.routing.oracle.compute`).
 
 Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
@@ -95,6 +97,11 @@ class Timeline:
     carry: Carry | None = None  # the state a window starting at this timeline's last step inherits
     illumination: np.ndarray | None = None  # (T, N) float32: visible fraction of the solar disc per satellite
     planes: tuple[str, ...] = ()  # (N,) orbital plane of each satellite, e.g. "sat-3"; "" for element files
+    transit: np.ndarray | None = None  # (nodes,) bool: may relay (None: every node, as plans saved before it)
+
+    def __post_init__(self):
+        if self.transit is None:
+            self.transit = np.ones(len(self.links.node_names), dtype=bool)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -257,6 +264,7 @@ class Timeline:
             link_a=self.links.a, link_b=self.links.b, link_kind=self.links.kind, link_role=self.links.role,
             up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
             cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
+            transit=np.asarray(self.transit, dtype=bool),
             **({} if self.illumination is None else {"illumination": self.illumination,
                                                      "planes": np.array(self.planes, dtype=str)}))
         tmp.replace(path)
@@ -275,7 +283,8 @@ class Timeline:
                        n_satellites=int(z["n_satellites"]), up=up, delay_s=z["delay_s"], cause=z["cause"],
                        rate_bps=z["rate_bps"], meta=json.loads(str(z["meta"])),
                        illumination=z["illumination"] if lit else None,
-                       planes=tuple(str(p) for p in z["planes"]) if lit else ())
+                       planes=tuple(str(p) for p in z["planes"]) if lit else (),
+                       transit=z["transit"] if "transit" in z.files else None)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -392,7 +401,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         cause=np.concatenate([isl_cause, gsl_cause], axis=1), rate_bps=rate,
         meta={"scenario": str(scenario.source), "seed": scenario.seed},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry),
-        illumination=illumination, planes=_plane_labels(scenario, sats))
+        illumination=illumination, planes=_plane_labels(scenario, sats),
+        transit=np.array([True] * N + [g.transit for g in scenario.ground], dtype=bool))
 
 
 def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:

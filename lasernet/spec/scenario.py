@@ -35,6 +35,10 @@ ISL_PATTERNS = ("plus-grid", "ring", "explicit", "none")
 HANDOVER_POLICIES = ("nearest", "longest-visible")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
+#: Whether a station of each kind relays traffic between two of its ground links unless it says ``transit:``.
+#: A ground station or a city is an end of traffic, not a bent pipe between satellites; a data centre is an
+#: operator's own site, which may forward between its ground terminals as a gateway does.
+TRANSIT_BY_KIND = {"ground-station": False, "data-centre": True, "city": False}
 #: SGP4 catalogue numbers (Alpha-5) stop at 339,999, and Walker satellites are numbered 1, 2, ... in build order.
 MAX_WALKER_SATELLITES = 339_999
 
@@ -111,6 +115,7 @@ class GroundStation:
     max_links: int = 1
     handover: str = "nearest"
     kind: str = "ground-station"
+    transit: bool = False  # relays between its ground links (see TRANSIT_BY_KIND); False: a stub, an end only
 
 
 @dataclass(frozen=True)
@@ -363,7 +368,8 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
-                   "handover", "source")
+                   "handover", "transit", "source")
+_DEFAULTS = ("min_elevation_deg", "max_links", "handover", "transit")
 
 
 def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
@@ -372,7 +378,7 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
     for inc in node.get("include", []).items():
         sites.update(_read_sites(inc, base))
     defaults = node.get("defaults", {})
-    defaults.mapping(("min_elevation_deg", "max_links", "handover"))
+    defaults.mapping(_DEFAULTS)
     stations = []
     listed = node.get("stations", [])
     if listed.value == "all":  # every site of the included files, in file order
@@ -394,7 +400,7 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
             merged.update(sites[site_name])
             merged.setdefault("name", site_name)
         merged.update({k: v for k, v in value.items() if k != "site"})
-        for key in ("min_elevation_deg", "max_links", "handover"):
+        for key in _DEFAULTS:
             if key not in merged and key in (defaults.value or {}):
                 merged[key] = defaults.value[key]
         stations.append(_station(Node(item.source, item.path, merged)))
@@ -402,6 +408,7 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
 
 
 def _station(node: Node) -> GroundStation:
+    kind = node.get("kind", "ground-station").choice(SITE_KINDS)
     return GroundStation(
         name=node.get("name").name(),
         lat_deg=node.get("lat_deg").number(-90, 90),
@@ -410,7 +417,8 @@ def _station(node: Node) -> GroundStation:
         min_elevation_deg=node.get("min_elevation_deg", 25.0).number(0, 90),
         max_links=node.get("max_links", 1).number(1, 64, integer=True),
         handover=node.get("handover", "nearest").choice(HANDOVER_POLICIES),
-        kind=node.get("kind", "ground-station").choice(SITE_KINDS),
+        kind=kind,
+        transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean(),
     )
 
 
