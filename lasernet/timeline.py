@@ -18,9 +18,13 @@
 Inter-satellite links are the topology's candidates. Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
 stations, and the station's handover policy decides which: ``nearest`` takes the closest satellites at every
-step; ``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
+step; ``all-in-range`` takes every usable satellite (the closest first, when more are in view than the station
+has terminals), so that routing may choose per destination among them, as Hypatia's ground stations do;
+``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
 longest (looking ahead at most the longest pass the constellation allows, :func:`lookahead_s`, whatever the
-window; ties go to the closer satellite). Every (station, satellite) pair used in the window becomes one link.
+window; ties go to the closer satellite). ``all-in-range`` chooses as ``nearest`` does (the closest first, up to
+``max_links``): its name says that every satellite in view is wanted and ``max_links`` is the station's terminal
+count (at least 2), not a choice of how many to take. Every (station, satellite) pair used in the window becomes one link.
 A link that becomes usable carries traffic only ``acquisition_s`` later. A satellite never holds more ISLs than
 ``terminals.isl.count``: where a pattern offers more, the established links keep their terminals, then the
 shortest win (:func:`lasernet.terminals.within_budget`); a candidate left without a terminal is down with cause
@@ -651,10 +655,10 @@ def _assign(step, g, n, rng, remaining, st: _Stations, T: int, N: int, sat_capac
 
     Per step, every station proposes its best ``max_links`` satellites not yet refused; every satellite keeps the
     closest ``sat_capacity`` proposals and refuses the rest; refused stations propose their next best, until no
-    one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` stations score by
-    range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise score by how long
-    the satellite stays usable (``remaining``, capped at the lookahead), the closer first on a tie, which makes
-    steps depend on each other. ``kept_before`` are the keys ``station * N + satellite`` that longest-visible
+    one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` and ``all-in-range``
+    stations score by range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise
+    score by how long the satellite stays usable (``remaining``, capped at the lookahead), the closer first on a
+    tie, which makes steps depend on each other. ``kept_before`` are the keys ``station * N + satellite`` that longest-visible
     stations held just before the first step. Returns the chosen entries and the keys held just before the last
     step (the next window's ``kept_before``).
     """

@@ -32,7 +32,10 @@ from .workload import Workload, parse_workload, resolve
 
 SHELL_TYPES = ("delta", "star", "formation")
 ISL_PATTERNS = ("plus-grid", "ring", "explicit", "none")
-HANDOVER_POLICIES = ("nearest", "longest-visible")
+#: How a station picks its satellites among those usable (above its mask, in range): ``nearest``, the closest
+#: ``max_links`` at every step; ``all-in-range``, every one of them, up to ``max_links`` (its terminals), the
+#: closest first when more are in view (Hypatia's rule); ``longest-visible``, keep one while it stays usable.
+HANDOVER_POLICIES = ("nearest", "longest-visible", "all-in-range")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
 #: Whether a station of each kind relays traffic between two of its ground links unless it says ``transit:``.
@@ -409,14 +412,19 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
 
 def _station(node: Node) -> GroundStation:
     kind = node.get("kind", "ground-station").choice(SITE_KINDS)
+    handover = node.get("handover", "nearest").choice(HANDOVER_POLICIES)
+    max_links = node.get("max_links", 1).number(1, 64, integer=True)
+    if handover == "all-in-range" and max_links < 2:
+        raise node.get("max_links", 1).fail("handover all-in-range with max_links 1 is nearest: give the station's "
+                                            "terminal count, the most satellites it may use at once (2..64)")
     return GroundStation(
         name=node.get("name").name(),
         lat_deg=node.get("lat_deg").number(-90, 90),
         lon_deg=node.get("lon_deg").number(-180, 180),
         alt_m=node.get("alt_m", 0.0).number(-500, 9000),
         min_elevation_deg=node.get("min_elevation_deg", 25.0).number(0, 90),
-        max_links=node.get("max_links", 1).number(1, 64, integer=True),
-        handover=node.get("handover", "nearest").choice(HANDOVER_POLICIES),
+        max_links=max_links,
+        handover=handover,
         kind=kind,
         transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean(),
     )
