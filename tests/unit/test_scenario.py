@@ -164,3 +164,17 @@ def test_every_shipped_topology_is_valid():
         scenario = lasernet.load_scenario(path)
         assert scenario.source == path
     assert (TOPOLOGIES / "ground" / "sites.yaml").is_file()
+
+
+def test_every_shipped_site_names_its_source():
+    """Each site of the shipped ground files carries a source string; the cities quote Hypatia's own line, whose
+    coordinates are the site's (the copy is exact)."""
+    import yaml
+
+    for name in ("sites.yaml", "cities-100.yaml"):
+        for site in yaml.safe_load((TOPOLOGIES / "ground" / name).read_text())["sites"]:
+            assert len(site.get("source", "")) > 20, (name, site["name"])
+    for k, site in enumerate(yaml.safe_load((TOPOLOGIES / "ground" / "cities-100.yaml").read_text())["sites"]):
+        line = site["source"].split(": ", 1)[1].split(" (")[0]
+        hid, _name, lat, lon, _elev = line.split(",")
+        assert int(hid) == k and float(lat) == site["lat_deg"] and float(lon) == site["lon_deg"], site
