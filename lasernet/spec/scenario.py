@@ -2,8 +2,8 @@
 
 A scenario says what to emulate: the constellation (Walker shells built from their parameters, or real
 satellites from TLE / OMM files), the laser terminals on board, the pattern of inter-satellite links (ISLs),
-the ground stations with their elevation masks and handover policy, and the random seed. Everything later in
-lasernet reads these dataclasses, never the YAML.
+the ground stations with their elevation masks, handover policy and whether they relay traffic (``transit``), and
+the random seed. Everything later in lasernet reads these dataclasses, never the YAML.
 
 Validation is strict and speaks to a person: each problem raises :class:`ScenarioError` whose text names the
 file, the field path and what is allowed, for example::
@@ -411,23 +411,19 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
 
 
 def _station(node: Node) -> GroundStation:
-    kind = node.get("kind", "ground-station").choice(SITE_KINDS)
-    handover = node.get("handover", "nearest").choice(HANDOVER_POLICIES)
+    name = node.get("name").name()
+    lat_deg, lon_deg = node.get("lat_deg").number(-90, 90), node.get("lon_deg").number(-180, 180)
+    alt_m = node.get("alt_m", 0.0).number(-500, 9000)
+    min_elevation_deg = node.get("min_elevation_deg", 25.0).number(0, 90)
     max_links = node.get("max_links", 1).number(1, 64, integer=True)
+    handover = node.get("handover", "nearest").choice(HANDOVER_POLICIES)
     if handover == "all-in-range" and max_links < 2:
         raise node.get("max_links", 1).fail("handover all-in-range with max_links 1 is nearest: give the station's "
                                             "terminal count, the most satellites it may use at once (2..64)")
-    return GroundStation(
-        name=node.get("name").name(),
-        lat_deg=node.get("lat_deg").number(-90, 90),
-        lon_deg=node.get("lon_deg").number(-180, 180),
-        alt_m=node.get("alt_m", 0.0).number(-500, 9000),
-        min_elevation_deg=node.get("min_elevation_deg", 25.0).number(0, 90),
-        max_links=max_links,
-        handover=handover,
-        kind=kind,
-        transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean(),
-    )
+    kind = node.get("kind", "ground-station").choice(SITE_KINDS)
+    return GroundStation(name=name, lat_deg=lat_deg, lon_deg=lon_deg, alt_m=alt_m,
+                         min_elevation_deg=min_elevation_deg, max_links=max_links, handover=handover, kind=kind,
+                         transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean())
 
 
 def _read_sites(node: Node, base: Path) -> dict[str, dict]:
