@@ -491,7 +491,8 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
 
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring),
-    the ground links (each station's ``max_links`` satellites, a new one every :data:`GSL_CHANGE_S`), and
+    the ground links (:func:`_gsl_pairs_estimate`: each station's ``max_links`` satellites, a new one every
+    :data:`GSL_CHANGE_S`, or for ``all-in-range`` those in view, each held about half a pass), and
     the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of the
     mask's Earth-central angle covers, for the highest shell, or GEO with element files).
     """
@@ -501,7 +502,7 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     n_sat = n_walker + 64 * len(scenario.constellation.element_files)  # element files: a guess, read later
     isl = {"plus-grid": 2 * n_walker, "ring": n_walker, "explicit": len(scenario.isl.links)}.get(scenario.isl.pattern,
                                                                                                   0)
-    gsl = sum(min(n_sat, g.max_links * (1 + duration_s / GSL_CHANGE_S)) for g in scenario.ground)
+    gsl = sum(_gsl_pairs_estimate(scenario, g, duration_s, n_sat) for g in scenario.ground)
     sightings = 0.0
     if scenario.ground:
         r_earth, r_sat = geometry.WGS84_A_KM, geometry.WGS84_A_KM + max(
@@ -510,6 +511,32 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
         angle = min(math.pi, math.acos(min(1.0, r_earth * math.cos(e) / r_sat)) - e + math.radians(0.5))
         sightings = len(scenario.ground) * n_sat * (1 - math.cos(angle)) / 2
     return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings)
+
+
+def _gsl_pairs_estimate(scenario: Scenario, station, duration_s: float, n_sat: int) -> float:
+    """An upper estimate of the (station, satellite) pairs a window gives one station, from the scenario alone.
+
+    ``nearest`` and ``longest-visible`` stations hold ``max_links`` satellites and change one about every
+    :data:`GSL_CHANGE_S`. An ``all-in-range`` station holds every satellite in view (at most ``max_links``; at most
+    three times the mean number in view, which is the share of the shell in the cap of its mask, for the highest
+    shell), and each stays about half a pass (the longest pass over the mask, for the lowest shell).
+    """
+    if station.handover != "all-in-range":
+        return min(n_sat, station.max_links * (1 + duration_s / GSL_CHANGE_S))
+    altitudes = [s.altitude_km for s in scenario.constellation.shells] or [35786.0]
+    if scenario.constellation.element_files:
+        altitudes.append(35786.0)
+    e = math.radians(station.min_elevation_deg)
+    r_earth = geometry.WGS84_A_KM
+
+    def cap_angle(altitude_km):
+        return max(0.0, math.acos(min(1.0, r_earth * math.cos(e) / (r_earth + altitude_km))) - e)
+
+    in_view = min(station.max_links, n_sat, 3.0 * n_sat * (1 - math.cos(cap_angle(max(altitudes)))) / 2 + 1)
+    r_low = r_earth + min(altitudes)
+    rate = math.sqrt(MU_KM3_S2 / r_low ** 3) - geometry.EARTH_ROTATION_RAD_S
+    half_pass_s = cap_angle(min(altitudes)) / rate if rate > 0 else math.inf
+    return min(n_sat, in_view * (1 + duration_s / max(GSL_CHANGE_S, half_pass_s)))
 
 
 def _mem_available_bytes() -> int:

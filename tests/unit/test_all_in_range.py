@@ -112,3 +112,16 @@ def test_all_in_range_with_one_terminal_is_refused_on_one_line(write_scenario):
         _scenario(write_scenario, "all-in-range", 1)
     assert str(err.value).startswith("all-in-range.yaml: ground.stations[0].max_links: handover all-in-range with "
                                      "max_links 1 is nearest") and "\n" not in str(err.value)
+
+
+def test_the_memory_estimate_bounds_the_ground_links_an_all_in_range_plan_makes(write_scenario):
+    """The plan's memory check counts an all-in-range station's ground links from the scenario alone: at least as
+    many as the plan makes (an upper estimate), and not ten times more (or long plans would be refused)."""
+    from lasernet.timeline import GSL, _gsl_pairs_estimate
+
+    sc = _scenario(write_scenario, "all-in-range", 16)
+    tl = lasernet.plan(sc, duration_s=3600, step_s=10)
+    made = int((tl.links.kind == GSL).sum())
+    estimate = sum(_gsl_pairs_estimate(sc, g, 3600, tl.n_satellites) for g in sc.ground)
+    print(f"{made} ground links in an hour, estimated {estimate:.0f}")
+    assert made <= estimate <= 10 * made
