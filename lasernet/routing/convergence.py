@@ -351,7 +351,9 @@ def _connected_through_transit(n: int, a: np.ndarray, b: np.ndarray, transit: np
 
     The links between transit nodes form components; a transit node touches its own, a stub the components of
     its transit neighbours. Two nodes are connected when they touch a common component or are linked directly.
-    False on the diagonal.
+    False on the diagonal. When no stub touches two components (the usual case: a station's satellites are all
+    in one +Grid) every node has one label and the answer is label equality; otherwise a sparse product of the
+    node-component incidence does it.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -362,11 +364,18 @@ def _connected_through_transit(n: int, a: np.ndarray, b: np.ndarray, transit: np
     _, comp = connected_components(graph, directed=False)
     one = transit[a] != transit[b]  # stub -- transit: the stub touches the transit end's component
     stub_end, transit_end = np.where(transit[a[one]], b[one], a[one]), np.where(transit[a[one]], a[one], b[one])
-    rows = np.concatenate([np.arange(n), stub_end])
-    touch = coo_matrix((np.ones(len(rows)), (rows, np.concatenate([comp, comp[transit_end]]))),
-                       shape=(n, int(comp.max()) + 1 if n else 0)).tocsr()
-    touch.data[:] = 1.0
-    connected = (touch @ touch.T).toarray() > 0
+    touched = comp[transit_end]
+    first = np.full(n, -1, np.int64)
+    first[stub_end] = touched
+    if (first[stub_end] == touched).all():  # every stub touches at most one component
+        label = np.where(transit | (first < 0), comp, first)
+        connected = label[:, None] == label[None, :]
+    else:
+        rows = np.concatenate([np.arange(n), stub_end])
+        touch = coo_matrix((np.ones(len(rows)), (rows, np.concatenate([comp, touched]))),
+                           shape=(n, int(comp.max()) + 1 if n else 0)).tocsr()
+        touch.data[:] = 1.0
+        connected = (touch @ touch.T).toarray() > 0
     connected[a, b] = connected[b, a] = True
     np.fill_diagonal(connected, False)
     return connected
