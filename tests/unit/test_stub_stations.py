@@ -109,3 +109,25 @@ def test_connectivity_through_relaying_nodes_equals_networkx_without_the_other_s
             for d in range(n):
                 h = g.subgraph([x for x in range(n) if transit[x] or x in (s, d)])
                 assert got[s, d] == (s != d and nx.has_path(h, s, d)), (s, d)
+
+
+def test_route_queries_take_the_plans_transit_and_go_around_a_stub():
+    """A four-satellite chain and a station linked to both ends, as a plan would hold it: ``lasernet path`` goes
+    along the chain when the plan marks the station a stub, through the station when it may relay."""
+    import datetime as dt
+
+    from lasernet.routing import query
+    from lasernet.timeline import Timeline
+    from lasernet.topology import GROUND, GSL, INTRA, ISL, LinkTable
+
+    names = ("sat-0-0", "sat-0-1", "sat-0-2", "sat-0-3", "gs")
+    links = LinkTable(names, np.array([0, 1, 2, 4, 4]), np.array([1, 2, 3, 0, 3]),
+                      np.array([ISL, ISL, ISL, GSL, GSL], np.uint8), np.array([INTRA] * 3 + [GROUND] * 2, np.uint8))
+    delay = np.array([[1e-3, 1e-3, 1e-3, 0.5e-3, 0.5e-3]], np.float32)
+    for transit, expected in ((False, ("sat-0-0", "sat-0-1", "sat-0-2", "sat-0-3")), (True, ("sat-0-0", "gs", "sat-0-3"))):
+        tl = Timeline("t", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), 1.0, np.zeros(1), links, 4,
+                      np.ones((1, 5), bool), delay, np.zeros((1, 5), np.uint8), np.full(5, 1e9),
+                      transit=np.array([True] * 4 + [transit]))
+        path = query.path(query.state(tl, 0.0), "sat-0-0", "sat-0-3")
+        assert path.nodes == expected
+        assert path.one_way_s == pytest.approx(3e-3 if not transit else 1e-3, abs=1e-9)
