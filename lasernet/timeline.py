@@ -21,7 +21,9 @@
   the satellite's links down (cause ``reboot``); with ``collision:``, ``conjunctions``
   (:class:`lasernet.conjunctions.Conjunctions`): close approaches and the manoeuvres they call, which take the
   manoeuvring satellite's links down (cause ``manoeuvre``). Both then re-acquire. Geometric causes win over
-  these, and these over ``handover`` and ``acquisition``.
+  these, and these over ``handover`` and ``acquisition``;
+* ``transit[nodes]`` (bool): which nodes may relay traffic (every satellite; a station as its ``transit:`` says),
+  what the oracle needs to route over these links (:func:`lasernet.routing.oracle.compute`).
 
 Inter-satellite links are the topology's candidates (for the ``nearest`` pattern, the pairs among each
 satellite's nearest, found over the window, then planned in a second pass), down where the partner is out of a
@@ -29,9 +31,13 @@ terminal's field of regard or moves faster than its slew rate (``fov``, ``slew``
 Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
 stations, and the station's handover policy decides which: ``nearest`` takes the closest satellites at every
-step; ``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
+step; ``all-in-range`` takes every usable satellite (the closest first, when more are in view than the station
+has terminals), so that routing may choose per destination among them, as Hypatia's ground stations do;
+``longest-visible`` keeps a satellite while it stays usable and then takes the one that will stay usable
 longest (looking ahead at most the longest pass the constellation allows, :func:`lookahead_s`, whatever the
-window; ties go to the closer satellite). Every (station, satellite) pair used in the window becomes one link.
+window; ties go to the closer satellite). ``all-in-range`` chooses as ``nearest`` does (the closest first, up to
+``max_links``): its name says that every satellite in view is wanted and ``max_links`` is the station's terminal
+count (at least 2), not a choice of how many to take. Every (station, satellite) pair used in the window becomes one link.
 A link that becomes usable carries traffic only ``acquisition_s`` later. A satellite never holds more ISLs than
 ``terminals.isl.count``: where a pattern offers more, the established links keep their terminals, then the
 shortest win (:func:`lasernet.terminals.within_budget`; ``nearest`` lets a held link give way to one shorter
@@ -136,6 +142,11 @@ class Timeline:
     power: PowerPlan | None = None  # battery SoC, power state and CPU quota per step and satellite
     upsets: UpsetPlan | None = None  # radiation upsets of the window (the upsets: section)
     conjunctions: Conjunctions | None = None  # close approaches and manoeuvres (the collision: section)
+    transit: np.ndarray | None = None  # (nodes,) bool: may relay (None: every node, as plans saved before it)
+
+    def __post_init__(self):
+        if self.transit is None:
+            self.transit = np.ones(len(self.links.node_names), dtype=bool)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -489,6 +500,7 @@ class Timeline:
             link_a=self.links.a, link_b=self.links.b, link_kind=self.links.kind, link_role=self.links.role,
             up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
             cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
+            transit=np.asarray(self.transit, dtype=bool),
             **({} if self.illumination is None else {"illumination": self.illumination,
                                                      "planes": np.array(self.planes, dtype=str)}),
             **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}),
@@ -521,7 +533,8 @@ class Timeline:
                            f.name: (float(z[f"conj_{f.name}"]) if f.name == "closest_km" else
                                     tuple(str(x) for x in z[f"conj_{f.name}"]) if f.name == "closest_pair" else
                                     z[f"conj_{f.name}"]) for f in fields(Conjunctions)})
-                       if "conj_a" in z.files else None)
+                       if "conj_a" in z.files else None,
+                       transit=z["transit"] if "transit" in z.files else None)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -715,7 +728,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                     **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
                                                                upset_carry)))),
         illumination=illumination, planes=_plane_labels(scenario, sats),
-        power=power_plan if systems.any else None, upsets=upset_plan, conjunctions=conj)
+        power=power_plan if systems.any else None, upsets=upset_plan, conjunctions=conj,
+        transit=np.array([True] * N + [g.transit for g in scenario.ground], dtype=bool))
 
 
 def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
@@ -862,11 +876,11 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
 
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring, for
-    nearest each satellite's nearest), the ground links (each station's ``max_links`` satellites, a new one every
-    :data:`GSL_CHANGE_S`), and the sightings: the satellites within reach of each station's mask (the share of the
-    sphere a cap of the mask's Earth-central angle covers, for the highest shell, or GEO with element files); per
-    satellite, its illumination, the power plan (:data:`PLAN_BYTES_PER_POWER_STEP`) and the upset, reboot and
-    manoeuvre masks.
+    nearest each satellite's nearest), the ground links (:func:`_gsl_pairs_estimate`: each station's ``max_links``
+    satellites, a new one every :data:`GSL_CHANGE_S`, or for ``all-in-range`` those in view, each held about half a
+    pass), and the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of
+    the mask's Earth-central angle covers, for the highest shell, or GEO with element files); per satellite, its
+    illumination, the power plan (:data:`PLAN_BYTES_PER_POWER_STEP`) and the upset, reboot and manoeuvre masks.
     """
     steps = math.floor(duration_s / step_s + 1e-9) + 1
     shells = scenario.constellation.shells
@@ -878,7 +892,7 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
            "nearest": min(n_sat * (n_sat - 1) / 2, n_sat * topology.nearest_per_satellite(
                scenario.isl_terminal.count) * (1 + duration_s / 600.0))
            }.get(scenario.isl.pattern, 0)
-    gsl = sum(min(n_sat, g.max_links * (1 + duration_s / GSL_CHANGE_S)) for g in scenario.ground)
+    gsl = sum(_gsl_pairs_estimate(scenario, g, duration_s, n_sat) for g in scenario.ground)
     sightings = 0.0
     if scenario.ground:
         r_earth, r_sat = geometry.WGS84_A_KM, geometry.WGS84_A_KM + max(
@@ -890,6 +904,32 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
                                                                            scenario.collision is not None)
     return float(steps) * (8 + PLAN_BYTES_PER_LINK_STEP * (isl + gsl) + PLAN_BYTES_PER_SIGHTING * sightings
                            + per_sat * n_sat)
+
+
+def _gsl_pairs_estimate(scenario: Scenario, station, duration_s: float, n_sat: int) -> float:
+    """An upper estimate of the (station, satellite) pairs a window gives one station, from the scenario alone.
+
+    ``nearest`` and ``longest-visible`` stations hold ``max_links`` satellites and change one about every
+    :data:`GSL_CHANGE_S`. An ``all-in-range`` station holds every satellite in view (at most ``max_links``; at most
+    three times the mean number in view, which is the share of the shell in the cap of its mask, for the highest
+    shell), and each stays about half a pass (the longest pass over the mask, for the lowest shell).
+    """
+    if station.handover != "all-in-range":
+        return min(n_sat, station.max_links * (1 + duration_s / GSL_CHANGE_S))
+    altitudes = [s.altitude_km for s in scenario.constellation.shells] or [35786.0]
+    if scenario.constellation.element_files:
+        altitudes.append(35786.0)
+    e = math.radians(station.min_elevation_deg)
+    r_earth = geometry.WGS84_A_KM
+
+    def cap_angle(altitude_km):
+        return max(0.0, math.acos(min(1.0, r_earth * math.cos(e) / (r_earth + altitude_km))) - e)
+
+    in_view = min(station.max_links, n_sat, 3.0 * n_sat * (1 - math.cos(cap_angle(max(altitudes)))) / 2 + 1)
+    r_low = r_earth + min(altitudes)
+    rate = math.sqrt(MU_KM3_S2 / r_low ** 3) - geometry.EARTH_ROTATION_RAD_S
+    half_pass_s = cap_angle(min(altitudes)) / rate if rate > 0 else math.inf
+    return min(n_sat, in_view * (1 + duration_s / max(GSL_CHANGE_S, half_pass_s)))
 
 
 def _mem_available_bytes() -> int:
@@ -1059,10 +1099,10 @@ def _assign(step, g, n, rng, remaining, st: _Stations, T: int, N: int, sat_capac
 
     Per step, every station proposes its best ``max_links`` satellites not yet refused; every satellite keeps the
     closest ``sat_capacity`` proposals and refuses the rest; refused stations propose their next best, until no
-    one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` stations score by
-    range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise score by how long
-    the satellite stays usable (``remaining``, capped at the lookahead), the closer first on a tie, which makes
-    steps depend on each other. ``kept_before`` are the keys ``station * N + satellite`` that longest-visible
+    one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` and ``all-in-range``
+    stations score by range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise
+    score by how long the satellite stays usable (``remaining``, capped at the lookahead), the closer first on a
+    tie, which makes steps depend on each other. ``kept_before`` are the keys ``station * N + satellite`` that longest-visible
     stations held just before the first step. Returns the chosen entries and the keys held just before the last
     step (the next window's ``kept_before``).
     """

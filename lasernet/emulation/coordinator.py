@@ -368,6 +368,7 @@ class Emulation:
             self.links_kind = choose_backend(self.links_kind)
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
+        self.transit = first.transit  # which routers may relay (stations as the scenario's transit: says)
         for j, host in enumerate(self.scenario.hosts):
             self._lans.setdefault(self.node_names.index(host.attach), []).append(lan_network(j))
         if self.routing == "auto":
@@ -420,7 +421,8 @@ class Emulation:
             link = self._slots.get(self._pair(tl, li))
             if link is not None:
                 costs[link.slot] = self._link_cost(tl, li)
-        self.host.start_daemons(self.scenario.routing, self.scenario.name, self.n_satellites, costs)
+        stubs = [name for name, relays in zip(self.node_names, self.transit) if not relays]
+        self.host.start_daemons(self.scenario.routing, self.scenario.name, self.n_satellites, costs, stubs)
 
     def _start_first_routes(self) -> None:
         """The probes' pairs, then the first tick: it installs the first state and all routes (set-up work, so
@@ -467,7 +469,7 @@ class Emulation:
         bgp = getattr(self.daemons, "bgp", None)  # BGP landing policies: links that carry nothing by design
         return FibWatcher(self.node_names, self.n_satellites, [self.nodes[name].pid for name in self.node_names],
                           self.clock.now_s, self.applied, routes=lambda: self.routes,
-                          allowed=None if bgp is None else bgp.allowed)
+                          allowed=None if bgp is None else bgp.allowed, transit=self.transit)
 
     def stop(self) -> None:
         """Stop ticking and remove everything this run created; safe to call twice or after a failed start."""
@@ -653,7 +655,7 @@ class Emulation:
         usable = up & (slots >= 0)
         d = np.where(np.isnan(delay), 0.0, delay)
         if self.oracle_process is None:
-            routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d)
+            routes = oracle.compute(len(self.node_names), tl.links.a, tl.links.b, usable, d, transit=tl.transit)
             if self._uses_daemons:  # the daemons route; the oracle is the reference for probes and stretch
                 self.routes, self._route_tl = routes, tl
                 return 0
@@ -668,7 +670,7 @@ class Emulation:
         proc, t_s = self.oracle_process, self.now_s()
         result = proc.poll(timeout_s=600.0 if self.routes is None else 0.0)
         if result is None and not proc.busy:
-            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
+            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots, tl.transit)
             if self.routes is None:
                 result = proc.poll(timeout_s=600.0)
         first = self.routes is None
@@ -685,7 +687,7 @@ class Emulation:
         self.routes.next_hop[result.src, result.dst] = result.next_hop
         self.routes.link[result.src, result.dst] = result.slot  # slots, not link indices, in this mode
         if not proc.busy:  # start the next computation at once, from this tick's states
-            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots)
+            proc.submit(t_s, tl.links.a, tl.links.b, usable, d, slots, tl.transit)
         if first:
             changes = self._install_aggregated()
         else:

@@ -29,10 +29,10 @@ Start-up, in this order (each answers once it is done):
   ``{"backend": name}``.
 * ``add_servers(servers)``: servers (``hosts:``), a list of ``{"name", "router", "index"}`` dicts: each joined to
   router ``router`` by a veth carrying LAN ``index``'s /24. Answers ``{"servers": [name]}``.
-* ``start_daemons(routing, scenario_name, n_satellites, costs)``: the routing daemons of ``routing`` (a
+* ``start_daemons(routing, scenario_name, n_satellites, costs, stubs)``: the routing daemons of ``routing`` (a
   :class:`~lasernet.spec.routing.RoutingConfig`, frozen plain fields) on every router, configured for the
-  links created so far; ``costs`` is each slot's metric (int array by slot). Answers ``{"daemons": int}``
-  (daemon processes running).
+  links created so far; ``costs`` is each slot's metric (int array by slot), ``stubs`` the names of the
+  stations that carry no transit (configured as stubs). Answers ``{"daemons": int}`` (daemon processes running).
 
 Every tick, only what changed (none of these needs the answer of another, so a remote host can take the
 tick's three as one message):
@@ -200,13 +200,15 @@ class LocalHost:
         self.state.save()
         return {"servers": list(self.servers)}
 
-    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs) -> dict:
+    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=()) -> dict:
         from ..routing.daemons import DaemonSet, LinkSpec, NodeSpec
 
         self.daemons = DaemonSet(routing, self.run_id, self.run_dir, scenario_name, state=self.state,
                                  config_hook=self.daemon_config_hook)
         names = self.node_names
-        specs = {name: NodeSpec(name, i, self.nodes[name].role, self.nodes[name].loopback, [], [])
+        stubs = set(stubs)
+        specs = {name: NodeSpec(name, i, self.nodes[name].role, self.nodes[name].loopback, [], [],
+                                transit=name not in stubs)
                  for i, name in enumerate(names) if name in self.nodes}
         for server in self.servers.values():
             attach = names[server.attach]

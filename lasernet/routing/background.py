@@ -58,13 +58,14 @@ def _serve(conn, n_nodes: int, keep_within_s: float) -> None:
             return
         if msg is None:
             return
-        t_s, a, b, usable, delay, slots = msg
+        t_s, a, b, usable, delay, slots, transit = msg
         t0 = time.monotonic()
-        routes = oracle.compute(n_nodes, a, b, usable, delay)
+        routes = oracle.compute(n_nodes, a, b, usable, delay, transit=transit)
         next_hop = routes.next_hop
         slot = np.where(routes.link >= 0, slots[np.maximum(routes.link, 0)], -1).astype(np.int32)
         if keep_within_s > 0:
-            keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, delay, slots, keep_within_s)
+            keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, delay, slots, keep_within_s,
+                           transit)
         changed = (next_hop != prev_next) | (slot != prev_slot)
         src, dst = np.nonzero(changed)
         prev_next, prev_slot = next_hop, slot
@@ -75,7 +76,8 @@ def _serve(conn, n_nodes: int, keep_within_s: float) -> None:
             return
 
 
-def keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, delay, slots, within_s) -> int:
+def keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, delay, slots, within_s,
+                   transit=None) -> int:
     """Keep a previous next hop wherever its path is still within ``within_s`` of the best (in place).
 
     In a +Grid many paths are almost equally long, and as satellites move the best of them changes every few
@@ -83,7 +85,9 @@ def keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, del
     gain. A kept next hop ``o`` of ``s`` towards ``d`` satisfies ``w(s, o) + D(o, d) <= D(s, d) + within_s``
     with ``D`` the shortest delays of this computation; as long as ``within_s`` is below the smallest link delay,
     ``D(o, d) < D(s, d)`` along every hop, so forwarding stays loop-free. A path is then at most
-    ``hops * within_s`` longer than the best. Returns how many entries were kept.
+    ``hops * within_s`` longer than the best. A previous next hop that carries no transit (``transit[o]``
+    False) is kept only when it is the destination itself, so a kept path never relays through a stub station.
+    Returns how many entries were kept.
     """
     up = np.flatnonzero(np.asarray(usable) & (np.asarray(a) != np.asarray(b)))
     if len(up) == 0:
@@ -105,6 +109,8 @@ def keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, del
     exists = pair_key[pos] == want
     cost = pair_delay[pos] + routes.delay_s[old, cand_d]
     keep = exists & (cost <= routes.delay_s[cand_s, cand_d] + within_s)
+    if transit is not None:
+        keep &= np.asarray(transit, bool)[old] | (old == cand_d)
     ks, kd = cand_s[keep], cand_d[keep]
     next_hop[ks, kd] = old[keep]
     slot[ks, kd] = slots[pair_link[pos[keep]]]
@@ -136,10 +142,11 @@ class OracleProcess:
         self._conn = Connection(ours.detach())
         self.busy = False
 
-    def submit(self, t_s: float, a, b, usable, delay_s, slots) -> None:
-        """Ask for the table over these link states (call only when not ``busy``)."""
+    def submit(self, t_s: float, a, b, usable, delay_s, slots, transit=None) -> None:
+        """Ask for the table over these link states, relaying only through nodes where ``transit`` (call only when
+        not ``busy``)."""
         self._conn.send((t_s, np.asarray(a), np.asarray(b), np.asarray(usable), np.asarray(delay_s),
-                         np.asarray(slots, np.int32)))
+                         np.asarray(slots, np.int32), None if transit is None else np.asarray(transit, bool)))
         self.busy = True
 
     def poll(self, timeout_s: float = 0.0) -> Result | None:

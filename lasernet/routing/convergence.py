@@ -5,9 +5,10 @@ A :class:`FibWatcher` holds one rtnetlink socket in every router's namespace, su
 to every other router's loopback /32 (the identity daemons must advertise), stamped when the kernel announced
 it. Whenever a FIB or the set of up links changes it walks every (source, destination) pair along the FIBs:
 
-- *delivered*: the walk reaches the destination over links that are up, without a loop;
-- *broken*: the pair is connected over the up links (so the oracle has a path) but the walk is not delivered
-  (a black hole, a loop, or a route over a link that is down);
+- *delivered*: the walk reaches the destination over links that are up, without a loop, and relays through no
+  station that carries no transit (a stub: it may start or end a walk, never lie inside one);
+- *broken*: the pair is connected over the up links through nodes that carry transit (so the oracle has a path)
+  but the walk is not delivered (a black hole, a loop, a route over a link that is down, or one through a stub);
 - *stretch*: delivered path delay over the oracle's shortest delay (1.0 = the oracle's path).
 
 Each change is a sample in ``fib.csv``. Link events that the driver applied in the same tick form one change;
@@ -48,12 +49,14 @@ class FibWatcher:
 
     POLL_S = 0.01
 
-    def __init__(self, node_names, n_satellites: int, pids, now_s, applied, routes=None, allowed=None):
+    def __init__(self, node_names, n_satellites: int, pids, now_s, applied, routes=None, allowed=None,
+                 transit=None):
         """Watch the routers ``node_names`` (their shells' ``pids``, in the same order) on the clock ``now_s()``
         (emulated seconds). ``applied`` is the coordinator's read view of the link state by slot (arrays
         ``valid``, ``up``, ``delay_s``; ``links``: each slot's ends ``a``, ``b``); ``routes()`` the oracle's
         table now (its ``delay_s`` is the reference for stretch), or None; ``allowed(a, b)`` whether routing may
-        use a link between nodes ``a`` and ``b`` (BGP landing policies), None if every link may be used."""
+        use a link between nodes ``a`` and ``b`` (BGP landing policies), None if every link may be used;
+        ``transit[n]`` which routers may relay (None: all of them)."""
         self.node_names = list(node_names)
         self.pids = list(pids)
         self.now_s = now_s
@@ -62,6 +65,7 @@ class FibWatcher:
         self.allowed = allowed
         self.n = len(self.node_names)
         self.n_satellites = n_satellites
+        self.transit = np.ones(self.n, bool) if transit is None else np.asarray(transit, bool)
         self.next_slot = np.full((self.n, self.n), -1, np.int64)
         self._routes = [dict() for _ in range(self.n)]  # node -> {(dst node, metric): slot or -1}
         self.samples: list[tuple] = []  # (t_s, broken, connected pairs, delivered, stretch median, ground stretch)
@@ -196,9 +200,6 @@ class FibWatcher:
 
     def evaluate(self, up: np.ndarray | None = None) -> tuple[int, int, int, float, float]:
         """Judge the FIBs now: (broken pairs, connected pairs, delivered pairs, median stretch, ground stretch)."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         up = self._up() if up is None else up
         n = self.n
         links = list(self.applied.links)[:len(up)]
@@ -232,14 +233,9 @@ class FibWatcher:
             arrived = cur[alive] == dst[alive]
             delivered[alive[arrived]] = True
             alive = alive[~arrived]
+            alive = alive[self.transit[cur[alive]]]  # a walk relayed by a stub is not delivered
         delivered = delivered.reshape(n, n)
-        if s_count and up.any():
-            graph = coo_matrix((np.ones(int(up.sum())), (a_of[up], b_of[up])), shape=(n, n))
-            _, comp = connected_components(graph, directed=False)
-        else:
-            comp = np.arange(n)
-        connected = comp[:, None] == comp[None, :]
-        np.fill_diagonal(connected, False)
+        connected = _connected_through_transit(n, a_of[up], b_of[up], self.transit)
         broken = connected & ~delivered
         self.last = {"delivered": delivered, "connected": connected, "delay_s": delay.reshape(n, n)}
         stretch_all = stretch_ground = math.nan
@@ -348,6 +344,41 @@ class FibWatcher:
                          "converged": bool(converged), "max_broken_pairs": int(states.max()),
                          "probes_sent": sent, "probes_lost": lost})
         return rows
+
+
+def _connected_through_transit(n: int, a: np.ndarray, b: np.ndarray, transit: np.ndarray) -> np.ndarray:
+    """(n, n) bool: a path over the links ``a -- b`` joins the two nodes with only transit nodes inside it.
+
+    The links between transit nodes form components; a transit node touches its own, a stub the components of
+    its transit neighbours. Two nodes are connected when they touch a common component or are linked directly.
+    False on the diagonal. When no stub touches two components (the usual case: a station's satellites are all
+    in one +Grid) every node has one label and the answer is label equality; otherwise a sparse product of the
+    node-component incidence does it.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    both = transit[a] & transit[b]
+    graph = coo_matrix((np.ones(int(both.sum())), (a[both], b[both])), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    one = transit[a] != transit[b]  # stub -- transit: the stub touches the transit end's component
+    stub_end, transit_end = np.where(transit[a[one]], b[one], a[one]), np.where(transit[a[one]], a[one], b[one])
+    touched = comp[transit_end]
+    first = np.full(n, -1, np.int64)
+    first[stub_end] = touched
+    if (first[stub_end] == touched).all():  # every stub touches at most one component
+        label = np.where(transit | (first < 0), comp, first)
+        connected = label[:, None] == label[None, :]
+    else:
+        rows = np.concatenate([np.arange(n), stub_end])
+        touch = coo_matrix((np.ones(len(rows)), (rows, np.concatenate([comp, touched]))),
+                           shape=(n, int(comp.max()) + 1 if n else 0)).tocsr()
+        touch.data[:] = 1.0
+        connected = (touch @ touch.T).toarray() > 0
+    connected[a, b] = connected[b, a] = True
+    np.fill_diagonal(connected, False)
+    return connected
 
 
 def _probe_losses(path: Path | None):

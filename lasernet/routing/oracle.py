@@ -23,8 +23,19 @@ outweigh a real delay difference. Paths equal in both are left to the order in w
 nodes, which depends only on the input arrays, so the same input always gives the same table. ``delay_s`` is
 the sum of the rounded link delays (exact to the nanosecond per hop).
 
+Nodes that carry no transit
+---------------------------
+A ground station that must not relay (``transit: false`` in the scenario, the default for ground stations and
+cities) may begin or end a path but never lie inside one: with two ground links up it would otherwise join two
+satellites by a two-hop shortcut through the ground. :func:`compute` takes ``transit[N]`` and finds shortest
+paths whose intermediate nodes all carry transit. A stub ``x`` is a node the search may reach but never leave, so
+its outgoing edges are removed; as a destination it must be left, so it gets a twin, a node of its own that holds
+``x``'s outgoing edges and roots the search towards ``x`` (the twin's tree is ``x``'s tree). One Dijkstra over
+N + (number of stubs) nodes does it all.
+
 Computation: one :func:`scipy.sparse.csgraph.dijkstra` over the symmetric graph from every destination; since
-links are symmetric, the predecessor of ``s`` in the tree rooted at ``d`` is the next hop of ``s`` towards ``d``.
+links are symmetric, the predecessor of ``s`` in the tree rooted at ``d`` is the next hop of ``s`` towards ``d``
+(a path that avoids stubs inside it read backwards avoids them too).
 Everything else is whole-array numpy.
 """
 
@@ -59,13 +70,17 @@ class Routes:
         return self.next_hop >= 0
 
 
-def compute(n_nodes: int, a: np.ndarray, b: np.ndarray, up: np.ndarray, delay_s: np.ndarray) -> Routes:
+def compute(n_nodes: int, a: np.ndarray, b: np.ndarray, up: np.ndarray, delay_s: np.ndarray,
+            transit: np.ndarray | None = None) -> Routes:
     """Shortest-delay next hops of ``n_nodes`` nodes over links ``a[L] -- b[L]`` where ``up[L]``, each ``delay_s[L]``.
 
     Links are undirected and symmetric. Delays must be finite and >= 0 where up (a NaN delay on an up link is an
-    error, not a silently missing link). Returns :class:`Routes`.
+    error, not a silently missing link). ``transit[N]`` (bool; default: every node) says which nodes may relay:
+    a path never passes through a node where it is False, though it may start or end there. Returns
+    :class:`Routes`.
     """
     a, b, up, delay_s = _check_links(n_nodes, a, b, up, delay_s)
+    stubs = _stubs(n_nodes, transit)
     ids = np.flatnonzero(up & (a != b))
     u, v = a[ids], b[ids]
     delay_ns = np.rint(delay_s[ids].astype(np.float64) * NS_PER_S)
@@ -81,8 +96,11 @@ def compute(n_nodes: int, a: np.ndarray, b: np.ndarray, up: np.ndarray, delay_s:
     # Symmetric sparse graph (both directions), one entry per node pair.
     rows = np.concatenate([bu, bv])
     cols = np.concatenate([bv, bu])
-    graph = csr_matrix((np.concatenate([bw, bw]), (rows, cols)), shape=(n_nodes, n_nodes))
-    dist, pred = dijkstra(graph, directed=True, return_predecessors=True)
+    if len(stubs):
+        dist, pred = _dijkstra_avoiding(n_nodes, rows, cols, np.concatenate([bw, bw]), stubs)
+    else:
+        graph = csr_matrix((np.concatenate([bw, bw]), (rows, cols)), shape=(n_nodes, n_nodes))
+        dist, pred = dijkstra(graph, directed=True, return_predecessors=True)
     # dist[d, s] and pred[d, s] describe the tree rooted at destination d; transpose to [s, d].
     next_hop = pred.T.astype(np.int32, order="C")
     np.maximum(next_hop, -1, out=next_hop)  # SciPy marks "no predecessor" with -9999
@@ -179,6 +197,34 @@ def _check_links(n_nodes, a, b, up, delay_s):
         raise ValueError(f"{int(bad.sum())} up links have a delay that is not finite and >= 0, "
                          f"first: link {k} ({a[k]}-{b[k]}) delay_s={delay_s[k]}")
     return a, b, up, delay_s
+
+
+def _stubs(n_nodes, transit) -> np.ndarray:
+    """Indices of the nodes that carry no transit (``transit`` False), or none when ``transit`` is None."""
+    if transit is None:
+        return np.zeros(0, dtype=np.int64)
+    transit = np.asarray(transit, dtype=bool)
+    if transit.shape != (n_nodes,):
+        raise ValueError(f"transit must have one entry per node ({n_nodes}), got shape {transit.shape}")
+    return np.flatnonzero(~transit)
+
+
+def _dijkstra_avoiding(n_nodes, rows, cols, weight, stubs):
+    """dist and pred (N, N) of the trees rooted at every node, over paths with no stub inside them.
+
+    The directed edges ``rows -> cols`` leaving a stub are moved to its twin (node N + k for the k-th stub): the
+    search reaches a stub and stops there, and the tree of a stub destination grows from its twin. Predecessors
+    that are twins are mapped back to their stubs.
+    """
+    twin = np.arange(n_nodes, dtype=np.int64)
+    twin[stubs] = n_nodes + np.arange(len(stubs))
+    size = n_nodes + len(stubs)
+    graph = csr_matrix((weight, (twin[rows], cols)), shape=(size, size))
+    dist, pred = dijkstra(graph, directed=True, indices=twin, return_predecessors=True)
+    dist, pred = dist[:, :n_nodes], pred[:, :n_nodes]
+    back = pred >= n_nodes
+    pred[back] = stubs[pred[back] - n_nodes]
+    return dist, pred
 
 
 def _fastest_link_per_pair(n_nodes, u, v, weight, ids):

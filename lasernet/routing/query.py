@@ -21,7 +21,8 @@ otherwise the run is planned from its start up to ``t_s``, in windows continued 
 plans them (:func:`lasernet.timeline.plan_next`), so that memory stays bounded and time grows with ``t_s``. A saved plan (``Timeline.load``) is queried
 as it is (:func:`load_plan`, :func:`saved_state`).
 
-:func:`path` and :func:`table` answer in node names; their one-way light time is the sum of the delays of the
+:func:`path` and :func:`table` answer in node names, over paths that pass through no station that carries no
+transit (the scenario's ``transit:``, kept in the plan); their one-way light time is the sum of the delays of the
 links the path takes (the oracle breaks ties on delays rounded to the nanosecond, its module docstring says how).
 """
 
@@ -90,10 +91,11 @@ class State:
         return self.timeline.node_names
 
     def routes(self) -> oracle.Routes:
-        """The oracle's table over the links that are up (as the driver computes it in a tick)."""
+        """The oracle's table over the links that are up, through no station that carries no transit (as the
+        driver computes it in a tick)."""
         links = self.timeline.links
         return oracle.compute(len(self.node_names), links.a, links.b, self.up,
-                              np.where(np.isnan(self.delay_s), 0.0, self.delay_s))
+                              np.where(np.isnan(self.delay_s), 0.0, self.delay_s), transit=self.timeline.transit)
 
 
 def seconds_at(at, start: dt.datetime, option: str = NAMES["at"]) -> float:

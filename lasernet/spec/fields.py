@@ -74,6 +74,11 @@ class Node:
                             else f"must be {kind}{_range_text(lo, hi)}, got {v!r}")
         return int(v) if integer else float(v)
 
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.fail(f"must be true or false, got {self.value!r}")
+        return self.value
+
     def choice(self, options: tuple[str, ...]) -> str:
         if self.value not in options:
             raise self.fail(f"must be one of {', '.join(options)}, got {self.value!r}")

@@ -2,8 +2,8 @@
 
 A scenario says what to emulate: the constellation (Walker shells built from their parameters, or real
 satellites from TLE / OMM files), the laser terminals on board, the pattern of inter-satellite links (ISLs),
-the ground stations with their elevation masks and handover policy, and the random seed. Everything later in
-lasernet reads these dataclasses, never the YAML.
+the ground stations with their elevation masks, handover policy and whether they relay traffic (``transit``), and
+the random seed. Everything later in lasernet reads these dataclasses, never the YAML.
 
 Validation is strict and speaks to a person: each problem raises :class:`ScenarioError` whose text names the
 file, the field path and what is allowed, for example::
@@ -35,9 +35,16 @@ from .workload import Workload, parse_workload, resolve
 
 SHELL_TYPES = ("delta", "star", "formation")
 ISL_PATTERNS = ("plus-grid", "ring", "explicit", "nearest", "none")
-HANDOVER_POLICIES = ("nearest", "longest-visible")
+#: How a station picks its satellites among those usable (above its mask, in range): ``nearest``, the closest
+#: ``max_links`` at every step; ``all-in-range``, every one of them, up to ``max_links`` (its terminals), the
+#: closest first when more are in view (Hypatia's rule); ``longest-visible``, keep one while it stays usable.
+HANDOVER_POLICIES = ("nearest", "longest-visible", "all-in-range")
 TERMINAL_KINDS = ("laser", "rf")
 SITE_KINDS = ("ground-station", "data-centre", "city")
+#: Whether a station of each kind relays traffic between two of its ground links unless it says ``transit:``.
+#: A ground station or a city is an end of traffic, not a bent pipe between satellites; a data centre is an
+#: operator's own site, which may forward between its ground terminals as a gateway does.
+TRANSIT_BY_KIND = {"ground-station": False, "data-centre": True, "city": False}
 #: Placeholder cloud figures (no published source behind them) for stations without their own, when
 #: ``ground.clouds`` does not say: a sky clear half of the time, correlated over 3 hours and across 300 km.
 DEFAULT_CLOUD_FREE = 0.5
@@ -156,6 +163,7 @@ class GroundStation:
     kind: str = "ground-station"
     cloud_free: float | None = None  # long-run clear share of its sky (None: ground.clouds' or the default)
     cloud_correlation_s: float | None = None  # correlation time of its clear/clouded state (used with ground.clouds)
+    transit: bool = False  # relays between its ground links (see TRANSIT_BY_KIND); False: a stub, an end only
 
 
 @dataclass(frozen=True)
@@ -454,7 +462,8 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
-                   "handover", "cloud_free", "cloud_correlation_s", "source")
+                   "handover", "transit", "cloud_free", "cloud_correlation_s", "source")
+_DEFAULTS = ("min_elevation_deg", "max_links", "handover", "transit")
 
 
 def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
@@ -463,7 +472,7 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
     for inc in node.get("include", []).items():
         sites.update(_read_sites(inc, base))
     defaults = node.get("defaults", {})
-    defaults.mapping(("min_elevation_deg", "max_links", "handover"))
+    defaults.mapping(_DEFAULTS)
     stations = []
     listed = node.get("stations", [])
     if listed.value == "all":  # every site of the included files, in file order
@@ -485,7 +494,7 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
             merged.update(sites[site_name])
             merged.setdefault("name", site_name)
         merged.update({k: v for k, v in value.items() if k != "site"})
-        for key in ("min_elevation_deg", "max_links", "handover"):
+        for key in _DEFAULTS:
             if key not in merged and key in (defaults.value or {}):
                 merged[key] = defaults.value[key]
         stations.append(_station(Node(item.source, item.path, merged)))
@@ -493,18 +502,21 @@ def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
 
 
 def _station(node: Node) -> GroundStation:
-    return GroundStation(
-        name=node.get("name").name(),
-        lat_deg=node.get("lat_deg").number(-90, 90),
-        lon_deg=node.get("lon_deg").number(-180, 180),
-        alt_m=node.get("alt_m", 0.0).number(-500, 9000),
-        min_elevation_deg=node.get("min_elevation_deg", 25.0).number(0, 90),
-        max_links=node.get("max_links", 1).number(1, 64, integer=True),
-        handover=node.get("handover", "nearest").choice(HANDOVER_POLICIES),
-        kind=node.get("kind", "ground-station").choice(SITE_KINDS),
-        cloud_free=_optional(node.get("cloud_free", None), 0, 1),
-        cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400),
-    )
+    name = node.get("name").name()
+    lat_deg, lon_deg = node.get("lat_deg").number(-90, 90), node.get("lon_deg").number(-180, 180)
+    alt_m = node.get("alt_m", 0.0).number(-500, 9000)
+    min_elevation_deg = node.get("min_elevation_deg", 25.0).number(0, 90)
+    max_links = node.get("max_links", 1).number(1, 64, integer=True)
+    handover = node.get("handover", "nearest").choice(HANDOVER_POLICIES)
+    if handover == "all-in-range" and max_links < 2:
+        raise node.get("max_links", 1).fail("handover all-in-range with max_links 1 is nearest: give the station's "
+                                            "terminal count, the most satellites it may use at once (2..64)")
+    kind = node.get("kind", "ground-station").choice(SITE_KINDS)
+    return GroundStation(name=name, lat_deg=lat_deg, lon_deg=lon_deg, alt_m=alt_m,
+                         min_elevation_deg=min_elevation_deg, max_links=max_links, handover=handover, kind=kind,
+                         transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean(),
+                         cloud_free=_optional(node.get("cloud_free", None), 0, 1),
+                         cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400))
 
 
 def _optional(node: Node, lo: float, hi: float) -> float | None:

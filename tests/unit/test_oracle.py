@@ -190,3 +190,62 @@ def test_tiny_networks_without_links():
         routes = oracle.compute(n, empty, empty, np.array([], bool), np.array([]))
         assert (routes.next_hop == -1).all() and routes.delay_s.shape == (n, n)
         assert len(oracle.diff(None, routes)[0]) == 0
+
+
+# ---------------------------------------------------------------------------------------------- stub stations
+def test_paths_never_pass_through_a_node_that_carries_no_transit():
+    """Against networkx on the graph with every other stub removed: for each pair (s, d) the reference is the
+    shortest path in G minus the stubs that are neither s nor d; delays, next hops, unreachability and the links
+    taken all agree, and no stub ever lies inside a path."""
+    rng = np.random.default_rng(17)
+    for n_nodes, extra, n_stubs in [(12, 10, 4), (40, 60, 12), (60, 120, 30)]:
+        a, b, delay_s = random_connected(rng, n_nodes, extra)
+        up = rng.random(len(a)) > 0.1
+        transit = np.ones(n_nodes, bool)
+        stubs = rng.choice(n_nodes, n_stubs, replace=False)
+        transit[stubs] = False
+        routes = oracle.compute(n_nodes, a, b, up, delay_s, transit=transit)
+        g = to_networkx(n_nodes, a, b, up, delay_s)
+        for s in range(n_nodes):
+            for d in range(n_nodes):
+                if s == d:
+                    continue
+                keep = [x for x in range(n_nodes) if transit[x] or x in (s, d)]
+                h = g.subgraph(keep)
+                if not nx.has_path(h, s, d):
+                    assert routes.next_hop[s, d] == -1 and np.isinf(routes.delay_s[s, d]), (s, d)
+                    continue
+                expected = nx.shortest_path(h, s, d, weight="weight")
+                length = nx.shortest_path_length(h, s, d, weight="weight")
+                assert routes.delay_s[s, d] == pytest.approx(length, abs=1e-12), (s, d)
+                assert routes.next_hop[s, d] == expected[1], (s, d, expected)
+                nodes = oracle.path(routes, s, d)
+                assert transit[nodes[1:-1]].all(), (s, d, nodes)
+                assert routes.hops[s, d] == len(nodes) - 1
+
+
+def test_a_stub_station_between_two_satellites_is_no_shortcut():
+    """Satellites 0-1-2-3 in a chain (1 ms a hop) and station 4 linked to 0 and 3 (0.5 ms each): with transit the
+    ground shortcut 0-4-3 (1 ms) wins over the chain (3 ms); as a stub the chain carries 0 -> 3, and the station
+    still reaches, and is reached from, every satellite."""
+    a, b = np.array([0, 1, 2, 4, 4]), np.array([1, 2, 3, 0, 3])
+    delay_s = np.array([1e-3, 1e-3, 1e-3, 0.5e-3, 0.5e-3])
+    up = np.ones(5, bool)
+    relay = oracle.compute(5, a, b, up, delay_s)
+    assert oracle.path(relay, 0, 3) == [0, 4, 3]
+    stub = oracle.compute(5, a, b, up, delay_s, transit=np.array([True] * 4 + [False]))
+    assert oracle.path(stub, 0, 3) == [0, 1, 2, 3] and stub.delay_s[0, 3] == pytest.approx(3e-3)
+    assert oracle.path(stub, 4, 2) == [4, 3, 2] and oracle.path(stub, 1, 4) == [1, 0, 4]
+    assert stub.delay_s[4, 2] == pytest.approx(1.5e-3) and stub.hops[4, 2] == 2
+    assert (stub.next_hop[4, :4] >= 0).all() and (stub.next_hop[:4, 4] >= 0).all()
+
+
+def test_a_station_that_joins_two_islands_carries_nothing_between_them_as_a_stub():
+    # 0-1 and 2-3 are two islands joined only through station 4 (links 4-1, 4-2): as a stub, 0 cannot reach 3.
+    a, b = np.array([0, 2, 4, 4]), np.array([1, 3, 1, 2])
+    stub = oracle.compute(5, a, b, np.ones(4, bool), np.full(4, 1e-3), transit=np.array([1, 1, 1, 1, 0], bool))
+    assert stub.next_hop[0, 3] == -1 and stub.next_hop[1, 2] == -1
+    assert oracle.path(stub, 1, 4) == [1, 4] and oracle.path(stub, 0, 4) == [0, 1, 4]
+    assert oracle.path(stub, 4, 3) == [4, 2, 3]
+    with pytest.raises(ValueError, match="one entry per node"):
+        oracle.compute(5, a, b, np.ones(4, bool), np.full(4, 1e-3), transit=np.ones(4, bool))

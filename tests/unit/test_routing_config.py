@@ -4,15 +4,18 @@ and the daemon templates render configurations the daemons themselves accept (BI
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import jinja2
 import pytest
 import yaml
 
 import lasernet
-from lasernet.routing.daemons import TEMPLATES, BirdSuite, FrrSuite, LinkSpec, NodeSpec
+from lasernet.routing.daemons import FRR_BIN, TEMPLATES, BirdSuite, FrrSuite, LinkSpec, NodeSpec
 from lasernet.spec.routing import RoutingConfig
 
 from ..conftest import TOPOLOGIES
@@ -158,3 +161,90 @@ def test_bgp_config_confederation_members_and_a_landing_policy(tmp_path):
     assert "neighbor 10.128.0.3 route-map lasernet-accept in" in text
     assert "neighbor 10.128.0.9 remote-as 65001" in text  # frankfurt, not listed: nothing is exchanged
     assert "neighbor 10.128.0.9 route-map lasernet-deny in" in text and "route-map lasernet-deny out" in text
+
+
+# ---------------------------------------------------------------------------------------------- stub stations
+def _station(transit: bool):
+    return NodeSpec("ashburn", 64, "ground-station", "10.255.0.65",
+                    [LinkSpec("sat-0-1", "sat-0-1", 10, "10.128.0.1"), LinkSpec("sat-0-2", "sat-0-2", 10, "10.128.0.3"),
+                     LinkSpec("sat-4-2", "sat-4-2", 10, "10.128.0.5")], [], transit=transit)
+
+
+STUB_LINES = {("ospf", "frr"): ("ospfd", " max-metric router-lsa administrative\n"),
+              ("isis", "frr"): ("isisd", " set-overload-bit\n"),
+              ("ospf", "bird"): ("bird", "  stub router yes;"),
+              ("babel", "bird"): ("bird", "export where source = RTS_DEVICE;")}
+
+
+@pytest.mark.parametrize("protocol,daemon", list(STUB_LINES), ids=[f"{p}-{d}" for p, d in STUB_LINES])
+def test_a_stub_station_carries_its_protocols_no_transit_statement_and_a_transit_one_does_not(tmp_path, protocol,
+                                                                                            daemon):
+    """OSPF: the router-LSA at maximum metric (RFC 6987; FRR max-metric, BIRD stub router); IS-IS: the overload
+    bit; Babel: it announces only its own (device) prefixes, never a route it learnt."""
+    cfg = RoutingConfig(protocol=protocol, daemon=daemon, hello_s=1, dead_s=4)
+    suite = FrrSuite if daemon == "frr" else BirdSuite
+    name, line = STUB_LINES[(protocol, daemon)]
+    stub, relay = (_render(suite, cfg, tmp_path, _station(t))[name] for t in (False, True))
+    assert line in stub and line not in relay
+    if protocol == "babel":
+        assert "RTS_BABEL" in relay and "RTS_BABEL" not in stub
+    if daemon == "bird" and shutil.which("bird"):  # BIRD's own parser accepts the stub's configuration
+        path = tmp_path / "bird.conf"
+        path.write_text(stub)
+        proc = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr + stub
+
+
+def test_a_stub_station_exports_only_its_own_prefixes_over_bgp(tmp_path):
+    """Every session of a stub station that exchanges routes sends through ``lasernet-own`` (an empty AS path:
+    what the station originates); a landing it is denied stays denied; a satellite and a transit station send
+    everything."""
+    from lasernet.routing.daemons import BgpPlan
+
+    cfg = lasernet.load_scenario(_mini_with(tmp_path, BGP)).routing  # alpha (planes 0-3) lands at ashburn only
+    names = [f"sat-{p}-{s}" for p in range(8) for s in range(8)] + ["ashburn", "frankfurt", "dublin"]
+    texts = {}
+    for stubs in ((), ("ashburn",)):
+        plan = BgpPlan(cfg, names, 64, stubs=stubs)
+        node = _station(transit=not stubs)
+        node.bgp = plan.node(node)
+        texts[bool(stubs)] = _render(FrrSuite, cfg, tmp_path, node)["bgpd"]
+    stub, relay = texts[True], texts[False]
+    assert "bgp as-path access-list lasernet-own seq 5 permit ^$" in stub and "match as-path lasernet-own" in stub
+    for ip in ("10.128.0.1", "10.128.0.3", "10.128.0.5"):
+        assert f"neighbor {ip} route-map lasernet-own out" in stub and f"neighbor {ip} route-map lasernet-accept in" in stub
+        assert f"neighbor {ip} route-map lasernet-accept out" in relay
+    assert "lasernet-own" not in relay
+    plan = BgpPlan(cfg, names, 64, stubs=("frankfurt",))  # alpha does not land at frankfurt: deny beats own
+    assert plan.neighbor("frankfurt", LinkSpec("sat-0-1", "sat-0-1", 10, "10.128.0.1"))["export"] == "lasernet-deny"
+    assert plan.neighbor("sat-0-1", LinkSpec("ashburn", "ashburn", 10, "10.128.0.0"))["export"] == "lasernet-accept"
+
+
+FRR_DAEMONS = {"ospf": "ospfd", "isis": "isisd", "bgp": "bgpd"}
+
+
+@pytest.mark.skipif(not all((FRR_BIN / d).exists() for d in FRR_DAEMONS.values()) or os.geteuid() != 0,
+                    reason="needs FRR (scripts/setup.sh installs it) and root for its dry run")
+@pytest.mark.parametrize("protocol", list(FRR_DAEMONS))
+def test_frr_accepts_a_stub_stations_config(tmp_path, protocol):
+    """The daemon's own dry run (``-C``) reads the configuration and rejects no line of it (its log file aside:
+    the test directory is not the frr user's)."""
+    kw = {"operators": [{"name": "alpha", "asn": 64500, "planes": [0, 7]}], "hello_s": 1, "dead_s": 3} \
+        if protocol == "bgp" else {}
+    cfg = lasernet.load_scenario(_mini_with(tmp_path, {"protocol": protocol, **kw})).routing
+    node = _station(transit=False)
+    if protocol == "bgp":
+        from lasernet.routing.daemons import BgpPlan
+
+        node.bgp = BgpPlan(cfg, [f"sat-{p}-{s}" for p in range(8) for s in range(8)] + ["ashburn"], 64,
+                           stubs=["ashburn"]).node(node)
+    daemon = FRR_DAEMONS[protocol]
+    with tempfile.TemporaryDirectory(prefix="lasernet-frr-") as d:  # readable by user frr, which the daemon runs as
+        os.chmod(d, 0o755)
+        path = Path(d) / f"{daemon}.conf"
+        path.write_text(_render(FrrSuite, cfg, tmp_path, node)[daemon])
+        path.chmod(0o644)
+        proc = subprocess.run([str(FRR_BIN / daemon), "-C", "-f", str(path), "-u", "frr", "-g", "frr"],
+                              capture_output=True, text=True, timeout=60)
+    rejected = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "on config line" in ln and "log file" not in ln]
+    assert proc.returncode == 0 and not rejected, proc.stdout + proc.stderr

@@ -191,3 +191,19 @@ def test_clouds_need_laser_ground_terminals(tmp_path):
         with pytest.raises(lasernet.ScenarioError) as err:
             lasernet.load_scenario(path)
         assert str(err.value).startswith(f"bad.yaml: {where}: clouds only block laser ground links")
+
+
+def test_every_shipped_site_names_its_source():
+    """Each site of the shipped ground files carries a source string; a station's says first how far to trust it;
+    the cities quote Hypatia's own line, whose coordinates are the site's (the copy is exact)."""
+    import yaml
+
+    for name in ("sites.yaml", "cities-100.yaml"):
+        for site in yaml.safe_load((TOPOLOGIES / "ground" / name).read_text())["sites"]:
+            assert len(site.get("source", "")) > 20, (name, site["name"])
+    for site in yaml.safe_load((TOPOLOGIES / "ground" / "sites.yaml").read_text())["sites"]:
+        assert site["source"].startswith(("published", "encyclopedia", "unchecked")), site["name"]  # how far to trust it
+    for k, site in enumerate(yaml.safe_load((TOPOLOGIES / "ground" / "cities-100.yaml").read_text())["sites"]):
+        line = site["source"].split(": ", 1)[1].split(" (")[0]
+        hid, _name, lat, lon, _elev = line.split(",")
+        assert int(hid) == k and float(lat) == site["lat_deg"] and float(lon) == site["lon_deg"], site

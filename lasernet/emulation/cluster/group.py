@@ -250,8 +250,8 @@ class HostGroup:
         self._refresh_nodes()
         return {"servers": list(self.servers)}
 
-    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs) -> dict:
-        answers = self._all("start_daemons", lambda m: ((routing, scenario_name, n_satellites, costs), {}))
+    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=()) -> dict:
+        answers = self._all("start_daemons", lambda m: ((routing, scenario_name, n_satellites, costs, stubs), {}))
         return {"daemons": sum(a["daemons"] for a in answers.values())}
 
     # ---------------------------------------------------------------------------------------------- links

@@ -7,7 +7,8 @@ text in a macro of ``templates/<name>.link.j2``, which also yields the commands 
 the command line that runs it in the foreground with
 everything (config, PID file, sockets, log) in the node's own directory, the control socket whose existence means
 it is up, and what it leaves behind when killed (:meth:`Daemon.leftovers`). The specs are what the emulation tells
-the daemons about a router: its loopback, its link ends (interface, peer, metric) and its LANs.
+the daemons about a router: its loopback, its link ends (interface, peer, metric), its LANs, and whether it may
+relay (a station with ``transit: false`` is configured as a stub in each protocol's own way: see the templates).
 
 A started daemon is a :class:`Running`. Start-up is health-checked (:func:`wait_ready`): a daemon counts as
 started when its control socket exists while its process still runs; one that exits, or does not come up within
@@ -77,6 +78,7 @@ class NodeSpec:
     lans: list[str]  # interfaces towards attached servers (advertised, never peered over)
     lan_prefixes: list[str] = dataclasses.field(default_factory=list)  # their /24s
     bgp: dict = dataclasses.field(default_factory=dict)  # BGP: asn, confed, confed_peers, neighbors
+    transit: bool = True  # False: a stub station, configured so that no route passes through it
 
 
 class Daemon:

@@ -4,6 +4,8 @@ Each operator (:mod:`lasernet.spec.routing`) owns a range of planes and is one A
 confederation inside: satellite i of operator O is member AS ``MEMBER_ASN_BASE + i`` of the confederation
 ``O.asn``. Ground station k is AS ``ground_asn + k``. An operator with ``land_at`` lands only at those stations:
 a session between one of its satellites and a station it does not list is kept up but exchanges no routes.
+A station that carries no transit (``stubs``) exports only the prefixes it originates: a route it learnt from
+one satellite never reaches another through it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from .base import LinkSpec, NodeSpec
 class BgpPlan:
     """The AS plan of one run (see the module docstring); nodes are the satellites first, then the stations."""
 
-    def __init__(self, cfg: RoutingConfig, node_names, n_satellites: int, source: str = "routing"):
+    def __init__(self, cfg: RoutingConfig, node_names, n_satellites: int, source: str = "routing", stubs=()):
         self.cfg, self.names, self.n_sat = cfg, list(node_names), n_satellites
+        self.stubs = frozenset(stubs)
         self.index = {name: i for i, name in enumerate(node_names)}
         self.operator = {name: operator_of(cfg, name) for name in node_names[:n_satellites]}
         uncovered = operators_uncovered(cfg.operators, node_names[:n_satellites])  # load_scenario checked it too
@@ -47,9 +50,12 @@ class BgpPlan:
         return not land or station in land
 
     def neighbor(self, me: str, link: LinkSpec) -> dict:
-        """The session over ``link`` as bgpd's template and link commands need it."""
+        """The session over ``link`` as bgpd's template and link commands need it: ``export`` is the route map
+        of what ``me`` sends (nothing where landing is not allowed, only its own prefixes from a stub station)."""
+        allowed = self.allowed(me, link.peer)
+        export = "lasernet-deny" if not allowed else "lasernet-own" if me in self.stubs else "lasernet-accept"
         return {"ip": link.peer_ip, "asn": self.asn_seen_from(me, link.peer), "name": link.peer,
-                "allowed": self.allowed(me, link.peer)}
+                "allowed": allowed, "export": export}
 
     def node(self, spec: NodeSpec) -> dict:
         """``NodeSpec.bgp`` of a router: its AS, confederation and peers, sessions and LAN prefixes."""

@@ -65,7 +65,8 @@ class DaemonSet:
         """Write every node's configs, start its daemons (dependency order) and wait until all are up."""
         self.nodes, self.specs = nodes, specs
         if self.cfg.protocol == "bgp":
-            self.bgp = BgpPlan(self.cfg, list(specs), n_satellites, self.scenario_name)
+            self.bgp = BgpPlan(self.cfg, list(specs), n_satellites, self.scenario_name,
+                               stubs=[name for name, spec in specs.items() if not spec.transit])
             for spec in specs.values():
                 spec.bgp = self.bgp.node(spec)
         env = environment()
