@@ -134,7 +134,8 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"boot {boot}, guest suite {cmd}, total {result.total_s:.1f} s, exit code {result.exit_code}")
         for name, m in measurements.items():
             if "sent" not in m:  # not an RTT measurement: print as it is
-                tr.write_line(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
+                tr.write_line(f"  {name}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                                          for k, v in m.items()))
                 continue
             if m.get("median_ms") is None:
                 tr.write_line(f"  {name}: nothing came back ({m['sent']} sent)")
