@@ -346,7 +346,8 @@ def down(run_id, everything):
     for run in runs:
         removed = state.teardown(run)
         stdout.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
-                      f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
+                      f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files, "
+                      f"{removed['cgroups']} cgroups")
         if run.get("cluster"):  # every machine's share, removed on that machine through Ray
             from ..emulation import cluster
 

@@ -136,6 +136,10 @@ class ServerCgroups:
         if want:
             _write(control, " ".join(f"+{c}" for c in want))
 
+    def procs_files(self, name: str) -> list[str]:
+        """The ``cgroup.procs`` files a process writes its PID into to join server ``name``'s group."""
+        return [str(d / "cgroup.procs") for d in self._dirs(name)]
+
     def add_process(self, name: str, pid: int) -> None:
         """Move process ``pid`` (a server's shell, before it starts anything) into server ``name``'s group."""
         for d in self._dirs(name):
@@ -185,6 +189,17 @@ class ServerCgroups:
         return remove_groups(self.paths())
 
 
+def thaw_groups(paths) -> None:
+    """Thaw cgroup directories ``paths`` (missing ones skipped): a frozen v1 task acts on no signal until then."""
+    for path in map(Path, paths):
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            if (path / name).exists():
+                try:
+                    _write(path / name, value)
+                except OSError:
+                    pass
+
+
 def remove_groups(paths, wait_s: float = 5.0) -> int:
     """Remove cgroup directories ``paths`` (children listed before parents): thaw each, SIGKILL what is left in
     it, then ``rmdir`` once empty (a group whose last process is exiting is busy for a moment). Missing ones are
@@ -193,12 +208,7 @@ def remove_groups(paths, wait_s: float = 5.0) -> int:
     for path in map(Path, paths):
         if not path.is_dir():
             continue
-        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
-            if (path / name).exists():
-                try:
-                    _write(path / name, value)
-                except OSError:
-                    pass
+        thaw_groups([path])
         for pid in _read_pids(path / "cgroup.procs"):
             try:
                 os.kill(pid, signal.SIGKILL)
