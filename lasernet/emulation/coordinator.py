@@ -668,7 +668,7 @@ class Emulation:
         hit = set(self._upset_hits(tl, offset, t_s).tolist())
         items = []
         for name, attach, sat, cpus in self._sat_servers:
-            factor, before = float(quota[sat]), self.server_quota.get(name)
+            factor, before = round(float(quota[sat]), 6), self.server_quota.get(name)  # float32 in the plan
             restart = sat in hit
             if factor != before:
                 self.server_quota[name] = factor
