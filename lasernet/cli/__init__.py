@@ -385,6 +385,10 @@ def exec_(node, command, run_id):
         from ..routing.daemons import make_shell_args
 
         command[1:1] = make_shell_args(routing, node)
+    if _run(run_id).get("cgroups"):  # a server: run inside its cgroup (limits, power state), as its shell does
+        from ..net.cgroups import join_group
+
+        join_group(_run(run_id)["cgroups"], node, os.getpid())
     os.execvp("mnexec", ["mnexec", "-a", str(pid), *command])
 
 

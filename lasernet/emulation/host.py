@@ -60,8 +60,8 @@ tick's four as one message):
 
 On a cluster (:mod:`lasernet.emulation.cluster`) also: ``connect_links({slot: (ip, port)})`` (aim each half at the
 other machine's), ``set_substrate(slots, one_way_s)`` (the measured machine-to-machine delay each half takes
-off its link's) and ``step(add, apply, routes, power)``: a tick's ``add_links``, ``apply``, ``install_routes`` and ``power`` in
-one message, answered with what each did and ``apply_s``, this machine's own time for it.
+off its link's) and ``step(add, apply, routes, power)``: a tick's ``add_links``, ``apply``, ``install_routes``
+and ``power`` in one message, answered with what each did and ``apply_s``, this machine's own time for it.
 
 And: ``daemon_exits()`` (one-line reports of daemons that died since the last call), ``check_daemons()``
 (raises :class:`~lasernet.routing.daemons.RoutingDaemonError` if one died), ``stop_daemons()``, ``stop()``
@@ -202,8 +202,10 @@ class LocalHost:
                                       mac=None)
             self.servers[name] = server
             if self.cgroups is not None:  # the shell has run nothing yet: all it starts is born in the group
-                self.cgroups.create(name, spec.get("cpus"), spec.get("memory_mb"))
-                self.state.set_cgroups(self.cgroups.paths())
+                try:
+                    self.cgroups.create(name, spec.get("cpus"), spec.get("memory_mb"))
+                finally:  # recorded even if making it failed half-way: teardown removes what exists
+                    self.state.set_cgroups(self.cgroups.paths())
                 self.cgroups.add_process(name, server.pid)
                 server.cgroup_procs = self.cgroups.procs_files(name)
                 self._server_cpus[name] = spec.get("cpus")

@@ -104,11 +104,11 @@ class ServerCgroups:
             self._enable_v2(self.root)
             self.root.joinpath(self.parent).mkdir(exist_ok=True)
             self._enable_v2(self.root / self.parent)
+        self.cpus[name], self.frozen[name] = cpus, False  # listed in paths() from now on, made or not
         for d in self._dirs():
             d.mkdir(exist_ok=True)
         for d in self._dirs(name):
             d.mkdir(exist_ok=True)
-        self.cpus[name], self.frozen[name] = cpus, False
         self.set_cpus(name, cpus)
         if memory_mb is not None:
             limit = str(int(memory_mb) * 1024 * 1024)
@@ -187,6 +187,17 @@ class ServerCgroups:
         """Thaw and remove every group of the run (their processes must be gone or going). Answers how many
         directories were removed."""
         return remove_groups(self.paths())
+
+
+def join_group(paths, name: str, pid: int) -> int:
+    """Move process ``pid`` into server ``name``'s group among a run's recorded ``paths`` (its directories end in
+    ``/<name>``), as ``lasernet exec`` does for itself. Answers how many hierarchies it joined."""
+    joined = 0
+    for path in map(Path, paths):
+        if path.name == name and (path / "cgroup.procs").exists():
+            _write(path / "cgroup.procs", str(pid))
+            joined += 1
+    return joined
 
 
 def thaw_groups(paths) -> None:

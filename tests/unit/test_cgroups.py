@@ -145,3 +145,16 @@ def test_remove_thaws_then_removes_children_first(tmp_path):
     assert not g.exists() and not (tmp_path / "lasernet-run4").exists()
     assert cgroups.remove_groups([str(g)]) == 0  # missing: skipped
     assert os.path.isdir(tmp_path)
+
+
+def test_exec_joins_only_the_named_servers_group(tmp_path):
+    fake = FakeV1(tmp_path)
+    for name in ("rack", "dc"):
+        fake.prepare(f"lasernet-run5/{name}")
+    groups = cgroups.ServerCgroups("run5", root=tmp_path)
+    groups.create("rack")
+    groups.create("dc")
+    assert cgroups.join_group(groups.paths(), "dc", 99) == 3
+    assert [(tmp_path / c / "lasernet-run5/dc/cgroup.procs").read_text() for c in cgroups.V1_CONTROLLERS] == ["99"] * 3
+    assert (tmp_path / "cpu/lasernet-run5/rack/cgroup.procs").read_text() == ""
+    assert cgroups.join_group(groups.paths(), "sat-0-0", 99) == 0  # a router has no group
