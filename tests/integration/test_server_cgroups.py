@@ -273,3 +273,56 @@ def test_teardown_after_sigkill_removes_frozen_groups_and_their_processes():
         if proc.poll() is None:
             proc.kill()
         cgroups.remove_groups(groups.paths())
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie whose parent has not reaped it yet counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_lasernet_down_after_sigkill_removes_a_frozen_servers_cgroup(tmp_path):
+    """`lasernet up`, a process started in rack-p with `lasernet exec` (it joins the server's cgroup), the
+    satellite switched off (rack-p frozen), the driver SIGKILLed: `lasernet down` leaves no cgroup and no process."""
+    lasernet_cli = [sys.executable, "-m", "lasernet.cli"]
+    path = tmp_path / "cgpower.yaml"
+    path.write_text(SCENARIO)
+    t_off, _ = _when(lasernet.plan(lasernet.load_scenario(path), duration_s=60), OFF)
+    up = subprocess.Popen(lasernet_cli + ["up", str(path), "--run-dir", str(tmp_path / "run")], cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status, run_id = tmp_path / "run" / "status.json", None
+    try:
+        deadline = time.monotonic() + 90
+        while not status.exists():
+            assert up.poll() is None and time.monotonic() < deadline, "lasernet up did not start"
+            time.sleep(0.2)
+        state = json.loads((tmp_path / "run" / "state.json").read_text())
+        run_id, paths = state["run_id"], state["cgroups"]
+        subprocess.run(lasernet_cli + ["exec", "rack-p", "--run", run_id, "--", "sh", "-c", "sleep 300 &"],
+                       check=True, timeout=30)
+        freezer = next(Path(p) for p in paths if "/freezer/" in p and p.endswith("/rack-p")) \
+            if any("/freezer/" in p for p in paths) else next(Path(p) for p in paths if p.endswith("/rack-p"))
+        sleepers = [pid for pid in map(int, (freezer / "cgroup.procs").read_text().split())
+                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")]
+        assert len(sleepers) == 1, "lasernet exec did not run inside the server's cgroup"
+        while json.loads(status.read_text())["t_s"] < t_off + 1.0:
+            assert up.poll() is None
+            time.sleep(0.2)
+        frozen = (freezer / "freezer.state").read_text().strip() if (freezer / "freezer.state").exists() else \
+            (freezer / "cgroup.freeze").read_text().strip()
+        assert frozen in ("FROZEN", "1"), frozen
+        up.send_signal(9)
+        up.wait(10)
+        down = subprocess.run(lasernet_cli + ["down", run_id], capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+        assert f"{len(paths)} cgroups" in down.stdout, down.stdout
+        assert not any(os.path.exists(p) for p in paths)
+        assert _gone(sleepers[0]), f"the process started in the frozen server survived: {sleepers[0]}"
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(10)
+        if run_id:
+            subprocess.run(lasernet_cli + ["down", run_id], capture_output=True, timeout=60)
