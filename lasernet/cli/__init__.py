@@ -346,7 +346,8 @@ def down(run_id, everything):
     for run in runs:
         removed = state.teardown(run)
         stdout.print(f"down: {run['run_id']}: stopped {removed['processes']} processes in its namespaces, "
-                      f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files")
+                      f"driver {removed['driver']}, relay {removed['relay']}, {removed['files']} files, "
+                      f"{removed['cgroups']} cgroups")
         if run.get("cluster"):  # every machine's share, removed on that machine through Ray
             from ..emulation import cluster
 
@@ -384,6 +385,10 @@ def exec_(node, command, run_id):
         from ..routing.daemons import make_shell_args
 
         command[1:1] = make_shell_args(routing, node)
+    if _run(run_id).get("cgroups"):  # a server: run inside its cgroup (limits, power state), as its shell does
+        from ..net.cgroups import join_group
+
+        join_group(_run(run_id)["cgroups"], node, os.getpid())
     os.execvp("mnexec", ["mnexec", "-a", str(pid), *command])
 
 

@@ -42,6 +42,12 @@ computes the oracle as the reference for probes and path stretch, and a
 (``convergence.csv``, ``fib.csv``, ``summary["routing"]``); :meth:`Emulation.run_until_converged` ticks until
 they deliver every connected pair.
 
+Servers (``hosts:``) run in cgroups of their own (:mod:`lasernet.net.cgroups`, limits ``cpus`` and
+``memory_mb``). Each tick the servers of a satellite get its planned power state (:meth:`Timeline.power_at`):
+``throttled`` multiplies their CPU quota by the plan's quota factor, ``off`` freezes them until power returns;
+an upset (:meth:`Timeline.upsets_between`) kills what they run (their shells stay). Only changes are sent, as the
+host's ``power`` message with the tick's others; each is an event (kind ``server``) in ``events.csv``.
+
 What the run created (node PIDs and their namespace inodes, the relay, routing daemons, files) is written to a
 state file as it is created, so that ``lasernet down`` can remove exactly that even after the driver was killed
 with SIGKILL.
@@ -273,6 +279,9 @@ class Emulation:
         self._slot_end_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._route_queue: collections.deque = collections.deque()  # host route items not installed yet
         self._lans: dict[int, list[str]] = {}  # router -> LAN prefixes of the servers attached to it
+        self._sat_servers: list[tuple] = []  # (server, satellite name, satellite index, cpus) of satellites' servers
+        self.server_quota: dict[str, float] = {}  # server -> CPU quota factor applied (its satellite's power state)
+        self._upsets_to_s, self._upsets_tl = -1e-9, None  # upsets restarted up to this t_s; the window it was in
         self._uses_daemons = scenario.routing.uses_daemons
         self.recorder = None  # the Recorder of the run's CSV files and summary, from start() to stop()
         self.routes = None  # the oracle's table now installed (or, with daemons, the reference)
@@ -371,6 +380,8 @@ class Emulation:
         self.transit = first.transit  # which routers may relay (stations as the scenario's transit: says)
         for j, host in enumerate(self.scenario.hosts):
             self._lans.setdefault(self.node_names.index(host.attach), []).append(lan_network(j))
+        self._sat_servers = [(h.name, h.attach, self.node_names.index(h.attach), h.cpus) for h in self.scenario.hosts
+                             if self.node_names.index(h.attach) < self.n_satellites]
         if self.routing == "auto":
             self.routing = "background" if len(self.node_names) > BACKGROUND_ABOVE_NODES else "tick"
         if self.routing == "background":
@@ -408,7 +419,8 @@ class Emulation:
         """The link backend, the servers, then every link the first window ever has up (down until the first tick)."""
         self.host.start_links(self.links_kind, self.scenario.seed, max(4096, 2 * len(first.links)),
                               pin_helpers=self.oracle_process is not None)
-        self.host.add_servers([{"name": host.name, "router": self.node_names.index(host.attach), "index": j}
+        self.host.add_servers([{"name": host.name, "router": self.node_names.index(host.attach), "index": j,
+                                "cpus": host.cpus, "memory_mb": host.memory_mb}
                                for j, host in enumerate(self.scenario.hosts)])
         mark = time.monotonic()
         self._create_links(first, np.flatnonzero(first.up.any(axis=0)), bulk=True)
@@ -560,6 +572,7 @@ class Emulation:
         if len(new):
             self._create_links(tl, new)
         link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause)
+        self._apply_power(tl, offset, t_s)
         t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
         machine_apply_s = ()
@@ -643,6 +656,46 @@ class Emulation:
         two = lambda x: np.repeat(np.asarray(x)[:, None], 2, axis=1)  # noqa: E731
         self.host.apply(s[ch], two(up[li[ch]]), two(d[ch]), two(loss[li[ch]]), two(rate[li[ch]]))
         return int(flipped.sum())
+
+    def _apply_power(self, tl, offset: float, t_s: float) -> int:
+        """The power state of each server's satellite (only where its quota factor changed) and the restarts of
+        upsets since the last tick, as one host ``power`` message riding the tick's; events are recorded."""
+        if not self._sat_servers:
+            return 0
+        from ..power import POWER_STATES
+
+        state, quota = tl.power_at(t_s - offset)
+        hit = set(self._upset_hits(tl, offset, t_s).tolist())
+        items = []
+        for name, attach, sat, cpus in self._sat_servers:
+            factor, before = round(float(quota[sat]), 6), self.server_quota.get(name)  # float32 in the plan
+            restart = sat in hit
+            if factor != before:
+                self.server_quota[name] = factor
+                if before is not None or factor != 1.0:  # a first nominal is what the server started with
+                    detail = f"cpus {cpus * factor:g}" if cpus is not None else f"cpu factor {factor:g}"
+                    self.recorder.server_event(t_s, name, attach, POWER_STATES[int(state[sat])], "power", detail)
+            if restart:
+                self.recorder.server_event(t_s, name, attach, "restart", "upset", "")
+            if restart or (factor != before and before is not None) or (before is None and factor != 1.0):
+                items.append((name, factor, restart))
+        if items:
+            self.host.power(items)
+        return len(items)
+
+    def _upset_hits(self, tl, offset: float, t_s: float) -> np.ndarray:
+        """Satellites hit by upsets in (the last tick's t_s, t_s], across a change of plan window."""
+        t_from = self._upsets_to_s
+        if t_s <= t_from:
+            return np.zeros(0, np.int64)
+        hits = []
+        if self._upsets_tl is not None and self._upsets_tl[0] is not tl and t_from < offset:
+            prev, prev_offset = self._upsets_tl
+            hits.append(prev.upsets_between(t_from - prev_offset, offset - prev_offset))
+            t_from = offset
+        hits.append(tl.upsets_between(t_from - offset, t_s - offset))
+        self._upsets_to_s, self._upsets_tl = t_s, (tl, offset)
+        return np.concatenate(hits)
 
     def _update_routes(self, tl, slots, up, delay) -> int:
         """Recompute the oracle's shortest-delay routes over the created, up links; install only the changes.

@@ -27,15 +27,17 @@ Start-up, in this order (each answers once it is done):
 * ``start_links(kind, seed, n_slots, pin_helpers)``: start the link backend ``kind`` (``delayline`` or
   ``netem``) for up to ``n_slots`` links; with ``pin_helpers`` its helper processes share the last CPU. Answers
   ``{"backend": name}``.
-* ``add_servers(servers)``: servers (``hosts:``), a list of ``{"name", "router", "index"}`` dicts: each joined to
-  router ``router`` by a veth carrying LAN ``index``'s /24. Answers ``{"servers": [name]}``.
+* ``add_servers(servers)``: servers (``hosts:``), a list of ``{"name", "router", "index", "cpus", "memory_mb"}``
+  dicts: each joined to router ``router`` by a veth carrying LAN ``index``'s /24, its shell in a cgroup of its own
+  (:mod:`lasernet.net.cgroups`) limited to ``cpus`` cores and ``memory_mb`` MiB (None: no limit). Answers
+  ``{"servers": [name]}``.
 * ``start_daemons(routing, scenario_name, n_satellites, costs, stubs)``: the routing daemons of ``routing`` (a
   :class:`~lasernet.spec.routing.RoutingConfig`, frozen plain fields) on every router, configured for the
   links created so far; ``costs`` is each slot's metric (int array by slot), ``stubs`` the names of the
   stations that carry no transit (configured as stubs). Answers ``{"daemons": int}`` (daemon processes running).
 
 Every tick, only what changed (none of these needs the answer of another, so a remote host can take the
-tick's three as one message):
+tick's four as one message):
 
 * ``add_links(links, costs=None, bulk=False)``: create links (``LinkAddress`` records): both interfaces,
   their /31 addresses and permanent neighbour entries, configured in the daemons if there are any (``costs``:
@@ -52,11 +54,14 @@ tick's three as one message):
   (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
   loopback's). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
   operations applied.
+* ``power(items)``: the servers whose satellite's power state changed or that an upset restarts, each item
+  ``(name, factor, restart)``: CPU quota times ``factor``, frozen at 0, processes but the shell killed with
+  ``restart``. Answers ``{"applied": n, "killed": n}``.
 
 On a cluster (:mod:`lasernet.emulation.cluster`) also: ``connect_links({slot: (ip, port)})`` (aim each half at the
 other machine's), ``set_substrate(slots, one_way_s)`` (the measured machine-to-machine delay each half takes
-off its link's) and ``step(add, apply, routes)``: a tick's ``add_links``, ``apply`` and ``install_routes`` in
-one message, answered with what each did and ``apply_s``, this machine's own time for it.
+off its link's) and ``step(add, apply, routes, power)``: a tick's ``add_links``, ``apply``, ``install_routes``
+and ``power`` in one message, answered with what each did and ``apply_s``, this machine's own time for it.
 
 And: ``daemon_exits()`` (one-line reports of daemons that died since the last call), ``check_daemons()``
 (raises :class:`~lasernet.routing.daemons.RoutingDaemonError` if one died), ``stop_daemons()``, ``stop()``
@@ -75,6 +80,7 @@ import time
 import numpy as np
 
 from ..net.awake import CpuAwake
+from ..net.cgroups import CgroupError, ServerCgroups
 from . import state as run_state
 from ..addressing import LinkAddress, ifname_for, lan_network
 from .kernel import Kernel
@@ -138,6 +144,8 @@ class LocalHost:
         self.daemons = None  # the DaemonSet, with a routing daemon protocol
         self._awake: CpuAwake | None = None
         self._pin_helpers = False
+        self.cgroups: ServerCgroups | None = None  # the servers' cgroups (lasernet.net.cgroups), with servers
+        self._server_cpus: dict[str, float | None] = {}  # server -> its cpus: (None: no limit)
 
     # --------------------------------------------------------------------------------------------- start-up
     def open(self, n_nodes: int, keep_awake: bool) -> dict:
@@ -185,12 +193,22 @@ class LocalHost:
         self.state.set_backend(self.backend.name, self.backend.resources())
 
     def add_servers(self, servers: list[dict]) -> dict:
+        if servers and self.cgroups is None:
+            self._open_cgroups(any(s.get("cpus") is not None or s.get("memory_mb") is not None for s in servers))
         for spec in servers:
             name, router, j = spec["name"], int(spec["router"]), int(spec["index"])
             attach = self.node_names[router]
             server = self.net.addHost(name, cls=Server, index=j, attach=router, lan=lan_network(j), ip=None,
                                       mac=None)
             self.servers[name] = server
+            if self.cgroups is not None:  # the shell has run nothing yet: all it starts is born in the group
+                try:
+                    self.cgroups.create(name, spec.get("cpus"), spec.get("memory_mb"))
+                finally:  # recorded even if making it failed half-way: teardown removes what exists
+                    self.state.set_cgroups(self.cgroups.paths())
+                self.cgroups.add_process(name, server.pid)
+                server.cgroup_procs = self.cgroups.procs_files(name)
+                self._server_cpus[name] = spec.get("cpus")
             self.state.add_node(server)
             server.configDefault()
             ifname_r, ifname_s = ifname_for(name, 0), ifname_for(attach, 0)
@@ -199,6 +217,16 @@ class LocalHost:
             server.record_intf(ifname_s, server.loopback, 24)
         self.state.save()
         return {"servers": list(self.servers)}
+
+    def _open_cgroups(self, required: bool) -> None:
+        """The run's server cgroups (:mod:`lasernet.net.cgroups`); without cgroups on this machine a run whose
+        servers set no limits goes on (its power states and upsets then do nothing to them, said once)."""
+        try:
+            self.cgroups = ServerCgroups(self.run_id)
+        except CgroupError as exc:
+            if required:
+                raise
+            log.warning("%s; servers run without power states or restarts", exc)
 
     def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=()) -> dict:
         from ..routing.daemons import DaemonSet, LinkSpec, NodeSpec
@@ -276,17 +304,20 @@ class LocalHost:
         self.backend.set_substrate(slots, one_way_s)
         return len(slots)
 
-    def step(self, add=None, apply=None, routes=()) -> dict:
+    def step(self, add=None, apply=None, routes=(), power=()) -> dict:
         """A tick's work in one message: new links (``(links, costs)``), link states (``apply``'s arguments),
-        route items, in that order. Answers what each did and how long this machine took, as measured here."""
+        route items, server power items (:meth:`power`), in that order. Answers what each did and how long this
+        machine took, as measured here."""
         t0 = time.monotonic()
-        answer = {"created": 0, "ports": {}, "applied": 0, "route_ops": 0}
+        answer = {"created": 0, "ports": {}, "applied": 0, "route_ops": 0, "killed": 0}
         if add is not None:
             answer.update(self.add_links(*add))
         if apply is not None:
             answer["applied"] = self.apply(*apply)
         if routes:
             answer["route_ops"] = self.install_routes(routes)  # netlink operations the kernel acknowledged
+        if power:
+            answer["killed"] = self.power(power)["killed"]
         # Read back, not assumed: link generations committed that the relays have not applied yet (delay line).
         unapplied = getattr(self.backend, "unapplied_generations", None)
         answer["unapplied_generations"] = unapplied() if unapplied is not None else 0
@@ -305,6 +336,29 @@ class LocalHost:
     def apply(self, slots, up, delay_s, loss, rate_bps) -> int:
         self.backend.apply(slots, up, delay_s, loss, rate_bps)
         return len(slots)
+
+    def power(self, items) -> dict:
+        """Servers' power: each item ``(name, factor, restart)``. ``factor`` is the plan's CPU quota factor of the
+        satellite's power state: the server's cgroup gets ``factor`` times its ``cpus`` (times this machine's
+        CPU count for a server without ``cpus``), and 0 freezes it until a later item's factor is above 0
+        (thawed, its processes go on where they were). ``restart`` kills every process of the server's cgroup
+        but its shell (a radiation upset restarted what it ran). Answers ``{"applied": n, "killed": n}``; no-op
+        where this machine has no cgroups."""
+        killed = 0
+        groups = self.cgroups
+        if groups is None:
+            return {"applied": 0, "killed": 0}
+        for name, factor, restart in items:
+            factor = float(factor)
+            if factor > 0:
+                base = self._server_cpus.get(name)
+                groups.set_cpus(name, None if base is None and factor >= 1 else
+                                (base if base is not None else float(os.cpu_count() or 1)) * factor)
+            if groups.frozen.get(name, False) != (factor <= 0):
+                groups.freeze(name, factor <= 0)
+            if restart:
+                killed += len(groups.kill_except(name, self.servers[name].pid))
+        return {"applied": len(items), "killed": killed}
 
     def install_routes(self, items) -> int:
         kernel, done = self.kernel, 0
@@ -341,6 +395,10 @@ class LocalHost:
         if self.kernel:
             self.kernel.close()
             self.kernel = None
+        if self.cgroups is not None:  # a frozen server would not act on the hangup below
+            for name, frozen in self.cgroups.frozen.items():
+                if frozen:
+                    self.cgroups.freeze(name, False)
         if self.net is not None:
             terminate_all(list(self.nodes.values()) + list(self.servers.values()))
             self.net = None
@@ -350,6 +408,7 @@ class LocalHost:
         if self._awake is not None:
             self._awake.stop()
             self._awake = None
+        self.cgroups = None  # the state file lists its groups: teardown removes them
         if self.state:
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import shlex
 import time
 
 from mininet.link import Intf
@@ -149,19 +150,29 @@ class Server(Host):
 
     It has the LAN's .2 (``loopback`` is the same address, so that code treating every node alike works) and a
     default route via its router's .1; the router announces the LAN by having the others route it like its own
-    loopback.
+    loopback. Its shell, and so all it runs, is in a cgroup of its own when the host made one (``cgroup_procs``).
     """
 
     def __init__(self, name: str, index: int = 0, attach: int = 0, lan: str = "", **params):
         import ipaddress
 
         self.index, self.attach, self.lan, self.role = index, attach, lan, "server"
+        self.cgroup_procs: list[str] = []  # cgroup.procs files of its cgroup (lasernet.net.cgroups), if it has one
         net = ipaddress.IPv4Network(lan)
         self.gateway, self.loopback = str(net.network_address + 1), str(net.network_address + 2)
         super().__init__(name, inNamespace=True, **params)
 
     def IP(self, intf=None):  # noqa: N802 (Mininet's name)
         return self.loopback if intf is None else super().IP(intf)
+
+    def popen(self, *args, **kwargs):
+        """Mininet's ``popen`` (a child of the driver, not of the shell), joining the server's cgroup first
+        (``cgroup_procs``, set by the host) so that its limits and power state hold for it too."""
+        if self.cgroup_procs and "mncmd" not in kwargs:
+            join = " ".join(f"echo $$ > {shlex.quote(path)};" for path in self.cgroup_procs)
+            # joined before mnexec: inside the node, mnexec's fresh /sys has no cgroup file systems
+            kwargs["mncmd"] = ["sh", "-c", join + ' exec "$@"', "sh", "mnexec", "-da", str(self.pid)]
+        return super().popen(*args, **kwargs)
 
     def config(self, **params):
         result = super().config(**params)

@@ -9,8 +9,9 @@ the clock (so that another shell can convert times). It is rewritten atomically 
 recorded (after checking that each PID still belongs to the same process, by its start time), then every
 process whose network namespace is one of the run's (software started in a node with ``lasernet exec`` or
 ``node.popen``; the routing daemons' PIDs are recorded too) and the workload's jobs it recorded, waits
-for them to exit so that the namespaces and their interfaces go away, and removes the backend's files and
-the routing daemons' directories. It is idempotent and works after the driver was killed with SIGKILL.
+for them to exit so that the namespaces and their interfaces go away, and removes the backend's files,
+the routing daemons' directories and the servers' cgroups (thawed first: a frozen process acts on no signal).
+It is idempotent and works after the driver was killed with SIGKILL.
 Process identity (PID plus start time) and stopping with a grace period are :mod:`lasernet.net.procs`'s; what
 the routing daemons leave is :func:`lasernet.routing.daemons.remove_leftovers`'s to say.
 """
@@ -23,6 +24,7 @@ import os
 import signal
 from pathlib import Path
 
+from ..net.cgroups import remove_groups, thaw_groups
 from ..net.delayline.table import RUN_ID_MAX_LEN
 from ..net.procs import RUN_ROOT, netns_inode, processes_in, same_process, signal_all, start_time, stop_all, \
     wait_gone
@@ -79,6 +81,11 @@ class RunState:
         self.data["backend"] = {"name": name, **res}
         self.save()
 
+    def set_cgroups(self, paths) -> None:
+        """Record the servers' cgroup directories (children before parents; :mod:`lasernet.net.cgroups`)."""
+        self.data["cgroups"] = list(paths)
+        self.save()
+
     def add_helpers(self, pids) -> None:
         """Record helper processes that live outside the nodes (e.g. the CPU spinners of ``awake``)."""
         self.data.setdefault("helpers", []).extend({"pid": pid, "start": start_time(pid)} for pid in pids)
@@ -132,11 +139,12 @@ def find_run(run_id: str | None = None) -> dict | None:
 
 def teardown(data: dict, quiet: bool = False) -> dict:
     """Remove everything a run's state lists; return counts of what was removed."""
-    removed = {"driver": 0, "processes": 0, "relay": 0, "files": 0}
+    removed = {"driver": 0, "processes": 0, "relay": 0, "files": 0, "cgroups": 0}
     driver = data.get("driver", {})
     if driver.get("pid") != os.getpid() and same_process(driver.get("pid"), driver.get("start")):
         stop_all([driver["pid"]], grace_s=10.0)
         removed["driver"] = 1
+    thaw_groups(data.get("cgroups", []))  # a server frozen by its power state would not act on the signals below
     inodes = {n["netns_inode"] for n in data.get("nodes", {}).values() if n.get("netns_inode")}
     shells = [n["pid"] for n in data.get("nodes", {}).values() if same_process(n.get("pid"), n.get("start"))]
     shells += [j["pid"] for j in data.get("workload", []) if same_process(j.get("pid"), j.get("start"))]
@@ -158,6 +166,8 @@ def teardown(data: dict, quiet: bool = False) -> dict:
     if relays:
         stop_all(relays, grace_s=5.0)
         removed["relay"] = len(relays)
+    if data.get("cgroups"):  # the servers' cgroups, once their processes are gone
+        removed["cgroups"] = remove_groups(data["cgroups"])
     if routing:  # routing daemons' directories (sockets, configs) and FRR's per-process crash-log directories
         removed["files"] += remove_leftovers(routing)
     for path in {r.get("table_path") for r in shards}:

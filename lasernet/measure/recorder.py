@@ -1,7 +1,8 @@
 """The run directory's record of what happened: events, tick costs and probe results, as CSV files.
 
 ``events.csv`` (``time_utc,t_s,kind,what,a,b,event,cause,delay_ms,detail``) holds link up/down changes as the
-driver applied them and route-change counts per tick; ``ticks.csv`` holds each tick's cost (and the part of it spent on links and on
+driver applied them, route-change counts per tick and the servers' power states and restarts (kind ``server``,
+detail the CPU quota applied); ``ticks.csv`` holds each tick's cost (and the part of it spent on links and on
 routes) and whether it overran; ``probes.csv`` (written at the end) holds every probe: send time, pair, measured RTT, the RTT the plan
 predicts along the oracle path at that time, the path, and the one-way forward delay measured (both stamps on
 CLOCK_MONOTONIC) and predicted at that tick and at the tick before. Rows are flushed as they are written, so that a run
@@ -43,6 +44,12 @@ class Recorder:
         self._events.writerow([self._when(t_s), f"{t_s:.3f}", KINDS[tl.links.kind[li]], f"{a}~{b}", a, b,
                                "up" if up else "down", cause,
                                "" if math.isnan(delay_s) else f"{delay_s * 1e3:.3f}", ""])
+        self._events_f.flush()
+
+    def server_event(self, t_s: float, name: str, attach: str, event: str, cause: str, detail: str) -> None:
+        """A server's power state applied (event ``nominal``/``throttled``/``off``, cause ``power``, detail the CPU
+        quota) or its restart by an upset (event ``restart``, cause ``upset``)."""
+        self._events.writerow([self._when(t_s), f"{t_s:.3f}", "server", name, name, attach, event, cause, "", detail])
         self._events_f.flush()
 
     def route_changes(self, t_s: float, count: int) -> None:

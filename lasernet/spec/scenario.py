@@ -181,6 +181,8 @@ class Server:
 
     name: str
     attach: str
+    cpus: float | None = None  # cores its processes may use (a CPU quota; None: no limit)
+    memory_mb: int | None = None  # memory its processes may use, MiB (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -288,8 +290,11 @@ def _probe(node: Node) -> ProbePair:
 
 
 def _server(node: Node) -> Server:
-    node.mapping(("name", "attach"))
-    return Server(node.get("name").name(), node.get("attach").name(max_len=64))
+    node.mapping(("name", "attach", "cpus", "memory_mb"))
+    cpus, memory = node.get("cpus", None), node.get("memory_mb", None)
+    return Server(node.get("name").name(), node.get("attach").name(max_len=64),
+                  cpus=None if cpus.value is None else cpus.number(0.01, 1024),
+                  memory_mb=None if memory.value is None else memory.number(16, 1 << 24, integer=True))
 
 
 def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:

@@ -91,6 +91,12 @@ CASES = [
     ("ground.stations.0.cloud_correlation_s", 0, "ground.stations[0].cloud_correlation_s: must be between 1 and"),
     ("plan", {"step_s": 0}, "plan.step_s: must be between 0.01 and 3600, got 0"),
     ("constellation.tle", ["missing.tle"], "constellation.tle[0].file: no such file"),
+    ("hosts", [{"name": "rack", "attach": "gs-a", "cpus": 0}], "hosts[0].cpus: must be between 0.01 and 1024, got 0"),
+    ("hosts", [{"name": "rack", "attach": "gs-a", "cpus": "half"}], "hosts[0].cpus: must be a number"),
+    ("hosts", [{"name": "rack", "attach": "gs-a", "memory_mb": 8}],
+     "hosts[0].memory_mb: must be between 16 and 16777216, got 8"),
+    ("hosts", [{"name": "rack", "attach": "gs-a", "memory_mb": 64.5}], "hosts[0].memory_mb: must be a whole number"),
+    ("hosts", [{"name": "rack", "attach": "gs-a", "disk_gb": 1}], "hosts[0].disk_gb: unknown field"),
 ]
 
 
@@ -103,6 +109,15 @@ def test_invalid_field_is_named_with_its_path(tmp_path, field, value, message):
     assert str(err.value).startswith("bad.yaml: ")
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_server_limits_are_read(tmp_path):
+    path = tmp_path / "limits.yaml"
+    path.write_text(yaml.safe_dump(_with("hosts", [{"name": "rack", "attach": "gs-a", "cpus": 0.5, "memory_mb": 256},
+                                                   {"name": "free", "attach": "gs-a"}])))
+    rack, free = lasernet.load_scenario(path).hosts
+    assert (rack.cpus, rack.memory_mb) == (0.5, 256)
+    assert (free.cpus, free.memory_mb) == (None, None)
 
 
 def test_duplicate_station_name_and_collision_with_a_satellite(tmp_path):

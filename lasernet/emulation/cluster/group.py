@@ -12,11 +12,12 @@ their :class:`~lasernet.emulation.cluster.agent.HostAgent`\\ s, in parallel:
   a TAP and a UDP socket in the machine's relay; with netem it is a veth end shaped by netem, bridged to a
   kernel VXLAN device (:class:`~lasernet.emulation.links.NetemLinks`). ``auto`` picks netem only if every
   machine's kernel has it (:meth:`HostGroup.choose_links`);
-* **one message per machine per tick**: ``apply`` and ``install_routes`` are held and sent with :meth:`flush`
-  at the end of the tick as one ``step`` per machine carrying only that machine's changes (new links, link
-  states, route items), and each machine answers with what its kernel took and how long that took there
-  (``apply_s``, recorded per machine in ``ticks.csv``). The answers are collected at the next tick: a machine
-  applies its message on arrival, so the tick need not wait for the slowest machine;
+* **one message per machine per tick**: ``apply``, ``install_routes`` and ``power`` are held and sent with
+  :meth:`flush` at the end of the tick as one ``step`` per machine carrying only that machine's changes (new
+  links, link states, route items, the power items of the servers of its routers), and each machine answers with
+  what its kernel took and how long that took there (``apply_s``, recorded per machine in ``ticks.csv``). The
+  answers are collected at the next tick: a machine applies its message on arrival, so the tick need not wait
+  for the slowest machine;
 * **substrate compensation**: each machine's agent measures the one-way delay to every other machine's UDP echo
   at start and every :data:`MEASURE_EVERY_S` seconds (in the background, collected when ready); the halves of
   each cross-machine link take that off the delay they apply. A link whose emulated delay is below the
@@ -316,6 +317,12 @@ class HostGroup:
             self._pending[int(machine[item[1]])].setdefault("routes", []).append(item)
         return 0
 
+    def power(self, items) -> dict:
+        """Hold each server power item ``(name, factor, restart)`` for the machine of its router, for :meth:`flush`."""
+        for item in items:
+            self._pending[self.servers[item[0]].machine].setdefault("power", []).append(tuple(item))
+        return {"applied": len(items), "killed": 0}
+
     def flush(self, wait: bool = False) -> dict:
         """Send every machine its held changes as one ``step`` message, without waiting for the answers: they
         are collected at the next flush (a machine applies its message as soon as it arrives, so waiting would
@@ -332,7 +339,7 @@ class HostGroup:
                 parts = held["apply"]
                 apply = parts[0] if len(parts) == 1 else tuple(np.concatenate([p[k] for p in parts])
                                                                for k in range(5))
-            kwargs = {"apply": apply, "routes": held.get("routes", ())}
+            kwargs = {"apply": apply, "routes": held.get("routes", ()), "power": held.get("power", ())}
             self.bytes_sent[m] += _payload_bytes(kwargs)
             refs.append(self.agents[m].call.remote("step", **kwargs))
             machines.append(m)
