@@ -465,7 +465,8 @@ def capture(target, filter_text, output, duration_s, run_id):
         Path(output + ".json").write_text(json.dumps({
             "run_id": run["run_id"], "node": node, "interface": interface, "filter": filter_text,
             "started_s": started_s, "clock": mapping}, indent=1))
-        err_console.print(f"capturing on {node}:{interface} into {output} (Ctrl-C stops)", highlight=False)
+        err_console.print(f"capturing on {node}:{interface} into {output} (Ctrl-C stops)", highlight=False,
+                          soft_wrap=True)
         proc.wait(timeout=duration_s)
     except (KeyboardInterrupt, subprocess.TimeoutExpired):
         pass
@@ -479,7 +480,7 @@ def capture(target, filter_text, output, duration_s, run_id):
                 proc.wait()
     counts = read_counts(log_path.read_text(errors="replace"))
     stdout.print(f"capture: {output}: {counts.get('captured', 0)} packets, {counts.get('dropped_by_kernel', 0)} "
-                 f"dropped by the kernel", highlight=False)
+                 f"dropped by the kernel", highlight=False, soft_wrap=True)
 
 
 def _interfaces(pid: int) -> list[str]:

@@ -156,3 +156,122 @@ def test_link_capture_shows_light_time_between_its_ends_and_nothing_during_an_ou
     assert len(lag) >= 50
     assert np.percentile(lag, 1) >= -5e-6 and np.median(lag) <= 1e-3
     assert 2.0 <= t_src.min() <= 2.0 + margin_s + 0.3 and 6.0 - 0.3 <= t_src.max() <= 6.0 + margin_s + 0.1
+
+
+def _cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lasernet.cli", *args], capture_output=True, text=True, timeout=60,
+                          **kwargs)
+
+
+def _pcap_is_whole(path) -> int:
+    """The number of records if the file is a pcap whose records end exactly at its end (none cut short), else -1."""
+    data = path.read_bytes()
+    if len(data) < 24 or data[:4] not in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"):  # nanosecond pcap magic
+        return -1
+    order = "<" if data[:4] == b"\x4d\x3c\xb2\xa1" else ">"
+    at, n = 24, 0
+    while at + 16 <= len(data):
+        incl = int.from_bytes(data[at + 8:at + 12], "little" if order == "<" else "big")
+        at += 16 + incl
+        n += 1
+    return n if at == len(data) else -1
+
+
+def test_capture_command_writes_a_whole_file_on_ctrl_c_and_refuses_bad_targets_in_one_line(tmp_path):
+    """`lasernet capture SRC:IF` while a run is up: SIGINT (Ctrl-C) ends it with every record whole, its packets
+    within the emulated window the sidecar's mapping gives; unknown node, interface, run or a bad filter: exit 2,
+    one line, no file."""
+    sc = lasernet.load_scenario(SCENARIO)
+    with lasernet.Emulation(sc, duration_s=20, run_dir=tmp_path / "run", links=LINKS) as emu:
+        emu.run(0.5)
+        nodes, _ = emu.path(SRC, DST)
+        link = emu.applied.by_pair.get((emu.router_index(SRC), emu.router_index(nodes[1]))) or \
+            emu.applied.by_pair[(emu.router_index(nodes[1]), emu.router_index(SRC))]
+        interface = link.ifname_a if link.a == emu.router_index(SRC) else link.ifname_b
+        run_id = emu.run_id
+        bad = {"node": ("no-such-node", "unknown node"), "interface": (f"{SRC}:nope0", "has no interface"),
+               "run": (SRC, "no running emulation"), "filter": (SRC, "tcpdump on")}
+        for what, (target, words) in bad.items():
+            out = tmp_path / f"bad-{what}.pcap"
+            args = ["capture", target, "-w", str(out), "--run", "no-such-run" if what == "run" else run_id]
+            if what == "filter":
+                args += ["-f", "udp port"]
+            res = _cli(*args)
+            line = res.stderr.strip()
+            print(f"{what}: exit {res.returncode}: {line}")
+            assert res.returncode == 2 and words in line and len(line.splitlines()) == 1, (what, res)
+            assert not out.exists() and not out.with_name(out.name + ".json").exists()
+        pcap = tmp_path / "src.pcap"
+        cli = subprocess.Popen([sys.executable, "-m", "lasernet.cli", "capture", f"{SRC}:{interface}", "-f", "udp",
+                                "-w", str(pcap), "--run", run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 30
+        while not pcap.with_name("src.pcap.json").exists():
+            assert cli.poll() is None and time.monotonic() < deadline, cli.communicate()
+            emu.run(0.1)
+        emu.run(3.0)
+        cli.send_signal(signal.SIGINT)
+        t_stop = emu.now_s()
+        out, err = cli.communicate(timeout=20)
+        t_end = emu.now_s()
+        print(out.strip())
+    assert cli.returncode == 0, err
+    records = _pcap_is_whole(pcap)
+    side = json.loads(pcap.with_name("src.pcap.json").read_text())
+    assert side["node"] == SRC and side["interface"] == interface and side["filter"] == "udp"
+    stamps = [emulated_s(stamp, side["clock"]) for _, stamp, _, _ in _probe_packets(pcap)]
+    print(f"{SRC}:{interface}: {records} whole records, {len(stamps)} probe packets, emulated "
+          f"{min(stamps):.3f}-{max(stamps):.3f} s (capture from {side['started_s']:.3f} s, SIGINT at {t_stop:.3f} s, "
+          f"the command returned at {t_end:.3f} s)")
+    assert records == len(scapy_all.rdpcap(str(pcap))) >= 60  # mini probes at 20 Hz each way for 3 s
+    assert f"{records} packets" in out
+    assert side["started_s"] - 0.05 <= min(stamps) and t_stop - 0.5 <= max(stamps) <= t_end
+
+
+DRIVER = textwrap.dedent("""
+    import json, sys, yaml
+    import lasernet
+    from lasernet.spec.scenario import parse_scenario
+    from pathlib import Path
+
+    scenario_path, captures, run_dir = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+    doc = yaml.safe_load(scenario_path.read_text())
+    doc["capture"] = captures
+    with lasernet.Emulation(parse_scenario(doc, scenario_path), duration_s=120, run_dir=run_dir,
+                            links=sys.argv[4]) as emu:
+        emu.run(120)
+""")
+
+
+def test_down_stops_a_scenarios_tcpdump_after_the_driver_was_killed(tmp_path):
+    """SIGKILL the driver while its capture runs: the state file lists the tcpdump; `lasernet down` stops it and the
+    pcap file it wrote (packet by packet) is whole."""
+    from lasernet.net.procs import is_zombie, start_time
+
+    run = tmp_path / "run"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    captures = [{"name": "src", "node": SRC, "filter": "udp"}]
+    driver = subprocess.Popen([sys.executable, str(script), str(SCENARIO), json.dumps(captures), str(run), LINKS],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+            state = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else {}
+            if state.get("captures"):
+                break
+            time.sleep(0.2)
+        time.sleep(2.0)  # packets go into the file
+        tcpdump = state["captures"][0]
+        assert start_time(tcpdump["pid"]) == tcpdump["start"]
+    finally:
+        driver.kill()
+        driver.wait()
+    res = _cli("down", state["run_id"])
+    print(res.stdout.strip())
+    assert res.returncode == 0, res.stderr
+    assert is_zombie(tcpdump["pid"])  # gone (or exited, and its new parent has not reaped it yet)
+    records = _pcap_is_whole(run / "capture" / "src.pcap")
+    print(f"after SIGKILL and down: tcpdump {tcpdump['pid']} gone, {records} whole records in src.pcap")
+    assert records >= 20
