@@ -643,6 +643,11 @@ def _render_run(summary: dict) -> None:
                       f"median {fmt(conv.get('median'))} s, p95 {fmt(conv.get('p95'))} s, "
                       f"{routing['unconverged_changes']} unconverged, {routing['probes_lost_in_changes']} probes "
                       f"lost in them; ground path stretch median {fmt(routing.get('ground_stretch_median'))}")
+    cap = summary.get("capture")
+    if cap:
+        stdout.print(f"capture: {cap['files']} pcap files in {summary['run_dir']}/capture, {cap['packets']} packets, "
+                     f"{cap['dropped_by_kernel']} dropped by the kernel" + "".join(
+                         f"; failed: {line}" for line in cap.get("failed", [])), highlight=False, soft_wrap=True)
     probes = summary.get("probes") or {}
     if probes:
         table = Table("probe pair", "probes", "lost", "measured - predicted RTT: median ms", "p99 ms",

@@ -498,7 +498,12 @@ class Emulation:
             self.workload = None
         if self.captures is not None:  # while the nodes exist: tcpdump writes its last packets and counts
             try:
-                self.captures.stop()
+                files = self.captures.stop()["files"]
+                if self.recorder:
+                    self.recorder.summary["capture"] = {
+                        "files": len(files), "packets": sum(f.get("captured", 0) for f in files),
+                        "dropped_by_kernel": sum(f.get("dropped_by_kernel", 0) for f in files),
+                        "failed": [f"{f['file']}: {f['error']}" for f in files if f.get("error")]}
             except Exception as exc:
                 log.error("stopping the captures failed: %s", exc)
             self.captures = None
