@@ -74,10 +74,12 @@ def test_duplicate_capture_names_are_refused_and_exit_2(write_scenario, tmp_path
 def test_a_pcap_stamp_maps_to_emulated_seconds_by_the_runs_epoch_and_speed():
     """At speed 3, a packet stamped 2.5 wall seconds after the wall time of emulated 0 is at emulated 7.5 s; the
     mapping's wall time of emulated 0 is the monotonic epoch plus the clocks' offset read now."""
-    wall0 = time.monotonic() - 10.0
+    r0, mono_ns, r1 = time.time_ns(), time.monotonic_ns(), time.time_ns()  # the wall clock around one instant
+    wall0 = mono_ns * 1e-9 - 10.0
     m = clock_mapping(wall0, 3.0, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
-    unix_at_0 = time.time() - 10.0  # what the mapping must say, to well under a millisecond
-    assert abs(m["wall0_unix_ns"] * 1e-9 - unix_at_0) < 1e-3
+    # What the mapping must say: the wall time of that instant, 10 s earlier, within the bracket of the two wall
+    # reads (and a microsecond for the float seconds of wall0).
+    assert r0 - 10**10 - 1000 <= m["wall0_unix_ns"] <= r1 - 10**10 + 1000
     stamp = Decimal(m["wall0_unix_ns"]) / Decimal(10**9) + Decimal("2.5")  # scapy's exact pkt.time of a nano pcap
     assert emulated_s(stamp, m) == pytest.approx(7.5, abs=1e-9)
     assert emulated_s(float(stamp), m) == pytest.approx(7.5, abs=1e-6)  # a float stamp: ~0.2 us resolution
