@@ -62,8 +62,8 @@ def _isl_on_path() -> tuple[str, str]:
     return p.nodes[2], p.nodes[3]
 
 
-def _probe_packets(path) -> list[tuple[bytes, object, tuple]]:
-    """(IP packet bytes, pcap stamp, probe header) of every lasernet probe datagram in a pcap file."""
+def _probe_packets(path) -> list[tuple[bytes, object, tuple, object]]:
+    """(IP packet bytes, pcap stamp, probe header, scapy packet) of every lasernet probe datagram in a pcap file."""
     out = []
     for pkt in scapy_all.rdpcap(str(path)):
         if scapy_all.UDP not in pkt:
@@ -141,8 +141,8 @@ def test_link_capture_shows_light_time_between_its_ends_and_nothing_during_an_ou
     inside = stamps[(stamps > t_down + margin_s) & (stamps < t_up)]
     before = stamps[(stamps > t_down - 1.0) & (stamps <= t_down)]
     after = stamps[(stamps >= t_up) & (stamps < t_up + 1.0)]
-    print(f"outage {t_down:.3f}-{t_up:.3f} s: {len(inside)} packets inside (after a margin of {margin_s * 1e3:.1f} ms), "
-          f"{len(before)} in the second before, {len(after)} in the second after")
+    print(f"outage {t_down:.3f}-{t_up:.3f} s: {len(inside)} packets inside (after a margin of {margin_s * 1e3:.1f} "
+          f"ms), {len(before)} in the second before, {len(after)} in the second after")
     assert abs((t_up - t_down) - 3.0) <= 2 * emu.tick_s * speed
     assert len(inside) == 0 and len(before) >= 10 and len(after) >= 10
 
