@@ -103,3 +103,15 @@ def test_a_link_capture_must_name_two_nodes_the_plan_links(write_scenario):
     tl = lasernet.plan(sc, duration_s=0)
     with pytest.raises(ScenarioError, match=r"capture\[1\]\.link: sat-0-0 and sat-4-4 have no link in the plan"):
         check_links(sc, tl.node_names, tl.links.a, tl.links.b)
+
+
+def test_a_cluster_run_refuses_a_capture_section_before_creating_anything(write_scenario, tmp_path):
+    from lasernet import OptionError
+
+    sc = lasernet.load_scenario(write_scenario(MINI + "\ncapture:\n  - {name: a, node: ashburn}\n"))
+    emu = lasernet.Emulation(sc, cluster="127.0.0.1:1", run_dir=tmp_path / "run", duration_s=1)
+    with pytest.raises(OptionError, match="--cluster: the scenario has a capture: section, and capture is not "
+                                          "supported on a cluster run yet"):
+        emu.start()
+    emu.stop()
+    assert not (tmp_path / "run").exists()
