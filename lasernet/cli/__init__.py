@@ -411,6 +411,93 @@ def ping(a, b, count, run_id):
 
 
 @main.command()
+@click.argument("target", metavar="NODE[:INTERFACE]")
+@click.option("-f", "--filter", "filter_text", default="", metavar="FILTER",
+              help="tcpdump filter expression, e.g. 'udp port 7000' (default: every packet).")
+@click.option("-w", "--write", "output", required=True, type=click.Path(dir_okay=False), metavar="FILE.pcap",
+              help="The pcap file to write (nanosecond stamps); FILE.pcap.json gets the node, interface, filter "
+                   "and the mapping from its stamps to the run's emulated time.")
+@click.option("--duration", "duration_s", type=float, metavar="S", help="Stop after S wall seconds (default: "
+              "Ctrl-C, or the end of the run).")
+@click.option("--run", "run_id", help="Run id (default: the newest run).")
+def capture(target, filter_text, output, duration_s, run_id):
+    """Capture packets on NODE's INTERFACE (default: any, every interface) of a running emulation into a pcap file.
+
+    tcpdump runs in NODE's network namespace; Ctrl-C (or --duration, or the run going down) stops it and the file
+    is complete. Emulated seconds of a packet: speed * (stamp - wall0_unix_ns / 1e9), from FILE.pcap.json.
+    Not on a cluster run (--cluster) yet.
+    """
+    import datetime as dt
+    import signal
+    import subprocess
+    import time
+
+    from ..emulation.capture import clock_mapping, read_counts, tcpdump_argv
+
+    _require_root("lasernet capture")
+    node, _, interface = target.partition(":")
+    interface = interface or "any"
+    run = _run(run_id)
+    if run.get("cluster"):
+        raise LasernetError(f"{run['run_id']}: capture is not supported on a cluster run yet")
+    pid = _node_pid(node, run_id)
+    if interface != "any":
+        have = _interfaces(pid)
+        if interface not in have:
+            raise LasernetError(f"{run['run_id']}: node {node} has no interface {interface!r} (it has "
+                                f"{', '.join(have)}); name one, or leave :INTERFACE out for any")
+    if duration_s is not None and not duration_s > 0:
+        raise OptionError("--duration", f"must be a number > 0, got {duration_s:g}")
+    _check_writable("--write", output)
+    clock = run.get("clock") or {}
+    mapping = None
+    if clock.get("wall0_monotonic") is not None:
+        mapping = clock_mapping(clock["wall0_monotonic"], clock["speed"], dt.datetime.fromisoformat(clock["start_utc"]))
+    log_path = Path(output + ".log")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(["nsenter", "-t", str(pid), "-n", "--", *tcpdump_argv(interface, output, filter_text)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
+                                start_new_session=True)  # Ctrl-C reaches it through us, once
+    try:
+        while proc.poll() is None and b"listening on" not in log_path.read_bytes():
+            time.sleep(0.02)
+        if proc.poll() is not None:  # a bad filter, an interface gone: tcpdump's own words, one line
+            lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+            log_path.unlink(missing_ok=True)
+            raise LasernetError(f"{run['run_id']}: tcpdump on {node}:{interface}: "
+                                + (lines[-1] if lines else f"exited with {proc.returncode}"))
+        started_s = None if mapping is None else mapping["speed"] * (time.monotonic() - clock["wall0_monotonic"])
+        Path(output + ".json").write_text(json.dumps({
+            "run_id": run["run_id"], "node": node, "interface": interface, "filter": filter_text,
+            "started_s": started_s, "clock": mapping}, indent=1))
+        err_console.print(f"capturing on {node}:{interface} into {output} (Ctrl-C stops)", highlight=False,
+                          soft_wrap=True)
+        proc.wait(timeout=duration_s)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    counts = read_counts(log_path.read_text(errors="replace"))
+    stdout.print(f"capture: {output}: {counts.get('captured', 0)} packets, {counts.get('dropped_by_kernel', 0)} "
+                 f"dropped by the kernel", highlight=False, soft_wrap=True)
+
+
+def _interfaces(pid: int) -> list[str]:
+    """The interfaces of the network namespace process ``pid`` is in (/proc/PID/net/dev is that namespace's)."""
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return []
+    return sorted(line.split(":", 1)[0].strip() for line in lines)
+
+
+@main.command()
 @click.option("--run", "run_id", help="Run id (default: the newest run).")
 @click.option("--role", help="Only nodes of this role (satellite, ground-station, data-centre, city, server).")
 def nodes(run_id, role):
@@ -561,6 +648,11 @@ def _render_run(summary: dict) -> None:
                       f"median {fmt(conv.get('median'))} s, p95 {fmt(conv.get('p95'))} s, "
                       f"{routing['unconverged_changes']} unconverged, {routing['probes_lost_in_changes']} probes "
                       f"lost in them; ground path stretch median {fmt(routing.get('ground_stretch_median'))}")
+    cap = summary.get("capture")
+    if cap:
+        stdout.print(f"capture: {cap['files']} pcap files in {summary['run_dir']}/capture, {cap['packets']} packets, "
+                     f"{cap['dropped_by_kernel']} dropped by the kernel" + "".join(
+                         f"; failed: {line}" for line in cap.get("failed", [])), highlight=False, soft_wrap=True)
     probes = summary.get("probes") or {}
     if probes:
         table = Table("probe pair", "probes", "lost", "measured - predicted RTT: median ms", "p99 ms",

@@ -48,9 +48,12 @@ Servers (``hosts:``) run in cgroups of their own (:mod:`lasernet.net.cgroups`, l
 an upset (:meth:`Timeline.upsets_between`) kills what they run (their shells stay). Only changes are sent, as the
 host's ``power`` message with the tick's others; each is an event (kind ``server``) in ``events.csv``.
 
-What the run created (node PIDs and their namespace inodes, the relay, routing daemons, files) is written to a
-state file as it is created, so that ``lasernet down`` can remove exactly that even after the driver was killed
-with SIGKILL.
+A scenario's ``capture:`` section runs tcpdump in the nodes it names on emulated time, writing pcap files and
+the wall-to-emulated clock mapping into the run directory (:mod:`lasernet.emulation.capture`).
+
+What the run created (node PIDs and their namespace inodes, the relay, routing daemons, captures, files) is
+written to a state file as it is created, so that ``lasernet down`` can remove exactly that even after the driver
+was killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -297,6 +300,7 @@ class Emulation:
         self.workload = None  # the WorkloadRunner of the scenario's `workload:` section, if it has one
         self.workload_summary: dict = {}
         self._workload_plan = None
+        self.captures = None  # the CaptureRunner of the scenario's `capture:` section, if it has one
         self._stop = threading.Event()
         self.ticks = TickLog()
         self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
@@ -373,6 +377,13 @@ class Emulation:
             from ..spec import workload as workload_spec
 
             self._workload_plan = workload_spec.resolve(self.scenario, first.node_names, first.n_satellites)
+        if self.scenario.capture:  # and the capture: section's links
+            from .capture import check_links
+
+            if self.cluster:
+                raise OptionError("--cluster", "the scenario has a capture: section, and capture is not supported "
+                                               "on a cluster run yet; run it on one machine")
+            check_links(self.scenario, first.node_names, first.links.a, first.links.b)
         if not self.cluster:  # so does the link backend (BackendUnavailable); a cluster's machines choose theirs
             self.links_kind = choose_backend(self.links_kind)
         self.node_names = first.node_names
@@ -468,6 +479,11 @@ class Emulation:
             self.fib_watch.start()
         if self.probes:
             self.probes.start_probers(self, self.duration_s if self.duration_s is not None else 3600.0)
+        if self.scenario.capture:
+            from .capture import CaptureRunner
+
+            self.captures = CaptureRunner(self)
+            self.captures.start()
         if self._workload_plan:
             from .workload import WorkloadRunner
 
@@ -492,6 +508,17 @@ class Emulation:
             except Exception as exc:  # a results problem must not leave namespaces behind
                 log.error("stopping the workload failed: %s", exc)
             self.workload = None
+        if self.captures is not None:  # while the nodes exist: tcpdump writes its last packets and counts
+            try:
+                files = self.captures.stop()["files"]
+                if self.recorder:
+                    self.recorder.summary["capture"] = {
+                        "files": len(files), "packets": sum(f.get("captured", 0) for f in files),
+                        "dropped_by_kernel": sum(f.get("dropped_by_kernel", 0) for f in files),
+                        "failed": [f"{f['file']}: {f['error']}" for f in files if f.get("error")]}
+            except Exception as exc:
+                log.error("stopping the captures failed: %s", exc)
+            self.captures = None
         if self.probes and not self.recorder:
             self.probes.stop()
         if self.fib_watch is not None:
@@ -584,6 +611,8 @@ class Emulation:
             self.probes.observe(t_s, self.routes, self._path_text)
         if self.workload is not None:
             self.workload.tick(t_s)
+        if self.captures is not None:
+            self.captures.tick(t_s)
         cost = time.monotonic() - t0
         report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
                             route_changes, links_s=t1 - t0, routes_s=t2 - t1, machine_apply_s=machine_apply_s)

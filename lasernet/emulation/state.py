@@ -8,10 +8,10 @@ the clock (so that another shell can convert times). It is rewritten atomically 
 :func:`teardown` is what ``lasernet down`` runs. It never matches processes by name: it signals the PIDs it
 recorded (after checking that each PID still belongs to the same process, by its start time), then every
 process whose network namespace is one of the run's (software started in a node with ``lasernet exec`` or
-``node.popen``; the routing daemons' PIDs are recorded too) and the workload's jobs it recorded, waits
-for them to exit so that the namespaces and their interfaces go away, and removes the backend's files,
-the routing daemons' directories and the servers' cgroups (thawed first: a frozen process acts on no signal).
-It is idempotent and works after the driver was killed with SIGKILL.
+``node.popen``; the routing daemons' PIDs are recorded too) and the workload's jobs and captures (tcpdump) it
+recorded, waits for them to exit so that the namespaces and their interfaces go away, and removes the backend's
+files, the routing daemons' directories and the servers' cgroups (thawed first: a frozen process acts on no
+signal). It is idempotent and works after the driver was killed with SIGKILL.
 Process identity (PID plus start time) and stopping with a grace period are :mod:`lasernet.net.procs`'s; what
 the routing daemons leave is :func:`lasernet.routing.daemons.remove_leftovers`'s to say.
 """
@@ -148,6 +148,7 @@ def teardown(data: dict, quiet: bool = False) -> dict:
     inodes = {n["netns_inode"] for n in data.get("nodes", {}).values() if n.get("netns_inode")}
     shells = [n["pid"] for n in data.get("nodes", {}).values() if same_process(n.get("pid"), n.get("start"))]
     shells += [j["pid"] for j in data.get("workload", []) if same_process(j.get("pid"), j.get("start"))]
+    shells += [c["pid"] for c in data.get("captures", []) if same_process(c.get("pid"), c.get("start"))]
     inside = processes_in(inodes) if inodes else []
     routing = data.get("routing") or {}
     daemons = [p["pid"] for p in routing.get("processes", []) if same_process(p.get("pid"), p.get("start"))]

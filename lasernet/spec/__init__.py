@@ -7,6 +7,7 @@
 * :mod:`.routing`: the ``routing:`` section (oracle or routing daemons, timers, BGP operators);
 * :mod:`.workload`: the ``workload:`` section (commands, ping mesh, iperf3, outages, report instants);
 * :mod:`.power`: the ``power:`` section (solar arrays, batteries, loads, power-state thresholds);
+* :mod:`.capture`: the ``capture:`` section (pcap files of a live run: nodes or links, filter, start, stop);
 * :mod:`.faults`: the ``upsets:`` (radiation upsets, the South Atlantic Anomaly) and ``collision:`` sections;
 * :mod:`.shipped`: the topologies shipped with lasernet.
 

@@ -11,11 +11,11 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The ``routing:``, ``workload:``, ``power:``, ``upsets:`` and ``collision:`` sections
-and the element files are read by their own modules of :mod:`lasernet.spec` with the same
+must match ``[a-z0-9-]+``. The ``routing:``, ``workload:``, ``power:``, ``upsets:``, ``collision:`` and
+``capture:`` sections and the element files are read by their own modules of :mod:`lasernet.spec` with the same
 :class:`~lasernet.spec.fields.Node`. Once the nodes are known, :func:`check_node_names` checks everything about
-them that a live run would (probes, hosts, workload selectors, explicit ISLs): a scenario that loads is one
-`lasernet up` accepts. The full format is in ``docs/scenario.md``.
+them that a live run would (probes, hosts, workload selectors, explicit ISLs, capture nodes): a scenario that
+loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScenarioError
+from . import capture as capture_spec
+from .capture import Capture, parse_capture
 from .elements import satellite_names
 from .fields import Node, parse_time, read_yaml
 from .faults import Collision, Upsets, parse_collision, parse_upsets
@@ -220,6 +222,7 @@ class Scenario:
     upsets: Upsets | None = None  # the upsets: section (lasernet.spec.faults)
     collision: Collision | None = None  # the collision: section (lasernet.spec.faults)
     clouds: CloudDefaults | None = None  # ground.clouds
+    capture: tuple[Capture, ...] = ()  # the capture: section (lasernet.spec.capture)
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -245,7 +248,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     if not isinstance(doc, dict):
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
-                  "hosts", "probes", "routing", "workload", "power", "upsets", "collision"))
+                  "hosts", "probes", "routing", "workload", "power", "upsets", "collision", "capture"))
     name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
@@ -275,7 +278,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         upsets=parse_upsets(root.get("upsets", None)),
                         collision=parse_collision(root.get("collision", None),
                                                   lambda n, fmt: _elements_file(n, fmt, path.parent)),
-                        clouds=clouds)
+                        clouds=clouds, capture=parse_capture(root.get("capture", [])))
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
@@ -336,6 +339,7 @@ def check_node_names(scenario: "Scenario", node_names: tuple[str, ...]) -> None:
                                     f"ground stations ({stations})")
     if not scenario.workload.empty:
         resolve(scenario, node_names, n_satellites)
+    capture_spec.check(scenario.capture, routers, set(names), scenario.source.name)
 
 
 def _epoch(node: Node) -> dt.datetime:
