@@ -453,7 +453,11 @@ def capture(target, filter_text, output, duration_s, run_id):
     mapping = None
     if clock.get("wall0_monotonic") is not None:
         mapping = clock_mapping(clock["wall0_monotonic"], clock["speed"], dt.datetime.fromisoformat(clock["start_utc"]))
+    def emulated_now():
+        return None if mapping is None else mapping["speed"] * (time.monotonic() - clock["wall0_monotonic"])
+
     log_path = Path(output + ".log")
+    started_s = emulated_now()  # no packet in the file can be older: tcpdump starts after this
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(["nsenter", "-t", str(pid), "-n", "--", *tcpdump_argv(interface, output, filter_text)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
@@ -466,10 +470,9 @@ def capture(target, filter_text, output, duration_s, run_id):
             log_path.unlink(missing_ok=True)
             raise LasernetError(f"{run['run_id']}: tcpdump on {node}:{interface}: "
                                 + (lines[-1] if lines else f"exited with {proc.returncode}"))
-        started_s = None if mapping is None else mapping["speed"] * (time.monotonic() - clock["wall0_monotonic"])
-        Path(output + ".json").write_text(json.dumps({
+        Path(output + ".json").write_text(json.dumps({  # listening_s: when its "listening" line was seen (polled)
             "run_id": run["run_id"], "node": node, "interface": interface, "filter": filter_text,
-            "started_s": started_s, "clock": mapping}, indent=1))
+            "started_s": started_s, "listening_s": emulated_now(), "clock": mapping}, indent=1))
         err_console.print(f"capturing on {node}:{interface} into {output} (Ctrl-C stops)", highlight=False,
                           soft_wrap=True)
         proc.wait(timeout=duration_s)

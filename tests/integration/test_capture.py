@@ -225,12 +225,16 @@ def test_capture_command_writes_a_whole_file_on_ctrl_c_and_refuses_bad_targets_i
     side = json.loads(pcap.with_name("src.pcap.json").read_text())
     assert side["node"] == SRC and side["interface"] == interface and side["filter"] == "udp"
     stamps = [emulated_s(stamp, side["clock"]) for _, stamp, _, _ in _probe_packets(pcap)]
+    assert stamps, (records, side, out, err, emu.path(SRC, DST))
     print(f"{SRC}:{interface}: {records} whole records, {len(stamps)} probe packets, emulated "
           f"{min(stamps):.3f}-{max(stamps):.3f} s (capture from {side['started_s']:.3f} s, SIGINT at {t_stop:.3f} s, "
           f"the command returned at {t_end:.3f} s)")
     assert records == len(scapy_all.rdpcap(str(pcap))) >= 60  # mini probes at 20 Hz each way for 3 s
     assert f"{records} packets" in out
-    assert side["started_s"] - 0.05 <= min(stamps) and t_stop - 0.5 <= max(stamps) <= t_end
+    # started_s is taken before tcpdump is launched (its "listening" line is seen later, polled: 40 ms and more
+    # under load, which once put the first packet before a started_s taken then)
+    assert side["started_s"] <= min(stamps) and side["started_s"] <= side["listening_s"]
+    assert t_stop - 0.5 <= max(stamps) <= t_end
 
 
 DRIVER = textwrap.dedent("""
