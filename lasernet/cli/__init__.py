@@ -435,6 +435,8 @@ def capture(target, filter_text, output, duration_s, run_id):
     from ..emulation.capture import clock_mapping, read_counts, tcpdump_argv
 
     _require_root("lasernet capture")
+    # Ctrl-C stops it even when it was started in the background, which starts it with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     node, _, interface = target.partition(":")
     interface = interface or "any"
     run = _run(run_id)
@@ -480,7 +482,7 @@ def capture(target, filter_text, output, duration_s, run_id):
         pass
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # as SIGINT for tcpdump, but never inherited ignored
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

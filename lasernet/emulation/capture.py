@@ -46,7 +46,7 @@ from ..spec.capture import Capture
 
 log = logging.getLogger("lasernet")
 
-STOP_GRACE_S = 3.0  # after SIGINT, how long tcpdump may take to write its last packets before SIGKILL
+STOP_GRACE_S = 3.0  # after SIGTERM, how long tcpdump may take to write its last packets before SIGKILL
 COUNTS_RE = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel)", re.M)
 
 
@@ -107,11 +107,12 @@ class Tcpdump:
         return self.proc.pid
 
     def stop(self) -> int | None:
-        """SIGINT (tcpdump writes what it holds and its counts), SIGKILL after STOP_GRACE_S; its exit code."""
+        """SIGTERM (tcpdump writes what it holds and its counts, as on SIGINT, which a process started in the
+        background inherits ignored), SIGKILL after STOP_GRACE_S; its exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
