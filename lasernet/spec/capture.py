@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ScenarioError
-from .fields import Node
+from .fields import Node, node_or_link
 
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")  # a Linux interface name (IFNAMSIZ - 1), or "any"
 MAX_CAPTURES = 64
@@ -61,21 +61,10 @@ def parse_capture(node: Node) -> tuple[Capture, ...]:
 
 def _capture(node: Node) -> Capture:
     values = node.mapping(("name", "node", "link", "interface", "filter", "start_s", "stop_s", "snaplen"))
-    if ("node" in values) == ("link" in values):
-        raise node.fail("needs exactly one of node: NAME (with interface:) or link: [A, B] (both of its ends)")
-    target, link = None, None
-    if "node" in values:
-        target = node.get("node").name(max_len=64)
-    else:
-        pair = node.get("link")
-        if not (isinstance(pair.value, list) and len(pair.value) == 2 and all(isinstance(x, str) for x in pair.value)):
-            raise pair.fail(f"must be a pair of node names like [sat-0-0, sat-0-1], got {pair.value!r}")
-        if pair.value[0] == pair.value[1]:
-            raise pair.fail(f"links {pair.value[0]!r} to itself; give the two ends of a link")
-        link = (pair.value[0], pair.value[1])
-        if "interface" in values:
-            raise node.child("interface", None).fail("a link: capture uses the link's own interface at each end; "
-                                                     "leave interface: out (or capture a node:)")
+    target, link = node_or_link(node, values, "node: NAME (with interface:) or link: [A, B] (both of its ends)")
+    if link is not None and "interface" in values:
+        raise node.child("interface", None).fail("a link: capture uses the link's own interface at each end; "
+                                                 "leave interface: out (or capture a node:)")
     interface = node.get("interface", "any")
     if not isinstance(interface.value, str) or not IFNAME_RE.match(interface.value):
         raise interface.fail(f"must be an interface name (at most 15 of [A-Za-z0-9_.:-]) or any, got "

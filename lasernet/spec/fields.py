@@ -168,6 +168,20 @@ def read_yaml(text: str, source: str) -> Any:
         raise ScenarioError(source, "", f"not valid YAML at {where}: {problem}") from None
 
 
+def node_or_link(node: Node, values: dict, needs: str) -> tuple[str | None, tuple[str, str] | None]:
+    """The ``node: NAME`` or ``link: [A, B]`` of a section entry (exactly one of them; ``needs`` says what the
+    error asks for): ``(name, None)`` or ``(None, (a, b))``."""
+    if ("node" in values) == ("link" in values):
+        raise node.fail(f"needs exactly one of {needs}")
+    if "node" in values:
+        return node.get("node").name(max_len=64), None
+    pair = node.get("link")
+    if not (isinstance(pair.value, list) and len(pair.value) == 2 and all(isinstance(x, str) for x in pair.value)):
+        raise pair.fail(f"must be a pair of node names like [sat-0-0, sat-0-1], got {pair.value!r}")
+    if pair.value[0] == pair.value[1]:
+        raise pair.fail(f"links {pair.value[0]!r} to itself; give the two ends of a link")
+    return None, (pair.value[0], pair.value[1])
+
 
 def parse_time(value: Any) -> dt.datetime | None:
     """An ISO 8601 instant (``2026-01-01T00:00:00Z``) or a datetime, as an aware UTC datetime; None if invalid."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..errors import ScenarioError
-from .fields import Node
+from .fields import Node, node_or_link
 
 ROLES = ("satellite", "ground-station", "data-centre", "city", "server")
 PROTOCOLS = ("tcp", "udp")
@@ -186,16 +186,7 @@ def _flow(node: Node) -> IperfFlow:
 def _outage(node: Node) -> Outage:
     node.mapping(("node", "link", "start_s", "duration_s"))
     values = node.value or {}
-    if ("node" in values) == ("link" in values):
-        raise node.fail("needs exactly one of node: NAME (all its links) or link: [A, B]")
-    target, link = None, None
-    if "node" in values:
-        target = node.get("node").name(max_len=64)
-    else:
-        pair = node.get("link")
-        if not (isinstance(pair.value, list) and len(pair.value) == 2 and all(isinstance(x, str) for x in pair.value)):
-            raise pair.fail(f"must be a pair of node names like [sat-0-0, sat-0-1], got {pair.value!r}")
-        link = (pair.value[0], pair.value[1])
+    target, link = node_or_link(node, values, "node: NAME (all its links) or link: [A, B]")
     return Outage(start_s=node.get("start_s").number(0, 30 * 86400),
                   duration_s=node.get("duration_s").number(0.1, 30 * 86400), node=target, link=link)
 
