@@ -359,8 +359,9 @@ class Timeline:
                 soc = self.power.soc[k, sats].tolist() if modelled else [math.nan] * len(sats)
                 solar = self.power.solar_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
                 load = self.power.load_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
-                w.writerows([when, nodes[n], f"{lit[k, n]:.4f}", fmt(soc[j], ".5f"), POWER_STATES[state[k, n]],
-                             f"{quota[k, n]:.3g}", fmt(solar[j], ".1f"),
+                lit_k, state_k, quota_k = (x[k, sats].tolist() for x in (lit, state, quota))  # no numpy scalars
+                w.writerows([when, nodes[n], f"{lit_k[j]:.4f}", fmt(soc[j], ".5f"), POWER_STATES[state_k[j]],
+                             f"{quota_k[j]:.3g}", fmt(solar[j], ".1f"),
                              fmt(load[j], ".1f") if math.isfinite(soc[j]) else ""]
                             for j, n in enumerate(sats.tolist()))
         tmp.replace(path)
