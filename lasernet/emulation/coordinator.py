@@ -25,7 +25,7 @@ set with :meth:`Emulation.override` (failure injection, loss, rate), sends only 
 one batch, then recomputes shortest-delay routes and has the host install only the changed ones. Each tick's
 cost goes to ``ticks.csv``; a tick that overruns its slot is counted and logged, never silently skipped. Plans
 are computed in windows (default 10 minutes of emulated time, :mod:`lasernet.emulation.windows`) that join into
-one continuous plan, the next one in a background thread.
+one continuous plan, the next one in a child process.
 
 At scale (see ``routing``): node shells are spawned together and configured by netlink rather than one shell
 round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends are addressed with one link dump
@@ -348,9 +348,10 @@ class Emulation:
     def start(self) -> "Emulation":
         """Bring the run up, phase by phase (each timed in ``start_timings``), then start the clock."""
         t_start = time.monotonic()
-        # One malloc arena: the planner thread of every window would otherwise leave one more arena's worth of
-        # pages resident now and then, a run of hours growing in steps (see lasernet.net.libc). The threads
-        # allocate little concurrently (numpy's large arrays are mmapped), so sharing one arena costs nothing seen.
+        # One malloc arena: each thread that allocates (the one that takes in every planned window, the probes')
+        # would otherwise leave one more arena's worth of pages resident now and then, a run of hours growing in
+        # steps (see lasernet.net.libc). They allocate little concurrently (numpy's large arrays are mmapped),
+        # so sharing one arena costs nothing seen.
         limit_malloc_arenas(MALLOC_ARENAS)
         self._mem_mark_kib = mem_available_kib()
         first = self._start_plan()

@@ -112,8 +112,8 @@ def main() -> int:
     if args.tracemalloc:
         tracemalloc.start(8)
     trend: list[tuple[float, int]] = []  # (wall s, driver RSS KiB) once every --sample-s
-    # Warm: past the first window boundary and the planning of the window after it (a planner thread's first
-    # allocations stay with the process): by default 1.5 windows of wall time.
+    # Warm: past the first window boundary and the planning of the window after it (the first window taken in
+    # from its planner process leaves its allocations with the process): by default 1.5 windows of wall time.
     warm_s = args.warm_s if args.warm_s is not None else min(wall_s / 2, 1.5 * args.window_s / args.speed)
     with emu:
         procs = processes(emu)
