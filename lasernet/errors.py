@@ -26,6 +26,9 @@ class ScenarioError(LasernetError, ValueError):
         self.source, self.path, self.message = source, path, message
         super().__init__(f"{source}: {path}: {message}" if path else f"{source}: {message}")
 
+    def __reduce__(self):  # whole across a process boundary (a planner process, a cluster agent)
+        return type(self), (self.source, self.path, self.message)
+
 
 class OptionError(LasernetError, ValueError):
     """A bad command-line option (``--step``) or Python parameter (``step_s``): ``option: what is wrong``."""
@@ -33,3 +36,6 @@ class OptionError(LasernetError, ValueError):
     def __init__(self, option: str, message: str):
         self.option, self.message = option, message
         super().__init__(f"{option}: {message}")
+
+    def __reduce__(self):
+        return type(self), (self.option, self.message)

@@ -142,8 +142,8 @@ def _serve() -> int:
         reply = (True, tl_mod.plan(scenario, duration_s=window_s, carry=carry))
     except Exception as exc:  # the run raises it as the window's error
         try:
-            pickle.dumps(exc)
-        except Exception:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # an error that does not survive the trip arrives as its type and text
             exc = RuntimeError(f"{type(exc).__name__}: {exc}")
         reply = (False, exc)
     sys.stdout.buffer.write(pickle.dumps(reply, protocol=5))

@@ -113,6 +113,9 @@ class NetlinkError(RuntimeError):
         super().__init__(f"{operation} in netns {netns}: [Errno {err}] {os.strerror(err)}{why}; "
                          f"{failed} of {total} operations in this commit failed")
 
+    def __reduce__(self):  # whole across a process boundary (a cluster agent's reply)
+        return type(self), (self.operation, self.netns, self.errno, self.kernel_msg, self.failed, self.total)
+
 
 @dataclass(frozen=True)
 class Link:

@@ -176,7 +176,7 @@ def test_budget_matches_the_one_at_a_time_greedy_on_random_candidates():
         assert deg.max() <= count
 
 
-def test_the_drivers_windows_planned_ahead_in_a_thread_are_the_continuous_plan():
+def test_the_drivers_windows_planned_ahead_by_planner_processes_are_the_continuous_plan():
     """PlanWindows as the coordinator drives it, tick by tick: the state at every second is the long plan's."""
     from lasernet.emulation.windows import PlanWindows
 
@@ -197,3 +197,32 @@ def test_the_drivers_windows_planned_ahead_in_a_thread_are_the_continuous_plan()
         windows.plan_ahead(t)
     windows.close()
     assert len(released) >= 13 and len(windows.windows) <= 2  # windows the clock left are let go
+
+
+def test_a_window_being_planned_is_killed_when_the_run_stops_and_a_planners_error_reaches_the_run():
+    """The planner process of the next window does not outlive ``close``; what it raised is raised by ``at``."""
+    import dataclasses
+    import os
+    import time
+
+    from lasernet.emulation.windows import PlanWindows
+
+    scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")
+    windows = PlanWindows(scenario, scenario.epoch, 600.0, 1.0)
+    first = windows.first()
+    windows.plan_ahead(500.0)
+    deadline = time.monotonic() + 10
+    while windows._child is None and time.monotonic() < deadline:  # noqa: SLF001 (the test's own module's view)
+        time.sleep(0.01)
+    pid = windows._child.pid
+    windows.close()
+    assert windows._child is None or windows._child.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+    broken = dataclasses.replace(first, carry=dataclasses.replace(first.carry, step_s=-1.0))
+    windows = PlanWindows(scenario, scenario.epoch, 600.0, 1.0)
+    windows.windows = [(0.0, broken)]
+    windows.plan_ahead(500.0)
+    with pytest.raises(Exception, match="step"):
+        windows.at(700.0)
