@@ -14,12 +14,12 @@ Then the link's emulated RTT is 20 ms, and what the substrate adds must be taken
 
 Measured as in test_netem.py: interleaved rounds (so that host load hits all three alike), judged at the
 10th percentile (netem's delays are floors; load only adds). The compensated error, p10(compensated) -
-p10(one machine), must be within 0.5 ms plus the disagreement of the two machines' measurements of the
-substrate (A to B and B to A cross the same netem: what one sees more than the other is the estimator's own
-noise under this run's load, and the round trip's error is twice the one-way's, of which the mean of the two
-keeps half). (Judged instead against a bare path with no delay at all, the error
-came out -0.3 ms on a quiet host and -0.9 ms with one host core busy: the bare path has none of netem's timer
-wake-ups, which under TCG cost a few tenths of a millisecond each, so that baseline was not the same path.)
+p10(one machine), must be within 0.5 ms, the issue's bound. The two machines' measurements of the substrate
+(A to B and B to A cross the same netem) are recorded with their disagreement: what one sees more than the
+other is the estimator's own noise under this run's load, the first thing to read when this test fails.
+(Judged instead against a bare path with no delay at all, the error came out -0.3 ms on a quiet host and
+-0.9 ms with one host core busy: the bare path has none of netem's timer wake-ups, which under TCG cost a few
+tenths of a millisecond each, so that baseline was not the same path.)
 """
 
 from __future__ import annotations
@@ -182,7 +182,6 @@ def rtts(cross_link, record):
     p10 = {name: _p10(v) for name, v in samples.items()}
     result = {"substrate_measured_ms": round(substrate_s * 1e3, 3), "substrate_set_ms": SUBSTRATE_MS,
               "substrate_disagreement_ms": round(disagreement_ms, 3),
-              "allowed_error_ms": round(ERROR_MS + disagreement_ms, 3),
               **{f"p10_{k.replace(' ', '_')}_ms": round(v, 3) for k, v in p10.items()},  # numbers only: the
               # host's summary prints every value as a float
               "error_compensated_ms": round(p10["compensated"] - p10["one machine"], 3),
@@ -202,7 +201,7 @@ def test_a_halves_node_end_is_shaped_by_netem_and_its_mtu_leaves_room_for_vxlan(
 def test_compensation_brings_the_rtt_of_a_link_across_machines_back_to_its_emulated_value(rtts):
     assert rtts["p10_one_machine_ms"] >= 2 * LINK_MS, rtts  # netem's floor: the halves do delay
     assert rtts["error_uncompensated_ms"] > 2 * SUBSTRATE_MS - 1.0, rtts  # the substrate is there to remove
-    assert abs(rtts["error_compensated_ms"]) <= rtts["allowed_error_ms"], rtts
+    assert abs(rtts["error_compensated_ms"]) <= ERROR_MS, rtts
 
 
 def test_a_cross_machine_link_down_shows_no_carrier_on_both_node_ends_and_comes_back(cross_link):
