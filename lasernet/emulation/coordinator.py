@@ -131,6 +131,11 @@ class Clock:
     def now_s(self) -> float:
         return 0.0 if self.wall0 is None else self.speed * (time.monotonic() - self.wall0)
 
+    def realtime_to_s(self, wall_s):
+        """Emulated seconds of a CLOCK_REALTIME stamp (s), e.g. taken on another machine of a cluster (as true
+        as the two machines' clocks agree)."""
+        return self.speed * (wall_s - time.time() + time.monotonic() - self.wall0)
+
     def mono_to_s(self, mono_ns: np.ndarray) -> np.ndarray:
         """Emulated seconds of CLOCK_MONOTONIC stamps (ns), as probes record them."""
         return self.speed * (np.asarray(mono_ns, dtype=float) * 1e-9 - self.wall0)
@@ -477,6 +482,8 @@ class Emulation:
         self.clock.wall0 = time.monotonic()
         self.state.set_clock(self.clock.wall0, self.speed, self.start_utc)
         if self.fib_watch is not None:
+            if self.cluster:  # each machine reads its own routers' FIBs and answers their changes every tick
+                self.host.watch_fibs()
             self.fib_watch.start()
         if self.probes:
             self.probes.start_probers(self, self.duration_s if self.duration_s is not None else 3600.0)
@@ -496,7 +503,8 @@ class Emulation:
         from ..routing.convergence import FibWatcher
 
         bgp = getattr(self.daemons, "bgp", None)  # BGP landing policies: links that carry nothing by design
-        return FibWatcher(self.node_names, self.n_satellites, [self.nodes[name].pid for name in self.node_names],
+        pids = None if self.cluster else [self.nodes[name].pid for name in self.node_names]  # a cluster's: fed
+        return FibWatcher(self.node_names, self.n_satellites, pids,
                           self.clock.now_s, self.applied, routes=lambda: self.routes,
                           allowed=None if bgp is None else bgp.allowed, transit=self.transit)
 
@@ -554,9 +562,26 @@ class Emulation:
         """Emulated seconds since the run's start time."""
         return self.clock.now_s()
 
+    def realtime_to_s(self, wall_s):
+        """Emulated seconds of a CLOCK_REALTIME stamp (s), e.g. taken on another machine of a cluster (as true
+        as the two machines' clocks agree)."""
+        return self.speed * (wall_s - time.time() + time.monotonic() - self.wall0)
+
     def mono_to_s(self, mono_ns: np.ndarray) -> np.ndarray:
-        """Emulated seconds of CLOCK_MONOTONIC stamps (ns), as probes record them."""
+        """Emulated seconds of CLOCK_MONOTONIC stamps (ns) taken on this machine, as probes record them."""
         return self.clock.mono_to_s(mono_ns)
+
+    def machine_of(self, node: int) -> int:
+        """The cluster machine that holds router ``node`` (0 on one machine)."""
+        return int(self.host.placement.machine[node]) if self.cluster else 0
+
+    def stamps_to_s(self, mono_ns, realtime_minus_monotonic_ns: int | None = None) -> np.ndarray:
+        """Emulated seconds of CLOCK_MONOTONIC stamps (ns) taken in a node: directly on one machine; on a cluster
+        through the CLOCK_REALTIME - CLOCK_MONOTONIC of the node's machine, which the stamps' process
+        reported (as true as the machines' wall clocks agree: NTP keeps a LAN within about a millisecond)."""
+        if not self.cluster or realtime_minus_monotonic_ns is None:
+            return self.clock.mono_to_s(mono_ns)
+        return self.clock.realtime_to_s((np.asarray(mono_ns, dtype=np.int64) + int(realtime_minus_monotonic_ns)) * 1e-9)
 
     def run(self, duration_s: float | None = None, stop: threading.Event | None = None) -> None:
         """Tick every ``tick_s`` of wall time until ``duration_s`` wall seconds, a stop request or stop()."""
@@ -898,7 +923,11 @@ class Emulation:
 
     def _learn_from_hosts(self, answers: dict) -> None:
         """A cluster tick: each machine's apply time for the route items it got (its own clock) teaches the
-        per-route cost that the route budget spends (the slowest machine's, as they install in parallel)."""
+        per-route cost that the route budget spends (the slowest machine's, as they install in parallel); the
+        FIB changes the machines read go to the FIB watcher, stamped in emulated time."""
+        if self.fib_watch is not None:
+            self.fib_watch.feed([(self.clock.realtime_to_s(wall_s), changes)
+                                 for wall_s, changes in self.host.take_fib()])
         worst = max((a["apply_s"] / a["route_ops"] for a in answers.values() if a.get("route_ops", 0) > 16),
                     default=None)
         if worst is not None:

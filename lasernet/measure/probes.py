@@ -12,7 +12,9 @@ the receive (error well under a microsecond). Without a kernel stamp the user-sp
 
 The round-trip time leaves out the responder's turnaround, as TWAMP does: ``(recv - send) - (reply - echo)``.
 Within one machine all network namespaces share CLOCK_MONOTONIC (there is no time namespace here), so the stamps
-also give each one-way delay: forward ``echo_ns - send_ns`` and back ``recv_ns - reply_ns``. A probe with no
+also give each one-way delay: forward ``echo_ns - send_ns`` and back ``recv_ns - reply_ns``; between two
+machines of a cluster they do not (each machine's monotonic clock starts at its boot), and only the round trip
+is measured. A probe with no
 ``echo_ns`` was lost on the way out (or at the responder); one with ``echo_ns`` but no ``recv_ns`` was lost on the
 way back.
 
@@ -121,9 +123,12 @@ class ProbeResult:
         return float(np.mean(~self.delivered[reached])) if reached.any() else float("nan")
 
     def to_json(self) -> str:
+        """The stamps as JSON, with this machine's CLOCK_REALTIME - CLOCK_MONOTONIC (ns): what places them in
+        another machine's time (a cluster's coordinator runs elsewhere; monotonic clocks are per machine)."""
         return json.dumps({"interval_s": self.interval_s, "seq": self.seq.tolist(), "send_ns": self.send_ns.tolist(),
                            "echo_ns": self.echo_ns.tolist(), "reply_ns": self.reply_ns.tolist(),
-                           "recv_ns": self.recv_ns.tolist()})
+                           "recv_ns": self.recv_ns.tolist(),
+                           "realtime_minus_monotonic_ns": time.time_ns() - time.monotonic_ns()})
 
     @classmethod
     def from_json(cls, text: str) -> "ProbeResult":

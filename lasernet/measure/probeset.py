@@ -95,13 +95,15 @@ class ProbeSet:
             result = self._collect(p)
             if result is None:
                 continue
-            send_s = emulation.mono_to_s(result["send_ns"])
+            send_s = emulation.stamps_to_s(result["send_ns"], result.get("realtime_minus_monotonic_ns"))
+            one_clock = emulation.machine_of(p.src) == emulation.machine_of(p.dst)
             send_ns, echo_ns, reply_ns, recv_ns = (np.asarray(result[k])
                                                    for k in ("send_ns", "echo_ns", "reply_ns", "recv_ns"))
             # The round trip without the responder's turnaround (see lasernet.measure.probes).
             rtt = np.where((recv_ns > 0) & (send_ns > 0), ((recv_ns - send_ns) - (reply_ns - echo_ns)) * 1e-9, np.nan)
-            # One way: both stamps come from CLOCK_MONOTONIC, shared by every namespace of this machine.
-            fwd_meas = np.where((echo_ns > 0) & (send_ns > 0), (echo_ns - send_ns) * 1e-9, np.nan)
+            # One way: both stamps come from CLOCK_MONOTONIC, shared by every namespace of one machine (between
+            # machines of a cluster there is no common clock fine enough: only the round trip is measured).
+            fwd_meas = np.where((echo_ns > 0) & (send_ns > 0) & one_clock, (echo_ns - send_ns) * 1e-9, np.nan)
             t = np.asarray(p.t_s)
             fwd, rev = np.asarray(p.fwd_s), np.asarray(p.rev_s)
             diffs = []

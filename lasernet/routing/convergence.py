@@ -1,9 +1,15 @@
 """How well routing daemons keep up with the orbit: every router's FIB, judged against the links that are up.
 
-A :class:`FibWatcher` holds one rtnetlink socket in every router's namespace, subscribed to IPv4 route changes
-(``RTMGRP_IPV4_ROUTE``), after one dump of the main table. It keeps, per router, the next-hop link of its route
-to every other router's loopback /32 (the identity daemons must advertise), stamped when the kernel announced
-it. Whenever a FIB or the set of up links changes it walks every (source, destination) pair along the FIBs:
+A :class:`FibReader` holds one rtnetlink socket in each of some routers' namespaces, subscribed to IPv4 route
+changes (``RTMGRP_IPV4_ROUTE``), after one dump of the main table. It keeps, per router, the next-hop link (slot)
+of its route to every other router's loopback /32 (the identity daemons must advertise) and reports each change
+as plain data, ``(router, destination, slot)``. On one machine the :class:`FibWatcher` reads every router's
+kernel itself, with one reader in its own thread, and stamps each change when the kernel announced it. On a
+cluster no machine can open another's namespaces: every host runs a reader over its own routers and stamps
+the changes with its wall clock (:meth:`lasernet.emulation.host.LocalHost.watch_fibs`), the coordinator hands
+them to the watcher (:meth:`FibWatcher.feed`) in emulated time, and the watcher judges the whole network from
+them (stamps then agree across machines as well as their clocks do: NTP keeps a LAN within a millisecond or
+so). Whenever a FIB or the set of up links changes it walks every (source, destination) pair along the FIBs:
 
 - *delivered*: the walk reaches the destination over links that are up, without a loop, and relays through no
   station that carries no transit (a stub: it may start or end a walk, never lie inside one);
@@ -28,9 +34,11 @@ from __future__ import annotations
 import csv
 import errno
 import math
+import queue
 import select
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +52,156 @@ LOOP_BASE = int(LOOPBACK_POOL.network_address)
 LINK_BASE, LINK_SIZE = int(LINK_POOL.network_address), LINK_POOL.num_addresses
 
 
+class FibReader:
+    """The next-hop slots of some routers' routes towards every router's loopback, read from their kernels.
+
+    ``nodes`` are the routers' node indices (of ``n_nodes``), ``pids`` their shells' PIDs on this machine.
+    :meth:`read` answers the changes since the last call as ``(node, destination, slot)`` (slot -1: no route
+    over a link, a black hole or an unreachable route)."""
+
+    def __init__(self, nodes, pids, n_nodes: int):
+        self.nodes = [int(x) for x in nodes]
+        self.pids = list(pids)
+        self.n = int(n_nodes)
+        self.next_slot = np.full((len(self.nodes), self.n), -1, np.int64)  # row k: router nodes[k]
+        self._routes = [dict() for _ in self.nodes]  # row -> {(dst node, metric): slot or -1}
+        self.socks: list[socket.socket] = []
+        self._by_fd: dict[int, int] = {}
+
+    def open(self) -> "FibReader":
+        """Open and subscribe one socket in each router's namespace and ask each for its whole table."""
+        spaces = [Netns(pid) for pid in self.pids]
+        try:
+            self.socks = rtnl.open_in_each(spaces)
+        finally:
+            for ns in spaces:
+                ns.close()
+        for row, sock in enumerate(self.socks):
+            rtnl.subscribe_routes(sock, buffer_bytes=8 << 20)
+            self._by_fd[sock.fileno()] = row
+            self._dump(row, [])
+        return self
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.socks = []
+
+    def read(self, timeout_s: float) -> list[tuple[int, int, int]]:
+        """Wait up to ``timeout_s`` for route messages; answer the next-hop changes they made."""
+        ready, _, _ = select.select(self.socks, [], [], timeout_s)
+        changes: list[tuple[int, int, int]] = []
+        for sock in ready:
+            self._read(self._by_fd[sock.fileno()], changes)
+        return changes
+
+    def _dump(self, row: int, changes: list) -> None:
+        self._routes[row].clear()
+        for peer in np.flatnonzero(self.next_slot[row] >= 0):  # forgotten until the dump tells them again
+            changes.append((self.nodes[row], int(peer), -1))
+        self.next_slot[row] = -1
+        self.socks[row].send(rtnl.route_dump_request())
+
+    def _read(self, row: int, changes: list) -> None:
+        sock = self.socks[row]
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # notifications were lost: read the whole table again
+                    self._dump(row, changes)
+                    continue
+                raise
+            for kind, payload in rtnl.split_messages(data):
+                if kind in (RTM_NEWROUTE, RTM_DELROUTE):
+                    self._apply(row, kind, payload, changes)
+
+    def _apply(self, row: int, kind: int, payload, changes: list) -> None:
+        route = parse_route(payload)
+        if route is None:
+            return
+        dst, dst_len, metric, gateway, rtype = route
+        peer = dst - LOOP_BASE - 1
+        node = self.nodes[row]
+        if dst_len != 32 or not 0 <= peer < self.n or peer == node:
+            return
+        table = self._routes[row]
+        if kind == RTM_DELROUTE:
+            table.pop((peer, metric), None)
+        else:
+            ok = rtype == RTN_UNICAST and LINK_BASE <= gateway < LINK_BASE + LINK_SIZE
+            table[(peer, metric)] = (gateway - LINK_BASE) // 2 if ok else -1
+        best = min((m for (d, m) in table if d == peer), default=None)
+        slot = -1 if best is None else table[(peer, best)]
+        if self.next_slot[row, peer] != slot:
+            self.next_slot[row, peer] = slot
+            changes.append((node, int(peer), int(slot)))
+
+
+class FibReaderThread:
+    """A :class:`FibReader` read by a thread of its own, its changes kept as ``(wall_s, changes)`` batches
+    stamped with this machine's wall clock (``time.time()``), until :meth:`take` hands them over."""
+
+    POLL_S = 0.01
+
+    def __init__(self, reader: FibReader):
+        self.reader = reader
+        self._batches: list[tuple[float, list]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def start(self) -> "FibReaderThread":
+        self.reader.open()
+        self._thread = threading.Thread(target=self._loop, name="lasernet-fib-read", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                changes = self.reader.read(self.POLL_S)
+                if changes:
+                    wall_s = time.time()
+                    with self._lock:
+                        self._batches.append((wall_s, changes))
+        except (OSError, ValueError) as exc:
+            if not self._stop.is_set():
+                self.error = f"reading the routers' FIBs stopped: {exc!r}"
+
+    def take(self) -> list[tuple[float, list]]:
+        """The batches read since the last call, oldest first."""
+        with self._lock:
+            out, self._batches = self._batches, []
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.reader.close()
+
+
 class FibWatcher:
-    """Follows every router's FIB by rtnetlink notifications (see the module docstring)."""
+    """Judges every router's FIB (see the module docstring): read here, or fed from the hosts' readers."""
 
     POLL_S = 0.01
 
     def __init__(self, node_names, n_satellites: int, pids, now_s, applied, routes=None, allowed=None,
                  transit=None):
-        """Watch the routers ``node_names`` (their shells' ``pids``, in the same order) on the clock ``now_s()``
-        (emulated seconds). ``applied`` is the coordinator's read view of the link state by slot (arrays
-        ``valid``, ``up``, ``delay_s``; ``links``: each slot's ends ``a``, ``b``); ``routes()`` the oracle's
-        table now (its ``delay_s`` is the reference for stretch), or None; ``allowed(a, b)`` whether routing may
-        use a link between nodes ``a`` and ``b`` (BGP landing policies), None if every link may be used;
-        ``transit[n]`` which routers may relay (None: all of them)."""
+        """Watch the routers ``node_names`` (their shells' ``pids`` on this machine, in the same order; None:
+        the FIBs are read by the hosts and handed over with :meth:`feed`) on the clock ``now_s()`` (emulated
+        seconds). ``applied`` is the coordinator's read view of the link state by slot (arrays ``valid``,
+        ``up``, ``delay_s``; ``links``: each slot's ends ``a``, ``b``); ``routes()`` the oracle's table now (its
+        ``delay_s`` is the reference for stretch), or None; ``allowed(a, b)`` whether routing may use a link
+        between nodes ``a`` and ``b`` (BGP landing policies), None if every link may be used; ``transit[n]``
+        which routers may relay (None: all of them)."""
         self.node_names = list(node_names)
-        self.pids = list(pids)
+        self.pids = None if pids is None else list(pids)
         self.now_s = now_s
         self.applied = applied
         self.oracle_routes = routes or (lambda: None)
@@ -67,12 +210,11 @@ class FibWatcher:
         self.n_satellites = n_satellites
         self.transit = np.ones(self.n, bool) if transit is None else np.asarray(transit, bool)
         self.next_slot = np.full((self.n, self.n), -1, np.int64)
-        self._routes = [dict() for _ in range(self.n)]  # node -> {(dst node, metric): slot or -1}
         self.samples: list[tuple] = []  # (t_s, broken, connected pairs, delivered, stretch median, ground stretch)
         self.fib_changes: list[float] = []  # t_s of each batch of FIB changes
         self.events: list[tuple[float, str, bool]] = []  # link events as the driver applied them
-        self.socks: list[socket.socket] = []
-        self._by_fd: dict[int, int] = {}
+        self.reader: FibReader | None = None
+        self._fed: queue.Queue = queue.Queue()  # (t_s, changes) batches handed over by feed()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_up = b""
@@ -84,16 +226,8 @@ class FibWatcher:
 
     # ---------------------------------------------------------------------------------------------- life
     def start(self) -> "FibWatcher":
-        spaces = [Netns(pid) for pid in self.pids]
-        try:
-            self.socks = rtnl.open_in_each(spaces)
-        finally:
-            for ns in spaces:
-                ns.close()
-        for node, sock in enumerate(self.socks):
-            rtnl.subscribe_routes(sock, buffer_bytes=8 << 20)
-            self._by_fd[sock.fileno()] = node
-            self._dump(node)
+        if self.pids is not None:
+            self.reader = FibReader(range(self.n), self.pids, self.n).open()
         self._thread = threading.Thread(target=self._loop, name="lasernet-fib", daemon=True)
         self._thread.start()
         return self
@@ -105,57 +239,28 @@ class FibWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        for sock in self.socks:
-            sock.close()
-        self.socks = []
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
 
     def link_event(self, t_s: float, name: str, up: bool) -> None:
         """Called by the driver for every link up/down it applies."""
         self.events.append((t_s, name, up))
 
+    def feed(self, batches) -> None:
+        """FIB changes read by the hosts: ``(t_s, [(node, destination, slot), ...])`` batches, each stamped in
+        emulated seconds when its host read it, in time order."""
+        for t_s, changes in batches:
+            self._fed.put((float(t_s), changes))
+
     # ---------------------------------------------------------------------------------------------- reading
-    def _dump(self, node: int) -> None:
-        self._routes[node].clear()
-        self.next_slot[node] = -1
-        self.socks[node].send(rtnl.route_dump_request())
-
-    def _read(self, node: int) -> bool:
-        sock, changed = self.socks[node], False
-        while True:
-            try:
-                data = sock.recv(1 << 20)
-            except BlockingIOError:
-                return changed
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:  # notifications were lost: read the whole table again
-                    self._dump(node)
-                    changed = True
-                    continue
-                raise
-            for kind, payload in rtnl.split_messages(data):
-                if kind in (RTM_NEWROUTE, RTM_DELROUTE):
-                    changed |= self._apply(node, kind, payload)
-
-    def _apply(self, node: int, kind: int, payload) -> bool:
-        route = parse_route(payload)
-        if route is None:
-            return False
-        dst, dst_len, metric, gateway, rtype = route
-        peer = dst - LOOP_BASE - 1
-        if dst_len != 32 or not 0 <= peer < self.n or peer == node:
-            return False
-        table = self._routes[node]
-        if kind == RTM_DELROUTE:
-            table.pop((peer, metric), None)
-        else:
-            ok = rtype == RTN_UNICAST and LINK_BASE <= gateway < LINK_BASE + LINK_SIZE
-            table[(peer, metric)] = (gateway - LINK_BASE) // 2 if ok else -1
-        best = min((m for (d, m) in table if d == peer), default=None)
-        slot = -1 if best is None else table[(peer, best)]
-        if self.next_slot[node, peer] != slot:
-            self.next_slot[node, peer] = slot
-            return True
-        return False
+    def _take(self, changes) -> bool:
+        changed = False
+        for node, peer, slot in changes:
+            if self.next_slot[node, peer] != slot:
+                self.next_slot[node, peer] = slot
+                changed = True
+        return changed
 
     def _loop(self) -> None:
         try:
@@ -168,20 +273,30 @@ class FibWatcher:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select(self.socks, [], [], self.POLL_S)
-            except (OSError, ValueError):
-                return
-            changed = False
-            for sock in ready:
-                changed |= self._read(self._by_fd[sock.fileno()])
-            t_s = self.now_s()
-            if changed:
-                self.fib_changes.append(t_s)
+            if self.reader is not None:  # read here: stamped as read
+                try:
+                    changes = self.reader.read(self.POLL_S)
+                except (OSError, ValueError):
+                    return
+                batches = [(self.now_s(), changes)] if changes else []
+            else:  # fed by the hosts: stamped as they read them
+                batches = []
+                try:
+                    batches.append(self._fed.get(timeout=self.POLL_S))
+                    while True:
+                        batches.append(self._fed.get_nowait())
+                except queue.Empty:
+                    pass
+            for t_s, changes in batches:
+                if self._take(changes):
+                    self.fib_changes.append(t_s)
+                    up = self._up()
+                    self._last_up = up.tobytes()
+                    self.samples.append((t_s, *self.evaluate(up)))
             up = self._up()
-            if changed or up.tobytes() != self._last_up:
+            if up.tobytes() != self._last_up:
                 self._last_up = up.tobytes()
-                self.samples.append((t_s, *self.evaluate(up)))
+                self.samples.append((self.now_s(), *self.evaluate(up)))
 
     # ---------------------------------------------------------------------------------------------- judging
     def _up(self) -> np.ndarray:

@@ -155,6 +155,8 @@ class HostGroup:
         self._echo_ports: list[int] = []
         self.bytes_sent = np.zeros(len(agents))  # message bytes sent per machine over the run
         self.unapplied_max = np.zeros(len(agents), np.int64)  # most link generations a machine's relays lagged
+        self.watching_fibs = False  # with watch_fibs: every machine gets a step each tick, answering its FIB changes
+        self._fib_batches: list[tuple[float, list]] = []  # (wall_s, changes) from the machines, not yet taken
 
     # ---------------------------------------------------------------------------------------------- calls
     def _get(self, refs, machines):
@@ -255,6 +257,18 @@ class HostGroup:
         answers = self._all("start_daemons", lambda m: ((routing, scenario_name, n_satellites, costs, stubs), {}))
         return {"daemons": sum(a["daemons"] for a in answers.values())}
 
+    def watch_fibs(self) -> dict:
+        """Every machine reads its own routers' FIBs; their changes come back with each tick's answers
+        (:meth:`take_fib`)."""
+        answers = self._all("watch_fibs", lambda m: ((), {}))
+        self.watching_fibs = True
+        return {"routers": sum(a["routers"] for a in answers.values())}
+
+    def take_fib(self) -> list[tuple[float, list]]:
+        """The FIB changes the machines answered since the last call, ``(wall_s, changes)`` in time order."""
+        out, self._fib_batches = sorted(self._fib_batches, key=lambda b: b[0]), []
+        return out
+
     # ---------------------------------------------------------------------------------------------- links
     def add_links(self, links, costs=None, bulk: bool = False) -> dict:
         """Create links on the machines of their ends (two halves for a cross-machine link), then join halves."""
@@ -332,7 +346,7 @@ class HostGroup:
         answers = self._collect()
         refs, machines = [], []
         for m, held in enumerate(self._pending):
-            if not held:
+            if not held and not self.watching_fibs:
                 continue
             apply = None
             if held.get("apply"):
@@ -362,6 +376,7 @@ class HostGroup:
         for m, answer in answers.items():
             self.apply_s[m] = answer["apply_s"]
             self.unapplied_max[m] = max(self.unapplied_max[m], answer.get("unapplied_generations", 0))
+            self._fib_batches.extend(answer.get("fib", ()))
         return answers
 
     # ---------------------------------------------------------------------------------------------- substrate
