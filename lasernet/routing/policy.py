@@ -245,6 +245,8 @@ def _rules(n_nodes: int, members, allowed) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _member_rule(members: np.ndarray) -> np.ndarray:
+    if not len(members):
+        return np.full(members.shape[1], -1, dtype=np.int64)
     if (members.sum(axis=0) > 1).any():
         raise ValueError("a node is a member of two residency rules; a site answers to one jurisdiction")
     return np.where(members.any(axis=0), members.argmax(axis=0), -1).astype(np.int64)
