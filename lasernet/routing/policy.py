@@ -8,8 +8,9 @@ the shortest-delay path over the allowed nodes, any other packet the plain oracl
 returns a :class:`PolicyRoutes` holding
 
 * ``base``: the oracle's table over every node (:func:`lasernet.routing.oracle.compute`), and
-* one :class:`RuleTable` per rule: the oracle over the rule's allowed nodes only (a link touching a forbidden
-  node counts as down), with the same stub stations (``transit``) as the base table.
+* one :class:`RuleTable` per rule: the oracle over the rule's allowed nodes and its members only (a link
+  touching any other node counts as down), with the same stub stations (``transit``) as the base table, and the
+  members the rule does not allow (a site outside its ``land_at``) as stubs too: ends of their own traffic only.
 
 A governed pair with no allowed path is unreachable: it is never routed through a forbidden node, however much
 shorter that would be. The difference between a governed pair's allowed and unconstrained delay is the delay cost
@@ -143,7 +144,7 @@ def compute(n_nodes: int, a: np.ndarray, b: np.ndarray, up: np.ndarray, delay_s:
         position[nodes] = np.arange(len(nodes))
         ids = np.flatnonzero(up & keep[a] & keep[b])
         routes = oracle.compute(len(nodes), position[a[ids]], position[b[ids]], np.ones(len(ids), dtype=bool),
-                                delay_s[ids], transit=transit[nodes])
+                                delay_s[ids], transit=(transit & allowed[k])[nodes])
         tables.append(RuleTable(names[k] if k < len(names) else str(k), nodes, position, routes, ids))
     return PolicyRoutes(base, tuple(tables), _member_rule(members))
 
@@ -159,7 +160,8 @@ def of_timeline(timeline, up: np.ndarray, delay_s: np.ndarray) -> PolicyRoutes:
 
 def violating_pairs(next_hop: np.ndarray, members: np.ndarray, allowed: np.ndarray):
     """(rule, source, destination) of the governed pairs whose walk along ``next_hop[N, N]`` (the neighbour each
-    node hands a packet for each destination to, -1: none) crosses a node the rule forbids before it arrives.
+    node hands a packet for each destination to, -1: none) crosses a node the rule forbids on the way (the two
+    ends are the pair's own).
 
     A walk that ends without arriving (no next hop, or a loop) is judged on the nodes it crossed. All pairs of a
     rule walk at once, one hop per numpy step."""
@@ -178,8 +180,9 @@ def violating_pairs(next_hop: np.ndarray, members: np.ndarray, allowed: np.ndarr
             hop = np.where(walking, next_hop[here, d], -1)
             walking &= hop >= 0
             here = np.where(walking, hop, here)
-            bad |= walking & ~allowed[k, here]
-            walking &= ~bad & (here != d)
+            arrived = here == d
+            bad |= walking & ~arrived & ~allowed[k, here]
+            walking &= ~bad & ~arrived
         out.append((np.full(int(bad.sum()), k), s[bad], d[bad]))
     if not out:
         return tuple(np.zeros(0, dtype=np.int64) for _ in range(3))
@@ -189,7 +192,8 @@ def violating_pairs(next_hop: np.ndarray, members: np.ndarray, allowed: np.ndarr
 def violations(route, members: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """(R,) int: per rule, how many governed pairs cross a node it forbids along ``route``, which is either a
     next-hop table ``[N, N]`` (every governed pair walked, :func:`violating_pairs`) or one path, a sequence of
-    node indices from its source to its destination (0 or 1 for the rule governing its two ends)."""
+    node indices from its source to its destination (0 or 1 for the rule governing its two ends, judged on the
+    nodes between them)."""
     route = np.asarray(route)
     members, allowed = np.asarray(members, dtype=bool), np.asarray(allowed, dtype=bool)
     counts = np.zeros(len(members), dtype=np.int64)
@@ -200,7 +204,7 @@ def violations(route, members: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         return counts
     s, d = int(route[0]), int(route[-1])
     governs = members[:, s] & members[:, d] & (s != d)
-    counts[governs & ~allowed[:, route].all(axis=1)] = 1
+    counts[governs & ~allowed[:, route[1:-1]].all(axis=1)] = 1
     return counts
 
 
@@ -216,13 +220,14 @@ def check_plan(timeline, source: str, horizon_s: float = CHECK_HORIZON_S) -> Non
     everything = np.ones(n, dtype=bool)
     for k, name in enumerate(timeline.residency):
         m = np.flatnonzero(timeline.residency_members[k])
-        keep = timeline.residency_allowed[k] | timeline.residency_members[k]
+        allowed = timeline.residency_allowed[k]
+        keep = allowed | timeline.residency_members[k]
         ruled = np.zeros((len(m), len(m)), dtype=bool)
         free = np.zeros((len(m), len(m)), dtype=bool)
         for t in steps:
             up = timeline.up[t]
-            ruled |= _joined(n, links.a, links.b, up, timeline.transit, keep, m)
-            free |= _joined(n, links.a, links.b, up, timeline.transit, everything, m)
+            ruled |= _joined(n, links.a, links.b, up, keep, timeline.transit & allowed, m)
+            free |= _joined(n, links.a, links.b, up, everything, timeline.transit, m)
         cut = free & ~ruled
         if cut.any():
             i, j = (int(x[0]) for x in np.nonzero(np.triu(cut, 1)))
@@ -252,12 +257,12 @@ def _member_rule(members: np.ndarray) -> np.ndarray:
     return np.where(members.any(axis=0), members.argmax(axis=0), -1).astype(np.int64)
 
 
-def _joined(n: int, a, b, up, transit, keep, members) -> np.ndarray:
+def _joined(n: int, a, b, up, keep, relay, members) -> np.ndarray:
     """(M, M) bool: which of the ``members`` (node indices) reach each other over up links among ``keep`` nodes,
-    relaying only through ``keep`` nodes that carry transit (a member may start or end a path whatever it is)."""
+    relaying only through ``keep`` nodes that may ``relay`` (a member may start or end a path whatever it is)."""
     edge = up & (a != b) & keep[a] & keep[b]
     u, v = a[edge], b[edge]
-    relay = keep & np.asarray(transit, dtype=bool)
+    relay = keep & np.asarray(relay, dtype=bool)
     inner = relay[u] & relay[v]
     graph = csr_matrix((np.ones(int(inner.sum())), (u[inner], v[inner])), shape=(n, n))
     _, label = connected_components(graph, directed=False)

@@ -13,8 +13,8 @@ a satellite operator in ``routing.operators``. A :class:`Residency` rule for jur
 * its *members* are the ground sites of jurisdiction J: traffic between two of them is what the rule governs
   (traffic from or to anywhere else is not);
 * that traffic may cross only the satellites of ``operators`` (default: every operator of jurisdiction J) and
-  only the ground sites of ``land_at`` (default: every site of jurisdiction J; a member is always allowed, as the
-  traffic's own end).
+  only the ground sites of ``land_at`` (default: every site of jurisdiction J). A member outside ``land_at`` is
+  an end of its own traffic only, never a relay for other members' traffic.
 
 ::
 
@@ -106,7 +106,7 @@ def member_mask(rule: Residency, node_names) -> np.ndarray:
 def allowed_mask(rule: Residency, node_names, n_satellites: int, operators: tuple = ()) -> np.ndarray:
     """(N,) bool over ``node_names`` (satellites first, then ground sites): the nodes the rule's traffic may
     cross: the satellites whose operator (the first of ``operators`` that owns it, as BGP counts it) the rule
-    allows, its ``land_at`` sites and its members."""
+    allows, and its ``land_at`` sites. (A member is also an end of its own traffic, allowed or not.)"""
     allowed = np.zeros(len(node_names), dtype=bool)
     taken = np.zeros(n_satellites, dtype=bool)
     names = node_names[:n_satellites]
@@ -115,7 +115,7 @@ def allowed_mask(rule: Residency, node_names, n_satellites: int, operators: tupl
         taken |= owned
         if op.name in rule.operators:
             allowed[:n_satellites] |= owned
-    ground = set(rule.land_at) | set(rule.members)
+    ground = set(rule.land_at)
     allowed[n_satellites:] = np.fromiter((n in ground for n in node_names[n_satellites:]), dtype=bool,
                                          count=len(node_names) - n_satellites)
     return allowed

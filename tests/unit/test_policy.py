@@ -138,6 +138,26 @@ def test_a_data_centre_that_carries_no_transit_is_not_relayed_through_under_the_
         assert got_s == pytest.approx(reference_s(stub, t_s, "frankfurt", "dublin", keep), abs=1e-7), t_s
 
 
+def test_a_member_outside_land_at_is_an_end_of_its_own_traffic_and_relays_no_other(plan):
+    """With land_at [frankfurt, dublin], paris-dc still reaches them under the rule, but their traffic between
+    each other no longer comes down at paris-dc."""
+    names = plan.node_names
+    allowed = plan.residency_allowed.copy()
+    allowed[0, names.index("paris-dc")] = False
+    narrow = dataclasses.replace(plan, residency_allowed=allowed)
+    land = allowed_names(names) - {"paris-dc"}
+    relayed = 0
+    for t_s in TIMES_S:
+        relayed += "paris-dc" in routed(plan, t_s, "frankfurt", "dublin")[0]
+        nodes, got_s = routed(narrow, t_s, "frankfurt", "dublin")
+        assert "paris-dc" not in nodes
+        assert got_s == pytest.approx(reference_s(narrow, t_s, "frankfurt", "dublin", land), abs=1e-7), t_s
+        nodes, got_s = routed(narrow, t_s, "paris-dc", "dublin")
+        assert got_s == pytest.approx(reference_s(narrow, t_s, "paris-dc", "dublin", land | {"paris-dc"}),
+                                      abs=1e-7), t_s
+    assert relayed  # with the default land_at it did relay
+
+
 def test_unsatisfiable_lists_the_governed_pairs_networkx_cannot_join_within_the_rule(plan):
     keep = allowed_names(plan.node_names)
     names = plan.node_names
@@ -207,6 +227,17 @@ def test_a_pair_only_forbidden_nodes_join_is_unreachable_not_routed_through_them
     assert got["unconstrained"]["path"][0] == "frankfurt"
 
 
+def test_a_saved_plan_is_queried_under_its_rules(plan, tmp_path):
+    plan.save(tmp_path / "p.npz")
+    t_s = _time_where(plan, "costly")
+    code, out, _ = cli("path", "--plan", tmp_path / "p.npz", "frankfurt", "dublin", "--at", t_s, "--json")
+    got = json.loads(out)
+    assert code == 0 and got["rule"] == "eu" and got["sovereignty_cost_ms"] > 0
+    code, out, _ = cli("routes", "--plan", tmp_path / "p.npz", "dublin", "--at", t_s, "--json")
+    rules = {r["destination"]: r["rule"] for r in json.loads(out)["routes"]}
+    assert rules["frankfurt"] == rules["paris-dc"] == "eu" and rules["ashburn"] is None
+
+
 def test_an_ungoverned_pair_has_no_rule_line(plan):
     code, out, _ = cli("path", SOVEREIGN, "frankfurt", "ashburn", "--at", 0)
     assert code == 0 and "without the rule" not in out and "residency" not in out
@@ -253,6 +284,12 @@ def _set(doc, *path_value):
      "s.yaml: policy.residency[0].land_at[0]: unknown ground station 'tokyo'"),
     (lambda d: _set(d, "policy", "residency", 0, "when", "always"),
      "s.yaml: policy.residency[0].when: unknown field; allowed here: jurisdiction, operators, land_at"),
+    (lambda d: _set(d, "policy", "residency", 0, "operators", []),
+     "s.yaml: policy.residency[0].operators: must list at least one operator (alpha, beta)"),
+    (lambda d: _set(d, "ground", "stations", 1, "jurisdiction", "uk") or
+     _set(d, "ground", "stations", 2, "jurisdiction", "fr"),
+     "s.yaml: policy.residency[0].jurisdiction: only frankfurt has jurisdiction 'eu', and a rule governs traffic "
+     "between two sites of it"),
     (lambda d: d.pop("routing"),
      "s.yaml: policy.residency[0]: a residency rule allows satellite operators, and the scenario has none"),
 ])
