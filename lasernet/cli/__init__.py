@@ -768,6 +768,11 @@ def _render_summary(timeline) -> None:
         stdout.print(f"upsets: {u['count']} ({u['in_saa']} in the South Atlantic Anomaly; the rates expected "
                      f"{u['expected']:.3g}), at most {u['max_per_satellite']} on one satellite; time over the SAA "
                      f"{u['saa_time_share']:.1%}")
+    n_sat = timeline.n_satellites
+    for name, members, allowed in zip(timeline.residency, timeline.residency_members, timeline.residency_allowed):
+        stdout.print(f"residency rule {name}: traffic between {int(members.sum())} sites kept on "
+                     f"{int(allowed[:n_sat].sum())} of {n_sat} satellites and {int(allowed[n_sat:].sum())} ground "
+                     f"sites; `lasernet path` shows its paths and their cost")
     if "conjunctions" in faults:
         c = faults["conjunctions"]
         closest = "-" if c["closest_screened_m"] is None else \

@@ -357,3 +357,10 @@ def test_violations_of_the_policy_routes_are_none_and_of_the_base_table_some(pla
                     assert policy.violations(pr.path(s, d), plan.residency_members,
                                              plan.residency_allowed).tolist() == [0]
     assert base_violations > 0
+
+
+def test_lasernet_plan_states_each_rule_it_checked():
+    code, out, err = cli("plan", SOVEREIGN, "--duration", 30)
+    assert code == 0 and err == []
+    assert ("residency rule eu: traffic between 3 sites kept on 32 of 64 satellites and 3 ground sites"
+            in " ".join(out.split()))
