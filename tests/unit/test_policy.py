@@ -299,16 +299,35 @@ def test_bad_policy_input_is_one_line_naming_the_field_and_exit_2(tmp_path, chan
     assert message in err[0], err[0]
 
 
+def one_far_satellite(doc):
+    """gamma flies one satellite, in beta's planes, never over both eu sites at once: the only one eu may use."""
+    doc["routing"]["operators"].append({"name": "gamma", "asn": 64502, "satellites": ["sat-5-5"]})
+    doc["policy"]["residency"][0]["operators"] = ["gamma"]
+
+
 def test_a_rule_its_plan_never_meets_is_refused_by_plan_naming_the_rule(tmp_path):
-    def one_far_satellite(doc):  # gamma flies one satellite, in beta's planes: never over both eu sites
-        doc["routing"]["operators"][1]["planes"] = [4, 7]
-        doc["routing"]["operators"].append({"name": "gamma", "asn": 64502, "satellites": ["sat-5-5"]})
-        doc["policy"]["residency"][0]["operators"] = ["gamma"]
     out_file = tmp_path / "p.npz"
     code, out, err = cli("plan", _variant(tmp_path, one_far_satellite), "--duration", 130, "-o", out_file)
     assert code == 2 and len(err) == 1, (code, err)
     assert "s.yaml: policy.residency[0]: " in err[0] and "are joined without the rule but never under it" in err[0]
     assert not out_file.exists()
+
+
+def test_the_live_start_refuses_a_rule_its_first_window_never_meets_before_creating_anything(tmp_path, monkeypatch):
+    from lasernet.emulation import coordinator
+
+    def backend(kind):  # the next step of the start: it must not be reached
+        raise AssertionError("the start went past the residency check")
+
+    monkeypatch.setattr(coordinator, "choose_backend", backend)
+    emu = coordinator.Emulation(lasernet.load_scenario(_variant(tmp_path, one_far_satellite)),
+                                run_dir=tmp_path / "run", window_s=130, keep_awake=False)
+    try:
+        with pytest.raises(lasernet.ScenarioError, match=r"s\.yaml: policy\.residency\[0\]: .* never under it"):
+            emu.start()
+    finally:
+        emu.windows.close()
+    assert not (tmp_path / "run").exists()
 
 
 # --------------------------------------------------------------------------------------------------------------
