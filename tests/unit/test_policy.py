@@ -89,6 +89,31 @@ def test_the_plan_keeps_the_rule_as_the_scenario_states_it(plan, tmp_path):
     assert (back.residency_members == plan.residency_members).all()
 
 
+def test_jurisdictions_come_from_entries_or_ground_defaults_and_rules_default_to_them(tmp_path):
+    def defaults(doc):
+        doc["ground"]["defaults"]["jurisdiction"] = "eu"
+        doc["ground"]["stations"] = ["frankfurt", "dublin", {"site": "ashburn", "jurisdiction": "us"}]
+        doc["routing"]["operators"].append({"name": "gamma", "asn": 64502, "satellites": ["sat-5-5"],
+                                            "jurisdiction": "eu"})
+    sc = lasernet.load_scenario(_variant(tmp_path, defaults))
+    assert [(g.name, g.jurisdiction) for g in sc.ground] == [("frankfurt", "eu"), ("dublin", "eu"), ("ashburn", "us")]
+    (rule,) = sc.policy.residency
+    assert (rule.operators, rule.members, rule.land_at) == (("alpha", "gamma"), ("frankfurt", "dublin"),
+                                                            ("frankfurt", "dublin"))
+
+
+def test_a_pair_is_governed_when_both_ends_are_members_of_one_rule(plan):
+    up, delay = plan.state_at(0.0)
+    governed = policy.of_timeline(plan, up, delay).governed()
+    names = plan.node_names
+    eu = [names.index(n) for n in EU]
+    want = np.full(governed.shape, -1)
+    for i in eu:
+        for j in eu:
+            want[i, j] = 0 if i != j else -1
+    assert (governed == want).all()
+
+
 def test_a_plan_without_rules_or_saved_before_them_loads_with_none(tmp_path):
     mini = lasernet.plan(lasernet.load_scenario(TOPOLOGIES / "mini.yaml"), duration_s=5)
     mini.save(tmp_path / "m.npz")
