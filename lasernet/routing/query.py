@@ -45,8 +45,7 @@ from ..errors import OptionError
 from ..spec.fields import parse_time
 from ..spec.scenario import Scenario
 from ..timeline import Timeline
-from . import oracle
-from . import policy
+from . import oracle, policy
 
 #: Steps planned before ``t_s`` beyond the acquisition time, in the short window: the room in which to find a step
 #: with no satellite over its terminal budget.
@@ -200,16 +199,17 @@ def saved_state(timeline: Timeline, at, option: str = NAMES["at"]) -> State:
 
 
 def path(st: State, source: str, destination: str, names: dict[str, str] = NAMES) -> Path:
-    """The oracle's path from node ``source`` to node ``destination`` in the state ``st``."""
+    """The oracle's path from node ``source`` to node ``destination`` in the state ``st`` (under the residency
+    rule that governs the pair, if one does: see :class:`Path`)."""
     names = {**NAMES, **names}
     s = node_index(st, source, names["source"])
     d = node_index(st, destination, names["destination"])
     if s == d:
         raise OptionError(names["destination"], f"is the source ({source}); give two different nodes")
     pr = st.policy_routes()
-    names = st.node_names
+    node_names = st.node_names
     nodes = pr.path(s, d)
-    found = Path(source, destination, tuple(names[i] for i in nodes), _links_s(st, pr.links(s, d), nodes))
+    found = Path(source, destination, tuple(node_names[i] for i in nodes), _links_s(st, pr.links(s, d), nodes))
     k = pr.rule_of(s, d)
     if k < 0:
         return found
@@ -217,7 +217,7 @@ def path(st: State, source: str, destination: str, names: dict[str, str] = NAMES
     rule = pr.rules[k].rule
     if free == nodes:
         return dataclasses.replace(found, rule=rule, sovereignty_cost_s=0.0 if nodes else None)
-    unconstrained = Path(source, destination, tuple(names[i] for i in free), _one_way_s(st, pr.base, free))
+    unconstrained = Path(source, destination, tuple(node_names[i] for i in free), _one_way_s(st, pr.base, free))
     cost = found.one_way_s - unconstrained.one_way_s if nodes else math.inf
     return dataclasses.replace(found, rule=rule, unconstrained=unconstrained, sovereignty_cost_s=cost)
 
