@@ -93,7 +93,7 @@ def parse_policy(node, operators: tuple = (), ground: tuple = ()) -> Policy:
                               f"between two sites of it; give another station jurisdiction: {jurisdiction} or "
                               f"remove the rule")
         rules.append(Residency(jurisdiction, _operators(item, jurisdiction, operators),
-                               _land_at(item, jurisdiction, ground, members), members))
+                               _land_at(item, ground, members), members))
     return Policy(tuple(rules))
 
 
@@ -160,7 +160,7 @@ def _operators(item, jurisdiction: str, operators: tuple) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _land_at(item, jurisdiction: str, ground: tuple, members: tuple[str, ...]) -> tuple[str, ...]:
+def _land_at(item, ground: tuple, members: tuple[str, ...]) -> tuple[str, ...]:
     given = item.get("land_at", None)
     if given.value is None:
         return members
