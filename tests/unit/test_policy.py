@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import networkx as nx
 import numpy as np
@@ -331,11 +332,20 @@ def one_far_satellite(doc):
 
 
 def test_a_rule_its_plan_never_meets_is_refused_by_plan_naming_the_rule(tmp_path):
+    path = _variant(tmp_path, one_far_satellite)
     out_file = tmp_path / "p.npz"
-    code, out, err = cli("plan", _variant(tmp_path, one_far_satellite), "--duration", 130, "-o", out_file)
+    code, out, err = cli("plan", path, "--duration", 130, "-o", out_file)
     assert code == 2 and len(err) == 1, (code, err)
     assert "s.yaml: policy.residency[0]: " in err[0] and "are joined without the rule but never under it" in err[0]
     assert not out_file.exists()
+    # networkx agrees: over the first 120 s some eu pair is joined at some step, but never through gamma alone
+    timeline = lasernet.plan(lasernet.load_scenario(path), duration_s=120, step_s=1.0)
+    keep = {"sat-5-5"} | set(EU)
+    pairs = [(a, b) for i, a in enumerate(EU) for b in EU[i + 1:]]
+    free = {p for p in pairs if any(reference_s(timeline, t, *p) < np.inf for t in timeline.offsets_s)}
+    ruled = {p for p in pairs if any(reference_s(timeline, t, *p, keep) < np.inf for t in timeline.offsets_s)}
+    named = tuple(re.search(r"policy\.residency\[0\]: (\S+) and (\S+) \(jurisdiction eu\)", err[0]).groups())
+    assert named in free - ruled
 
 
 def test_the_live_start_refuses_a_rule_its_first_window_never_meets_before_creating_anything(tmp_path, monkeypatch):
