@@ -23,7 +23,11 @@
   manoeuvring satellite's links down (cause ``manoeuvre``). Both then re-acquire. Geometric causes win over
   these, and these over ``handover`` and ``acquisition``;
 * ``transit[nodes]`` (bool): which nodes may relay traffic (every satellite; a station as its ``transit:`` says),
-  what the oracle needs to route over these links (:func:`lasernet.routing.oracle.compute`).
+  what the oracle needs to route over these links (:func:`lasernet.routing.oracle.compute`);
+* with the scenario's ``policy:`` section, its residency rules over the nodes (:mod:`lasernet.spec.policy`):
+  ``residency`` (R,) the rules' names, ``residency_members[R, nodes]`` the sites whose traffic between each other
+  each rule governs and ``residency_allowed[R, nodes]`` the nodes that traffic may cross, what
+  :mod:`lasernet.routing.policy` routes by.
 
 Inter-satellite links are the topology's candidates (for the ``nearest`` pattern, the pairs among each
 satellite's nearest, found over the window, then planned in a second pass), down where the partner is out of a
@@ -78,6 +82,7 @@ from .conjunctions import Conjunctions, catalogue_satellites, plan_conjunctions
 from .orbits import MU_KM3_S2, Satellites, build_satellites
 from .errors import OptionError
 from .spec.fields import parse_time
+from .spec.policy import masks as policy_masks
 from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
 
@@ -143,10 +148,18 @@ class Timeline:
     upsets: UpsetPlan | None = None  # radiation upsets of the window (the upsets: section)
     conjunctions: Conjunctions | None = None  # close approaches and manoeuvres (the collision: section)
     transit: np.ndarray | None = None  # (nodes,) bool: may relay (None: every node, as plans saved before it)
+    residency: tuple[str, ...] = ()  # (R,) names of the policy's residency rules (lasernet.spec.policy)
+    residency_members: np.ndarray | None = None  # (R, nodes) bool: the sites each rule governs the traffic of
+    residency_allowed: np.ndarray | None = None  # (R, nodes) bool: the nodes each rule's traffic may cross
 
     def __post_init__(self):
+        n = len(self.links.node_names)
         if self.transit is None:
-            self.transit = np.ones(len(self.links.node_names), dtype=bool)
+            self.transit = np.ones(n, dtype=bool)
+        if self.residency_members is None:  # no rules (and plans saved before them)
+            self.residency_members = np.zeros((len(self.residency), n), dtype=bool)
+        if self.residency_allowed is None:
+            self.residency_allowed = np.ones((len(self.residency), n), dtype=bool)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -502,6 +515,9 @@ class Timeline:
             up=np.packbits(self.up, axis=0), n_steps=np.array(self.up.shape[0]), delay_s=self.delay_s,
             cause=self.cause, rate_bps=self.rate_bps, meta=np.array(json.dumps(self.meta)),
             transit=np.asarray(self.transit, dtype=bool),
+            **({} if not self.residency else {"residency": np.array(self.residency, dtype=str),
+                                              "residency_members": np.asarray(self.residency_members, dtype=bool),
+                                              "residency_allowed": np.asarray(self.residency_allowed, dtype=bool)}),
             **({} if self.illumination is None else {"illumination": self.illumination,
                                                      "planes": np.array(self.planes, dtype=str)}),
             **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}),
@@ -535,7 +551,10 @@ class Timeline:
                                     tuple(str(x) for x in z[f"conj_{f.name}"]) if f.name == "closest_pair" else
                                     z[f"conj_{f.name}"]) for f in fields(Conjunctions)})
                        if "conj_a" in z.files else None,
-                       transit=z["transit"] if "transit" in z.files else None)
+                       transit=z["transit"] if "transit" in z.files else None,
+                       **({} if "residency" not in z.files else {  # absent: no rules, or saved before them
+                           "residency": tuple(str(r) for r in z["residency"]),
+                           "residency_members": z["residency_members"], "residency_allowed": z["residency_allowed"]}))
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -730,7 +749,9 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                                                                upset_carry)))),
         illumination=illumination, planes=_plane_labels(scenario, sats),
         power=power_plan if systems.any else None, upsets=upset_plan, conjunctions=conj,
-        transit=np.array([True] * N + [g.transit for g in scenario.ground], dtype=bool))
+        transit=np.array([True] * N + [g.transit for g in scenario.ground], dtype=bool),
+        **dict(zip(("residency", "residency_members", "residency_allowed"),
+                   policy_masks(scenario.policy, node_names, N, scenario.routing.operators))))
 
 
 def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:

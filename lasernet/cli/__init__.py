@@ -88,6 +88,10 @@ def plan(scenario, start, duration_s, step_s, output, events, power_csv):
         task = bar.add_task(f"planning {sc.name}", total=None)
         timeline = plan_window(sc, start=start, duration_s=duration_s, step_s=step_s,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if not sc.policy.empty:  # a residency rule its plan can never meet is refused before anything is written
+        from ..routing.policy import check_plan
+
+        check_plan(timeline, sc.source.name)
     _render_summary(timeline)
     if output:
         timeline.save(output)
@@ -247,24 +251,46 @@ def path_(args, at, start, step_s, plan_file, as_json):
     """Print the oracle's shortest-delay path from node A to node B at emulated time --at (offline, no root).
 
     The link state is the one a run of SCENARIO from --start has at that time (or that of the saved --plan);
-    prints the nodes, the hop count and the one-way light time. Exits 1 if B cannot be reached from A.
+    prints the nodes, the hop count and the one-way light time. Between two sites a residency rule of the
+    scenario's policy: governs, the path keeps to the nodes the rule allows, and a second line says what the path
+    would be without the rule (the delay cost of sovereignty). Exits 1 if B cannot be reached from A.
     """
     from ..routing import query
 
     st, (a, b) = _query_state(args, ("A", "B"), at, start, step_s, plan_file)
     p = query.path(st, a, b, names=QUERY_NAMES)
     when = f"{_iso_s(st.at_utc)} ({st.t_s:g} s)"
+    under = f" under residency rule {p.rule}" if p.rule else ""
     if as_json:
+        free = p.unconstrained
         click.echo(json.dumps({"source": a, "destination": b, "at_utc": _iso_s(st.at_utc), "t_s": st.t_s,
-                               "path": list(p.nodes), "hops": p.hops, "one_way_ms": _ms(p.one_way_s)}))
+                               "path": list(p.nodes), "hops": p.hops, "one_way_ms": _ms(p.one_way_s),
+                               "rule": p.rule,
+                               "unconstrained": None if free is None else {
+                                   "path": list(free.nodes), "hops": free.hops, "one_way_ms": _ms(free.one_way_s)},
+                               "sovereignty_cost_ms": None if p.sovereignty_cost_s is None else
+                               _ms(p.sovereignty_cost_s)}))
     elif p.nodes:
-        stdout.print(f"{a} -> {b} at {when}: {p.hops} hops, one-way {p.one_way_s * 1e3:.6f} ms", highlight=False,
-                     soft_wrap=True)
+        stdout.print(f"{a} -> {b} at {when}{under}: {p.hops} hops, one-way {p.one_way_s * 1e3:.6f} ms",
+                     highlight=False, soft_wrap=True)
         stdout.print(" ".join(p.nodes), highlight=False, soft_wrap=True)
     else:
-        stdout.print(f"{a} -> {b} at {when}: no path (unreachable)", highlight=False, soft_wrap=True)
+        stdout.print(f"{a} -> {b} at {when}{under}: no path (unreachable)", highlight=False, soft_wrap=True)
+    if p.rule and not as_json:
+        stdout.print(_without_rule(p), highlight=False, soft_wrap=True)
     if not p.nodes:
         sys.exit(1)
+
+
+def _without_rule(p) -> str:
+    """The line `lasernet path` prints under a governed pair's path: the path without the rule, and the cost."""
+    free = p.unconstrained
+    if free is None:
+        return "without the rule: the same path" if p.nodes else "without the rule: unreachable too"
+    where = f"{free.hops} hops, one-way {free.one_way_s * 1e3:.6f} ms: {' '.join(free.nodes)}"
+    if not p.nodes:
+        return f"without the rule: {where} (reachable only through nodes the rule forbids)"
+    return f"without the rule: {where} (sovereignty costs {p.sovereignty_cost_s * 1e3:.6f} ms)"
 
 
 @main.command()
@@ -274,7 +300,8 @@ def routes(args, at, start, step_s, plan_file, as_json):
     """Print NODE's forwarding table at emulated time --at: next hop, hops, one-way light time (offline, no root).
 
     One row per other node, by destination name, from the oracle over the link state a run of SCENARIO from
-    --start has at that time (or that of the saved --plan).
+    --start has at that time (or that of the saved --plan); towards a site a residency rule governs with NODE, the
+    route keeps to the nodes the rule allows (its rule column says which).
     """
     from ..routing import query
 
@@ -282,16 +309,18 @@ def routes(args, at, start, step_s, plan_file, as_json):
     rows = query.table(st, node, names=QUERY_NAMES)
     if as_json:
         click.echo(json.dumps({"node": node, "at_utc": _iso_s(st.at_utc), "t_s": st.t_s, "routes": [
-            {"destination": r.destination, "next_hop": r.next_hop, "hops": r.hops, "one_way_ms": _ms(r.one_way_s)}
-            for r in rows]}))
+            {"destination": r.destination, "next_hop": r.next_hop, "hops": r.hops, "one_way_ms": _ms(r.one_way_s),
+             "rule": r.rule} for r in rows]}))
         return
     reachable = sum(r.next_hop is not None for r in rows)
     stdout.print(f"{node} at {_iso_s(st.at_utc)} ({st.t_s:g} s): {reachable} of {len(rows)} destinations "
                  f"reachable", highlight=False, soft_wrap=True)
-    table = Table("destination", "next hop", "hops", "one-way ms", box=None)
+    ruled = any(r.rule for r in rows)  # a residency rule governs some pairs: say which
+    table = Table("destination", "next hop", "hops", "one-way ms", *(("rule",) if ruled else ()), box=None)
     for r in rows:
         table.add_row(r.destination, r.next_hop or "-", "-" if r.hops is None else str(r.hops),
-                      "unreachable" if r.next_hop is None else f"{r.one_way_s * 1e3:.6f}")
+                      "unreachable" if r.next_hop is None else f"{r.one_way_s * 1e3:.6f}",
+                      *((r.rule or "",) if ruled else ()))
     stdout.print(table)
 
 
@@ -739,6 +768,11 @@ def _render_summary(timeline) -> None:
         stdout.print(f"upsets: {u['count']} ({u['in_saa']} in the South Atlantic Anomaly; the rates expected "
                      f"{u['expected']:.3g}), at most {u['max_per_satellite']} on one satellite; time over the SAA "
                      f"{u['saa_time_share']:.1%}")
+    n_sat = timeline.n_satellites
+    for name, members, allowed in zip(timeline.residency, timeline.residency_members, timeline.residency_allowed):
+        stdout.print(f"residency rule {name}: traffic between {int(members.sum())} sites kept on "
+                     f"{int(allowed[:n_sat].sum())} of {n_sat} satellites and {int(allowed[n_sat:].sum())} ground "
+                     f"sites; `lasernet path` shows its paths and their cost")
     if "conjunctions" in faults:
         c = faults["conjunctions"]
         closest = "-" if c["closest_screened_m"] is None else \

@@ -379,6 +379,10 @@ class Emulation:
         from ..measure.recorder import Recorder
 
         first = self.windows.first()  # validates the scenario fully before anything is created
+        if not self.scenario.policy.empty:  # and a residency rule its plan can never meet
+            from ..routing.policy import check_plan
+
+            check_plan(first, self.scenario.source.name)
         if not self.scenario.workload.empty:  # so are the workload's node selectors
             from ..spec import workload as workload_spec
 

@@ -24,10 +24,14 @@ as it is (:func:`load_plan`, :func:`saved_state`).
 :func:`path` and :func:`table` answer in node names, over paths that pass through no station that carries no
 transit (the scenario's ``transit:``, kept in the plan); their one-way light time is the sum of the delays of the
 links the path takes (the oracle breaks ties on delays rounded to the nanosecond, its module docstring says how).
+Between two sites a residency rule governs (the scenario's ``policy:``, kept in the plan), the path is the
+shortest over the nodes the rule allows (:mod:`lasernet.routing.policy`), and :class:`Path` says which rule, the
+unconstrained path where it differs, and the delay cost of sovereignty between the two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import pathlib
@@ -41,7 +45,7 @@ from ..errors import OptionError
 from ..spec.fields import parse_time
 from ..spec.scenario import Scenario
 from ..timeline import Timeline
-from . import oracle
+from . import oracle, policy
 
 #: Steps planned before ``t_s`` beyond the acquisition time, in the short window: the room in which to find a step
 #: with no satellite over its terminal budget.
@@ -54,12 +58,21 @@ NAMES = {"at": "at", "start": "start", "step_s": "step_s", "source": "source", "
 
 @dataclass(frozen=True)
 class Path:
-    """The oracle's path from ``nodes[0]`` to ``nodes[-1]``; ``nodes`` is empty when there is none."""
+    """The oracle's path from ``nodes[0]`` to ``nodes[-1]``; ``nodes`` is empty when there is none.
+
+    Between the members of a residency rule (``rule``, its jurisdiction) it is the shortest path over the nodes
+    the rule allows; ``unconstrained`` is then the shortest path over every node where that differs, and
+    ``sovereignty_cost_s`` this path's one-way time minus the unconstrained one's (0 for the same path, inf when
+    the pair is reachable only through nodes the rule forbids; None when no rule governs the pair, or it is
+    unreachable either way)."""
 
     source: str
     destination: str
     nodes: tuple[str, ...]
     one_way_s: float  # inf when unreachable
+    rule: str | None = None
+    unconstrained: "Path | None" = None
+    sovereignty_cost_s: float | None = None
 
     @property
     def hops(self) -> int | None:
@@ -74,6 +87,7 @@ class Route:
     next_hop: str | None  # None when unreachable
     hops: int | None
     one_way_s: float  # inf when unreachable
+    rule: str | None = None  # the residency rule governing the pair, if one does (its path keeps to the rule)
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,10 @@ class State:
         links = self.timeline.links
         return oracle.compute(len(self.node_names), links.a, links.b, self.up,
                               np.where(np.isnan(self.delay_s), 0.0, self.delay_s), transit=self.timeline.transit)
+
+    def policy_routes(self) -> policy.PolicyRoutes:
+        """:meth:`routes` and a table per residency rule of the plan, over the nodes it allows."""
+        return policy.of_timeline(self.timeline, self.up, self.delay_s)
 
 
 def seconds_at(at, start: dt.datetime, option: str = NAMES["at"]) -> float:
@@ -181,30 +199,43 @@ def saved_state(timeline: Timeline, at, option: str = NAMES["at"]) -> State:
 
 
 def path(st: State, source: str, destination: str, names: dict[str, str] = NAMES) -> Path:
-    """The oracle's path from node ``source`` to node ``destination`` in the state ``st``."""
+    """The oracle's path from node ``source`` to node ``destination`` in the state ``st`` (under the residency
+    rule that governs the pair, if one does: see :class:`Path`)."""
     names = {**NAMES, **names}
     s = node_index(st, source, names["source"])
     d = node_index(st, destination, names["destination"])
     if s == d:
         raise OptionError(names["destination"], f"is the source ({source}); give two different nodes")
-    routes = st.routes()
-    nodes = oracle.path(routes, s, d)
-    return Path(source, destination, tuple(st.node_names[i] for i in nodes), _one_way_s(st, routes, nodes))
+    pr = st.policy_routes()
+    node_names = st.node_names
+    nodes = pr.path(s, d)
+    found = Path(source, destination, tuple(node_names[i] for i in nodes), _links_s(st, pr.links(s, d), nodes))
+    k = pr.rule_of(s, d)
+    if k < 0:
+        return found
+    free = oracle.path(pr.base, s, d)
+    rule = pr.rules[k].rule
+    if free == nodes:
+        return dataclasses.replace(found, rule=rule, sovereignty_cost_s=0.0 if nodes else None)
+    unconstrained = Path(source, destination, tuple(node_names[i] for i in free), _one_way_s(st, pr.base, free))
+    cost = found.one_way_s - unconstrained.one_way_s if nodes else math.inf
+    return dataclasses.replace(found, rule=rule, unconstrained=unconstrained, sovereignty_cost_s=cost)
 
 
 def table(st: State, node: str, names: dict[str, str] = NAMES) -> list[Route]:
     """The forwarding table of ``node`` in the state ``st``: one :class:`Route` per other node, by name."""
     names = {**NAMES, **names}
     s = node_index(st, node, names["node"])
-    routes = st.routes()
+    pr = st.policy_routes()
     out = []
     for d in sorted(range(len(st.node_names)), key=lambda i: st.node_names[i]):
         if d == s:
             continue
-        hop = int(routes.next_hop[s, d])
-        nodes = oracle.path(routes, s, d)
-        out.append(Route(st.node_names[d], st.node_names[hop] if hop >= 0 else None,
-                         int(routes.hops[s, d]) if hop >= 0 else None, _one_way_s(st, routes, nodes)))
+        nodes = pr.path(s, d)
+        k = pr.rule_of(s, d)
+        out.append(Route(st.node_names[d], st.node_names[nodes[1]] if nodes else None,
+                         len(nodes) - 1 if nodes else None, _links_s(st, pr.links(s, d), nodes),
+                         pr.rules[k].rule if k >= 0 else None))
     return out
 
 
@@ -221,9 +252,13 @@ def node_index(st: State, name: str, option: str) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 def _one_way_s(st: State, routes: oracle.Routes, nodes: list[int]) -> float:
     """The sum of the delays of the links a path takes (inf for no path)."""
+    return _links_s(st, [int(routes.link[u, nodes[-1]]) for u in nodes[:-1]], nodes)
+
+
+def _links_s(st: State, links: list[int], nodes: list[int]) -> float:
+    """The sum of the delays of ``links``, the links of the path ``nodes`` (inf for no path)."""
     if not nodes:
         return math.inf
-    links = [int(routes.link[u, nodes[-1]]) for u in nodes[:-1]]
     return float(np.sum(st.delay_s[links], dtype=np.float64))
 
 

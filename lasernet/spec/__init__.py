@@ -9,6 +9,7 @@
 * :mod:`.power`: the ``power:`` section (solar arrays, batteries, loads, power-state thresholds);
 * :mod:`.capture`: the ``capture:`` section (pcap files of a live run: nodes or links, filter, start, stop);
 * :mod:`.faults`: the ``upsets:`` (radiation upsets, the South Atlantic Anomaly) and ``collision:`` sections;
+* :mod:`.policy`: the ``policy:`` section (residency rules over the jurisdictions of sites and operators);
 * :mod:`.shipped`: the topologies shipped with lasernet.
 
 Every problem is a :class:`lasernet.errors.ScenarioError` naming the file, the field path and the fix.

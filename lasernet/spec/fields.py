@@ -25,6 +25,10 @@ from ..errors import ScenarioError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 MAX_NAME_LEN = 12
+#: A jurisdiction is a short lowercase token naming whose law a site or an operator answers to: ``eu``, ``us``,
+#: ``in``, ``uk``, ``eu-de``; compared as written (no registry of countries behind it).
+JURISDICTION_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+MAX_JURISDICTION_LEN = 16
 MAX_YAML_DEPTH = 64  # no scenario nests deeper than ~6; the YAML composer recurses once per level
 
 
@@ -89,6 +93,16 @@ class Node:
         if not isinstance(v, str) or not NAME_RE.match(v) or len(v) > max_len:
             raise self.fail(f"must match [a-z0-9-]+ (at most {max_len} characters, no leading or trailing -), "
                             f"got {v!r}")
+        return v
+
+    def jurisdiction(self) -> str:
+        """A jurisdiction token (see :data:`JURISDICTION_RE`), or "" where the field is absent or null (none)."""
+        v = self.value
+        if v is None:
+            return ""
+        if not isinstance(v, str) or not JURISDICTION_RE.match(v) or len(v) > MAX_JURISDICTION_LEN:
+            raise self.fail(f"must be a jurisdiction: a lowercase token like eu, us or in ([a-z][a-z0-9-]*, at most "
+                            f"{MAX_JURISDICTION_LEN} characters), got {v!r}")
         return v
 
     def text(self) -> str:

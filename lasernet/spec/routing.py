@@ -50,14 +50,16 @@ MEMBER_ASN_BASE = 4_200_000_000
 @dataclass(frozen=True)
 class Operator:
     """A satellite operator: one AS (a BGP confederation of one member AS per satellite), which satellites are
-    its own (``planes`` as an inclusive [first, last] range of Walker plane indices, and/or names), and the
-    ground stations its traffic may land at (``land_at``; empty: any)."""
+    its own (``planes`` as an inclusive [first, last] range of Walker plane indices, and/or names), the
+    ground stations its traffic may land at (``land_at``; empty: any), and the jurisdiction it answers to
+    (``jurisdiction``, e.g. ``eu``; "": none), which residency rules (:mod:`lasernet.spec.policy`) read."""
 
     name: str
     asn: int
     planes: tuple[int, int] | None = None
     satellites: tuple[str, ...] = ()
     land_at: tuple[str, ...] = ()
+    jurisdiction: str = ""
 
     def owns(self, satellite: str) -> bool:
         if satellite in self.satellites:
@@ -156,8 +158,10 @@ def _operators(node, stations: tuple[str, ...], ground_asn: int) -> tuple[Operat
         raise node.fail("bgp needs at least one operator, e.g. [{name: alpha, asn: 64500, planes: [0, 7]}]")
     out, seen_asn = [], {}
     for item in items:
-        item.mapping(("name", "asn", "planes", "satellites", "land_at"))
+        item.mapping(("name", "asn", "planes", "satellites", "land_at", "jurisdiction"))
         name = item.get("name").name()
+        if any(op.name == name for op in out):
+            raise item.get("name").fail(f"operator {name!r} is given twice; give each operator once")
         asn = item.get("asn").number(1, MEMBER_ASN_BASE - 1, integer=True)
         if ground_asn <= asn < ground_asn + len(stations):
             raise item.get("asn").fail(f"collides with the ground stations' ASes {ground_asn}.."
@@ -182,7 +186,7 @@ def _operators(node, stations: tuple[str, ...], ground_asn: int) -> tuple[Operat
             if station not in stations:
                 raise n.fail(f"unknown ground station {station!r}; stations are {', '.join(stations) or 'none'}")
             land.append(station)
-        out.append(Operator(name, asn, planes, sats, tuple(land)))
+        out.append(Operator(name, asn, planes, sats, tuple(land), item.get("jurisdiction", None).jurisdiction()))
     return tuple(out)
 
 

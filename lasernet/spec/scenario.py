@@ -11,11 +11,12 @@ file, the field path and what is allowed, for example::
     starlink.yaml: constellation.shells[0].altitude_km: must be between 160 and 40000, got -5
 
 Names of satellites, shells and ground stations become network namespace and interface names later, so they
-must match ``[a-z0-9-]+``. The ``routing:``, ``workload:``, ``power:``, ``upsets:``, ``collision:`` and
-``capture:`` sections and the element files are read by their own modules of :mod:`lasernet.spec` with the same
-:class:`~lasernet.spec.fields.Node`. Once the nodes are known, :func:`check_node_names` checks everything about
-them that a live run would (probes, hosts, workload selectors, explicit ISLs, capture nodes): a scenario that
-loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
+must match ``[a-z0-9-]+``. Stations (and BGP operators) may carry a ``jurisdiction`` (``eu``), which the
+``policy:`` section's residency rules read. The ``routing:``, ``workload:``, ``power:``, ``upsets:``,
+``collision:``, ``capture:`` and ``policy:`` sections and the element files are read by their own modules of
+:mod:`lasernet.spec` with the same :class:`~lasernet.spec.fields.Node`. Once the nodes are known,
+:func:`check_node_names` checks everything about them that a live run would (probes, hosts, workload selectors,
+explicit ISLs, capture nodes): a scenario that loads is one `lasernet up` accepts. The full format is in ``docs/scenario.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .capture import Capture, parse_capture
 from .elements import satellite_names
 from .fields import Node, parse_time, read_yaml
 from .faults import Collision, Upsets, parse_collision, parse_upsets
+from .policy import Policy, parse_policy
 from .power import PowerGroup, parse_power
 from .routing import RoutingConfig, parse_routing
 from .workload import Workload, parse_workload, resolve
@@ -166,6 +168,7 @@ class GroundStation:
     cloud_free: float | None = None  # long-run clear share of its sky (None: ground.clouds' or the default)
     cloud_correlation_s: float | None = None  # correlation time of its clear/clouded state (used with ground.clouds)
     transit: bool = False  # relays between its ground links (see TRANSIT_BY_KIND); False: a stub, an end only
+    jurisdiction: str = ""  # whose law it answers to, e.g. "eu" (residency rules: lasernet.spec.policy); "": none
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ class Scenario:
     collision: Collision | None = None  # the collision: section (lasernet.spec.faults)
     clouds: CloudDefaults | None = None  # ground.clouds
     capture: tuple[Capture, ...] = ()  # the capture: section (lasernet.spec.capture)
+    policy: Policy = field(default_factory=Policy)  # the policy: section (lasernet.spec.policy); empty without it
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -248,7 +252,8 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     if not isinstance(doc, dict):
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
-                  "hosts", "probes", "routing", "workload", "power", "upsets", "collision", "capture"))
+                  "hosts", "probes", "routing", "workload", "power", "upsets", "collision", "capture",
+                  "policy"))
     name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
@@ -269,10 +274,11 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     probes = tuple(_probe(n) for n in root.get("probes", []).items())
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     satellites = satellite_names(constellation)
+    routing = parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites)
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,
-                        routing=parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites),
+                        routing=routing, policy=parse_policy(root.get("policy", None), routing.operators, ground),
                         workload=parse_workload(root.get("workload", None)),
                         power=parse_power(root.get("power", []), satellites),
                         upsets=parse_upsets(root.get("upsets", None)),
@@ -471,8 +477,8 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
-                   "handover", "transit", "cloud_free", "cloud_correlation_s", "source")
-_DEFAULTS = ("min_elevation_deg", "max_links", "handover", "transit")
+                   "handover", "transit", "cloud_free", "cloud_correlation_s", "jurisdiction", "source")
+_DEFAULTS = ("min_elevation_deg", "max_links", "handover", "transit", "jurisdiction")
 
 
 def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
@@ -525,7 +531,8 @@ def _station(node: Node) -> GroundStation:
                          min_elevation_deg=min_elevation_deg, max_links=max_links, handover=handover, kind=kind,
                          transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean(),
                          cloud_free=_optional(node.get("cloud_free", None), 0, 1),
-                         cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400))
+                         cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400),
+                         jurisdiction=node.get("jurisdiction", None).jurisdiction())
 
 
 def _optional(node: Node, lo: float, hi: float) -> float | None:
