@@ -297,3 +297,35 @@ def test_shipped_suncatcher_in_june_is_throttled_per_plane_while_in_the_umbra(tm
                                        plots.POWER_COLORS, "power state")
     assert len(fig.axes) == 9
     assert plots.save_png(fig, tmp_path / "p.png")[:4] == b"\x89PNG"
+
+
+# Two satellites of a formation flying 0.2 km apart cross each other's path near the poles, closer than a 50 m
+# threshold: collision avoidance manoeuvres (tests/unit/test_conjunctions.py).
+FORMATION = """
+name: fm
+epoch: 2026-01-01T00:00:00Z
+constellation:
+  shells:
+    - {name: tpu, type: formation, planes: 2, sats_per_plane: 1, spacing_km: 0.2, altitude_km: 650,
+       inclination_deg: 97.98, raan0_deg: 11}
+isl: {pattern: none}
+collision: {threshold_km: 0.05, manoeuvre_s: 60, lead_s: 300}
+plan: {duration_s: 6000, step_s: 1}
+"""
+
+
+def test_manoeuvres_are_on_the_timeline_in_the_plane_of_the_satellite_that_moves(write_scenario):
+    tl = lasernet.plan(lasernet.load_scenario(write_scenario(FORMATION)))
+    labels, plane = datacentre.plane_index(tl)
+    c = tl.conjunctions
+    assert c.reported.sum() >= 2
+    faults = datacentre.fault_events(tl, plane, [], 6000.0)
+    assert set(faults["planned"]) == {"conjunction"}
+    t, p = faults["planned"]["conjunction"]
+    moving = [tl.node_names[n] for n in c.manoeuvres[c.reported]]
+    np.testing.assert_allclose(np.sort(t), np.sort(np.maximum(c.start_s[c.reported], 0.0)))
+    assert sorted(labels[i] for i in p) == sorted(_plane_of_name(name) for name in moving)
+    fig = plots.fault_timeline(labels, faults["planned"], faults["applied"], 6000.0, datacentre.FAULT_CAUSES)
+    (label,) = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert label == f"collision-avoidance manoeuvre ({int(c.reported.sum())})"
+    plots.save_png(fig)
