@@ -67,10 +67,10 @@ def plane_shares(codes: np.ndarray, plane: np.ndarray, n_planes: int, n_codes: i
     plane; a plane with no satellite among the columns gives NaN. One matrix product per code: no loop over
     satellites or steps.
     """
-    onehot = np.zeros((len(plane), n_planes))
+    onehot = np.zeros((len(plane), n_planes), dtype=np.float32)  # float32 counts are exact below 2**24
     onehot[np.arange(len(plane)), plane] = 1.0
-    size = onehot.sum(axis=0)
-    counts = np.stack([(codes == k).astype(np.float64) @ onehot for k in range(n_codes)], axis=-1)
+    size = onehot.sum(axis=0, dtype=np.float64)
+    counts = np.stack([(codes == k).astype(np.float32) @ onehot for k in range(n_codes)], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return counts / size[None, :, None]
 
