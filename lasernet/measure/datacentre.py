@@ -16,7 +16,7 @@ compute. Functions return arrays; :mod:`lasernet.measure.plots` draws them:
   group, ``elements``);
 * :func:`plane_shares`: per step and plane, the share of satellites in each illumination state (umbra, penumbra,
   sunlit) or power state (off, throttled, nominal), from the plan's (T, N) codes;
-* :func:`compute_weights_w` and :func:`compute_available_w`: the compute the power states allow, the sum over
+* :func:`compute_weights` and :func:`compute_allowed`: the compute the power states allow, the sum over
   satellites of each one's configured compute power (the power group's ``compute_w`` plus ``server_w`` per
   server attached, the load of its compute at quota 1) times the CPU quota factor of its state at each step;
 * :func:`server_cpus_planned` and :func:`server_cpus_applied`: the same for the scenario's servers, in CPUs
@@ -35,7 +35,7 @@ from ..power import POWER_STATES, systems
 from ..timeline import servers_per_satellite
 
 __all__ = ["ILLUMINATION", "POWER_STATES", "FAULT_CAUSES", "plane_index", "plane_shares", "modelled",
-           "compute_weights_w", "compute_available_w", "server_cpus_planned", "server_cpus_applied",
+           "compute_weights", "compute_allowed", "server_cpus_planned", "server_cpus_applied",
            "fault_events"]
 
 #: The plan's fault causes (:meth:`lasernet.timeline.Timeline.fault_events`) in the order they are drawn, with
@@ -82,8 +82,8 @@ def modelled(timeline) -> np.ndarray:
     return np.isfinite(timeline.power.soc[0])
 
 
-def compute_weights_w(timeline, scenario=None) -> tuple[np.ndarray, str]:
-    """(N,) compute power of each satellite at quota 1 (W) and its unit label.
+def compute_weights(timeline, scenario=None) -> tuple[np.ndarray, str]:
+    """(N,) compute of each satellite at quota 1 and its unit: ``"W"``, or ``"satellites"`` (see below).
 
     From the scenario's power groups (``compute_w`` + ``server_w`` per attached server, what the plan's load
     model draws); without a scenario (a run directory whose scenario no longer loads), 1 per satellite with a
@@ -96,8 +96,9 @@ def compute_weights_w(timeline, scenario=None) -> tuple[np.ndarray, str]:
     return modelled(timeline).astype(float), "satellites"
 
 
-def compute_available_w(quota: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(T,) the sum over satellites of ``weights`` (N,) times the CPU quota factor ``quota`` (T, N)."""
+def compute_allowed(quota: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(T,) compute the power states allow, in the unit of ``weights`` (N,): their sum over satellites, each
+    times its CPU quota factor ``quota`` (T, N) at the step."""
     return quota.astype(np.float64) @ weights
 
 

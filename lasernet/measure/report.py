@@ -319,8 +319,8 @@ def _datacentre_figures(add, note, timeline, scenario, events: list[dict], end_s
                      "throttled and off over time (plan; the CPU quota their servers get follows it)." + some,
             plots.state_shares_per_plane(t, [labels[p] for p in powered], shares[:, powered], POWER_STATES,
                                          plots.POWER_COLORS, "power state"), "power-states")
-        weights, unit = datacentre.compute_weights_w(timeline, scenario)
-        available = datacentre.compute_available_w(timeline.cpu_quota[keep], weights)
+        weights, unit = datacentre.compute_weights(timeline, scenario)
+        available = datacentre.compute_allowed(timeline.cpu_quota[keep], weights)
         planned = datacentre.server_cpus_planned(timeline, scenario)
         applied = datacentre.server_cpus_applied(timeline, scenario, events, span_s) if end_s > 0 else \
             (np.zeros(0), np.zeros(0))  # a run that never ticked applied nothing

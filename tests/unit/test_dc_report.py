@@ -101,8 +101,8 @@ def test_power_state_shares_and_compute_available_match_plain_loops(dc):
     labels, plane = datacentre.plane_index(tl)
     names = tl.node_names[:tl.n_satellites]
     shares = datacentre.plane_shares(tl.power_state, plane, len(labels), 3)
-    weights, unit = datacentre.compute_weights_w(tl, sc)
-    available = datacentre.compute_available_w(tl.cpu_quota, weights)
+    weights, unit = datacentre.compute_weights(tl, sc)
+    available = datacentre.compute_allowed(tl.cpu_quota, weights)
     cpus = datacentre.server_cpus_planned(tl, sc)
     assert unit == "W" and weights.sum() == 12 * 2500 + 2 * 300
     states = POWER_STATES
@@ -290,8 +290,8 @@ def test_shipped_suncatcher_in_june_is_throttled_per_plane_while_in_the_umbra(tm
     # no compute is switched off, it is throttled in the umbra (the 10 kW discharge limit cannot carry 17 kW)
     assert np.all(power[:, :, OFF] == 0)
     assert np.all(power[umbra][:, THROTTLED] == 1.0)
-    weights, _ = datacentre.compute_weights_w(tl, sc)
-    available = datacentre.compute_available_w(tl.cpu_quota, weights)
+    weights, _ = datacentre.compute_weights(tl, sc)
+    available = datacentre.compute_allowed(tl.cpu_quota, weights)
     assert available.max() == pytest.approx(81 * 15000) and available.min() == pytest.approx(81 * 15000 / 2)
     fig = plots.state_shares_per_plane(tl.offsets_s, labels, power, POWER_STATES,
                                        plots.POWER_COLORS, "power state")
