@@ -12,7 +12,8 @@ over satellites in Python.
 * A terminal is blinded when the Sun stands within its exclusion angle of the direction it points in. The Sun's
   position comes from the JPL DE421 ephemeris shipped by ``skyfield-data`` (see :mod:`lasernet.skydata`).
 * A satellite is sunlit, in the penumbra or in the umbra of the Earth depending on how much of the solar disc the
-  WGS84 Earth hides from it (:func:`sunlit_fraction`).
+  WGS84 Earth hides from it (:func:`sunlit_fraction`). On the ground, night is where the Sun is below the horizon:
+  more than 90 degrees from the subsolar point (:func:`subsolar_point_deg`, :func:`solar_elevation_deg`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,31 @@ def sun_itrs_km(t) -> np.ndarray:
     eph = skydata.ephemeris()
     xyz = eph["earth"].at(t).observe(eph["sun"]).apparent().frame_xyz(itrs).km
     return np.atleast_2d(np.moveaxis(np.asarray(xyz), 0, -1))
+
+
+def subsolar_point_deg(sun_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Geodetic latitude and longitude (degrees) of the subsolar point: where the Sun at ``sun_km`` (..., 3) ITRS
+    stands at the zenith.
+
+    The Sun is so far away (parallax under 9 arcseconds) that its direction is the same from every point of the
+    Earth: the zenith there points at it where the ellipsoid's normal is parallel to the Sun's geocentric
+    direction, so the point's geodetic latitude is the Sun's geocentric declination in the Earth-fixed frame and
+    its longitude the Sun's. The terminator (day and night on the ground, :func:`solar_elevation_deg`) is the
+    great circle 90 degrees from it.
+    """
+    x, y, z = sun_km[..., 0], sun_km[..., 1], sun_km[..., 2]
+    return np.degrees(np.arctan2(z, np.hypot(x, y))), np.degrees(np.arctan2(y, x))
+
+
+def solar_elevation_deg(lat_deg: np.ndarray, lon_deg: np.ndarray, subsolar_lat_deg: float,
+                        subsolar_lon_deg: float) -> np.ndarray:
+    """Elevation of the Sun's centre (degrees, no refraction) above the horizon of geodetic (lat, lon) points
+    (broadcast), from the subsolar point: 90 degrees minus the angle between the point's vertical and the
+    subsolar point's (spherical law of cosines). Negative is night; 0 is the terminator."""
+    la, lo = np.radians(lat_deg), np.radians(lon_deg)
+    sa, so = np.radians(subsolar_lat_deg), np.radians(subsolar_lon_deg)
+    cos_zenith = np.sin(la) * np.sin(sa) + np.cos(la) * np.cos(sa) * np.cos(lo - so)
+    return np.degrees(np.arcsin(np.clip(cos_zenith, -1.0, 1.0)))
 
 
 def sunlit_fraction(pos_km: np.ndarray, sun_km: np.ndarray, sun_radius_km: float = SUN_RADIUS_KM,

@@ -190,6 +190,13 @@ class Timeline:
         k = self._step_at(offset_s)
         return self.power_state[k].copy(), self.cpu_quota[k].copy()
 
+    def illumination_at(self, offset_s: float) -> np.ndarray | None:
+        """(N,) visible solar fraction of each satellite at the step in force at ``offset_s`` (as :meth:`state_at`);
+        None for a timeline without illumination."""
+        if self.illumination is None:
+            return None
+        return self.illumination[self._step_at(offset_s)].copy()
+
     def upsets_between(self, from_s: float, to_s: float) -> np.ndarray:
         """Indices of the satellites hit by an upset in ``(from_s, to_s]`` (seconds after the start; one entry per
         upset, in time order): whose servers the live half restarts in the tick that reaches ``to_s``."""
@@ -720,7 +727,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         isl_held, isl_run = isl_held[keep], isl_run[keep]
         isl_wait = None if isl_wait is None else isl_wait[keep]
 
-    systems = power_systems(scenario.power, sats.names, _servers_per_satellite(scenario, sats.names))
+    systems = power_systems(scenario.power, sats.names, servers_per_satellite(scenario, sats.names))
     power_plan, soc_next, state_next = simulate_power(systems, illumination, step_s,
                                                       None if carry is None else carry.soc,
                                                       None if carry is None else carry.power_state)
@@ -754,7 +761,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                    policy_masks(scenario.policy, node_names, N, scenario.routing.operators))))
 
 
-def _servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
+def servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
     """(N,) how many servers of ``hosts:`` are attached to each satellite (their compute draws ``server_w``)."""
     index = {n: i for i, n in enumerate(names)}
     count = np.zeros(len(names))

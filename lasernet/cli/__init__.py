@@ -208,7 +208,8 @@ def report(run_dir):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="map.png", show_default=True,
               help="PNG file to write.")
 def show(scenario, at, output):
-    """Draw a map of SCENARIO at one instant: satellites, ground tracks, ISLs, ground links (offline, no root)."""
+    """Draw a map of SCENARIO at one instant: satellites (sunlit, penumbra, umbra), ground tracks, ISLs, ground
+    links, the Earth's night side (offline, no root)."""
     from ..measure.report import render_map
 
     sc = load_scenario(resolve_scenario(scenario))

@@ -7,7 +7,14 @@ Every function takes the data it draws (arrays or parsed CSV rows, never a path)
 cartopy, nothing downloaded): land from a 1-degree mask shipped with lasernet (``lasernet/data/land-1deg.npz``,
 made from the GLOBE 1 km land mask by ``scripts/make_landmask.py``), each satellite's ground track around the
 instant, inter-satellite links that are up (solid) and candidate ones that are down (dotted), ground stations
-and their ground links. Lines that cross the antimeridian are drawn on both sides of it.
+and their ground links. Lines that cross the antimeridian are drawn on both sides of it. Given the instant's
+subsolar point it shades the night side of the Earth (the Sun's centre below the horizon) and outlines the
+terminator; given each satellite's visible solar fraction it draws satellites sunlit, in the penumbra and in the
+umbra each in their own style (:data:`SAT_ILLUMINATION_STYLE`).
+
+For orbital data centres (:mod:`lasernet.measure.datacentre` computes the numbers): the share of each plane's
+satellites in each illumination or power state over time (:func:`state_shares_per_plane`), the compute the power
+states allow (:func:`compute_available`) and upsets and manoeuvres per plane on a timeline (:func:`fault_timeline`).
 """
 
 from __future__ import annotations
@@ -153,6 +160,87 @@ def app_metric(name: str, series: dict[str, tuple[np.ndarray, np.ndarray]], bin_
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Orbital data centres: shadow, power, compute, faults (numbers from lasernet.measure.datacentre)
+
+#: Colours of the illumination states (lasernet.geometry.ILLUMINATION) and power states (lasernet.power).
+ILLUMINATION_COLORS = {"umbra": "#1a1a2e", "penumbra": "#8c8c8c", "sunlit": "#f5b700"}
+POWER_COLORS = {"off": "#d62728", "throttled": "#ff7f0e", "nominal": "#2ca02c"}
+FAULT_STYLE = {"upset": dict(marker="x", color="#9467bd"), "upset-saa": dict(marker="x", color="#d62728"),
+               "conjunction": dict(marker="^", color="#1f77b4")}
+
+
+def state_shares_per_plane(t_s: np.ndarray, planes: list[str], shares: np.ndarray, states: tuple[str, ...],
+                           colors: dict[str, str], what: str) -> plt.Figure:
+    """One row per plane: the share of its satellites in each state over time, stacked (first state at the
+    bottom). ``shares`` is (T, P, K) for the P ``planes`` and K ``states``; ``what`` names the states' kind."""
+    n = max(1, len(planes))
+    fig, axes = plt.subplots(n, 1, figsize=(10, 0.9 * n + 1.2), sharex=True, squeeze=False)
+    for p, ax in enumerate(axes[:, 0]):
+        ax.stackplot(t_s, np.nan_to_num(shares[:, p, :]).T * 100, colors=[colors[s] for s in states],
+                     step="post", labels=states, linewidth=0)
+        ax.set_ylim(0, 100)
+        ax.set_yticks([0, 50, 100])
+        ax.set_ylabel(planes[p] if planes else "", rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.margins(x=0)
+    axes[0, 0].set_title(f"{what}: share of each plane's satellites, %", fontsize=10, loc="left")
+    axes[0, 0].legend(fontsize=8, loc="upper right", ncol=len(states), bbox_to_anchor=(1, 1.9))
+    axes[-1, 0].set_xlabel("emulated time s")
+    fig.tight_layout(h_pad=0.2)
+    return fig
+
+
+def compute_available(t_s: np.ndarray, available: np.ndarray, unit: str, configured: float,
+                      servers: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None) -> plt.Figure:
+    """Compute the power states allow over time (plan; ``configured`` is all of it at quota 1) and, with
+    ``servers`` = (planned CPUs (T,), (t_s, CPUs) as applied), the satellites' servers' CPUs."""
+    rows = 2 if servers is not None else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.8 * rows + 0.4), sharex=True, squeeze=False)
+    a1 = axes[0, 0]
+    scale, label = (1e3, "kW") if unit == "W" else (1.0, unit)
+    a1.step(t_s, available / scale, where="post", color=COLORS[2], label="available (plan)")
+    a1.axhline(configured / scale, color="black", ls=":", lw=1, label=f"configured ({configured / scale:g} {label})")
+    a1.set_ylim(0, max(configured / scale, 1e-9) * 1.08)
+    a1.set_ylabel(f"compute {label}")
+    a1.grid(alpha=0.3)
+    a1.legend(fontsize=8, loc="lower left")
+    if servers is not None:
+        planned, (at_s, applied) = servers
+        a2 = axes[1, 0]
+        a2.step(t_s, planned, where="post", color=COLORS[0], label="servers' CPUs (plan)")
+        if len(at_s):
+            a2.step(at_s, applied, where="post", ls="--", color="black", lw=1, label="servers' CPUs (applied)")
+        a2.set_ylim(0, max(float(np.max(planned, initial=0)), float(np.max(applied, initial=0)), 1e-9) * 1.08)
+        a2.set_ylabel("CPUs")
+        a2.grid(alpha=0.3)
+        a2.legend(fontsize=8, loc="lower left")
+    axes[-1, 0].set_xlabel("emulated time s")
+    fig.tight_layout()
+    return fig
+
+
+def fault_timeline(planes: list[str], planned: dict[str, tuple[np.ndarray, np.ndarray]],
+                   applied: tuple[np.ndarray, np.ndarray], end_s: float, labels: dict[str, str]) -> plt.Figure:
+    """Upsets and manoeuvres over time, one row per plane: ``planned[cause] = (t_s, plane index)``; ``applied``
+    (t_s, plane index) are the server restarts the driver applied, drawn as rings on the same rows."""
+    fig, ax = plt.subplots(figsize=(10, min(0.28 * max(len(planes), 4) + 1.4, 14)))
+    for cause, (t, p) in planned.items():
+        style = FAULT_STYLE.get(cause, dict(marker="o", color="grey"))
+        ax.scatter(t, p, s=30, linewidths=1.2, label=f"{labels.get(cause, cause)} ({len(t)})", zorder=3, **style)
+    if len(applied[0]):
+        ax.scatter(applied[0], applied[1], s=70, facecolors="none", edgecolors="black", linewidths=0.8,
+                   label=f"server restarted (applied, {len(applied[0])})", zorder=2)
+    ax.set_yticks(range(len(planes)), planes, fontsize=7 if len(planes) > 20 else 8)
+    ax.set_ylim(len(planes) - 0.5, -0.5)
+    ax.set_xlim(0, max(end_s, 1.0))
+    ax.set_xlabel("emulated time s")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The map
 
 def land_mask() -> np.ndarray:
@@ -180,20 +268,54 @@ def _segments(lon_a, lat_a, lon_b, lat_b):
     return out
 
 
+#: How the map draws a satellite in each illumination state (scatter keywords); without illumination, SAT_STYLE.
+SAT_STYLE = dict(color="#1f3b73")
+SAT_ILLUMINATION_STYLE = {"sunlit": dict(color=ILLUMINATION_COLORS["sunlit"], edgecolors="#1f3b73"),
+                          "penumbra": dict(color=ILLUMINATION_COLORS["penumbra"], edgecolors="black"),
+                          "umbra": dict(color="black", edgecolors="white")}
+NIGHT_RGBA = (0.05, 0.05, 0.25, 0.28)  # the night side's shading over the land mask
+NIGHT_GRID_DEG = 0.5
+
+
+def night_shading(ax, subsolar_lat_deg: float, subsolar_lon_deg: float) -> None:
+    """Shade the night side (the Sun's centre below the horizon), outline the terminator and mark the subsolar
+    point (gid ``subsolar``), on a grid of ``NIGHT_GRID_DEG`` cells."""
+    from ..geometry import solar_elevation_deg
+
+    step = NIGHT_GRID_DEG
+    lat = np.arange(-90 + step / 2, 90, step)
+    lon = np.arange(-180 + step / 2, 180, step)
+    elevation = solar_elevation_deg(lat[:, None], lon[None, :], subsolar_lat_deg, subsolar_lon_deg)
+    rgba = np.zeros(elevation.shape + (4,))
+    rgba[elevation < 0] = NIGHT_RGBA
+    ax.imshow(rgba, origin="lower", extent=(-180, 180, -90, 90), interpolation="nearest", zorder=0.5)
+    ax.contour(lon, lat, elevation, levels=[0.0], colors="#1a1a2e", linewidths=0.6, alpha=0.6, zorder=0.6)
+    ax.plot([subsolar_lon_deg], [subsolar_lat_deg], marker="o", ms=9, color="#f5b700", markeredgecolor="black",
+            ls="none", zorder=4.5, gid="subsolar", label="subsolar point, night shaded")
+
+
 def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, track_pos_km: np.ndarray,
                       stations: list[tuple[str, float, float]], isl_up: list[tuple[int, int]],
-                      isl_down: list[tuple[int, int]], gsl_up: list[tuple[int, int]], title: str = "") -> plt.Figure:
+                      isl_down: list[tuple[int, int]], gsl_up: list[tuple[int, int]], title: str = "",
+                      illumination: np.ndarray | None = None,
+                      subsolar_deg: tuple[float, float] | None = None) -> plt.Figure:
     """The constellation at ``when``.
 
     ``sat_pos_km`` (N, 3) are Earth-fixed positions at the instant, ``track_pos_km`` (K, N, 3) around it;
     ``stations`` are (name, lat_deg, lon_deg); link lists hold (satellite, satellite) indices for ISLs and
-    (station, satellite) indices for ground links.
+    (station, satellite) indices for ground links. With ``illumination`` (N,), the visible solar fraction of
+    each satellite, satellites are drawn by state (:data:`SAT_ILLUMINATION_STYLE`, one scatter each with gid
+    ``satellites-<state>``); with ``subsolar_deg`` (lat, lon), the night side is shaded (:func:`night_shading`).
     """
     from matplotlib.collections import LineCollection
+
+    from ..geometry import ILLUMINATION, illumination_state
 
     fig, ax = plt.subplots(figsize=(12, 6.4))
     ax.imshow(land_mask(), origin="lower", extent=(-180, 180, -90, 90), cmap="Greys", vmin=0, vmax=4,
               interpolation="nearest", zorder=0)
+    if subsolar_deg is not None:
+        night_shading(ax, *subsolar_deg)
     lon, lat = lonlat_deg(sat_pos_km)
     if len(track_pos_km):
         tlon, tlat = lonlat_deg(track_pos_km)
@@ -209,7 +331,14 @@ def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, trac
         a, b = np.array(isl_up).T
         ax.add_collection(LineCollection(_segments(lon[a], lat[a], lon[b], lat[b]), colors="#1f77b4",
                                          linewidths=1.0, zorder=3))
-    ax.scatter(lon, lat, s=14, color="#1f3b73", zorder=4)
+    if illumination is None:
+        ax.scatter(lon, lat, s=14, zorder=4, gid="satellites", **SAT_STYLE)
+    else:
+        state = illumination_state(illumination)
+        for code, name in enumerate(ILLUMINATION):
+            sel = state == code
+            ax.scatter(lon[sel], lat[sel], s=16, linewidths=0.6, zorder=4, gid=f"satellites-{name}",
+                       label=f"satellite {name} ({int(sel.sum())})", **SAT_ILLUMINATION_STYLE[name])
     if len(sat_names) <= 100:
         for name, x, y in zip(sat_names, lon, lat):
             ax.annotate(name, (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points", zorder=5)

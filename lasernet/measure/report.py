@@ -8,7 +8,13 @@
 * links up over time (planned, and as applied by the driver) and the up ISLs' delay distribution over time;
 * route changes per tick, link events and each probe pair's path changes;
 * iperf3 throughput over time; every application metric the workload recorded;
-* maps of the constellation at chosen instants (``workload.report.map_at_s``; default start, middle and end).
+* an orbital data centre's sunlight and power (:mod:`lasernet.measure.datacentre`, from ``plan.npz``, the
+  scenario and ``events.csv``): the share of each plane's satellites in the umbra, penumbra and sunlight, and
+  nominal, throttled and off, over time; the compute the power states allow; radiation upsets and manoeuvres
+  per plane on a timeline. Without a ``power:`` (or ``upsets:``/``collision:``) section the report says so
+  instead of drawing an empty figure;
+* maps of the constellation at chosen instants (``workload.report.map_at_s``; default start, middle and end),
+  the Earth's night side shaded and satellites in the Earth's shadow drawn dark.
 
 :func:`map_figure` draws one map from a scenario (planning the instant if no timeline is given); it is also what
 ``lasernet show`` uses. Everything here is offline: no root, no network.
@@ -27,12 +33,13 @@ import numpy as np
 
 from ..errors import LasernetError
 from ..topology import GSL, ISL
-from . import plots
+from . import datacentre, plots
 
 TRACK_S = 1800.0  # ground tracks span this many seconds around the instant
 TRACK_STEP_S = 20.0
 MAX_TRACKS = 1000  # ground tracks drawn (every k-th satellite's beyond this): bounds a large map's memory
 MAX_RTT_PANELS = 12  # probe pairs drawn in the RTT figure (a 12-station mesh has 66)
+MAX_PLANE_ROWS = 12  # planes drawn in the sunlight and power-state figures (evenly spaced beyond)
 
 
 class ReportError(LasernetError):
@@ -47,9 +54,11 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
     """The constellation of ``scenario`` at ``when``: link states from ``timeline`` at ``offset_s`` if given.
 
     With ``applied_up`` (names ``a~b`` of the links a run had up then, see :func:`applied_links_at`) the links
-    drawn up are those, outages injected by the workload included; the plan still gives the candidates.
+    drawn up are those, outages injected by the workload included; the plan still gives the candidates. The
+    Earth's night side is shaded from the subsolar point at ``when`` (:func:`lasernet.geometry.subsolar_point_deg`)
+    and satellites are drawn sunlit, in the penumbra or in the umbra as the plan's illumination has them then.
     """
-    from .. import skydata
+    from .. import geometry, skydata
     from ..orbits import build_satellites
     from ..timeline import plan
 
@@ -70,8 +79,11 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
     isl_up, isl_down = pairs(isl & up), pairs(isl & ~up)
     gsl_up = [(a - n_sat, b) if a >= n_sat else (b - n_sat, a) for a, b in pairs(gsl & up)]
     stations = [(g.name, g.lat_deg, g.lon_deg) for g in scenario.ground]
+    sun_km = geometry.sun_itrs_km(skydata.times(when, np.zeros(1)))[0]
+    subsolar = tuple(float(x) for x in geometry.subsolar_point_deg(sun_km))
     return plots.constellation_map(when, sats.names, now, track, stations, isl_up, isl_down, gsl_up,
-                                   title=title or scenario.name)
+                                   title=title or scenario.name, illumination=timeline.illumination_at(offset_s),
+                                   subsolar_deg=subsolar)
 
 
 def render_map(scenario, when: dt.datetime, path: str | Path) -> Path:
@@ -193,7 +205,7 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
     summary = _load_json(run_dir / "summary.json")
     plots_dir = run_dir / "plots"
     plots_dir.mkdir(exist_ok=True)
-    figures: list[tuple[str, str, bytes]] = []  # (section, caption, png)
+    figures: list[tuple[str, str, bytes | None]] = []  # (section, caption, png; None: a note in place of a figure)
 
     def add(section, caption, fig, name):
         figures.append((section, caption, plots.save_png(fig, plots_dir / f"{name}.png")))
@@ -248,6 +260,10 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
         add("Application metrics", f"{metric} (recorded by the workload).",
             plots.app_metric(metric, arrays, bin_s=max(1.0, round(span / 20))), f"metric-{k}")
     scenario = _scenario_of(run_dir, info)
+    if timeline is not None:
+        step("sunlight and power")
+        _datacentre_figures(add, lambda section, text: figures.append((section, text, None)), timeline, scenario,
+                            events, end_s)
     if scenario is not None and timeline is not None:
         at = list(scenario.workload.map_at_s) or sorted({0.0, round(end_s / 2, 1), round(end_s, 1)})
         for s in at:
@@ -267,6 +283,65 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
                          end_s))
     tmp.replace(path)
     return path
+
+
+def _datacentre_figures(add, note, timeline, scenario, events: list[dict], end_s: float) -> None:
+    """The orbital data centre's figures (:mod:`lasernet.measure.datacentre`): shadow per plane, power states per
+    plane, compute available, upsets and manoeuvres; a note instead of each figure the plan has no data for."""
+    from ..geometry import ILLUMINATION
+    from ..power import POWER_STATES
+
+    span_s = end_s if end_s > 0 else float(timeline.offsets_s[-1])  # no ticks: the whole plan
+    keep = timeline.offsets_s <= span_s + timeline.step_s * 0.5
+    t = timeline.offsets_s[keep]
+    labels, plane = datacentre.plane_index(timeline)
+    shown = np.unique(np.linspace(0, len(labels) - 1, min(len(labels), MAX_PLANE_ROWS)).astype(int))
+    some = "" if len(shown) == len(labels) else f" {len(shown)} of the {len(labels)} planes, evenly spaced."
+    section = "Sunlight and power"
+    if timeline.illumination is None:
+        note(section, "The plan holds no illumination (saved before lasernet planned it): no sunlight figure.")
+    else:
+        shares = datacentre.plane_shares(timeline.illumination_state[keep], plane, len(labels), len(ILLUMINATION))
+        add(section, "Earth's shadow: the share of each plane's satellites in the umbra, the penumbra and sunlight "
+                     "over time (plan)." + some,
+            plots.state_shares_per_plane(t, [labels[p] for p in shown], shares[:, shown], ILLUMINATION,
+                                         plots.ILLUMINATION_COLORS, "illumination"), "sunlight")
+    has_power = datacentre.modelled(timeline)
+    if not has_power.any():
+        note(section, "The scenario has no power: section: no battery, power state or compute figure (every "
+                      "satellite is nominal, CPU quota 1).")
+    else:
+        sats = np.flatnonzero(has_power)
+        shares = datacentre.plane_shares(timeline.power_state[keep][:, sats], plane[sats], len(labels),
+                                         len(POWER_STATES))
+        powered = [p for p in shown if np.isfinite(shares[0, p, 0])]
+        add(section, "Power states: the share of each plane's satellites (those with a power model) nominal, "
+                     "throttled and off over time (plan; the CPU quota their servers get follows it)." + some,
+            plots.state_shares_per_plane(t, [labels[p] for p in powered], shares[:, powered], POWER_STATES,
+                                         plots.POWER_COLORS, "power state"), "power-states")
+        weights, unit = datacentre.compute_weights(timeline, scenario)
+        available = datacentre.compute_allowed(timeline.cpu_quota[keep], weights)
+        planned = datacentre.server_cpus_planned(timeline, scenario)
+        applied = datacentre.server_cpus_applied(timeline, scenario, events, span_s) if end_s > 0 else \
+            (np.zeros(0), np.zeros(0))  # a run that never ticked applied nothing
+        servers = None if planned is None else (planned[keep], applied)
+        what = ("the power group's compute_w plus server_w per attached server" if unit == "W" else
+                "one per satellite with a power model (the scenario did not load)")
+        add(section, f"Compute available: the sum over satellites of their compute at full quota ({what}) times "
+                     f"the CPU quota factor of their power state (1 nominal, throttle_factor throttled, 0 off)"
+                     + ("; below, the satellites' servers' CPUs, planned and (dashed, once the run ticked) as the "
+                        "driver applied them (events.csv)." if servers is not None else "."),
+            plots.compute_available(t, available, unit, float(weights.sum()), servers), "compute")
+    faults = datacentre.fault_events(timeline, plane, events, span_s)
+    if timeline.upsets is None and timeline.conjunctions is None:
+        note(section, "The scenario has no upsets: or collision: section: no radiation upsets or manoeuvres.")
+    elif not faults["planned"] and not len(faults["applied"][0]):
+        note(section, f"No radiation upset or collision-avoidance manoeuvre in the first {span_s:g} s.")
+    else:
+        add(section, "Radiation upsets and collision-avoidance manoeuvres over time, per plane (plan; rings: "
+                     "server restarts the driver applied).",
+            plots.fault_timeline(labels, faults["planned"], faults["applied"], span_s, datacentre.FAULT_CAUSES),
+            "faults")
 
 
 def _table(header: list[str], rows: list[list], classes: list[str] | None = None) -> str:
@@ -320,12 +395,16 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s) ->
         if name != section:
             parts.append(f"<h2>{e(name)}</h2>")
             section = name
+        if png is None:  # a note where a figure has no data
+            parts.append(f'<p class="note">{e(caption)}</p>')
+            continue
         data = base64.b64encode(png).decode()
         parts.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{e(caption)}</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"
-             "tr.failed td{background:#fdd}img{max-width:100%}figcaption{color:#555;font-size:90%}")
+             "tr.failed td{background:#fdd}img{max-width:100%}figcaption{color:#555;font-size:90%}"
+             "p.note{color:#555;font-style:italic}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lasernet report</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
