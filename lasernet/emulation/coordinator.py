@@ -592,14 +592,16 @@ class Emulation:
         tl, offset = self.windows.at(t_s)
         up, delay = tl.state_at(t_s - offset)
         loss = np.zeros(len(up))
-        rate = tl.rate_bps.astype(float).copy()
-        cause = tl.cause[min(int((t_s - offset) / tl.step_s), len(tl.offsets_s) - 1)]
+        rate = tl.rate_at(t_s - offset)  # a ground link on its station's RF fallback runs at the RF rate
+        k = min(int((t_s - offset) / tl.step_s), len(tl.offsets_s) - 1)
+        cause = tl.cause[k]
         self._apply_overrides(tl, t_s, up, delay, loss, rate)
         slots = self._tl_slots(tl)
         new = np.flatnonzero(up & (slots < 0))
         if len(new):
             self._create_links(tl, new)
-        link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause)
+        link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause,
+                                         None if tl.rf_cause is None else tl.rf_cause[k])
         self._apply_power(tl, offset, t_s)
         t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
@@ -659,8 +661,10 @@ class Emulation:
             self._slot_maps[id(tl)] = slots
         return slots
 
-    def _apply_links(self, tl, t_s, slots, up, delay, loss, rate, cause) -> int:
-        """Send the host the links whose state differs from what it holds, in one batch; record up/down events."""
+    def _apply_links(self, tl, t_s, slots, up, delay, loss, rate, cause, rf_cause=None) -> int:
+        """Send the host the links whose state differs from what it holds, in one batch; record up/down events
+        and the switches of ground links between their optical and RF terminals (``rf_cause``: the plan's, this
+        step)."""
         li = np.flatnonzero(slots >= 0)
         s = slots[li]
         a = self.applied
@@ -675,6 +679,14 @@ class Emulation:
             self.recorder.link_event(t_s, tl, int(li[k]), is_up, why, float(d[k]))
             if self.fib_watch is not None:
                 self.fib_watch.link_event(t_s, "~".join(tl.node_names[x] for x in self._pair(tl, int(li[k]))), is_up)
+        if rf_cause is not None:  # a link up before and now whose rate moved to or from its RF rate
+            rf_rate = tl.rf_rate_bps[li]
+            moved = a.valid[s] & ~flipped & up[li] & (a.rate_bps[s] != rate[li]) & np.isfinite(rf_rate) & (
+                (rate[li] == rf_rate) | (a.rate_bps[s] == rf_rate))
+            for k in np.flatnonzero(moved):
+                on_rf = bool(rf_cause[li[k]])
+                self.recorder.bearer_event(t_s, tl, int(li[k]), on_rf, CAUSES[int(rf_cause[li[k]])] if on_rf else "",
+                                           float(d[k]))
         if not changed.any():
             return 0
         ch = np.flatnonzero(changed)
