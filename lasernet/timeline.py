@@ -167,6 +167,12 @@ class Timeline:
             return np.zeros(self.up.shape, bool)
         return self.rf_cause > 0
 
+    def on_rf_at(self, offset_s: float) -> np.ndarray:
+        """(L,) bool: the links on their station's RF fallback in the step in force at ``offset_s``."""
+        if self.rf_cause is None or not len(self.offsets_s):
+            return np.zeros(len(self.links), bool)
+        return self.rf_cause[self._step_at(offset_s)] > 0
+
     def rate_at(self, offset_s: float) -> np.ndarray:
         """(L,) the data rate of every link at ``offset_s`` after the start (the step in force): the terminal's
         ``rate_bps``, or the RF fallback's where the link is on RF. What the live half applies."""

@@ -10,6 +10,7 @@ included), and the scenario refuses what makes no sense in one line.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 
 import numpy as np
@@ -291,3 +292,25 @@ def test_rf_fallback_needs_laser_ground_terminals(write_scenario):
                         "rf: {rate_mbps: 10}}").replace("sun_exclusion_deg: 0,", "sun_exclusion_deg: 0, kind: rf,")
     with pytest.raises(ScenarioError, match=r"ground.stations\[0\].rf: an RF fallback backs up laser"):
         lasernet.load_scenario(write_scenario(text))
+
+
+def test_the_map_draws_links_on_rf_apart_and_the_report_tabulates_the_ground_segment(write_scenario):
+    from lasernet.measure import report
+
+    stations = ("    - {name: gs, lat_deg: 40, lon_deg: -75, rf: {rate_mbps: 100, max_range_km: 3500}}\n"
+                "    - {name: gs2, lat_deg: 40, lon_deg: -60}")
+    extra = "  diversity: [{name: site, stations: [gs2, gs]}]\n"
+    sc = scenario(write_scenario, stations, clouds=CLOUDY, extra=extra)
+    tl = lasernet.plan(sc, duration_s=600, step_s=1)
+    k = int(np.flatnonzero(tl.on_rf.any(axis=1))[0])
+    when = tl.start_utc + dt.timedelta(seconds=float(tl.offsets_s[k]))
+    labels = [t.get_text() for t in report.map_figure(sc, when, tl, float(tl.offsets_s[k])).axes[0]
+              .get_legend().get_texts()]
+    assert f"ground link on RF ({int(tl.on_rf[k].sum())})" in labels
+    rows = dict(report._ground_segment_rows(tl, [{"kind": "gsl", "event": "rf"}, {"kind": "gsl", "event": "up"}]))
+    assert rows["site site"].startswith(f"served {tl.site_summary()['site']['served']:.1%}")
+    assert f"{int(tl.on_rf.sum())} link-steps on RF" in rows["RF fallback (plan)"]
+    assert rows["RF fallback (applied)"].startswith("1 switches to RF, 0 back")
+    assert report.applied_links_at([{"kind": "gsl", "event": "up", "t_s": "0", "what": "gs~sat-0-1"},
+                                    {"kind": "gsl", "event": "rf", "t_s": "1", "what": "gs~sat-0-1"}], 2.0) == \
+        {"gs~sat-0-1"}  # a switch to RF leaves the link up
