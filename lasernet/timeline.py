@@ -8,8 +8,11 @@
   far out of view and its range was not computed);
 * ``cause[T, L]`` (uint8): 0 when up, else the reason it is down, one of :data:`CAUSES`; when several hold, the
   most fundamental one is reported (seam, polar, earth, elevation, cloud, range, fov, slew, sun, handover,
-  acquisition);
-* ``rate_bps[L]``: the terminal data rate;
+  acquisition; ``standby`` last, for a diversity station not serving its site);
+* ``rate_bps[L]``: the terminal data rate; with stations' RF fallbacks, ``rf_cause[T, L]`` (on RF: what keeps
+  the laser from the link, else 0) and ``rf_rate_bps[L]``, so that :meth:`Timeline.rate_at` gives each link's
+  rate at an instant (the RF link is the same link slot at another rate);
+* with ``ground.diversity``, ``serving[T, D]``: the station serving each group's site (node index, -1: none);
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
   each satellite belongs to, for the summary's sunlight per plane;
@@ -44,12 +47,17 @@ shortest win (:func:`lasernet.terminals.within_budget`; ``nearest`` lets a held 
 by ``isl.switch_margin``); a candidate left without a terminal is down with cause ``handover``, like a ground
 link its station did not choose. A terminal moved to a new partner (``nearest``, or a satellite with more
 candidate links than terminals) slews to it before it acquires (:func:`lasernet.terminals.retarget_s`). With ``ground.clouds``, a cloud over a station takes its laser ground
-links down (cause ``cloud``, :mod:`lasernet.weather`).
+links down (cause ``cloud``, :mod:`lasernet.weather`). A station with an ``rf:`` terminal keeps the satellite it
+chose on RF while the laser cannot close the link (cloud, Sun, the optical mask or range) and the RF geometry
+allows, and its laser acquires again before the link returns to it; a station with a spare optical terminal
+acquires the satellite it takes next before it takes it (make before break; the plan assigns satellites that many
+steps past the window to know); a diversity group's site is served by one of its stations at a time
+(:mod:`lasernet.groundsegment`).
 
 A run of any length is planned in windows that join into one continuous plan: each :class:`Timeline` ends with
 a :class:`Carry`, the state its last step inherits from the steps before it (satellites kept by
 ``longest-visible`` stations, links holding terminals, how long each link has been acquiring, the partners
-terminals last released, the clouds), and
+terminals last released, the clouds, the station serving each diversity group), and
 ``plan(..., carry=previous.carry)`` starts the next window at that last step, so that every step of every window
 is the step one long plan would give (:func:`plan_next`).
 
@@ -97,9 +105,10 @@ class Carry:
     """What a plan window starting at ``start_utc`` inherits from the steps before it (see the module docstring).
 
     All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been
-    feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, those kept by
-    ``longest-visible`` stations, and the steps each had been assigned in a row. Then, per satellite, what the
-    power, upset and collision models hand on (None when the scenario has no such section): the battery's SoC
+    feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, acquiring or up,
+    those kept by ``longest-visible`` stations, and the steps each one's optical link had been feasible in a row
+    (assigned or acquired ahead on a spare terminal, and the laser unblocked: RF needs no acquisition); the member
+    serving each diversity group. Then, per satellite, what the power, upset and collision models hand on (None when the scenario has no such section): the battery's SoC
     at the step's start and the power state before it (plus 8 where the supply limit held it down), the upset
     hazard and count, and until when (seconds after the step) a reboot or a manoeuvre already begun lasts.
     """
