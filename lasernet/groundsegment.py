@@ -9,10 +9,13 @@ the old satellite at the handover and the new link waits its acquisition time (`
 a gap of that length. Handovers are scheduled from ephemerides, so the plan looks ahead: for every link the
 station takes at step k (chosen there, not at k-1), the spare terminal acquires it over the ``lead`` steps
 before k (``ceil(acquisition_s / step_s)``) during which the satellite is already usable to the optical
-terminal (above its mask, in range, no Sun or cloud in the way); where it became usable later than that, the
-acquisition that remains is a gap. :func:`pre_acquisition` marks those steps, vectorised over links: ``lead``
-shifted ANDs of the (T, P) arrays. The spare terminal's steps are not counted against the satellite's
-``terminals.gsl.count`` (the overlap lasts one acquisition time).
+terminal (above its mask, in range, no Sun or cloud in the way). :func:`pre_acquisition` marks those steps,
+vectorised over links: ``lead`` shifted ANDs of the (T, P) arrays. And the station releases the old satellite
+only once the new link carries traffic (:func:`hold_over`): the old link stays up through the step the new one
+first carries traffic (so that routes move to the new link before the old one goes down), and longer where the
+new satellite became usable too late to be acquired ahead, as long as the old one stays usable. The spare
+terminal's steps are not counted against the satellite's ``terminals.gsl.count`` (the overlap lasts about one
+acquisition time).
 
 Site diversity. Optical ground stations are spread far apart because clouds are local: a user site backed by
 two or three stations some hundreds of kilometres apart (``ground.diversity``) is reachable while any one of
@@ -80,3 +83,39 @@ def serving(linked: np.ndarray, before: int = -1) -> np.ndarray:
         out[t:end] = cur
         t = end
     return out
+
+
+def hold_over(assigned: np.ndarray, up: np.ndarray, usable: np.ndarray, station: np.ndarray, spare: np.ndarray,
+              up_before: np.ndarray | None = None, held_before: np.ndarray | None = None) -> np.ndarray:
+    """(T, P) bool: the steps a station with a spare terminal keeps a link it released carrying traffic, because
+    a link it took has not carried traffic yet (make before break: release only once the new one is up).
+
+    ``assigned`` (T, P): the links the stations hold; ``up`` (T, P): the links up as held (before any hold);
+    ``usable`` (T, P): the link could carry traffic there; ``station`` (P,) the station of each link and
+    ``spare`` (P,) whether it has a spare terminal. A link held and up at step k - 1 and released at k is kept
+    up from k on as long as it stays usable and the station holds some link that did not carry traffic at the
+    step before (a new link still acquiring; the step the new link first carries traffic included, so that
+    routes move to it before the old one goes down). ``up_before`` (P,): ``up`` just before the first step;
+    ``held_before`` (P,): held and up, or kept, just before it (a hold that continues).
+    """
+    assigned = np.asarray(assigned, bool)
+    T, P = assigned.shape
+    if T == 0 or P == 0 or not np.asarray(spare).any():
+        return np.zeros((T, P), bool)
+    zeros = np.zeros((1, P), bool)
+    carried = np.vstack([zeros if held_before is None else np.asarray(held_before, bool)[None, :],
+                         (assigned & up)[:-1]])
+    start = carried & ~assigned
+    was_up = np.vstack([zeros if up_before is None else np.asarray(up_before, bool)[None, :], up[:-1]])
+    newly = assigned & ~was_up  # links held now that carried no traffic at the step before
+    G = int(np.max(station)) + 1
+    onehot = np.zeros((P, G), np.int32)
+    onehot[np.arange(P), station] = 1
+    waiting = (newly.astype(np.int32) @ onehot)[:, station] > 0  # the station holds such a link
+    keep = ~assigned & usable & waiting & np.asarray(spare, bool)[None, :]
+    # kept where a run of `keep` began with a release (a run cannot begin mid-way: a release follows a held step)
+    steps = np.arange(T)[:, None]
+    last_off = np.where(keep, -1, steps)
+    np.maximum.accumulate(last_off, axis=0, out=last_off)
+    first = np.minimum(last_off + 1, T - 1)
+    return keep & start[first, np.arange(P)[None, :]]

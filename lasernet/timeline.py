@@ -132,6 +132,8 @@ class Carry:
     cloud_step: int = 0  # steps since the run's start of this window's first step (the clouds' random numbers)
     cloud_before: np.ndarray | None = None  # (G,) bool: stations clouded just before it
     site_serving: np.ndarray | None = None  # (D,) member of each diversity group serving it just before (-1: none)
+    gsl_up_keys: np.ndarray | None = None  # ground pairs up just before, as held (make before break)
+    gsl_hold_keys: np.ndarray | None = None  # ground pairs held and up, or kept up after release, just before
 
 
 @dataclass
@@ -873,7 +875,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         cloudy, _ = weather.clouded(clouds, T + lead, step_s, cloud_step, before_w)
         cloud_before = (cloudy[T - 2] if T >= 2 else
                         (np.zeros(len(stations.names), bool) if before_w is None else before_w)).copy()
-    gsl, gsl_up, gsl_delay, gsl_cause, gsl_rf, gsl_carry = _ground_links(
+    gsl, gsl_up, gsl_delay, gsl_cause, gsl_rf, gsl_carry, gsl_hold = _ground_links(
         scenario, stations, sats, node_names, sightings, T, step_s, ahead, carry, blocked, cloudy, lead)
     serving, site_serving = None, None
     if scenario.diversity:
@@ -895,7 +897,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
               **({} if upset_cfg is None else {"router_reboot_s": upset_cfg.router_reboot_s})},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
                     isl_keys=topology.pair_keys(isl, N), isl_wait_s=isl_wait, isl_released=released,
-                    cloud_step=cloud_step + T - 1, cloud_before=cloud_before, site_serving=site_serving,
+                    cloud_step=cloud_step + T - 1, cloud_before=cloud_before, site_serving=site_serving, **gsl_hold,
                     soc=soc_next, power_state=state_next, manoeuvre_until_s=manoeuvre_until,
                     **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
                                                                upset_carry)))),
@@ -1313,7 +1315,18 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
     feasible = (assigned | pre) & optical_ok & free  # the optical link, acquiring or up
     on_optical = terminals.acquired(feasible, step_s, scenario.gsl_terminal.acquisition_s, run_before)
     on_rf = assigned & rf_grid & free & ~on_optical
-    up = on_optical | on_rf
+    up_held = on_optical | on_rf  # up as held; then links a station with a spare terminal keeps a little longer
+    up = up_held
+    hold = None
+    if st.spare.any():
+        up_before = held_before = None
+        if carry is not None and carry.gsl_up_keys is not None:
+            up_before, held_before = np.isin(pair_keys, carry.gsl_up_keys), np.isin(pair_keys, carry.gsl_hold_keys)
+        hold = groundsegment.hold_over(assigned, up_held, (optical_ok | rf_grid) & free, (pair_keys // N).astype(int),
+                                       st.spare[(pair_keys // N).astype(int)], up_before, held_before)
+        up = up_held | hold
+        on_rf = on_rf | (hold & ~optical_ok)
+        why[hold] = UP
     why[feasible & ~up] = ACQUISITION
     if not free.all():
         why[(assigned | pre) & ~free] = sat_blocked[(assigned | pre) & ~free]
@@ -1324,7 +1337,16 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
     going = run > 0
     if T >= 2:  # and those up at the step before the last (on RF, their optical run may be none)
         going |= up[-2]
-    return table, up, delay, why, rf_cause, (pair_keys[going], run[going], np.sort(kept))
+    extra = {}
+    if hold is not None:  # what hold_over needs of the step before the next window's first
+        k = max(T - 2, 0)
+        if T >= 2:
+            extra = {"gsl_up_keys": pair_keys[up_held[k]], "gsl_hold_keys": pair_keys[(assigned[k] & up_held[k])
+                                                                                     | hold[k]]}
+        else:
+            extra = {"gsl_up_keys": pair_keys[up_before] if up_before is not None else pair_keys[:0],
+                     "gsl_hold_keys": pair_keys[held_before] if held_before is not None else pair_keys[:0]}
+    return table, up, delay, why, rf_cause, (pair_keys[going], run[going], np.sort(kept)), extra
 
 
 def _assign(step, g, n, rng, remaining, st: _Stations, T: int, N: int, sat_capacity: int,

@@ -77,7 +77,8 @@ def test_two_terminals_hand_over_without_a_gap_and_one_terminal_loses_exactly_th
     a = int(ACQ_S)  # steps of acquisition at 1 s steps
     T = len(chosen)
     # The reference, step by step: a satellite taken at step k waits a steps (one terminal), or a minus the steps
-    # before k during which it was usable, at most a (two: the spare terminal acquired it then).
+    # before k during which it was usable, at most a (two: the spare terminal acquired it then); and with two the
+    # satellite released stays up while it is usable and the new one has not carried traffic at the step before.
     want_one, want_two = np.zeros(T, bool), np.zeros(T, bool)
     start = 0
     handovers = []
@@ -93,14 +94,27 @@ def test_two_terminals_hand_over_without_a_gap_and_one_terminal_loses_exactly_th
             early += 1
         want_one[t] = start == 0 or t - start >= a
         want_two[t] = start == 0 or t - start + early >= a
+    held_up = want_two.copy()
+    old = -1
+    for t in range(1, T):
+        if chosen[t] != chosen[t - 1]:
+            old = chosen[t - 1] if chosen[t - 1] >= 0 and held_up[t - 1] else -1
+        new_waits = chosen[t] >= 0 and not (chosen[t] == chosen[t - 1] and held_up[t - 1])
+        if old >= 0 and old != chosen[t] and new_waits and usable[old][t]:
+            want_two[t] = True
+        else:
+            old = -1
     assert len(handovers) >= 3
     got_one = connected(lasernet.plan(scenario(write_scenario, one), duration_s=1800, step_s=1))
-    got_two = connected(lasernet.plan(scenario(write_scenario, two), duration_s=1800, step_s=1))
+    two_tl = lasernet.plan(scenario(write_scenario, two), duration_s=1800, step_s=1)
+    got_two = connected(two_tl)
     assert np.array_equal(got_one, want_one)
     assert np.array_equal(got_two, want_two)
     for k in handovers:  # with one terminal the gap is the acquisition time exactly; with two there is none
         assert got_one[k - 1] and not got_one[k:k + a].any() and got_one[k + a], k
         assert got_two[k - 1:k + a + 1].all(), k
+        up = two_tl.up[:, station_cols(two_tl, 0)]
+        assert up[k].sum() == 2 and up[k - 1].sum() == 1 and up[k + 1].sum() == 1, k  # old released a step late
 
 
 def test_the_spare_terminal_acquires_the_next_satellite_while_the_current_one_carries_traffic(write_scenario):
@@ -233,16 +247,19 @@ WINDOWED = ("    - {name: a, lat_deg: 40, lon_deg: -75, terminals: 2, handover: 
             " rf: {rate_mbps: 100, max_range_km: 3500}}\n"
             "    - {name: b, lat_deg: 45, lon_deg: -65, rf: {rate_mbps: 10, min_elevation_deg: 5, max_range_km: 4000}}\n"
             "    - {name: c, lat_deg: 35, lon_deg: -80, terminals: 2}\n"
-            "    - {name: d, lat_deg: 50, lon_deg: 0, terminals: 3, max_links: 2}")
+            "    - {name: d, lat_deg: 42, lon_deg: -85, terminals: 3, max_links: 2}\n"
+            "    - {name: e, lat_deg: 30, lon_deg: -70}")
 
 
 @pytest.mark.parametrize("window_s", [60.0, 7.0])
 def test_windows_are_one_continuous_plan_with_rf_diversity_and_make_before_break(write_scenario, window_s):
-    extra = "  diversity: [{name: site, stations: [b, c]}]\n"
-    sc = scenario(write_scenario, WINDOWED, clouds=CLOUDY, extra=extra)
+    extra = "  diversity: [{name: site, stations: [e, b]}]\n"
+    sc = scenario(write_scenario, WINDOWED, clouds=CLOUDY, extra=extra, seed=4)  # a seed whose skies do all
     span = 900
     full = timeline.plan(sc, duration_s=span, step_s=1)
     assert full.on_rf.any() and (full.cause == STANDBY).any() and (full.cause == ACQUISITION).any()
+    over = [(full.up[:, station_cols(full, g)].sum(axis=1) > st.max_links).sum() for g, st in enumerate(sc.ground)]
+    assert over[2] > 0 and over[3] > 0  # c and d keep released links up a while (make before break)
     column = {name: i for i, name in enumerate(full.links.names)}
     w = timeline.plan(sc, duration_s=window_s, step_s=1)
     while True:
