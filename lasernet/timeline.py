@@ -914,21 +914,28 @@ def _serve_sites(scenario: Scenario, gsl: LinkTable, up: np.ndarray, cause: np.n
     just before the last step)``. The ground links of a group's stations that do not serve it are taken down in
     place (``up``, ``cause`` and ``rf_cause``), with cause ``standby``."""
     T, D = up.shape[0], len(scenario.diversity)
-    index = {g.name: N + i for i, g in enumerate(scenario.ground)}
+    G = len(scenario.ground)
+    index = {g.name: i for i, g in enumerate(scenario.ground)}
+    station = (gsl.a - N).astype(int)  # (P,) station of each ground link
+    onehot = np.zeros((len(station), G), np.int32)
+    onehot[np.arange(len(station)), station] = 1
+    linked_all = (up.astype(np.int32) @ onehot) > 0  # (T, G): the station has a ground link up
+    group_of = np.full(G, -1)
     serving = np.full((T, D), -1, np.int32)
     carry_out = np.full(D, -1, np.int64)
-    for d, group in enumerate(scenario.diversity):
+    for d, group in enumerate(scenario.diversity):  # a pass over each group's switches, not its steps
         members = np.array([index[m] for m in group.stations])
-        cols = gsl.a[:, None] == members[None, :]  # (P, M)
-        linked = (up.astype(np.int32) @ cols.astype(np.int32)) > 0  # (T, M)
-        pick = groundsegment.serving(linked, -1 if before is None else int(before[d]))
-        serving[:, d] = np.where(pick >= 0, members[np.maximum(pick, 0)], -1)
+        group_of[members] = d
+        pick = groundsegment.serving(linked_all[:, members], -1 if before is None else int(before[d]))
+        serving[:, d] = np.where(pick >= 0, N + members[np.maximum(pick, 0)], -1)
         carry_out[d] = pick[T - 2] if T >= 2 else (-1 if before is None else before[d])
-        standby = cols.any(axis=1)[None, :] & (gsl.a[None, :] != serving[:, d][:, None]) & up
-        up[standby] = False
-        cause[standby] = STANDBY
-        if rf_cause is not None:
-            rf_cause[standby] = 0
+    cols = np.flatnonzero(group_of[station] >= 0)  # the links of stations in a group, all at once
+    standby = np.zeros(up.shape, bool)
+    standby[:, cols] = up[:, cols] & (serving[:, group_of[station[cols]]] != gsl.a[cols][None, :])
+    up[standby] = False
+    cause[standby] = STANDBY
+    if rf_cause is not None:
+        rf_cause[standby] = 0
     return serving, carry_out
 
 
