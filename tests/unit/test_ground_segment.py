@@ -331,3 +331,36 @@ def test_the_map_draws_links_on_rf_apart_and_the_report_tabulates_the_ground_seg
     assert report.applied_links_at([{"kind": "gsl", "event": "up", "t_s": "0", "what": "gs~sat-0-1"},
                                     {"kind": "gsl", "event": "rf", "t_s": "1", "what": "gs~sat-0-1"}], 2.0) == \
         {"gs~sat-0-1"}  # a switch to RF leaves the link up
+
+
+def test_the_live_driver_applies_the_rf_rate_and_records_each_switch_of_a_link_that_stays_up(write_scenario):
+    """The coordinator's link path driven step by step by a plan with an RF station: the host gets the RF rate
+    exactly where the plan has the link on RF, and the recorder one rf/optical row per switch of a link that was
+    up before and after (a link coming up on RF has its up row; the plan's events.csv adds an rf row there)."""
+    import types
+
+    from lasernet.emulation.coordinator import AppliedLinks, Emulation
+
+    rf = "    - {name: gs, lat_deg: 40, lon_deg: -75, rf: {rate_mbps: 100, max_range_km: 3500}}"
+    tl = lasernet.plan(scenario(write_scenario, rf, clouds=CLOUDY), duration_s=900, step_s=1)
+    emu = Emulation.__new__(Emulation)  # only the link path's state: no scenario is run
+    emu.applied, emu.fib_watch = AppliedLinks(), None
+    switches, sent = [], []
+    emu.recorder = types.SimpleNamespace(link_event=lambda *a: None,
+                                         bearer_event=lambda t_s, tl_, li, on, cause, d: switches.append((t_s, li, on)))
+    emu.host = types.SimpleNamespace(apply=lambda slots, up, delay, loss, rate: sent.append((slots, rate[:, 0])))
+    slots = np.arange(len(tl.links))
+    applied_rate = np.full(len(tl.links), np.nan)
+    for k, t_s in enumerate(tl.offsets_s.tolist()):
+        up, delay = tl.state_at(t_s)
+        emu._apply_links(tl, t_s, slots, up, delay, np.zeros(len(up)), tl.rate_at(t_s), tl.cause[k], tl.rf_cause[k])
+        for s, r in sent:
+            applied_rate[s] = r
+        sent.clear()
+        on = tl.up[k]
+        assert np.array_equal(applied_rate[on], np.where(tl.on_rf[k, on], 100e6, 10e9)), k
+    bev = tl.bearer_events()
+    stayed = (bev["step"] > 0) & tl.up[np.maximum(bev["step"] - 1, 0), bev["link"]]
+    want = [(float(tl.offsets_s[s]), int(li), bool(on)) for s, li, on in
+            zip(bev["step"][stayed], bev["link"][stayed], bev["rf"][stayed])]
+    assert switches == want and len(want) >= 2
