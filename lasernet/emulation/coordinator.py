@@ -278,6 +278,7 @@ class Emulation:
         self.applied = AppliedLinks()  # what the host was told every created link's state is, by slot
         self._slots = self.applied.by_pair
         self._slot_maps: dict[int, np.ndarray] = {}
+        self._site_serving: dict[str, int] = {}  # diversity group -> node index of the station serving it (-1: none)
         self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
         self._slot_end_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._route_queue: collections.deque = collections.deque()  # host route items not installed yet
@@ -603,6 +604,8 @@ class Emulation:
         link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause,
                                          None if tl.rf_cause is None else tl.rf_cause[k])
         self._apply_power(tl, offset, t_s)
+        if tl.serving is not None:
+            self._record_sites(tl, t_s, tl.serving[k])
         t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
         machine_apply_s = ()
@@ -698,6 +701,17 @@ class Emulation:
         two = lambda x: np.repeat(np.asarray(x)[:, None], 2, axis=1)  # noqa: E731
         self.host.apply(s[ch], two(up[li[ch]]), two(d[ch]), two(loss[li[ch]]), two(rate[li[ch]]))
         return int(flipped.sum())
+
+    def _record_sites(self, tl, t_s: float, serving: np.ndarray) -> None:
+        """Record each diversity group's serving station when it changes (the plan took the others' links
+        down with cause standby: nothing to apply)."""
+        for d, name in enumerate(tl.site_names):
+            now = int(serving[d])
+            before = self._site_serving.get(name)
+            if now != before:
+                self.recorder.site_event(t_s, name, tl.node_names[now] if now >= 0 else "",
+                                         tl.node_names[before] if before is not None and before >= 0 else "")
+                self._site_serving[name] = now
 
     def _apply_power(self, tl, offset: float, t_s: float) -> int:
         """The power state of each server's satellite (only where its quota factor changed) and the restarts of

@@ -55,6 +55,13 @@ class Recorder:
                                "" if math.isnan(delay_s) else f"{delay_s * 1e3:.3f}", ""])
         self._events_f.flush()
 
+    def site_event(self, t_s: float, site: str, station: str, previous: str) -> None:
+        """The station serving a diversity group changed (event ``serve``, a the station, b the one before) or
+        none serves it (event ``unserved``)."""
+        self._events.writerow([self._when(t_s), f"{t_s:.3f}", "site", site, station, previous,
+                               "serve" if station else "unserved", "", "", ""])
+        self._events_f.flush()
+
     def server_event(self, t_s: float, name: str, attach: str, event: str, cause: str, detail: str) -> None:
         """A server's power state applied (event ``nominal``/``throttled``/``off``, cause ``power``, detail the CPU
         quota) or its restart by an upset (event ``restart``, cause ``upset``)."""

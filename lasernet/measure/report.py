@@ -289,8 +289,9 @@ def _ground_segment_rows(timeline, events: list[dict]) -> list[list]:
     rows = []
     for name, site in timeline.site_summary().items():
         shares = ", ".join(f"{k} {v:.1%}" for k, v in site["share_by_station"].items())
+        applied = sum(1 for r in events if r["kind"] == "site" and r["what"] == name)
         rows.append([f"site {name}", f"served {site['served']:.1%} of the plan's steps, {site['switches']} switches; "
-                                     f"{shares}"])
+                                     f"{shares}" + (f"; {applied} changes applied by the run" if applied else "")])
     rf = timeline.rf_summary()
     if rf:
         causes = ", ".join(f"{k} {v}" for k, v in rf["link_steps_by_optical_cause"].items()) or "none"

@@ -364,3 +364,24 @@ def test_the_live_driver_applies_the_rf_rate_and_records_each_switch_of_a_link_t
     want = [(float(tl.offsets_s[s]), int(li), bool(on)) for s, li, on in
             zip(bev["step"][stayed], bev["link"][stayed], bev["rf"][stayed])]
     assert switches == want and len(want) >= 2
+
+
+def test_the_live_driver_records_the_station_serving_each_site_when_it_changes(write_scenario):
+    import types
+
+    from lasernet.emulation.coordinator import Emulation
+
+    stations = ("    - {name: west, lat_deg: 40, lon_deg: -75}\n"
+                "    - {name: east, lat_deg: 40, lon_deg: -62}")
+    extra = "  diversity: [{name: site, stations: [east, west]}]\n"
+    tl = lasernet.plan(scenario(write_scenario, stations, clouds=CLOUDY, extra=extra), duration_s=900, step_s=1)
+    emu = Emulation.__new__(Emulation)
+    emu._site_serving, rows = {}, []
+    emu.recorder = types.SimpleNamespace(site_event=lambda *a: rows.append(a))
+    for k, t_s in enumerate(tl.offsets_s.tolist()):
+        emu._record_sites(tl, t_s, tl.serving[k])
+    sev = tl.site_events()
+    name = lambda i: tl.node_names[i] if i >= 0 else ""  # noqa: E731
+    assert rows == [(float(tl.offsets_s[s]), "site", name(a), name(b)) for s, a, b in
+                    zip(sev["step"].tolist(), sev["station"].tolist(), sev["previous"].tolist())]
+    assert len(rows) >= 2
