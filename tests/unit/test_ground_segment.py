@@ -385,3 +385,48 @@ def test_the_live_driver_records_the_station_serving_each_site_when_it_changes(w
     assert rows == [(float(tl.offsets_s[s]), "site", name(a), name(b)) for s, a, b in
                     zip(sev["step"].tolist(), sev["station"].tolist(), sev["previous"].tolist())]
     assert len(rows) >= 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The rules on hand-made arrays
+
+def test_pre_acquisition_and_hold_over_on_a_handover_whose_next_satellite_rises_late():
+    """One station, links A (column 0) and B (1); B taken at step 5, usable from step 4 only; lead 3 steps.
+    By hand: B is acquired ahead at step 4 alone (steps 2 and 3 it was not usable); with acquisition of 3 steps it
+    carries traffic from step 7 (feasible 4, 5, 6 before it); A, released at 5, is kept up at 5, 6 and 7 (B had not
+    carried traffic at the step before), released at 8."""
+    from lasernet import groundsegment, terminals
+
+    T = 10
+    assigned = np.zeros((T, 2), bool)
+    assigned[:5, 0] = True
+    assigned[5:, 1] = True
+    usable = np.ones((T, 2), bool)
+    usable[:4, 1] = False
+    pre = groundsegment.pre_acquisition(assigned, usable, 3, np.array([True, True]))
+    assert np.flatnonzero(pre[:, 1]).tolist() == [4] and not pre[:, 0].any()
+    up = terminals.acquired((assigned | pre) & usable, 1.0, 3.0, np.array([np.inf, 0.0]))
+    assert np.flatnonzero(up[:, 1]).tolist() == [7, 8, 9] and np.flatnonzero(up[:, 0]).tolist() == [0, 1, 2, 3, 4]
+    hold = groundsegment.hold_over(assigned, up & assigned, usable, np.array([0, 0]), np.array([True, True]))
+    assert np.flatnonzero(hold[:, 0]).tolist() == [5, 6, 7] and not hold[:, 1].any()
+    # without a spare terminal: nothing ahead, nothing kept (break before make: B waits 3 steps from 5)
+    assert not groundsegment.pre_acquisition(assigned, usable, 3, np.array([False, False])).any()
+    assert not groundsegment.hold_over(assigned, up, usable, np.array([0, 0]), np.array([False, False])).any()
+    # A stops being usable at 6: it is kept at 5 only
+    usable[6:, 0] = False
+    hold = groundsegment.hold_over(assigned, up & assigned, usable, np.array([0, 0]), np.array([True, True]))
+    assert np.flatnonzero(hold[:, 0]).tolist() == [5]
+
+
+def test_serving_keeps_the_current_station_then_takes_the_primary_then_the_next():
+    from lasernet import groundsegment
+
+    linked = np.array([[1, 1, 0],   # primary serves
+                       [0, 1, 1],   # primary lost: the second (first in order with a link)
+                       [1, 1, 1],   # hysteresis: the second keeps it though the primary is back
+                       [1, 0, 1],   # the second lost: the primary
+                       [0, 0, 0],   # nobody
+                       [0, 0, 1],   # the third
+                       [1, 0, 1]], bool)
+    assert groundsegment.serving(linked).tolist() == [0, 1, 1, 0, -1, 2, 2]
+    assert groundsegment.serving(linked[2:], before=2).tolist() == [2, 2, -1, 2, 2]  # continued from a carry
