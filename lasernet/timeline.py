@@ -104,13 +104,14 @@ Progress = Callable[[int, int], None]
 class Carry:
     """What a plan window starting at ``start_utc`` inherits from the steps before it (see the module docstring).
 
-    All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been
-    feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, acquiring or up,
-    those kept by ``longest-visible`` stations, and the steps each one's optical link had been feasible in a row
-    (assigned or acquired ahead on a spare terminal, and the laser unblocked: RF needs no acquisition); the member
-    serving each diversity group. Then, per satellite, what the power, upset and collision models hand on (None when the scenario has no such section): the battery's SoC
-    at the step's start and the power state before it (plus 8 where the supply limit held it down), the upset
-    hazard and count, and until when (seconds after the step) a reboot or a manoeuvre already begun lasts.
+    All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been feasible in
+    a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, acquiring or up, those kept by
+    ``longest-visible`` stations, and the steps each one's optical link had been feasible in a row (assigned or
+    acquired ahead on a spare terminal, and the laser unblocked: RF needs no acquisition); the member serving each
+    diversity group. Then, per satellite, what the power, upset and collision models hand on (None when the scenario
+    has no such section): the battery's SoC at the step's start and the power state before it (plus 8 where the
+    supply limit held it down), the upset hazard and count, and until when (seconds after the step) a reboot or a
+    manoeuvre already begun lasts.
     """
 
     start_utc: dt.datetime

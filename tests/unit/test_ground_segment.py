@@ -245,7 +245,8 @@ def test_a_site_is_served_by_its_current_station_while_it_has_a_link_then_by_the
 
 WINDOWED = ("    - {name: a, lat_deg: 40, lon_deg: -75, terminals: 2, handover: longest-visible,"
             " rf: {rate_mbps: 100, max_range_km: 3500}}\n"
-            "    - {name: b, lat_deg: 45, lon_deg: -65, rf: {rate_mbps: 10, min_elevation_deg: 5, max_range_km: 4000}}\n"
+            "    - {name: b, lat_deg: 45, lon_deg: -65,"
+            " rf: {rate_mbps: 10, min_elevation_deg: 5, max_range_km: 4000}}\n"
             "    - {name: c, lat_deg: 35, lon_deg: -80, terminals: 2}\n"
             "    - {name: d, lat_deg: 42, lon_deg: -85, terminals: 3, max_links: 2}\n"
             "    - {name: e, lat_deg: 30, lon_deg: -70}")
