@@ -8,8 +8,11 @@
   far out of view and its range was not computed);
 * ``cause[T, L]`` (uint8): 0 when up, else the reason it is down, one of :data:`CAUSES`; when several hold, the
   most fundamental one is reported (seam, polar, earth, elevation, cloud, range, fov, slew, sun, handover,
-  acquisition);
-* ``rate_bps[L]``: the terminal data rate;
+  acquisition; ``standby`` last, for a diversity station not serving its site);
+* ``rate_bps[L]``: the terminal data rate; with stations' RF fallbacks, ``rf_cause[T, L]`` (on RF: what keeps
+  the laser from the link, else 0) and ``rf_rate_bps[L]``, so that :meth:`Timeline.rate_at` gives each link's
+  rate at an instant (the RF link is the same link slot at another rate);
+* with ``ground.diversity``, ``serving[T, D]``: the station serving each group's site (node index, -1: none);
 * ``illumination[T, N]`` (float32): the fraction of the solar disc each satellite sees past the Earth (1 sunlit,
   0 umbra, between: penumbra; :func:`lasernet.geometry.sunlit_fraction`), and ``planes[N]`` the orbital plane
   each satellite belongs to, for the summary's sunlight per plane;
@@ -48,12 +51,17 @@ shortest win (:func:`lasernet.terminals.within_budget`; ``nearest`` lets a held 
 by ``isl.switch_margin``); a candidate left without a terminal is down with cause ``handover``, like a ground
 link its station did not choose. A terminal moved to a new partner (``nearest``, or a satellite with more
 candidate links than terminals) slews to it before it acquires (:func:`lasernet.terminals.retarget_s`). With ``ground.clouds``, a cloud over a station takes its laser ground
-links down (cause ``cloud``, :mod:`lasernet.weather`).
+links down (cause ``cloud``, :mod:`lasernet.weather`). A station with an ``rf:`` terminal keeps the satellite it
+chose on RF while the laser cannot close the link (cloud, Sun, the optical mask or range) and the RF geometry
+allows, and its laser acquires again before the link returns to it; a station with a spare optical terminal
+acquires the satellite it takes next before it takes it (make before break; the plan assigns satellites that many
+steps past the window to know); a diversity group's site is served by one of its stations at a time
+(:mod:`lasernet.groundsegment`).
 
 A run of any length is planned in windows that join into one continuous plan: each :class:`Timeline` ends with
 a :class:`Carry`, the state its last step inherits from the steps before it (satellites kept by
 ``longest-visible`` stations, links holding terminals, how long each link has been acquiring, the partners
-terminals last released, the clouds), and
+terminals last released, the clouds, the station serving each diversity group), and
 ``plan(..., carry=previous.carry)`` starts the next window at that last step, so that every step of every window
 is the step one long plan would give (:func:`plan_next`).
 
@@ -73,7 +81,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import geometry, skydata, terminals, topology, weather
+from . import geometry, groundsegment, skydata, terminals, topology, weather
 from .power import NOMINAL, POWER_CAUSES, POWER_STATES, PowerPlan
 from .power import simulate as simulate_power
 from .power import systems as power_systems
@@ -87,9 +95,12 @@ from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "fov", "slew",
-          "cloud", "manoeuvre", "reboot")
+          "cloud", "manoeuvre", "reboot", "standby")
 (UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, FOV, SLEW, CLOUD, MANOEUVRE,
- REBOOT) = range(len(CAUSES))
+ REBOOT, STANDBY) = range(len(CAUSES))
+#: Added to the score of a satellite only a station's RF terminal can reach, so that it prefers one its optical
+#: terminal can (km of range, for nearest and all-in-range; seconds of pass, for longest-visible).
+RF_ONLY_PENALTY = 1e7
 
 Progress = Callable[[int, int], None]
 
@@ -98,12 +109,14 @@ Progress = Callable[[int, int], None]
 class Carry:
     """What a plan window starting at ``start_utc`` inherits from the steps before it (see the module docstring).
 
-    All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been
-    feasible in a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, those kept by
-    ``longest-visible`` stations, and the steps each had been assigned in a row. Then, per satellite, what the
-    power, upset and collision models hand on (None when the scenario has no such section): the battery's SoC
-    at the step's start and the power state before it (plus 8 where the supply limit held it down), the upset
-    hazard and count, and until when (seconds after the step) a reboot or a manoeuvre already begun lasts.
+    All of it is the state just before that step: ISLs holding terminals and, per ISL, the steps it had been feasible in
+    a row (acquisition); ground pairs (``station * N + satellite`` keys) assigned, acquiring or up, those kept by
+    ``longest-visible`` stations, and the steps each one's optical link had been feasible in a row (assigned or
+    acquired ahead on a spare terminal, and the laser unblocked: RF needs no acquisition); the member serving each
+    diversity group. Then, per satellite, what the power, upset and collision models hand on (None when the scenario
+    has no such section): the battery's SoC at the step's start and the power state before it (plus 8 where the
+    supply limit held it down), the upset hazard and count, and until when (seconds after the step) a reboot or a
+    manoeuvre already begun lasts.
     """
 
     start_utc: dt.datetime
@@ -124,6 +137,9 @@ class Carry:
     isl_released: np.ndarray | None = None  # (N,) the partner each satellite last released (-1: none)
     cloud_step: int = 0  # steps since the run's start of this window's first step (the clouds' random numbers)
     cloud_before: np.ndarray | None = None  # (G,) bool: stations clouded just before it
+    site_serving: np.ndarray | None = None  # (D,) member of each diversity group serving it just before (-1: none)
+    gsl_up_keys: np.ndarray | None = None  # ground pairs up just before, as held (make before break)
+    gsl_hold_keys: np.ndarray | None = None  # ground pairs held and up, or kept up after release, just before
 
 
 @dataclass
@@ -151,6 +167,10 @@ class Timeline:
     residency: tuple[str, ...] = ()  # (R,) names of the policy's residency rules (lasernet.spec.policy)
     residency_members: np.ndarray | None = None  # (R, nodes) bool: the sites each rule governs the traffic of
     residency_allowed: np.ndarray | None = None  # (R, nodes) bool: the nodes each rule's traffic may cross
+    rf_cause: np.ndarray | None = None  # (T, L) uint8: on the RF fallback, what blocks the optical link (0: not)
+    rf_rate_bps: np.ndarray | None = None  # (L,) float64: the RF fallback's rate (NaN: the link has none)
+    site_names: tuple[str, ...] = ()  # (D,) the diversity groups (ground.diversity)
+    serving: np.ndarray | None = None  # (T, D) int32: node index of the station serving each group (-1: none)
 
     def __post_init__(self):
         n = len(self.links.node_names)
@@ -164,6 +184,28 @@ class Timeline:
     @property
     def node_names(self) -> tuple[str, ...]:
         return self.links.node_names
+
+    @property
+    def on_rf(self) -> np.ndarray:
+        """(T, L) bool: the link carries traffic on its station's RF fallback terminal (at ``rf_rate_bps``)."""
+        if self.rf_cause is None:
+            return np.zeros(self.up.shape, bool)
+        return self.rf_cause > 0
+
+    def on_rf_at(self, offset_s: float) -> np.ndarray:
+        """(L,) bool: the links on their station's RF fallback in the step in force at ``offset_s``."""
+        if self.rf_cause is None or not len(self.offsets_s):
+            return np.zeros(len(self.links), bool)
+        return self.rf_cause[self._step_at(offset_s)] > 0
+
+    def rate_at(self, offset_s: float) -> np.ndarray:
+        """(L,) the data rate of every link at ``offset_s`` after the start (the step in force): the terminal's
+        ``rate_bps``, or the RF fallback's where the link is on RF. What the live half applies."""
+        rate = self.rate_bps.astype(float).copy()
+        if self.rf_cause is not None and len(self.offsets_s):
+            on = self.rf_cause[self._step_at(offset_s)] > 0
+            rate[on] = self.rf_rate_bps[on]
+        return rate
 
     @property
     def station_names(self) -> tuple[str, ...]:
@@ -229,6 +271,48 @@ class Timeline:
         links = np.concatenate([first, links_c])
         return {"step": steps, "link": links, "up": up[steps, links], "cause": self.cause[steps, links],
                 "delay_s": self.delay_s[steps, links]}
+
+    def bearer_events(self) -> dict[str, np.ndarray]:
+        """Switches of ground links between their optical and RF terminals while up: ``rf`` (the link moves to,
+        or comes up on, the station's RF fallback) and ``optical`` (back on the laser, once acquired).
+
+        Columns ``step``, ``link``, ``rf`` (bool: the new bearer is RF) and ``cause`` (with ``rf``, the code of
+        what blocks the optical link: cloud, sun, elevation, range or acquisition; 0 with ``optical``), ordered
+        by step then link; a link on RF at the first step has a row there. Empty without RF terminals.
+        """
+        if self.rf_cause is None or not len(self.offsets_s):
+            none = np.zeros(0, dtype=int)
+            return {"step": none, "link": none, "rf": none.astype(bool), "cause": none.astype(np.uint8)}
+        on = self.rf_cause > 0
+        first = np.flatnonzero(on[0])
+        steps_c, links_c = np.nonzero((on[1:] != on[:-1]) & self.up[1:])
+        steps = np.concatenate([np.zeros(len(first), dtype=int), steps_c + 1])
+        links = np.concatenate([first, links_c])
+        return {"step": steps, "link": links, "rf": on[steps, links], "cause": self.rf_cause[steps, links]}
+
+    def site_events(self) -> dict[str, np.ndarray]:
+        """Which station serves each diversity group (``ground.diversity``): the one at the start, then every
+        change. Columns ``step``, ``site`` (index into ``site_names``), ``station`` and ``previous`` (node
+        indices, -1: none) and ``cause`` (the code of why the previous station lost its links: the cause then of
+        a link it had up at the step before; 0 at the start or when there was none)."""
+        none = np.zeros(0, dtype=int)
+        if self.serving is None or not len(self.offsets_s):
+            return {"step": none, "site": none, "station": none, "previous": none, "cause": none.astype(np.uint8)}
+        sv = self.serving
+        steps_c, sites_c = np.nonzero(sv[1:] != sv[:-1])
+        steps = np.concatenate([np.zeros(sv.shape[1], dtype=int), steps_c + 1])
+        sites = np.concatenate([np.arange(sv.shape[1]), sites_c])
+        o = np.lexsort((sites, steps))
+        steps, sites = steps[o], sites[o]
+        station = sv[steps, sites].astype(int)
+        previous = np.where(steps > 0, sv[np.maximum(steps - 1, 0), sites], -1).astype(int)
+        cause = np.zeros(len(steps), np.uint8)
+        gsl = self.links.kind == GSL
+        for k in np.flatnonzero(previous >= 0).tolist():  # one per switch: few
+            cols = np.flatnonzero(gsl & (self.links.a == previous[k]) & self.up[steps[k] - 1])
+            if len(cols):
+                cause[k] = self.cause[steps[k], cols[0]]
+        return {"step": steps, "site": sites, "station": station, "previous": previous, "cause": cause}
 
     def node_events(self) -> dict[str, np.ndarray]:
         """Satellite illumination events: every satellite's state at the start, then every change of state.
@@ -306,7 +390,11 @@ class Timeline:
     def write_events_csv(self, path: str | Path) -> int:
         """Write ``time_utc,link,a,b,kind,event,cause,delay_ms`` rows; returns the number of events.
 
-        Link rows (kind ``isl``/``gsl``, :meth:`events`) and, after those of the same step, rows of satellites
+        Link rows (kind ``isl``/``gsl``, :meth:`events`; then a ground link's switches between its optical and
+        RF terminals, event ``rf`` with the optical link's cause or ``optical``, :meth:`bearer_events`, whose
+        ``delay_ms`` is that of the link), rows of diversity groups (kind ``site``, link = the group, a = the
+        station now serving it or empty, b = the one before, event ``serve`` or ``unserved``, cause why the one
+        before lost its links, :meth:`site_events`) and, after those of the same step, rows of satellites
         (kind ``node``, link and a = the satellite): illumination (event ``umbra``/``penumbra``/``sunlit``,
         :meth:`node_events`), power states (event ``nominal``/``throttled``/``off``, cause ``low-battery``,
         ``supply``, ``recharged`` or ``supply-restored``, :meth:`power_events`), then faults (upsets and
@@ -314,6 +402,8 @@ class Timeline:
         manoeuvre avoids).
         """
         ev = self.events()
+        bev = self.bearer_events()
+        sev = self.site_events()
         nev = self.node_events()
         pev = self.power_events()
         fev = self.fault_events()
@@ -329,6 +419,18 @@ class Timeline:
                 for step, link, is_up, cause, delay in zip(ev["step"].tolist(), ev["link"].tolist(),
                                                            ev["up"].tolist(), ev["cause"].tolist(),
                                                            ev["delay_s"].tolist())]
+        rows += [[when[step], names[link], nodes[self.links.a[link]], nodes[self.links.b[link]], "gsl",
+                  "rf" if rf else "optical", CAUSES[cause] if rf else "",
+                  "" if math.isnan(delay) else f"{delay * 1e3:.3f}"]
+                 for step, link, rf, cause, delay in zip(bev["step"].tolist(), bev["link"].tolist(),
+                                                         bev["rf"].tolist(), bev["cause"].tolist(),
+                                                         self.delay_s[bev["step"], bev["link"]].tolist())]
+        rows += [[when[step], self.site_names[site], nodes[sta] if sta >= 0 else "",
+                  nodes[prev] if prev >= 0 else "", "site", "serve" if sta >= 0 else "unserved",
+                  CAUSES[cause] if cause else "", ""]
+                 for step, site, sta, prev, cause in zip(sev["step"].tolist(), sev["site"].tolist(),
+                                                         sev["station"].tolist(), sev["previous"].tolist(),
+                                                         sev["cause"].tolist())]
         rows += [[when[step], nodes[sat], nodes[sat], "", "node", geometry.ILLUMINATION[state], "", ""]
                  for step, sat, state in zip(nev["step"].tolist(), nev["satellite"].tolist(),
                                              nev["state"].tolist())]
@@ -341,8 +443,9 @@ class Timeline:
                                                           fev["event"].tolist(), fev["cause"].tolist(),
                                                           fev["other"].tolist())]
         # Every stream is ordered by step: merge them, links first within a step, then the node streams in turn.
-        order = np.argsort(np.concatenate([ev["step"] * 4, nev["step"] * 4 + 1, pev["step"] * 4 + 2,
-                                           fev["step"] * 4 + 3]), kind="stable")
+        order = np.argsort(np.concatenate([ev["step"] * 6, bev["step"] * 6 + 1, sev["step"] * 6 + 2,
+                                           nev["step"] * 6 + 3, pev["step"] * 6 + 4, fev["step"] * 6 + 5]),
+                           kind="stable")
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["time_utc", "link", "a", "b", "kind", "event", "cause", "delay_ms"])
@@ -414,10 +517,45 @@ class Timeline:
                 "down_events_by_cause": causes,
                 "down_link_steps_by_cause": down_steps,
             }
+        out["gsl"]["rf"] = self.rf_summary()
         out["coverage"] = self.ground_coverage()
+        out["sites"] = self.site_summary()
         out["sunlight"] = self.sunlight()
         out["power"] = self.power_summary()
         out["faults"] = self.fault_summary()
+        return out
+
+    def rf_summary(self) -> dict:
+        """Ground links on their stations' RF fallback: link-steps on RF by what blocked the optical link, and
+        the switches to RF (by that cause) and back to optical after the start. Empty without RF terminals."""
+        if self.rf_cause is None:
+            return {}
+        on = self.rf_cause > 0
+        bev = self.bearer_events()
+        later = bev["step"] > 0
+        to_rf = later & bev["rf"]
+        return {"link_steps": int(on.sum()),
+                "link_steps_by_optical_cause": {CAUSES[c]: int(n) for c, n in
+                                                zip(*np.unique(self.rf_cause[on], return_counts=True))},
+                "switches_to_rf_by_cause": {CAUSES[c]: int(n) for c, n in
+                                            zip(*np.unique(bev["cause"][to_rf], return_counts=True))},
+                "returns_to_optical": int((later & ~bev["rf"]).sum())}
+
+    def site_summary(self) -> dict:
+        """Per diversity group: the share of steps some station served it, the switches between stations
+        after the start, and each station's share of the steps. Empty without ``ground.diversity``."""
+        if self.serving is None or not len(self.offsets_s):
+            return {}
+        sev = self.site_events()
+        out = {}
+        for d, name in enumerate(self.site_names):
+            col = self.serving[:, d]
+            stations, counts = np.unique(col[col >= 0], return_counts=True)
+            later = (sev["site"] == d) & (sev["step"] > 0)
+            out[name] = {"served": float((col >= 0).mean()),
+                         "switches": int((later & (sev["station"] >= 0) & (sev["previous"] >= 0)).sum()),
+                         "share_by_station": {self.node_names[s]: float(c / len(col))
+                                              for s, c in zip(stations.tolist(), counts.tolist())}}
         return out
 
     def fault_summary(self) -> dict:
@@ -525,6 +663,9 @@ class Timeline:
             **({} if not self.residency else {"residency": np.array(self.residency, dtype=str),
                                               "residency_members": np.asarray(self.residency_members, dtype=bool),
                                               "residency_allowed": np.asarray(self.residency_allowed, dtype=bool)}),
+            **({} if self.rf_cause is None else {"rf_cause": self.rf_cause, "rf_rate_bps": self.rf_rate_bps}),
+            **({} if self.serving is None else {"serving": self.serving,
+                                                "site_names": np.array(self.site_names, dtype=str)}),
             **({} if self.illumination is None else {"illumination": self.illumination,
                                                      "planes": np.array(self.planes, dtype=str)}),
             **({} if self.power is None else {f"power_{k}": v for k, v in self.power.__dict__.items()}),
@@ -561,7 +702,11 @@ class Timeline:
                        transit=z["transit"] if "transit" in z.files else None,
                        **({} if "residency" not in z.files else {  # absent: no rules, or saved before them
                            "residency": tuple(str(r) for r in z["residency"]),
-                           "residency_members": z["residency_members"], "residency_allowed": z["residency_allowed"]}))
+                           "residency_members": z["residency_members"], "residency_allowed": z["residency_allowed"]}),
+                       rf_cause=z["rf_cause"] if "rf_cause" in z.files else None,
+                       rf_rate_bps=z["rf_rate_bps"] if "rf_cause" in z.files else None,
+                       serving=z["serving"] if "serving" in z.files else None,
+                       site_names=tuple(str(x) for x in z["site_names"]) if "serving" in z.files else ())
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -579,6 +724,10 @@ class _Stations:
     mask_deg: np.ndarray  # (G,)
     max_links: np.ndarray  # (G,)
     sticky: np.ndarray  # (G,) bool: longest-visible policy
+    spare: np.ndarray | None = None  # (G,) bool: more optical terminals than links (make before break)
+    rf_mask_deg: np.ndarray | None = None  # (G,) the RF fallback's elevation mask (inf: no RF terminal)
+    rf_range_km: np.ndarray | None = None  # (G,) its range (0: none)
+    rf_rate_bps: np.ndarray | None = None  # (G,) its rate (NaN: none)
 
     @classmethod
     def of(cls, scenario: Scenario) -> "_Stations":
@@ -589,7 +738,15 @@ class _Stations:
         return cls(tuple(g.name for g in gs), geometry.geodetic_to_itrs_km(lat, lon, alt).reshape(-1, 3),
                    geometry.up_unit(lat, lon).reshape(-1, 3), np.array([g.min_elevation_deg for g in gs]),
                    np.array([g.max_links for g in gs], dtype=int),
-                   np.array([g.handover == "longest-visible" for g in gs], dtype=bool))
+                   np.array([g.handover == "longest-visible" for g in gs], dtype=bool),
+                   np.array([g.terminal_count > g.max_links for g in gs], dtype=bool),
+                   np.array([g.rf.min_elevation_deg if g.rf else np.inf for g in gs], dtype=float),
+                   np.array([g.rf.max_range_km if g.rf else 0.0 for g in gs], dtype=float),
+                   np.array([g.rf.rate_bps if g.rf else np.nan for g in gs], dtype=float))
+
+    @property
+    def any_rf(self) -> bool:
+        return self.rf_range_km is not None and bool((self.rf_range_km > 0).any())
 
 
 @dataclass
@@ -601,15 +758,17 @@ class _Sightings:
     sat: list = field(default_factory=list)
     range_km: list = field(default_factory=list)
     cause: list = field(default_factory=list)
+    rf_ok: list = field(default_factory=list)  # the station's RF fallback could carry the link there
 
-    def add(self, step, station, sat, range_km, cause):
+    def add(self, step, station, sat, range_km, cause, rf_ok=None):
         for name, arr in zip(("step", "station", "sat", "range_km", "cause"), (step, station, sat, range_km, cause)):
             getattr(self, name).append(arr)
+        self.rf_ok.append(np.zeros(len(step), bool) if rf_ok is None else rf_ok)
 
     def arrays(self):
         cat = lambda xs, dt_: np.concatenate(xs).astype(dt_) if xs else np.zeros(0, dt_)  # noqa: E731
         return (cat(self.step, np.int32), cat(self.station, np.int32), cat(self.sat, np.int32),
-                cat(self.range_km, np.float32), cat(self.cause, np.uint8))
+                cat(self.range_km, np.float32), cat(self.cause, np.uint8), cat(self.rf_ok, bool))
 
 
 def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s: float | None = None,
@@ -634,7 +793,10 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     T, N = len(offsets), len(sats)
     # longest-visible stations rank satellites by how long they stay usable: sight that far past the window
     ahead = int(math.ceil(lookahead_s(scenario, sats, start) / step_s)) if stations.sticky.any() else 0
-    T_sight = T + ahead
+    # stations with a spare terminal acquire the satellite they take next before they take it: plan that far on
+    acq_s = scenario.gsl_terminal.acquisition_s
+    lead = int(math.ceil(acq_s / step_s - 1e-9)) if stations.spare.any() and acq_s > 0 else 0
+    T_sight = T + ahead + lead
     sight_offsets = np.arange(T_sight) * step_s
 
     nearest = scenario.isl.pattern == "nearest"
@@ -734,13 +896,25 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
 
     clouds = weather.of(scenario) if scenario.gsl_terminal.kind == "laser" else None
     cloud_step = 0 if carry is None else carry.cloud_step
-    cloudy, cloud_before = (weather.clouded(clouds, T, step_s, cloud_step, None if carry is None else
-                                            carry.cloud_before) if clouds is not None else (None, None))
-    gsl, gsl_up, gsl_delay, gsl_cause, gsl_carry = _ground_links(scenario, stations, sats, node_names, sightings, T,
-                                                                 step_s, ahead, carry, blocked, cloudy)
+    cloudy, cloud_before = None, None
+    if clouds is not None:  # the lead past the window too (make before break); the carry is still at T - 2
+        before_w = None if carry is None else carry.cloud_before
+        cloudy, _ = weather.clouded(clouds, T + lead, step_s, cloud_step, before_w)
+        cloud_before = (cloudy[T - 2] if T >= 2 else
+                        (np.zeros(len(stations.names), bool) if before_w is None else before_w)).copy()
+    gsl, gsl_up, gsl_delay, gsl_cause, gsl_rf, gsl_carry, gsl_hold = _ground_links(
+        scenario, stations, sats, node_names, sightings, T, step_s, ahead, carry, blocked, cloudy, lead)
+    serving, site_serving = None, None
+    if scenario.diversity:
+        serving, site_serving = _serve_sites(scenario, gsl, gsl_up, gsl_cause, gsl_rf, N,
+                                             None if carry is None else carry.site_serving)
     links = isl.concat(gsl)
     rate = np.concatenate([np.full(len(isl), scenario.isl_terminal.data_rate_bps),
                            np.full(len(gsl), scenario.gsl_terminal.data_rate_bps)])
+    rf_cause = rf_rate = None
+    if gsl_rf is not None:
+        rf_cause = np.concatenate([np.zeros((T, len(isl)), np.uint8), gsl_rf], axis=1)
+        rf_rate = np.concatenate([np.full(len(isl), np.nan), stations.rf_rate_bps[gsl.a - N]])
     return Timeline(
         scenario_name=scenario.name, start_utc=start, step_s=step_s, offsets_s=offsets, links=links,
         n_satellites=N, up=np.concatenate([isl_up, gsl_up], axis=1),
@@ -750,7 +924,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
               **({} if upset_cfg is None else {"router_reboot_s": upset_cfg.router_reboot_s})},
         carry=Carry(start + dt.timedelta(seconds=float(offsets[-1])), step_s, isl_held, isl_run, *gsl_carry,
                     isl_keys=topology.pair_keys(isl, N), isl_wait_s=isl_wait, isl_released=released,
-                    cloud_step=cloud_step + T - 1, cloud_before=cloud_before,
+                    cloud_step=cloud_step + T - 1, cloud_before=cloud_before, site_serving=site_serving, **gsl_hold,
                     soc=soc_next, power_state=state_next, manoeuvre_until_s=manoeuvre_until,
                     **({} if upset_carry is None else dict(zip(("upset_hazard", "upset_count", "reboot_until_s"),
                                                                upset_carry)))),
@@ -758,7 +932,40 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         power=power_plan if systems.any else None, upsets=upset_plan, conjunctions=conj,
         transit=np.array([True] * N + [g.transit for g in scenario.ground], dtype=bool),
         **dict(zip(("residency", "residency_members", "residency_allowed"),
-                   policy_masks(scenario.policy, node_names, N, scenario.routing.operators))))
+                   policy_masks(scenario.policy, node_names, N, scenario.routing.operators))),
+        rf_cause=rf_cause, rf_rate_bps=rf_rate, site_names=tuple(d.name for d in scenario.diversity),
+        serving=serving)
+
+
+def _serve_sites(scenario: Scenario, gsl: LinkTable, up: np.ndarray, cause: np.ndarray, rf_cause, N: int,
+                 before: np.ndarray | None):
+    """Site diversity (:mod:`lasernet.groundsegment`): ``(serving (T, D) node indices or -1, the members serving
+    just before the last step)``. The ground links of a group's stations that do not serve it are taken down in
+    place (``up``, ``cause`` and ``rf_cause``), with cause ``standby``."""
+    T, D = up.shape[0], len(scenario.diversity)
+    G = len(scenario.ground)
+    index = {g.name: i for i, g in enumerate(scenario.ground)}
+    station = (gsl.a - N).astype(int)  # (P,) station of each ground link
+    onehot = np.zeros((len(station), G), np.int32)
+    onehot[np.arange(len(station)), station] = 1
+    linked_all = (up.astype(np.int32) @ onehot) > 0  # (T, G): the station has a ground link up
+    group_of = np.full(G, -1)
+    serving = np.full((T, D), -1, np.int32)
+    carry_out = np.full(D, -1, np.int64)
+    for d, group in enumerate(scenario.diversity):  # a pass over each group's switches, not its steps
+        members = np.array([index[m] for m in group.stations])
+        group_of[members] = d
+        pick = groundsegment.serving(linked_all[:, members], -1 if before is None else int(before[d]))
+        serving[:, d] = np.where(pick >= 0, N + members[np.maximum(pick, 0)], -1)
+        carry_out[d] = pick[T - 2] if T >= 2 else (-1 if before is None else before[d])
+    cols = np.flatnonzero(group_of[station] >= 0)  # the links of stations in a group, all at once
+    standby = np.zeros(up.shape, bool)
+    standby[:, cols] = up[:, cols] & (serving[:, group_of[station[cols]]] != gsl.a[cols][None, :])
+    up[standby] = False
+    cause[standby] = STANDBY
+    if rf_cause is not None:
+        rf_cause[standby] = 0
+    return serving, carry_out
 
 
 def servers_per_satellite(scenario: Scenario, names: tuple[str, ...]) -> np.ndarray:
@@ -844,7 +1051,8 @@ def lookahead_s(scenario: Scenario, sats: Satellites, start: dt.datetime) -> flo
     pos = sats.positions_km(skydata.times(start, np.zeros(1)))[0]
     r_sat = float(geometry.norm_km(pos).max())
     r_station = float(geometry.WGS84_B_KM)
-    e = math.radians(min(g.min_elevation_deg for g in scenario.ground)) if scenario.ground else 0.0
+    e = math.radians(min(min(g.min_elevation_deg, g.rf.min_elevation_deg if g.rf else 90.0)
+                         for g in scenario.ground)) if scenario.ground else 0.0
     theta = math.acos(min(1.0, r_station * math.cos(e) / r_sat)) - e
     rate = math.sqrt(MU_KM3_S2 / r_sat ** 3) - geometry.EARTH_ROTATION_RAD_S
     return MAX_LOOKAHEAD_S if rate <= 0 else min(MAX_LOOKAHEAD_S, 2 * theta / rate)
@@ -1031,7 +1239,7 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
     flat = pos.reshape(-1, 3)
     r_sat = geometry.norm_km(flat)
     r_station = float(geometry.norm_km(st.pos_km).min())
-    e = np.radians(float(st.mask_deg.min()))
+    e = np.radians(float(st.mask_deg.min() if not st.any_rf else min(st.mask_deg.min(), st.rf_mask_deg.min())))
     max_angle = np.arccos(min(1.0, r_station * np.cos(e) / float(r_sat.max()))) - e + np.radians(0.5)
     u_sat = (flat / r_sat[:, None]).astype(np.float32)
     u_station = (st.pos_km / geometry.norm_km(st.pos_km)[:, None]).astype(np.float32)
@@ -1055,43 +1263,69 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
         cause[terminals.sun_blinded(term, st.pos_km[g], sat_km, sun_g, sun_up)] = SUN
     cause[rng > term.max_range_km] = RANGE
     cause[el < st.mask_deg[g]] = ELEVATION
-    out.add(step_local + step0, g, n, rng, cause)
+    rf_ok = (el >= st.rf_mask_deg[g]) & (rng <= st.rf_range_km[g]) if st.any_rf else None
+    out.add(step_local + step0, g, n, rng, cause, rf_ok)
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
                   T: int, step_s: float, ahead: int, carry: Carry | None, blocked: np.ndarray | None = None,
-                  cloudy: np.ndarray | None = None):
-    """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay and cause, and the
-    ground part of the window's :class:`Carry`. Sightings reach ``ahead`` steps past the window (lookahead).
+                  cloudy: np.ndarray | None = None, lead: int = 0):
+    """Assign satellites to stations step by step; return the GSL table, its (T, P) up, delay, cause and RF
+    cause (None without RF terminals), and the ground part of the window's :class:`Carry`. Sightings reach
+    ``ahead + lead`` steps past the window (lookahead), and satellites are assigned ``lead`` steps past it, so
+    that a station with a spare terminal acquires the satellite it takes next before it takes it
+    (:func:`lasernet.groundsegment.pre_acquisition`).
 
-    ``cloudy`` (T, G): stations under a cloud (:mod:`lasernet.weather`); their satellites in view are down with
-    cause ``cloud``. ``longest-visible`` stations rank satellites by how long they stay in view, clouds aside
-    (nobody forecasts them to the second).
+    ``cloudy`` (T + lead, G): stations under a cloud (:mod:`lasernet.weather`); their optical links are down
+    with cause ``cloud``. ``longest-visible`` stations rank satellites by how long they stay in view, clouds
+    aside (nobody forecasts them to the second). A station with an RF fallback (``rf:``) may also take a
+    satellite only its RF terminal reaches (one its optical terminal reaches first): the link is then up on RF
+    (its cause in the RF cause array is the optical link's: cloud, sun, elevation, range, or acquisition while
+    the laser acquires again), at the RF rate.
     """
     N = len(sats)
-    step, g, n, rng, cause = sightings.arrays()
-    usable = cause == UP
+    T_plan = T + lead
+    step, g, n, rng, cause, rf_ok = sightings.arrays()
+    usable = (cause == UP) | rf_ok
     remaining = (np.minimum(_remaining_usable_s(step[usable], g[usable], n[usable], N, step_s), ahead * step_s)
                  if st.sticky.any() else np.zeros(int(usable.sum())))
     if cloudy is not None:  # a cloud blocks a link the satellite's elevation allows
-        clouded = (step < T) & (cause != ELEVATION)
+        clouded = (step < T_plan) & (cause != ELEVATION)
         clouded[clouded] = cloudy[step[clouded], g[clouded]]
         cause = np.where(clouded, np.uint8(CLOUD), cause)
-    inside = (step[usable] < T) & (cause[usable] == UP)
+    lit = cause == UP  # the optical terminal can close the link
+    inside = (step[usable] < T_plan) & (lit[usable] | rf_ok[usable])
     u_step, u_g, u_n = step[usable][inside], g[usable][inside], n[usable][inside]
-    chosen, kept = _assign(u_step, u_g, u_n, rng[usable][inside], remaining[inside], st, T, N,
+    chosen, kept = _assign(u_step, u_g, u_n, rng[usable][inside], remaining[inside], st, T_plan, N,
                            scenario.gsl_terminal.count,
-                           np.zeros(0, np.int64) if carry is None else carry.gsl_kept)
+                           np.zeros(0, np.int64) if carry is None else carry.gsl_kept, last=T - 1,
+                           rf_only=~lit[usable][inside])
     cu_step, cu_g, cu_n = u_step[chosen], u_g[chosen], u_n[chosen]
-    # The window's ground links: the pairs it assigns, and those assigned just before it (so that their end,
-    # and its cause, is part of this window even when the pair is never assigned in it).
-    pair_keys = np.unique(np.concatenate([cu_g.astype(np.int64) * N + cu_n,
-                                          np.zeros(0, np.int64) if carry is None else carry.gsl_keys]))
+    # Candidate pairs: those assigned (in the window or the lead past it) and those assigned just before it (so
+    # that their end, and its cause, is part of this window even when the pair is never assigned in it).
+    cand = np.unique(np.concatenate([cu_g.astype(np.int64) * N + cu_n,
+                                     np.zeros(0, np.int64) if carry is None else carry.gsl_keys]))
+    plan_in = step < T_plan
+    keys_all = g[plan_in].astype(np.int64) * N + n[plan_in]
+    col_all = np.searchsorted(cand, keys_all)
+    known_all = ((col_all < len(cand)) & (cand[np.minimum(col_all, max(len(cand) - 1, 0))] == keys_all)
+                 if len(cand) else np.zeros(len(keys_all), bool))
+    s_step, s_col = step[plan_in][known_all], col_all[known_all]
+    assigned_all = np.zeros((T_plan, len(cand)), dtype=bool)
+    assigned_all[cu_step, np.searchsorted(cand, cu_g.astype(np.int64) * N + cu_n)] = True
+    lit_all = np.zeros((T_plan, len(cand)), dtype=bool)
+    lit_all[s_step, s_col] = lit[plan_in][known_all]
+    pre_all = groundsegment.pre_acquisition(assigned_all, lit_all, lead, st.spare[(cand // N).astype(int)])
+    keep = (assigned_all[:T].any(axis=0) | pre_all[:T].any(axis=0)) | (
+        np.isin(cand, carry.gsl_keys) if carry is not None else False)
+    pair_keys = cand[keep]
     P = len(pair_keys)
+    assigned, pre, optical_ok = assigned_all[:T, keep], pre_all[:T, keep], lit_all[:T, keep]
     table = LinkTable(node_names, (N + pair_keys // N).astype(int), (pair_keys % N).astype(int),
                       np.full(P, GSL, dtype=np.uint8), np.full(P, GROUND, dtype=np.uint8))
     delay = np.full((T, P), np.nan, dtype=np.float32)
     why = np.full((T, P), ELEVATION, dtype=np.uint8)
+    rf_grid = np.zeros((T, P), dtype=bool)
     inwin = step < T
     keys = g[inwin].astype(np.int64) * N + n[inwin]
     col = np.searchsorted(pair_keys, keys)
@@ -1099,31 +1333,61 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
     w_step, w_rng, w_cause = step[inwin][known], rng[inwin][known], cause[inwin][known]
     delay[w_step, col[known]] = geometry.light_delay_s(w_rng)
     why[w_step, col[known]] = np.where(w_cause == UP, HANDOVER, w_cause)
-    assigned = np.zeros((T, P), dtype=bool)
-    assigned[cu_step, np.searchsorted(pair_keys, cu_g.astype(np.int64) * N + cu_n)] = True
+    if st.any_rf:
+        rf_grid[w_step, col[known]] = rf_ok[inwin][known]
+    optical_why = why.copy()  # what keeps the optical link down where it is not assigned or blocked
     why[assigned] = UP
     run_before = None
-    if carry is not None:  # steps each pair had been assigned in a row before this window (0: it was not)
+    if carry is not None:  # steps each pair's optical link had been feasible in a row before this window
         run_before = np.zeros(P)
         at = np.searchsorted(carry.gsl_keys, pair_keys)
         hit = (at < len(carry.gsl_keys)) & (carry.gsl_keys[np.minimum(at, max(len(carry.gsl_keys) - 1, 0))]
                                             == pair_keys) if len(carry.gsl_keys) else np.zeros(P, bool)
         run_before[hit] = carry.gsl_run[at[hit]]
-    feasible = assigned
+    free = np.ones((T, P), dtype=bool)
     if blocked is not None and blocked.any():  # the station keeps its choice; the satellite's end is down a while
         sat_blocked = blocked[:, table.b]
-        feasible = assigned & (sat_blocked == 0)
-    up = terminals.acquired(feasible, step_s, scenario.gsl_terminal.acquisition_s, run_before)
+        free = sat_blocked == 0
+    feasible = (assigned | pre) & optical_ok & free  # the optical link, acquiring or up
+    on_optical = terminals.acquired(feasible, step_s, scenario.gsl_terminal.acquisition_s, run_before)
+    on_rf = assigned & rf_grid & free & ~on_optical
+    up_held = on_optical | on_rf  # up as held; then links a station with a spare terminal keeps a little longer
+    up = up_held
+    hold = None
+    if st.spare.any():
+        up_before = held_before = None
+        if carry is not None and carry.gsl_up_keys is not None:
+            up_before, held_before = np.isin(pair_keys, carry.gsl_up_keys), np.isin(pair_keys, carry.gsl_hold_keys)
+        hold = groundsegment.hold_over(assigned, up_held, (optical_ok | rf_grid) & free, (pair_keys // N).astype(int),
+                                       st.spare[(pair_keys // N).astype(int)], up_before, held_before)
+        up = up_held | hold
+        on_rf = on_rf | (hold & ~optical_ok)
+        why[hold] = UP
     why[feasible & ~up] = ACQUISITION
-    if feasible is not assigned:
-        why[assigned & ~feasible] = sat_blocked[assigned & ~feasible]
+    if not free.all():
+        why[(assigned | pre) & ~free] = sat_blocked[(assigned | pre) & ~free]
+    rf_cause = None
+    if st.any_rf:
+        rf_cause = np.where(on_rf, np.where(feasible, np.uint8(ACQUISITION), optical_why), 0).astype(np.uint8)
     run = terminals.feasible_run(feasible, run_before)
     going = run > 0
-    return table, up, delay, why, (pair_keys[going], run[going], np.sort(kept))
+    if T >= 2:  # and those up at the step before the last (on RF, their optical run may be none)
+        going |= up[-2]
+    extra = {}
+    if hold is not None:  # what hold_over needs of the step before the next window's first
+        k = max(T - 2, 0)
+        if T >= 2:
+            extra = {"gsl_up_keys": pair_keys[up_held[k]], "gsl_hold_keys": pair_keys[(assigned[k] & up_held[k])
+                                                                                     | hold[k]]}
+        else:
+            extra = {"gsl_up_keys": pair_keys[up_before] if up_before is not None else pair_keys[:0],
+                     "gsl_hold_keys": pair_keys[held_before] if held_before is not None else pair_keys[:0]}
+    return table, up, delay, why, rf_cause, (pair_keys[going], run[going], np.sort(kept)), extra
 
 
 def _assign(step, g, n, rng, remaining, st: _Stations, T: int, N: int, sat_capacity: int,
-            kept_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            kept_before: np.ndarray, last: int | None = None,
+            rf_only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which usable (step, station, satellite) entries are chosen; stations propose, satellites accept.
 
     Per step, every station proposes its best ``max_links`` satellites not yet refused; every satellite keeps the
@@ -1131,25 +1395,28 @@ def _assign(step, g, n, rng, remaining, st: _Stations, T: int, N: int, sat_capac
     one is refused (deferred acceptance, vectorised over all stations at once). ``nearest`` and ``all-in-range``
     stations score by range. ``longest-visible`` stations keep what they hold while it stays usable and otherwise
     score by how long the satellite stays usable (``remaining``, capped at the lookahead), the closer first on a
-    tie, which makes steps depend on each other. ``kept_before`` are the keys ``station * N + satellite`` that longest-visible
-    stations held just before the first step. Returns the chosen entries and the keys held just before the last
-    step (the next window's ``kept_before``).
+    tie, which makes steps depend on each other. ``rf_only`` entries (a satellite only a station's RF fallback
+    reaches) score :data:`RF_ONLY_PENALTY` worse. ``kept_before`` are the keys ``station * N + satellite`` that
+    longest-visible stations held just before the first step. Returns the chosen entries and the keys held just
+    before step ``last`` (default T - 1: the next window's ``kept_before``).
     """
+    last = T - 1 if last is None else last
     chosen = np.zeros(len(step), dtype=bool)
     none = np.zeros(0, dtype=np.int64)
     if len(step) == 0 or sat_capacity == 0:
         return chosen, none
+    penalty = 0.0 if rf_only is None or not rf_only.any() else np.where(rf_only, RF_ONLY_PENALTY, 0.0)
     sticky = st.sticky[g]
     if not sticky.any():  # every step independent: do them all at once
         return _defer_accept(step.astype(np.int64) * len(st.names) + g, step.astype(np.int64) * N + n,
-                             rng.astype(float), rng, st.max_links[g], sat_capacity), none
-    score = np.where(sticky, -remaining, rng).astype(float)
+                             rng.astype(float) + penalty, rng, st.max_links[g], sat_capacity), none
+    score = np.where(sticky, -remaining, rng).astype(float) + penalty
     order = np.argsort(step, kind="stable")
     bounds = np.searchsorted(step[order], np.arange(T + 1))
     held = np.asarray(kept_before, dtype=np.int64)  # keys station*N+sat held by sticky stations at the step before
     kept_out = held
     for k in range(T):
-        if k == T - 1:
+        if k == last:
             kept_out = held
         idx = order[bounds[k]:bounds[k + 1]]
         if len(idx) == 0:

@@ -754,6 +754,17 @@ def _render_summary(timeline) -> None:
         worst = min(cover, key=cover.get)
         stdout.print(f"ground coverage (share of time with a ground link up): mean {sum(values) / len(values):.1%}, "
                       f"worst {worst} {cover[worst]:.1%}")
+    rf = s["gsl"].get("rf")
+    if rf:
+        causes = ", ".join(f"{c} {n}" for c, n in sorted(rf["link_steps_by_optical_cause"].items(),
+                                                        key=lambda x: -x[1])) or "-"
+        stdout.print(f"RF fallback: {rf['link_steps']} link-steps on RF ({causes}); "
+                     f"{sum(rf['switches_to_rf_by_cause'].values())} switches to RF, {rf['returns_to_optical']} "
+                     f"back to optical")
+    for name, site in (s.get("sites") or {}).items():
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in site["share_by_station"].items()) or "-"
+        stdout.print(f"site {name}: served {site['served']:.1%} of the time, {site['switches']} switches "
+                     f"between stations ({shares})")
     pw = s.get("power")
     if pw:
         share = pw["state_share"]

@@ -283,6 +283,7 @@ class Emulation:
         self.applied = AppliedLinks()  # what the host was told every created link's state is, by slot
         self._slots = self.applied.by_pair
         self._slot_maps: dict[int, np.ndarray] = {}
+        self._site_serving: dict[str, int] = {}  # diversity group -> node index of the station serving it (-1: none)
         self._slot_ends: list[tuple[int, str, str]] = []  # per slot: node a, interface at a, interface at b
         self._slot_end_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._route_queue: collections.deque = collections.deque()  # host route items not installed yet
@@ -621,15 +622,19 @@ class Emulation:
         tl, offset = self.windows.at(t_s)
         up, delay = tl.state_at(t_s - offset)
         loss = np.zeros(len(up))
-        rate = tl.rate_bps.astype(float).copy()
-        cause = tl.cause[min(int((t_s - offset) / tl.step_s), len(tl.offsets_s) - 1)]
+        rate = tl.rate_at(t_s - offset)  # a ground link on its station's RF fallback runs at the RF rate
+        k = min(int((t_s - offset) / tl.step_s), len(tl.offsets_s) - 1)
+        cause = tl.cause[k]
         self._apply_overrides(tl, t_s, up, delay, loss, rate)
         slots = self._tl_slots(tl)
         new = np.flatnonzero(up & (slots < 0))
         if len(new):
             self._create_links(tl, new)
-        link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause)
+        link_changes = self._apply_links(tl, t_s, slots, up, delay, loss, rate, cause,
+                                         None if tl.rf_cause is None else tl.rf_cause[k])
         self._apply_power(tl, offset, t_s)
+        if tl.serving is not None:
+            self._record_sites(tl, t_s, tl.serving[k])
         t1 = time.monotonic()
         route_changes = self._update_routes(tl, slots, up, delay)
         machine_apply_s = ()
@@ -688,8 +693,10 @@ class Emulation:
             self._slot_maps[id(tl)] = slots
         return slots
 
-    def _apply_links(self, tl, t_s, slots, up, delay, loss, rate, cause) -> int:
-        """Send the host the links whose state differs from what it holds, in one batch; record up/down events."""
+    def _apply_links(self, tl, t_s, slots, up, delay, loss, rate, cause, rf_cause=None) -> int:
+        """Send the host the links whose state differs from what it holds, in one batch; record up/down events
+        and the switches of ground links between their optical and RF terminals (``rf_cause``: the plan's, this
+        step)."""
         li = np.flatnonzero(slots >= 0)
         s = slots[li]
         a = self.applied
@@ -704,6 +711,14 @@ class Emulation:
             self.recorder.link_event(t_s, tl, int(li[k]), is_up, why, float(d[k]))
             if self.fib_watch is not None:
                 self.fib_watch.link_event(t_s, "~".join(tl.node_names[x] for x in self._pair(tl, int(li[k]))), is_up)
+        if rf_cause is not None:  # a link up before and now whose rate moved to or from its RF rate
+            rf_rate = tl.rf_rate_bps[li]
+            moved = a.valid[s] & ~flipped & up[li] & (a.rate_bps[s] != rate[li]) & np.isfinite(rf_rate) & (
+                (rate[li] == rf_rate) | (a.rate_bps[s] == rf_rate))
+            for k in np.flatnonzero(moved):
+                on_rf = bool(rf_cause[li[k]])
+                self.recorder.bearer_event(t_s, tl, int(li[k]), on_rf, CAUSES[int(rf_cause[li[k]])] if on_rf else "",
+                                           float(d[k]))
         if not changed.any():
             return 0
         ch = np.flatnonzero(changed)
@@ -715,6 +730,17 @@ class Emulation:
         two = lambda x: np.repeat(np.asarray(x)[:, None], 2, axis=1)  # noqa: E731
         self.host.apply(s[ch], two(up[li[ch]]), two(d[ch]), two(loss[li[ch]]), two(rate[li[ch]]))
         return int(flipped.sum())
+
+    def _record_sites(self, tl, t_s: float, serving: np.ndarray) -> None:
+        """Record each diversity group's serving station when it changes (the plan took the others' links
+        down with cause standby: nothing to apply)."""
+        for d, name in enumerate(tl.site_names):
+            now = int(serving[d])
+            before = self._site_serving.get(name)
+            if now != before:
+                self.recorder.site_event(t_s, name, tl.node_names[now] if now >= 0 else "",
+                                         tl.node_names[before] if before is not None and before >= 0 else "")
+                self._site_serving[name] = now
 
     def _apply_power(self, tl, offset: float, t_s: float) -> int:
         """The power state of each server's satellite (only where its quota factor changed) and the restarts of

@@ -298,14 +298,16 @@ def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, trac
                       stations: list[tuple[str, float, float]], isl_up: list[tuple[int, int]],
                       isl_down: list[tuple[int, int]], gsl_up: list[tuple[int, int]], title: str = "",
                       illumination: np.ndarray | None = None,
-                      subsolar_deg: tuple[float, float] | None = None) -> plt.Figure:
+                      subsolar_deg: tuple[float, float] | None = None,
+                      gsl_rf: list[tuple[int, int]] = ()) -> plt.Figure:
     """The constellation at ``when``.
 
     ``sat_pos_km`` (N, 3) are Earth-fixed positions at the instant, ``track_pos_km`` (K, N, 3) around it;
     ``stations`` are (name, lat_deg, lon_deg); link lists hold (satellite, satellite) indices for ISLs and
-    (station, satellite) indices for ground links. With ``illumination`` (N,), the visible solar fraction of
-    each satellite, satellites are drawn by state (:data:`SAT_ILLUMINATION_STYLE`, one scatter each with gid
-    ``satellites-<state>``); with ``subsolar_deg`` (lat, lon), the night side is shaded (:func:`night_shading`).
+    (station, satellite) indices for ground links (``gsl_rf``: those up on their station's RF fallback, dashed).
+    With ``illumination`` (N,), the visible solar fraction of each satellite, satellites are drawn by state
+    (:data:`SAT_ILLUMINATION_STYLE`, one scatter each with gid ``satellites-<state>``); with ``subsolar_deg``
+    (lat, lon), the night side is shaded (:func:`night_shading`).
     """
     from matplotlib.collections import LineCollection
 
@@ -349,6 +351,10 @@ def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, trac
             g, n = np.array(gsl_up).T
             ax.add_collection(LineCollection(_segments(slon[g], slat[g], lon[n], lat[n]), colors="#ff7f0e",
                                              linewidths=1.4, zorder=3))
+        if len(gsl_rf):
+            g, n = np.array(gsl_rf).T
+            ax.add_collection(LineCollection(_segments(slon[g], slat[g], lon[n], lat[n]), colors="#9467bd",
+                                             linewidths=1.4, linestyles="--", zorder=3))
         ax.scatter(slon, slat, marker="^", s=40, color="#ff7f0e", edgecolor="black", zorder=6)
         if len(stations) <= 40:
             for name, y, x in stations:
@@ -356,6 +362,8 @@ def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, trac
     ax.plot([], [], color="#1f77b4", label=f"ISL up ({len(isl_up)})")
     ax.plot([], [], color="#d62728", ls=":", label=f"ISL down ({len(isl_down)})")
     ax.plot([], [], color="#ff7f0e", label=f"ground link up ({len(gsl_up)})")
+    if len(gsl_rf):
+        ax.plot([], [], color="#9467bd", ls="--", label=f"ground link on RF ({len(gsl_rf)})")
     ax.plot([], [], color="#9bb4d0", label="ground tracks")
     ax.legend(fontsize=8, loc="lower left")
     ax.set_xlim(-180, 180)

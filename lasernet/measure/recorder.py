@@ -46,6 +46,22 @@ class Recorder:
                                "" if math.isnan(delay_s) else f"{delay_s * 1e3:.3f}", ""])
         self._events_f.flush()
 
+    def bearer_event(self, t_s: float, tl, li: int, rf: bool, cause: str, delay_s: float) -> None:
+        """A ground link that stays up moved to its station's RF fallback (event ``rf``, cause what blocks the
+        optical link) or back to the laser (event ``optical``)."""
+        a, b = tl.node_names[tl.links.a[li]], tl.node_names[tl.links.b[li]]
+        self._events.writerow([self._when(t_s), f"{t_s:.3f}", KINDS[tl.links.kind[li]], f"{a}~{b}", a, b,
+                               "rf" if rf else "optical", cause,
+                               "" if math.isnan(delay_s) else f"{delay_s * 1e3:.3f}", ""])
+        self._events_f.flush()
+
+    def site_event(self, t_s: float, site: str, station: str, previous: str) -> None:
+        """The station serving a diversity group changed (event ``serve``, a the station, b the one before) or
+        none serves it (event ``unserved``)."""
+        self._events.writerow([self._when(t_s), f"{t_s:.3f}", "site", site, station, previous,
+                               "serve" if station else "unserved", "", "", ""])
+        self._events_f.flush()
+
     def server_event(self, t_s: float, name: str, attach: str, event: str, cause: str, detail: str) -> None:
         """A server's power state applied (event ``nominal``/``throttled``/``off``, cause ``power``, detail the CPU
         quota) or its restart by an upset (event ``restart``, cause ``upset``)."""

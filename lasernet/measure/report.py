@@ -77,13 +77,15 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
     gsl = links.kind == GSL
     pairs = lambda sel: list(zip(links.a[sel].tolist(), links.b[sel].tolist()))  # noqa: E731
     isl_up, isl_down = pairs(isl & up), pairs(isl & ~up)
-    gsl_up = [(a - n_sat, b) if a >= n_sat else (b - n_sat, a) for a, b in pairs(gsl & up)]
+    on_rf = timeline.on_rf_at(offset_s)
+    ground = lambda sel: [(a - n_sat, b) if a >= n_sat else (b - n_sat, a) for a, b in pairs(sel)]  # noqa: E731
+    gsl_up, gsl_rf = ground(gsl & up & ~on_rf), ground(gsl & up & on_rf)
     stations = [(g.name, g.lat_deg, g.lon_deg) for g in scenario.ground]
     sun_km = geometry.sun_itrs_km(skydata.times(when, np.zeros(1)))[0]
     subsolar = tuple(float(x) for x in geometry.subsolar_point_deg(sun_km))
     return plots.constellation_map(when, sats.names, now, track, stations, isl_up, isl_down, gsl_up,
                                    title=title or scenario.name, illumination=timeline.illumination_at(offset_s),
-                                   subsolar_deg=subsolar)
+                                   subsolar_deg=subsolar, gsl_rf=gsl_rf)
 
 
 def render_map(scenario, when: dt.datetime, path: str | Path) -> Path:
@@ -158,8 +160,8 @@ def applied_links_at(events: list[dict], t_s: float) -> set[str]:
     """Names of the links up at ``t_s`` as the driver applied them (events.csv replayed up to ``t_s``)."""
     up: set[str] = set()
     for r in events:
-        if r["kind"] in ("isl", "gsl") and _float(r["t_s"]) <= t_s:
-            (up.add if r["event"] == "up" else up.discard)(r["what"])
+        if r["kind"] in ("isl", "gsl") and r["event"] in ("up", "down") and _float(r["t_s"]) <= t_s:
+            (up.add if r["event"] == "up" else up.discard)(r["what"])  # rf/optical rows: the link stays up
     return up
 
 
@@ -229,7 +231,7 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
                      "ISLs that are up.", figure, "links")
     route = [(_float(r["t_s"]), _float(r["detail"])) for r in events if r["kind"] == "route"]
     link_ev = [(_float(r["t_s"]), r["event"] == "up") for r in events if r["kind"] in ("isl", "gsl")
-               and _float(r["t_s"]) > 0.5]
+               and r["event"] in ("up", "down") and _float(r["t_s"]) > 0.5]
     add("Routes", "Routes changed per tick (log scale), link up/down events after the start, and when each probe "
                   "pair's path changed.",
         plots.route_changes(np.array([r[0] for r in route]), np.array([r[1] for r in route]),
@@ -280,7 +282,7 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
     path = run_dir / "report.html"
     tmp = path.with_name("report.html.part")
     tmp.write_text(_html(run_dir, info, summary, series, _rows(run_dir / "workload.csv"), metric_stats, figures,
-                         end_s))
+                         end_s, _ground_segment_rows(timeline, events)))
     tmp.replace(path)
     return path
 
@@ -353,7 +355,31 @@ def _table(header: list[str], rows: list[list], classes: list[str] | None = None
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s) -> str:
+def _ground_segment_rows(timeline, events: list[dict]) -> list[list]:
+    """Rows of the report's ground segment table: per diversity group the share of the plan's steps served, its
+    switches and each station's share; the link-steps on RF by what blocked the laser; and the switches between
+    optical and RF the run applied (events.csv). Empty for a plan without RF terminals or diversity groups."""
+    if timeline is None:
+        return []
+    rows = []
+    for name, site in timeline.site_summary().items():
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in site["share_by_station"].items())
+        applied = sum(1 for r in events if r["kind"] == "site" and r["what"] == name)
+        rows.append([f"site {name}", f"served {site['served']:.1%} of the plan's steps, {site['switches']} switches; "
+                                     f"{shares}" + (f"; {applied} changes applied by the run" if applied else "")])
+    rf = timeline.rf_summary()
+    if rf:
+        causes = ", ".join(f"{k} {v}" for k, v in rf["link_steps_by_optical_cause"].items()) or "none"
+        rows.append(["RF fallback (plan)", f"{rf['link_steps']} link-steps on RF ({causes}); "
+                                           f"{sum(rf['switches_to_rf_by_cause'].values())} switches to RF, "
+                                           f"{rf['returns_to_optical']} back to optical"])
+        applied = [r for r in events if r["kind"] == "gsl" and r["event"] in ("rf", "optical")]
+        rows.append(["RF fallback (applied)", f"{sum(r['event'] == 'rf' for r in applied)} switches to RF, "
+                                              f"{sum(r['event'] == 'optical' for r in applied)} back to optical"])
+    return rows
+
+
+def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, ground_rows=()) -> str:
     e = html.escape
     parts = [f"<h1>lasernet run {e(info.get('scenario_name', run_dir.name))}</h1>"]
     versions = info.get("versions", {})
@@ -368,6 +394,8 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s) ->
         overview.append(["ticks", f"{ticks['count']}, cost p50 {ticks['p50_ms']:.2f} ms, p99 {ticks['p99_ms']:.2f} "
                                   f"ms, overruns {ticks['overruns']}"])
     parts.append("<h2>Run</h2>" + _table(["", ""], overview))
+    if ground_rows:
+        parts.append("<h2>Ground segment</h2>" + _table(["", ""], ground_rows))
     if series:
         rows = []
         for name, d in series.items():

@@ -266,15 +266,18 @@ def _short_window(scenario: Scenario, start: dt.datetime, step_s: float, k: int)
     """(timeline, its first step) of a window ending at step k + 1 whose step k is the run's, or None if it may not be.
 
     Exact when no station is ``longest-visible``, no clouds are planned (a process from the run's start), the ISL
-    pattern is not ``nearest``, and, at some step of the window at least the acquisition time
-    before step k, no ISL is down for want of a terminal: from such a step on the terminals held do not depend
-    on the steps before, and links acquired in the window are acquired in the run.
+    pattern is not ``nearest``, no site has diversity stations (``ground.diversity``: hysteresis), and, at some step
+    of the window at least the acquisition time before step k, no ISL is down for want of a terminal: from such a
+    step on the terminals held do not depend on the steps before, and links acquired in the window are acquired in
+    the run.
     """
     if any(g.handover == "longest-visible" for g in scenario.ground):
         return None
     if weather.of(scenario) is not None and scenario.gsl_terminal.kind == "laser":
         return None
     if scenario.isl.pattern == "nearest":  # hysteresis and slews to new partners remember the steps before
+        return None
+    if scenario.diversity:  # the station serving a site is kept while it has a link: it remembers the steps before
         return None
     acquisition_s = max(scenario.isl_terminal.acquisition_s, scenario.gsl_terminal.acquisition_s)
     acq = int(math.ceil(acquisition_s / step_s - 1e-9))

@@ -169,6 +169,33 @@ class GroundStation:
     cloud_correlation_s: float | None = None  # correlation time of its clear/clouded state (used with ground.clouds)
     transit: bool = False  # relays between its ground links (see TRANSIT_BY_KIND); False: a stub, an end only
     jurisdiction: str = ""  # whose law it answers to, e.g. "eu" (residency rules: lasernet.spec.policy); "": none
+    terminals: int = 0  # optical ground terminals (0: max_links); one more than max_links makes before it breaks
+    rf: "RfTerminal | None" = None  # an RF terminal that carries its link while the optical one is blocked
+
+    @property
+    def terminal_count(self) -> int:
+        """Optical terminals at the station: ``terminals``, or ``max_links`` when it does not say."""
+        return self.terminals or self.max_links
+
+
+@dataclass(frozen=True)
+class RfTerminal:
+    """A station's RF fallback terminal (``rf:``): it carries the station's ground link to the satellite it has
+    chosen, at ``rate_bps``, while the optical link is blocked (cloud, Sun, its own mask or range, acquisition)
+    and the satellite is above ``min_elevation_deg`` and within ``max_range_km``; no cloud or Sun outage."""
+
+    rate_bps: float
+    min_elevation_deg: float
+    max_range_km: float
+
+
+@dataclass(frozen=True)
+class DiversityGroup:
+    """``ground.diversity``: one user site served by whichever of its ``stations`` has a ground link up, the one
+    serving it kept while it does (hysteresis), else the first listed (the primary) that does, else the next."""
+
+    name: str
+    stations: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -225,6 +252,7 @@ class Scenario:
     upsets: Upsets | None = None  # the upsets: section (lasernet.spec.faults)
     collision: Collision | None = None  # the collision: section (lasernet.spec.faults)
     clouds: CloudDefaults | None = None  # ground.clouds
+    diversity: tuple[DiversityGroup, ...] = ()  # ground.diversity
     capture: tuple[Capture, ...] = ()  # the capture: section (lasernet.spec.capture)
     policy: Policy = field(default_factory=Policy)  # the policy: section (lasernet.spec.policy); empty without it
 
@@ -267,6 +295,12 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     isl = _isl(root.get("isl", {}), constellation, isl_terminal)
     ground = _ground(root.get("ground", {}), path.parent)
     clouds = _clouds(root.get("ground", {}), ground, gsl_terminal)
+    diversity = _diversity(root.get("ground", {}), ground)
+    for i, station in enumerate(ground):
+        if station.rf is not None and gsl_terminal.kind != "laser":
+            raise ScenarioError(path.name, f"ground.stations[{i}].rf", "an RF fallback backs up laser ground "
+                                "links and terminals.gsl.kind is rf already: remove rf or make the ground "
+                                "terminals laser")
     plan_node = root.get("plan", {})
     plan_node.mapping(("duration_s", "step_s"))
     plan = PlanDefaults(duration_s=plan_node.get("duration_s", 600.0).number(1, 30 * 86400),
@@ -284,7 +318,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         upsets=parse_upsets(root.get("upsets", None)),
                         collision=parse_collision(root.get("collision", None),
                                                   lambda n, fmt: _elements_file(n, fmt, path.parent)),
-                        clouds=clouds, capture=parse_capture(root.get("capture", [])))
+                        clouds=clouds, diversity=diversity, capture=parse_capture(root.get("capture", [])))
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
@@ -477,12 +511,13 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",
-                   "handover", "transit", "cloud_free", "cloud_correlation_s", "jurisdiction", "source")
-_DEFAULTS = ("min_elevation_deg", "max_links", "handover", "transit", "jurisdiction")
+                   "handover", "transit", "cloud_free", "cloud_correlation_s", "jurisdiction", "terminals", "rf",
+                   "source")
+_DEFAULTS = ("min_elevation_deg", "max_links", "handover", "transit", "jurisdiction", "terminals", "rf")
 
 
 def _ground(node: Node, base: Path) -> tuple[GroundStation, ...]:
-    node.mapping(("include", "defaults", "stations", "clouds"))
+    node.mapping(("include", "defaults", "stations", "clouds", "diversity"))
     sites: dict[str, dict] = {}
     for inc in node.get("include", []).items():
         sites.update(_read_sites(inc, base))
@@ -527,12 +562,54 @@ def _station(node: Node) -> GroundStation:
         raise node.get("max_links", 1).fail("handover all-in-range with max_links 1 is nearest: give the station's "
                                             "terminal count, the most satellites it may use at once (2..64)")
     kind = node.get("kind", "ground-station").choice(SITE_KINDS)
-    return GroundStation(name=name, lat_deg=lat_deg, lon_deg=lon_deg, alt_m=alt_m,
+    terminals = max_links
+    if "terminals" in (node.value or {}):
+        terminals = node.get("terminals").number(1, 64, integer=True)
+        if terminals < max_links:
+            raise node.get("terminals").fail(f"a station holding max_links {max_links} needs at least that many "
+                                             f"terminals, got {terminals}; give max_links + 1 to make before break")
+    return GroundStation(terminals=terminals, rf=_rf(node.get("rf", None), min_elevation_deg),
+                         name=name, lat_deg=lat_deg, lon_deg=lon_deg, alt_m=alt_m,
                          min_elevation_deg=min_elevation_deg, max_links=max_links, handover=handover, kind=kind,
                          transit=node.get("transit", TRANSIT_BY_KIND[kind]).boolean(),
                          cloud_free=_optional(node.get("cloud_free", None), 0, 1),
                          cloud_correlation_s=_optional(node.get("cloud_correlation_s", None), 1, 365 * 86400),
                          jurisdiction=node.get("jurisdiction", None).jurisdiction())
+
+
+def _rf(node: Node, optical_mask_deg: float) -> RfTerminal | None:
+    """A station's ``rf:`` fallback terminal (None without one); its mask defaults to the optical one's."""
+    if node.value is None:
+        return None
+    node.mapping(("rate_mbps", "min_elevation_deg", "max_range_km"))
+    return RfTerminal(rate_bps=node.get("rate_mbps").number(0.001, 1e6) * 1e6,
+                      min_elevation_deg=node.get("min_elevation_deg", optical_mask_deg).number(0, 90),
+                      max_range_km=node.get("max_range_km", 2500.0).number(1, 100000))
+
+
+def _diversity(node: Node, stations: tuple[GroundStation, ...]) -> tuple[DiversityGroup, ...]:
+    """``ground.diversity``: groups of two or more listed stations, each station in one group at most."""
+    known = {g.name for g in stations}
+    member_of: dict[str, str] = {}
+    groups = []
+    for item in node.get("diversity", []).items():
+        item.mapping(("name", "stations"))
+        name = item.get("name").name(max_len=64)
+        if any(name == g.name for g in groups):
+            raise item.get("name").fail(f"diversity group {name!r} is given twice; names must be unique")
+        listed = item.get("stations")
+        members = [m.name(max_len=64) for m in listed.items()]
+        if len(members) < 2 or len(set(members)) != len(members):
+            raise listed.fail(f"must list two or more different stations (the primary first), got {members!r}")
+        for k, member in enumerate(members):
+            if member not in known:
+                raise listed.child(k, member).fail(f"unknown station {member!r}; list stations of ground.stations")
+            if member in member_of:
+                raise listed.child(k, member).fail(f"{member!r} already serves site {member_of[member]!r}; a "
+                                                   f"station serves one site")
+            member_of[member] = name
+        groups.append(DiversityGroup(name, tuple(members)))
+    return tuple(groups)
 
 
 def _optional(node: Node, lo: float, hi: float) -> float | None:

@@ -7,12 +7,14 @@ Prints, measured in this run on one core:
     vectorised as in lasernet), and the ratio;
   * starlink-shell1 with pointing limits (a field of regard and a slew rate on every ISL terminal) against the
     same without, interleaved run by run; with clouds over its stations against the same without (ground
-    terminals made laser for both); and with the ``nearest`` ISL pattern instead of the +Grid;
+    terminals made laser for both); with the ground segment of issue 15 (every station with a spare optical
+    terminal, an RF fallback and in a diversity pair) against the same clouded laser stations without (2 s
+    acquisition for both); and with the ``nearest`` ISL pattern instead of the +Grid;
   * starlink-phase1 (4,408 satellites): median ms per step;
   * one hour of starlink-shell1 at 1 s steps end to end (lasernet.plan) in a child process: wall seconds and
     peak resident memory.
 
-Usage: .venv/bin/python scripts/bench/geometry.py [--quick]
+Usage: .venv/bin/python scripts/bench/geometry.py [--quick] [--only ground-segment]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ sys.path.insert(0, str(REPO))
 import lasernet  # noqa: E402
 from lasernet import skydata, timeline  # noqa: E402
 from lasernet.orbits import build_satellites  # noqa: E402
-from lasernet.spec.scenario import CloudDefaults, FieldOfRegard  # noqa: E402
+from lasernet.spec.scenario import CloudDefaults, DiversityGroup, FieldOfRegard, RfTerminal  # noqa: E402
 
 
 def per_step_ms(scenario, steps: int, repeats: int) -> list[float]:
@@ -89,6 +91,27 @@ def straightforward_step_ms(scenario, repeats: int) -> list[float]:
     return out
 
 
+def ground_segment(scenario):
+    """``scenario`` with every station given a spare optical terminal (make before break) and a 100 Mbit/s RF
+    fallback with its own mask and the ground terminal's range, and its stations paired into diversity groups."""
+    ground = tuple(dataclasses.replace(g, terminals=g.max_links + 1,
+                                       rf=RfTerminal(100e6, g.min_elevation_deg, scenario.gsl_terminal.max_range_km))
+                   for g in scenario.ground)
+    pairs = tuple(DiversityGroup(f"site-{k}", (ground[2 * k].name, ground[2 * k + 1].name))
+                  for k in range(len(ground) // 2))
+    return dataclasses.replace(scenario, ground=ground, diversity=pairs)
+
+
+def ground_segment_ms(shell1, reps: int) -> tuple[float, float]:
+    """Median ms per step of shell1's clouded laser stations (2 s acquisition) with and without the ground
+    segment (:func:`ground_segment`), interleaved."""
+    laser = dataclasses.replace(shell1, gsl_terminal=dataclasses.replace(shell1.gsl_terminal, kind="laser",
+                                                                         acquisition_s=2.0),
+                                clouds=CloudDefaults(0.5, 3 * 3600.0, 300.0))
+    off_ms, on_ms = with_and_without_ms(laser, ground_segment(laser), 120, reps)
+    return statistics.median(on_ms), statistics.median(off_ms)
+
+
 def hour_end_to_end() -> dict:
     code = (
         "import os, resource, time, json; os.environ.setdefault('OPENBLAS_NUM_THREADS','1');"
@@ -107,6 +130,7 @@ def hour_end_to_end() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--only", choices=("ground-segment",), help="measure that line alone")
     args = parser.parse_args()
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
@@ -114,6 +138,13 @@ def main() -> None:
         pass
     reps = 2 if args.quick else 5
     shell1 = lasernet.load_scenario(REPO / "topologies" / "starlink-shell1.yaml")
+    if args.only == "ground-segment":
+        on, off = ground_segment_ms(shell1, reps)
+        shipped = statistics.median(per_step_ms(shell1, 120, reps))
+        print(f"starlink-shell1 with RF fallback, diversity pairs and make before break: {on:.2f} ms/step against "
+              f"{off:.2f} without (clouded laser stations, interleaved runs); {shipped:.2f} as shipped (RF ground "
+              f"terminals, no clouds)")
+        return
     phase1 = lasernet.load_scenario(REPO / "topologies" / "starlink-phase1.yaml")
     print(f"starlink-shell1: {sum(s.size for s in shell1.constellation.shells)} satellites, "
           f"{len(shell1.ground)} ground stations, Sun checks on")
@@ -132,6 +163,9 @@ def main() -> None:
     clear_ms, clouded_ms = with_and_without_ms(laser, clouded, 120, reps)
     print(f"  with clouds               {statistics.median(clouded_ms):8.2f} ms/step against "
           f"{statistics.median(clear_ms):.2f} without (ground terminals made laser, 100 stations, interleaved runs)")
+    on, off = ground_segment_ms(shell1, reps)
+    print(f"  with the ground segment   {on:8.2f} ms/step against {off:.2f} without (RF fallback, diversity pairs, "
+          f"a spare terminal per station; clouded laser stations, interleaved runs)")
     nearest = dataclasses.replace(shell1, isl=dataclasses.replace(shell1.isl, pattern="nearest"))
     _, nearest_ms = with_and_without_ms(shell1, nearest, 60, max(2, reps // 2))
     print(f"  pattern nearest           {statistics.median(nearest_ms):8.2f} ms/step (instead of +Grid; "
