@@ -34,6 +34,7 @@ from lasernet.orbits import build_satellites
 from lasernet.power import OFF, POWER_STATES, THROTTLED
 
 from ..conftest import TOPOLOGIES
+from tests.unit.test_conjunctions import FORMATION  # two satellites 0.2 km apart, manoeuvring near the poles
 
 # Three planes of four satellites at 1100 km, 53 deg: each crosses the Earth's shadow once an orbit (107 min),
 # the planes at different times. Satellites sat-0-0 and sat-1-2 carry servers; upsets are frequent.
@@ -297,21 +298,6 @@ def test_shipped_suncatcher_in_june_is_throttled_per_plane_while_in_the_umbra(tm
                                        plots.POWER_COLORS, "power state")
     assert len(fig.axes) == 9
     assert plots.save_png(fig, tmp_path / "p.png")[:4] == b"\x89PNG"
-
-
-# Two satellites of a formation flying 0.2 km apart cross each other's path near the poles, closer than a 50 m
-# threshold: collision avoidance manoeuvres (tests/unit/test_conjunctions.py).
-FORMATION = """
-name: fm
-epoch: 2026-01-01T00:00:00Z
-constellation:
-  shells:
-    - {name: tpu, type: formation, planes: 2, sats_per_plane: 1, spacing_km: 0.2, altitude_km: 650,
-       inclination_deg: 97.98, raan0_deg: 11}
-isl: {pattern: none}
-collision: {threshold_km: 0.05, manoeuvre_s: 60, lead_s: 300}
-plan: {duration_s: 6000, step_s: 1}
-"""
 
 
 def test_manoeuvres_are_on_the_timeline_in_the_plane_of_the_satellite_that_moves(write_scenario):
