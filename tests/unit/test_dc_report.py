@@ -34,7 +34,7 @@ from lasernet.orbits import build_satellites
 from lasernet.power import OFF, POWER_STATES, THROTTLED
 
 from ..conftest import TOPOLOGIES
-from tests.unit.test_conjunctions import FORMATION  # two satellites 0.2 km apart, manoeuvring near the poles
+from .test_conjunctions import FORMATION  # two satellites 0.2 km apart, manoeuvring near the poles
 
 # Three planes of four satellites at 1100 km, 53 deg: each crosses the Earth's shadow once an orbit (107 min),
 # the planes at different times. Satellites sat-0-0 and sat-1-2 carry servers; upsets are frequent.
