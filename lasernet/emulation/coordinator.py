@@ -400,6 +400,7 @@ class Emulation:
         self.node_names = first.node_names
         self.n_satellites = first.n_satellites
         self.transit = first.transit  # which routers may relay (stations as the scenario's transit: says)
+        self.residency = (first.residency_members, first.residency_allowed) if first.residency else None
         for j, host in enumerate(self.scenario.hosts):
             self._lans.setdefault(self.node_names.index(host.attach), []).append(lan_network(j))
         self._sat_servers = [(h.name, h.attach, self.node_names.index(h.attach), h.cpus) for h in self.scenario.hosts
@@ -511,7 +512,8 @@ class Emulation:
         pids = None if self.cluster else [self.nodes[name].pid for name in self.node_names]  # a cluster's: fed
         return FibWatcher(self.node_names, self.n_satellites, pids,
                           self.clock.now_s, self.applied, routes=lambda: self.routes,
-                          allowed=None if bgp is None else bgp.allowed, transit=self.transit)
+                          allowed=None if bgp is None else bgp.allowed, transit=self.transit,
+                          residency=self.residency)
 
     def stop(self) -> None:
         """Stop ticking and remove everything this run created; safe to call twice or after a failed start."""

@@ -15,7 +15,10 @@ so). Whenever a FIB or the set of up links changes it walks every (source, desti
   station that carries no transit (a stub: it may start or end a walk, never lie inside one);
 - *broken*: the pair is connected over the up links through nodes that carry transit (so the oracle has a path)
   but the walk is not delivered (a black hole, a loop, a route over a link that is down, or one through a stub);
-- *stretch*: delivered path delay over the oracle's shortest delay (1.0 = the oracle's path).
+- *stretch*: delivered path delay over the oracle's shortest delay (1.0 = the oracle's path);
+- *violating* (with residency rules, :mod:`lasernet.routing.policy`): pairs of one jurisdiction's sites whose walk
+  along the FIBs crosses a node their rule forbids (another operator's satellite, a foreign station), whether or
+  not it arrives.
 
 Each change is a sample in ``fib.csv``. Link events that the driver applied in the same tick form one change;
 for each, :meth:`FibWatcher.finish` measures ``reachable_again_s`` (from the change until no pair is broken, for
@@ -192,14 +195,15 @@ class FibWatcher:
     POLL_S = 0.01
 
     def __init__(self, node_names, n_satellites: int, pids, now_s, applied, routes=None, allowed=None,
-                 transit=None):
+                 transit=None, residency=None):
         """Watch the routers ``node_names`` (their shells' ``pids`` on this machine, in the same order; None:
         the FIBs are read by the hosts and handed over with :meth:`feed`) on the clock ``now_s()`` (emulated
         seconds). ``applied`` is the coordinator's read view of the link state by slot (arrays ``valid``,
         ``up``, ``delay_s``; ``links``: each slot's ends ``a``, ``b``); ``routes()`` the oracle's table now (its
         ``delay_s`` is the reference for stretch), or None; ``allowed(a, b)`` whether routing may use a link
         between nodes ``a`` and ``b`` (BGP landing policies), None if every link may be used; ``transit[n]``
-        which routers may relay (None: all of them)."""
+        which routers may relay (None: all of them); ``residency`` the plan's rules as ``(members, allowed)``,
+        (R, n) bool arrays (``Timeline.residency_members``, ``residency_allowed``), or None."""
         self.node_names = list(node_names)
         self.pids = None if pids is None else list(pids)
         self.now_s = now_s
@@ -209,8 +213,10 @@ class FibWatcher:
         self.n = len(self.node_names)
         self.n_satellites = n_satellites
         self.transit = np.ones(self.n, bool) if transit is None else np.asarray(transit, bool)
+        self.residency = None if residency is None or not len(residency[0]) else \
+            (np.asarray(residency[0], bool), np.asarray(residency[1], bool))
         self.next_slot = np.full((self.n, self.n), -1, np.int64)
-        self.samples: list[tuple] = []  # (t_s, broken, connected pairs, delivered, stretch median, ground stretch)
+        self.samples: list[tuple] = []  # (t_s, broken, connected, delivered, stretch median, ground stretch, violating)
         self.fib_changes: list[float] = []  # t_s of each batch of FIB changes
         self.events: list[tuple[float, str, bool]] = []  # link events as the driver applied them
         self.reader: FibReader | None = None
@@ -292,11 +298,11 @@ class FibWatcher:
                     self.fib_changes.append(t_s)
                     up = self._up()
                     self._last_up = up.tobytes()
-                    self.samples.append((t_s, *self.evaluate(up)))
+                    self.samples.append((t_s, *self.evaluate(up), self.last["violating"]))
             up = self._up()
             if up.tobytes() != self._last_up:
                 self._last_up = up.tobytes()
-                self.samples.append((self.now_s(), *self.evaluate(up)))
+                self.samples.append((self.now_s(), *self.evaluate(up), self.last["violating"]))
 
     # ---------------------------------------------------------------------------------------------- judging
     def _up(self) -> np.ndarray:
@@ -352,7 +358,13 @@ class FibWatcher:
         delivered = delivered.reshape(n, n)
         connected = _connected_through_transit(n, a_of[up], b_of[up], self.transit)
         broken = connected & ~delivered
-        self.last = {"delivered": delivered, "connected": connected, "delay_s": delay.reshape(n, n)}
+        violating = 0
+        if self.residency is not None:  # walks along the FIBs over up links, judged on the nodes they cross
+            from .policy import violations
+
+            violating = int(violations(nxt, *self.residency).sum())
+        self.last = {"delivered": delivered, "connected": connected, "delay_s": delay.reshape(n, n),
+                     "violating": violating}
         stretch_all = stretch_ground = math.nan
         routes = self.oracle_routes()
         if routes is not None and routes.delay_s.shape == (n, n):
@@ -405,13 +417,13 @@ class FibWatcher:
         with (run_dir / "fib.csv").open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["t_s", "broken_pairs", "connected_pairs", "delivered_pairs", "stretch_median",
-                        "ground_stretch_median"])
-            for t, broken, conn, deliv, st, gst in self.samples:
-                w.writerow([f"{t:.4f}", broken, conn, deliv, f"{st:.4f}", f"{gst:.4f}"])
+                        "ground_stretch_median", "violating_pairs"])
+            for t, broken, conn, deliv, st, gst, viol in self.samples:
+                w.writerow([f"{t:.4f}", broken, conn, deliv, f"{st:.4f}", f"{gst:.4f}", viol])
         rows = self.changes(end_s, _probe_losses(probes_csv))
         with (run_dir / "convergence.csv").open("w", newline="") as f:
             keys = ["t_s", "window_s", "downs", "ups", "links", "reachable_again_s", "settled_s", "convergence_s",
-                    "converged", "max_broken_pairs", "probes_sent", "probes_lost"]
+                    "converged", "max_broken_pairs", "max_violating_pairs", "probes_sent", "probes_lost"]
             w = csv.DictWriter(f, keys)
             w.writeheader()
             for r in rows:
@@ -429,7 +441,7 @@ class FibWatcher:
         for t, name, up in self.events:
             groups.setdefault(round(t, 6), []).append((name, up))
         times = sorted(groups)
-        samples = np.array([s[:3] for s in list(self.samples)]) if self.samples else np.zeros((0, 3))
+        samples = np.array([(*s[:3], s[6]) for s in list(self.samples)]) if self.samples else np.zeros((0, 4))
         changes = np.array(self.fib_changes)
         rows = []
         for k, t in enumerate(times):
@@ -438,6 +450,7 @@ class FibWatcher:
             before = samples[samples[:, 0] < t] if len(samples) else samples
             broken_then = before[-1, 1] if len(before) else 1
             win = samples[in_win]
+            violating_then = before[-1, 3] if len(before) else 0
             states = np.concatenate([[broken_then], win[:, 1]]) if len(win) else np.array([broken_then])
             stamps = np.concatenate([[t], win[:, 0]]) if len(win) else np.array([t])
             converged = states[-1] == 0
@@ -457,6 +470,7 @@ class FibWatcher:
                                    else f"{len(names)} links"),
                          "reachable_again_s": reach_s, "settled_s": settled_s, "convergence_s": conv_s,
                          "converged": bool(converged), "max_broken_pairs": int(states.max()),
+                         "max_violating_pairs": int(max([violating_then, *win[:, 3]])),
                          "probes_sent": sent, "probes_lost": lost})
         return rows
 
@@ -534,7 +548,9 @@ def summarize(rows: list[dict], samples: list[tuple]) -> dict:
            "probes_lost_in_changes": int(sum(r["probes_lost"] for r in later)),
            "stretch_median": float(np.median(stretch)) if len(stretch) else math.nan,
            "ground_stretch_median": float(np.median(ground)) if len(ground) else math.nan,
-           "fib_samples": len(samples)}
+           "fib_samples": len(samples),
+           "violating_pairs_max": int(max((s[6] for s in samples if len(s) > 6), default=0)),
+           "changes_with_violations": sum(r.get("max_violating_pairs", 0) > 0 for r in later)}
     return _json_safe(out)
 
 

@@ -10,9 +10,11 @@ other than the pair's own ends removed (a stub may begin or end a path, never li
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import re
+from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
@@ -23,6 +25,7 @@ from click.testing import CliRunner
 import lasernet
 from lasernet.cli import main
 from lasernet.routing import policy
+from lasernet.routing.convergence import FibWatcher
 
 from ..conftest import TOPOLOGIES
 
@@ -418,3 +421,33 @@ def test_lasernet_plan_states_each_rule_it_checked():
     assert code == 0 and err == []
     assert ("residency rule eu: traffic between 3 sites kept on 32 of 64 satellites and 3 ground sites"
             in " ".join(out.split()))
+
+
+def test_the_fib_watcher_counts_walks_through_forbidden_nodes_per_sample_change_and_run(tmp_path):
+    """Members 0 and 3 of one rule, joined by 0-1-3 over allowed node 1 and 0-2-3 over forbidden node 2. FIBs
+    forwarding 0 -> 3 over 2 (and 3 -> 0 over 1) are one violating pair, counted by hand; moved onto 1, none. The
+    count reaches fib.csv, the change's row in convergence.csv and the summary."""
+    links = [(0, 1), (1, 3), (0, 2), (2, 3)]
+    applied = SimpleNamespace(valid=np.ones(4, bool), up=np.ones(4, bool), delay_s=np.full(4, 1e-3),
+                              links=[SimpleNamespace(a=a, b=b) for a, b in links])
+    members = np.array([[True, False, False, True]])
+    allowed = np.array([[True, True, False, True]])
+    clock = {"t": 0.0}
+    w = FibWatcher([f"n{i}" for i in range(4)], 4, [], lambda: clock["t"], applied, residency=(members, allowed))
+    slot = {frozenset(ab): k for k, ab in enumerate(links)}
+    hop = {(0, 1): 1, (1, 0): 0, (0, 2): 2, (2, 0): 0, (1, 3): 3, (3, 1): 1, (2, 3): 3, (3, 2): 2,
+           (0, 3): 2, (3, 0): 1, (1, 2): 0, (2, 1): 0}
+    for (s, d), h in hop.items():
+        w.next_slot[s, d] = slot[frozenset((s, h))]
+    w.link_event(0.0, "n0~n2", True)
+    w.samples.append((0.5, *w.evaluate(), w.last["violating"]))
+    assert w.last["violating"] == 1  # 0 -> 2 -> 3 crosses node 2; 3 -> 1 -> 0 does not
+    w.next_slot[0, 3] = slot[frozenset((0, 1))]
+    w.samples.append((0.7, *w.evaluate(), w.last["violating"]))
+    assert w.last["violating"] == 0
+    clock["t"] = 2.0
+    summary = w.finish(tmp_path)
+    assert [r["violating_pairs"] for r in csv.DictReader(open(tmp_path / "fib.csv"))] == ["1", "0"]
+    assert [r["max_violating_pairs"] for r in csv.DictReader(open(tmp_path / "convergence.csv"))] == ["1"]
+    assert summary["changes_with_violations"] == 0  # the first change is the initial convergence, apart
+    assert summary["violating_pairs_max"] == 1
