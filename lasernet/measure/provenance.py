@@ -1,8 +1,8 @@
 """What a run needs to be repeated: the scenario, the plan it followed, the options and every version involved.
 
-:func:`record` writes into the run directory ``scenario.yaml`` (a byte-for-byte copy of the scenario file, with
-the files it names by relative paths, ground site lists and element files, copied to the same relative places,
-so that the copy loads on its own),
+:func:`record` writes into the run directory ``scenario.yaml`` (a byte-for-byte copy of the scenario file, but
+for a routers' key written in it, shown as ``********``; with the files it names by relative paths, ground site
+lists and element files, copied to the same relative places, so that the copy loads on its own),
 ``plan.npz`` (the first planned window, :meth:`lasernet.Timeline.load` reads it; the report takes predicted
 delays and link counts from it) and ``run.json``: the run's options (start, speed, tick, link backend,
 duration, seed), the versions of lasernet, Python, Skyfield, sgp4, numpy and the kernel, and a SHA-256 digest of
@@ -66,7 +66,11 @@ def record(run_dir: Path, scenario, timeline, **options) -> dict:
     source = Path(scenario.source)
     copied = []
     if source.is_file():
-        shutil.copyfile(source, run_dir / "scenario.yaml")
+        key = scenario.routing.auth_key if scenario.routing.auth_inline else ""
+        if key:  # the routers' key written in the scenario: the run directory's copy hides it
+            (run_dir / "scenario.yaml").write_bytes(source.read_bytes().replace(key.encode(), b"********"))
+        else:
+            shutil.copyfile(source, run_dir / "scenario.yaml")
         copied = _copy_referenced(source, run_dir)
     timeline.save(run_dir / "plan.npz")
     info = {"scenario": str(source.resolve()) if source.exists() else str(source), "scenario_name": scenario.name,

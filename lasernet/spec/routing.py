@@ -22,13 +22,22 @@ Timers are in the units of their names: ``hello_s``/``dead_s`` for OSPF and IS-I
 throttling as initial delay, hold and maximum wait in milliseconds. ``bfd: true`` adds BFD sessions on every
 link (``bfd_interval_ms`` x ``bfd_multiplier`` detection time).
 
+``auth:`` authenticates the routing protocol with one key shared by every router, from ``key_file`` (a file
+only its owner may read, like an ssh key; the key on its first line) or ``key``: OSPF with keyed MD5 in FRR
+(RFC 2328 D.3) and HMAC-SHA-256 in BIRD (RFC 5709), IS-IS with HMAC-MD5 on hellos and LSPs (RFC 5304), BGP with
+TCP MD5 signatures on every session (RFC 2385). The key is in the daemons' configuration files (readable by
+root and the daemons' own user only) and nowhere else: not in ``repr``, logs, errors or the run directory.
+
 The parser takes the scenario reader's node (:class:`lasernet.spec.fields.Node`) so that every error names its
 field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
 
 PROTOCOLS = ("oracle", "ospf", "isis", "babel", "bgp")
 DAEMONS = ("frr", "bird")
@@ -88,19 +97,23 @@ class RoutingConfig:
     cost: str = "hops"  # link metric: "hops" (10 per link) or "delay" (the link's light time at start, in 10 us)
     operators: tuple[Operator, ...] = ()  # bgp: the satellite operators
     ground_asn: int = 65000  # bgp: ground station i is AS ground_asn + i
+    auth_key: str = field(default="", repr=False)  # the routers' shared key ("": no authentication); never shown
+    auth_inline: bool = False  # the key was written in the scenario (its copy in the run directory hides it)
 
     @property
     def uses_daemons(self) -> bool:
         return self.protocol != "oracle"
 
 
-def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, ...] | None = None) -> RoutingConfig:
+def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, ...] | None = None,
+                  base: Path | None = None) -> RoutingConfig:
     """Validate a ``routing:`` mapping (a :class:`~lasernet.spec.fields.Node`); raise the node's ScenarioError on a problem.
 
     ``stations`` are the scenario's ground station names (for BGP landing policies), ``satellites`` its satellite
-    names (BGP operators must cover every one; None: not checked here)."""
+    names (BGP operators must cover every one; None: not checked here), ``base`` the directory ``auth.key_file``
+    is relative to."""
     node.mapping(("protocol", "daemon", "hello_s", "dead_s", "spf_delay_ms", "spf_hold_ms", "spf_max_ms", "bfd",
-                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s"))
+                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s", "auth"))
     protocol = node.get("protocol", "oracle").choice(PROTOCOLS)
     if protocol == "oracle":
         extra = [k for k in (node.value or {}) if k != "protocol"]
@@ -144,12 +157,55 @@ def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, .
         uncovered = operators_uncovered(operators, satellites or ())
         if uncovered:
             raise node.get("operators").fail(uncovered)
+    key, inline = _auth(node.get("auth", None), protocol, daemon, base or Path("."))
     return RoutingConfig(protocol=protocol, daemon=daemon, hello_s=float(hello_s), dead_s=float(dead_s),
+                         auth_key=key, auth_inline=inline,
                          retransmit_s=node.get("retransmit_s", 5).number(1, 3600, integer=True),
                          spf_delay_ms=spf_delay, spf_hold_ms=spf_hold, spf_max_ms=spf_max, bfd=bfd,
                          bfd_interval_ms=node.get("bfd_interval_ms", 100).number(10, 10000, integer=True),
                          bfd_multiplier=node.get("bfd_multiplier", 3).number(2, 255, integer=True),
                          cost=node.get("cost", "hops").choice(COSTS), operators=operators, ground_asn=ground_asn)
+
+
+#: The longest key each protocol's authentication takes: OSPFv2's MD5 key is 16 octets (RFC 2328 D.3), a TCP MD5
+#: signature key 80 (Linux's TCP_MD5SIG_MAXKEYLEN), IS-IS's password 254 (a TLV's length octet; FRR's limit).
+MAX_KEY_LEN = {("ospf", "frr"): 16, ("ospf", "bird"): 64, ("isis", "frr"): 254, ("bgp", "frr"): 80}
+KEY_RE = re.compile(r"[A-Za-z0-9._~+=/@%^:,-]+")  # one token in FRR's and BIRD's syntax alike
+
+
+def _auth(node, protocol: str, daemon: str, base: Path) -> tuple[str, bool]:
+    """``auth: {key: K}`` or ``auth: {key_file: PATH}`` (the file's first line; readable by its owner only, as
+    ssh wants a private key): the routers' shared key and whether it was inline. ("", False) without ``auth``."""
+    if node.value is None:
+        return "", False
+    node.mapping(("key", "key_file"))
+    given = [k for k in ("key", "key_file") if k in node.value]
+    if len(given) != 1:
+        raise node.fail("give the routers' key as key_file: PATH (a file only its owner can read) or key: TEXT")
+    limit = MAX_KEY_LEN.get((protocol, daemon))
+    if limit is None:
+        raise node.fail(f"authentication is built for ospf (frr, bird), isis and bgp (frr), not {protocol} with "
+                        f"{daemon}; remove auth")
+    if given[0] == "key":
+        key, where = node.get("key").text(), node.get("key")
+    else:
+        where = node.get("key_file")
+        path = (base / where.text()).resolve()
+        try:
+            mode = path.stat().st_mode
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise where.fail(f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else exc}; give a "
+                             f"readable file holding the key on its first line") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise where.fail(f"{path} can be read by others (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise where.fail(f"{path} holds no key on its first line")
+    if not KEY_RE.fullmatch(key) or len(key) > limit:
+        raise where.fail(f"the key must be 1 to {limit} characters of letters, digits and ._~+=/@%^:,- for "
+                         f"{protocol} with {daemon} (it is {len(key)} long)")
+    return key, given[0] == "key"
 
 
 def _operators(node, stations: tuple[str, ...], ground_asn: int) -> tuple[Operator, ...]:

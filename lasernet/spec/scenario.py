@@ -308,7 +308,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
     probes = tuple(_probe(n) for n in root.get("probes", []).items())
     hosts = tuple(_server(n) for n in root.get("hosts", []).items())
     satellites = satellite_names(constellation)
-    routing = parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites)
+    routing = parse_routing(root.get("routing", {}), tuple(g.name for g in ground), satellites, base=path.parent)
     scenario = Scenario(name=name, source=path, epoch=epoch, seed=seed, constellation=constellation,
                         isl_terminal=isl_terminal, gsl_terminal=gsl_terminal, isl=isl, ground=ground, plan=plan,
                         probes=probes, hosts=hosts,

@@ -248,3 +248,70 @@ def test_frr_accepts_a_stub_stations_config(tmp_path, protocol):
                               capture_output=True, text=True, timeout=60)
     rejected = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "on config line" in ln and "log file" not in ln]
     assert proc.returncode == 0 and not rejected, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ authentication
+def test_a_key_file_gives_the_routers_key_which_no_repr_shows(tmp_path):
+    key = tmp_path / "k"
+    key.write_text("s3cret.key\nignored\n")
+    key.chmod(0o600)
+    sc = lasernet.load_scenario(_mini_with(tmp_path, {"protocol": "ospf", "auth": {"key_file": "k"}}))
+    assert sc.routing.auth_key == "s3cret.key" and not sc.routing.auth_inline
+    assert "s3cret" not in repr(sc) and "s3cret" not in repr(sc.routing)
+
+
+@pytest.mark.parametrize("auth, protocol, daemon, message", [
+    ({"key_file": "k"}, "ospf", "frr", "can be read by others (mode 0644); chmod 600 it"),
+    ({"key_file": "missing"}, "ospf", "frr", "cannot read"),
+    ({"key": "a b"}, "ospf", "frr", "letters, digits"),
+    ({"key": "abcdefghijklmnopq"}, "ospf", "frr", "1 to 16 characters"),
+    ({"key": "abc"}, "babel", "bird", "not babel with bird"),
+    ({"key": "abc", "key_file": "k"}, "ospf", "frr", "give the routers' key as key_file"),
+])
+def test_bad_authentication_is_one_line_naming_the_field(tmp_path, auth, protocol, daemon, message):
+    key = tmp_path / "k"
+    key.write_text("abc\n")
+    key.chmod(0o644)
+    path = _mini_with(tmp_path, {"protocol": protocol, "daemon": daemon, "auth": auth})
+    with pytest.raises(lasernet.ScenarioError) as err:
+        lasernet.load_scenario(path)
+    text = str(err.value)
+    assert text.startswith("r.yaml: routing.auth") and message in text and "\n" not in text, text
+
+
+@pytest.mark.parametrize("protocol, daemon, lines", [
+    ("ospf", "frr", {"ospfd": ["ip ospf authentication message-digest", "ip ospf message-digest-key 1 md5 K.1"]}),
+    ("isis", "frr", {"isisd": ["isis password md5 K.1"]}),
+    ("ospf", "bird", {"bird": ['authentication cryptographic; password "K.1" { id 1; algorithm hmac sha256; };']}),
+])
+def test_the_key_is_in_every_link_of_every_daemon_configuration(protocol, daemon, lines):
+    """Both links and (BIRD) the pattern for links made later carry the key; FRR's IS-IS also its LSPs'."""
+    from lasernet.routing.daemons.base import environment
+    from lasernet.routing.daemons.suite import make_suite
+
+    cfg = RoutingConfig(protocol=protocol, daemon=daemon, auth_key="K.1")
+    node = NodeSpec("sat-0-0", 0, "satellite", "10.255.0.1",
+                    [LinkSpec("eth-a", "sat-0-1", 10, "10.128.0.1"), LinkSpec("eth-b", "sat-0-2", 10, "10.128.0.3")],
+                    [])
+    daemon_obj = next(d for d in make_suite(cfg).daemons if d.name in lines)
+    text = daemon_obj.config(environment(), node, cfg, Path("/tmp/x"), "t")
+    for line in lines[daemon_obj.name]:
+        assert text.count(line) >= 2, (line, text)
+    if protocol == "isis":
+        assert "domain-password md5 K.1" in text
+    assert "K.1" not in daemon_obj.config(environment(), node, RoutingConfig(protocol=protocol, daemon=daemon),
+                                          Path("/tmp/x"), "t")
+
+
+def test_a_key_written_in_the_scenario_is_hidden_in_the_run_directorys_copy(tmp_path):
+    from lasernet.measure import provenance
+
+    path = _mini_with(tmp_path, {"protocol": "ospf", "auth": {"key": "Inline.Key9"}})
+    sc = lasernet.load_scenario(path)
+    assert sc.routing.auth_inline
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    provenance.record(run_dir, sc, lasernet.plan(sc, duration_s=5))
+    copy = (run_dir / "scenario.yaml").read_text()
+    assert "Inline.Key9" not in copy and "********" in copy
+    assert not any(b"Inline.Key9" in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())

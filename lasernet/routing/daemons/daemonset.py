@@ -9,6 +9,12 @@ becomes a copy of it when the run ends). Every daemon is started in the node's n
 and start times go to the run's state file, so ``lasernet down`` removes them even after a crash
 (:func:`~lasernet.routing.daemons.leftovers.remove_leftovers` removes what they leave).
 
+Every configuration file is written readable by root and the daemons' own user only (mode 0600), since with
+``auth:`` it holds the routers' key; a link created after start is configured from a command file of the same
+mode (``vtysh -f``) rather than command-line arguments, which any local user can read in ``/proc``. The key is
+replaced by ``********`` wherever it could leave those files: the copy kept in the run directory, and every error
+message (which quotes daemons' logs and configuration lines).
+
 Daemons start stage by stage in the suite's order (zebra everywhere first) and each stage is health-checked
 (:func:`~lasernet.routing.daemons.base.wait_ready`); FRR daemons that keep running with a configuration line
 they rejected are caught from their output. Errors are :class:`RoutingDaemonError`, one line with paths where
@@ -34,6 +40,7 @@ from .bgp_plan import BgpPlan
 from .suite import make_suite
 
 CONFIG_READ_S = 0.5
+HIDDEN = "********"  # what the routers' key reads as outside the daemons' own files
 
 ConfigHook = Callable[[str, str, str], str]  # (node, daemon, config text) -> config text; for tests
 
@@ -53,6 +60,7 @@ class DaemonSet:
         self.specs: dict[str, NodeSpec] = {}
         self._programs: dict[str, Daemon] = {d.name: d for d in self.suite.daemons}
         self._helpers: list[subprocess.Popen] = []  # vtysh runs configuring links made after start
+        self._commands = 0  # command files written for them (with a key)
         self._stopped = False
         self.bgp: BgpPlan | None = None
         self._reported: list[Running] = []
@@ -86,7 +94,7 @@ class DaemonSet:
                 text = daemon.config(env, spec, self.cfg, d, self.scenario_name)
                 if self.config_hook is not None:
                     text = self.config_hook(name, daemon.name, text)
-                (d / f"{daemon.name}.conf").write_text(text)
+                write_private(d / f"{daemon.name}.conf", text)
             if owner is not None:
                 for path in [d, *d.iterdir()]:
                     os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -130,8 +138,13 @@ class DaemonSet:
                                       f"({run.out.with_suffix('.conf')}): {line.strip()}")
 
     def _error(self, message: str) -> RoutingDaemonError:
-        """The error, with paths pointing where the files are kept after the run (``<run dir>/routing``)."""
-        return RoutingDaemonError(message.replace(str(self.base), str(self.run_dir / "routing")))
+        """The error, with paths pointing where the files are kept after the run (``<run dir>/routing``) and the
+        routers' key hidden (a rejected configuration line may hold it)."""
+        return RoutingDaemonError(self.hide(message.replace(str(self.base), str(self.run_dir / "routing"))))
+
+    def hide(self, text: str) -> str:
+        """``text`` with the routers' key replaced by ``HIDDEN``."""
+        return text.replace(self.cfg.auth_key, HIDDEN) if self.cfg.auth_key else text
 
     # ---------------------------------------------------------------------------------------------- health
     def report_exits(self) -> list[str]:
@@ -140,7 +153,8 @@ class DaemonSet:
         for run in self.running:
             if run.proc.poll() is not None and run not in self._reported:
                 self._reported.append(run)
-                text = f"{run.node}: {run.daemon} exited (code {run.proc.returncode}); its log ends: {run.tail()}"
+                text = self.hide(f"{run.node}: {run.daemon} exited (code {run.proc.returncode}); its log ends: "
+                                 f"{run.tail()}")
                 logging.getLogger("lasernet").error("%s", text)
                 reports.append(text)
         return reports
@@ -158,9 +172,21 @@ class DaemonSet:
         commands = self.suite.link_commands(self.cfg, link, self.specs.get(node), self.bgp)
         if not commands or node not in self.nodes:
             return
+        if self.config_hook is not None:  # a test's hook sees every configuration text a daemon is given
+            commands = [c.strip() for c in self.config_hook(node, self.suite.protocol.name,
+                                                            "\n".join(commands)).splitlines() if c.strip()]
         argv = [self.suite.shell, *self.suite.shell_args(self.node_dir(node))]
-        for c in commands:
-            argv += ["-c", c]
+        if self.cfg.auth_key:  # the key must not be on a command line: vtysh reads the lines from a private file
+            self._commands += 1
+            path = self.node_dir(node) / f"link-{self._commands}.vtysh"
+            write_private(path, "\n".join(c for c in commands if c != "configure terminal") + "\n")
+            if self.suite.owner:
+                owner = pwd.getpwnam(self.suite.owner)
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+            argv += ["-f", str(path)]
+        else:
+            for c in commands:
+                argv += ["-c", c]
         self._helpers = [p for p in self._helpers if p.poll() is None]
         self._helpers.append(self.nodes[node].popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                     stderr=subprocess.DEVNULL))
@@ -201,4 +227,21 @@ class DaemonSet:
                                 dirs_exist_ok=True)
             except (OSError, shutil.Error):
                 pass
+            if self.cfg.auth_key:  # the run directory is the user's to read and share: no key in it
+                for path in link.rglob("*"):
+                    if path.is_file() and not path.is_symlink():
+                        try:
+                            data = path.read_bytes()
+                            if self.cfg.auth_key.encode() in data:
+                                path.write_bytes(data.replace(self.cfg.auth_key.encode(), HIDDEN.encode()))
+                        except OSError:
+                            pass
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable and writable by its owner only (0600), from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
