@@ -95,9 +95,9 @@ from .spec.scenario import Scenario, check_node_names
 from .topology import GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "fov", "slew",
-          "cloud", "manoeuvre", "reboot", "standby")
+          "cloud", "manoeuvre", "reboot", "standby", "jamming")
 (UP, ACQUISITION, RANGE, EARTH, SUN, POLAR, SEAM_CAUSE, ELEVATION, HANDOVER, FOV, SLEW, CLOUD, MANOEUVRE,
- REBOOT, STANDBY) = range(len(CAUSES))
+ REBOOT, STANDBY, JAMMING) = range(len(CAUSES))
 #: Added to the score of a satellite only a station's RF terminal can reach, so that it prefers one its optical
 #: terminal can (km of range, for nearest and all-in-range; seconds of pass, for longest-visible).
 RF_ONLY_PENALTY = 1e7
@@ -790,6 +790,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     check_node_names(scenario, node_names)
     isl = isl_candidates(scenario, sats, node_names)
     offsets = np.arange(int(math.floor(duration_s / step_s + 1e-9)) + 1) * step_s
+    run_step0 = 0 if carry is None else carry.cloud_step  # this window's first step, counted from the run's start
     T, N = len(offsets), len(sats)
     # longest-visible stations rank satellites by how long they stay usable: sight that far past the window
     ahead = int(math.ceil(lookahead_s(scenario, sats, start) / step_s)) if stations.sticky.any() else 0
@@ -828,7 +829,7 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
                 near_keys.append(topology.nearest_pairs(pos[:h - lo], scenario.isl_terminal.max_range_km,
                                                         topology.nearest_per_satellite(scenario.isl_terminal.count)))
         if len(stations.names):
-            _sight(scenario, stations, pos, sun, lo, sightings)
+            _sight(scenario, stations, pos, sun, lo, sightings, run_step0 * step_s, step_s)
         if progress:
             progress(min(hi, T), T)
 
@@ -1228,12 +1229,15 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
     return cause, geometry.light_delay_s(rng).astype(np.float32)
 
 
-def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, step0: int, out: _Sightings):
+def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, step0: int, out: _Sightings,
+           window_t0_s: float = 0.0, step_s: float = 1.0):
     """Record every (step, station, satellite) that may be above a station's mask during a chunk of steps.
 
     A satellite at radius r can stand above elevation e of a station at radius R only within the Earth-central
     angle acos(R cos(e) / r) - e of it; one matrix product of unit vectors (satellites x stations) finds those
-    few candidates, and exact elevations, ranges and Sun angles are computed for them alone.
+    few candidates, and exact elevations, ranges and Sun angles are computed for them alone. A jammer
+    (``jamming:``) blinds the laser links of the satellites above its own mask while it is on (the window starts
+    ``window_t0_s`` after the run's).
     """
     Tc, N, _ = pos.shape
     flat = pos.reshape(-1, 3)
@@ -1261,10 +1265,25 @@ def _sight(scenario: Scenario, st: _Stations, pos: np.ndarray, sun: np.ndarray, 
         sun_g = sun[step_local]
         sun_up = geometry.elevation_deg(st.pos_km[g], st.up[g], sun_g) > 0
         cause[terminals.sun_blinded(term, st.pos_km[g], sat_km, sun_g, sun_up)] = SUN
+    if term.kind == "laser" and scenario.jamming:
+        cause[_jammed(scenario.jamming, sat_km, window_t0_s + (step_local + step0) * step_s)] = JAMMING
     cause[rng > term.max_range_km] = RANGE
     cause[el < st.mask_deg[g]] = ELEVATION
     rf_ok = (el >= st.rf_mask_deg[g]) & (rng <= st.rf_range_km[g]) if st.any_rf else None
     out.add(step_local + step0, g, n, rng, cause, rf_ok)
+
+
+def _jammed(jammers, sat_km: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """(K,) bool: the satellite at ``sat_km[k]`` (ITRS) is above a jammer's mask while that jammer is on at
+    ``t_s[k]`` (seconds since the run's start)."""
+    out = np.zeros(len(sat_km), dtype=bool)
+    for j in jammers:
+        on = (t_s >= j.start_s) & (t_s < j.stop_s)
+        if on.any():
+            site = geometry.geodetic_to_itrs_km(j.lat_deg, j.lon_deg, j.alt_m)
+            up = geometry.up_unit(j.lat_deg, j.lon_deg)
+            out[on] |= geometry.elevation_deg(site[None, :], up[None, :], sat_km[on]) >= j.min_elevation_deg
+    return out
 
 
 def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_names, sightings: _Sightings,
@@ -1286,7 +1305,7 @@ def _ground_links(scenario: Scenario, st: _Stations, sats: Satellites, node_name
     N = len(sats)
     T_plan = T + lead
     step, g, n, rng, cause, rf_ok = sightings.arrays()
-    usable = (cause == UP) | rf_ok
+    usable = (cause == UP) | (cause == JAMMING) | rf_ok  # for the ranking; an attack is not foreseen, nor a cloud
     remaining = (np.minimum(_remaining_usable_s(step[usable], g[usable], n[usable], N, step_s), ahead * step_s)
                  if st.sticky.any() else np.zeros(int(usable.sum())))
     if cloudy is not None:  # a cloud blocks a link the satellite's elevation allows

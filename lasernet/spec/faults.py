@@ -15,6 +15,13 @@ TLE/OMM ``catalogue`` file. An approach closer than ``threshold_km`` schedules a
 ``manoeuvre``) before they re-acquire. :mod:`lasernet.conjunctions` plans it::
 
     collision: {threshold_km: 1.0, manoeuvre_s: 300, lead_s: 1800, catalogue: debris.tle}
+
+``jamming:`` is an attack: an adversary's ground site that dazzles, with a laser of its own, the optical ground
+terminals of every satellite in its view (above its ``min_elevation_deg``) from ``start_s`` to ``stop_s`` (emulated
+seconds since the run's start). While a satellite is in view its laser ground links are down (cause ``jamming``);
+as the satellites move, so does the outage region. RF fallback terminals are not blinded::
+
+    jamming: [{name: dazzler, lat_deg: 48.85, lon_deg: 2.35, min_elevation_deg: 20, start_s: 60, stop_s: 240}]
 """
 
 from __future__ import annotations
@@ -96,3 +103,35 @@ def parse_collision(node: Node, read_catalogue: Callable[[Node, str], object]) -
     return Collision(threshold_km=node.get("threshold_km", 1.0).number(1e-6, 1000),
                      manoeuvre_s=node.get("manoeuvre_s", 300.0).number(0, 86400),
                      lead_s=node.get("lead_s", 1800.0).number(0, 86400), own=own.value, catalogue=catalogue)
+
+
+@dataclass(frozen=True)
+class Jammer:
+    """An adversary's ground site blinding the optical ground terminals of the satellites in its view (see the
+    module docstring); times are emulated seconds since the run's start."""
+
+    name: str
+    lat_deg: float
+    lon_deg: float
+    alt_m: float = 0.0
+    min_elevation_deg: float = 20.0
+    start_s: float = 0.0
+    stop_s: float = float("inf")
+
+
+def parse_jamming(node: Node) -> tuple[Jammer, ...]:
+    """Read ``jamming:``, a list of adversary sites; () without it."""
+    out = []
+    for item in node.items():
+        item.mapping(("name", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "start_s", "stop_s", "source"))
+        name = item.get("name").name()
+        if any(j.name == name for j in out):
+            raise item.get("name").fail(f"jammer {name!r} is given twice; give each adversary site once")
+        start_s = item.get("start_s", 0.0).number(0, 365 * 86400)
+        stop_s = item.get("stop_s", float("inf")).number(0, float("inf"))
+        if stop_s <= start_s:
+            raise item.get("stop_s").fail(f"must be after start_s ({start_s:g}), got {stop_s:g}")
+        out.append(Jammer(name, item.get("lat_deg").number(-90, 90), item.get("lon_deg").number(-180, 180),
+                          item.get("alt_m", 0.0).number(-500, 9000),
+                          item.get("min_elevation_deg", 20.0).number(0, 90), start_s, stop_s))
+    return tuple(out)

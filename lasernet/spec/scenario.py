@@ -31,7 +31,7 @@ from . import capture as capture_spec
 from .capture import Capture, parse_capture
 from .elements import satellite_names
 from .fields import Node, parse_time, read_yaml
-from .faults import Collision, Upsets, parse_collision, parse_upsets
+from .faults import Collision, Jammer, Upsets, parse_collision, parse_jamming, parse_upsets
 from .policy import Policy, parse_policy
 from .power import PowerGroup, parse_power
 from .routing import RoutingConfig, parse_routing
@@ -255,6 +255,7 @@ class Scenario:
     diversity: tuple[DiversityGroup, ...] = ()  # ground.diversity
     capture: tuple[Capture, ...] = ()  # the capture: section (lasernet.spec.capture)
     policy: Policy = field(default_factory=Policy)  # the policy: section (lasernet.spec.policy); empty without it
+    jamming: tuple[Jammer, ...] = ()  # the jamming: section, adversary sites (lasernet.spec.faults)
 
     def error(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source.name, path, message)
@@ -281,7 +282,7 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
         raise root.fail("must be a YAML mapping with at least 'name', 'epoch' and 'constellation'")
     root.mapping(("name", "description", "epoch", "seed", "constellation", "terminals", "isl", "ground", "plan",
                   "hosts", "probes", "routing", "workload", "power", "upsets", "collision", "capture",
-                  "policy"))
+                  "policy", "jamming"))
     name = root.get("name").name(max_len=40)
     epoch = _epoch(root.get("epoch"))
     seed = root.get("seed", 1).number(0, 2**32 - 1, integer=True)
@@ -318,7 +319,8 @@ def parse_scenario(doc: Any, path: Path) -> Scenario:
                         upsets=parse_upsets(root.get("upsets", None)),
                         collision=parse_collision(root.get("collision", None),
                                                   lambda n, fmt: _elements_file(n, fmt, path.parent)),
-                        clouds=clouds, diversity=diversity, capture=parse_capture(root.get("capture", [])))
+                        clouds=clouds, diversity=diversity, capture=parse_capture(root.get("capture", [])),
+                        jamming=parse_jamming(root.get("jamming", [])))
     _check_unique_names(root, scenario)
     check_node_names(scenario, satellites + tuple(g.name for g in ground))
     return scenario
