@@ -19,6 +19,7 @@ import pytest
 import lasernet
 from lasernet.measure import provenance
 
+from ..conftest import REPO
 from .test_workload import assert_run_gone
 
 pytestmark = pytest.mark.root
@@ -90,3 +91,22 @@ def test_etcd_cluster_elects_a_leader_and_serves_ground_clients(tmp_path):
     planned = lasernet.Timeline.load(run_dir / "plan.npz")
     again = lasernet.plan(copy, start=planned.start_utc, duration_s=float(planned.offsets_s[-1]), step_s=1.0)
     assert provenance.plan_digest(again) == info["plan_events_sha256"]
+
+
+def test_jamming_takes_down_the_planned_ground_links_on_time_and_the_daemons_route_around(tmp_path):
+    """scripts/experiments/jamming.py, shortened: the jammer on dublin's site. The run applies the jamming the
+    plan says, link by link, within a tick; the daemons record every change it makes; the pairs through a blinded
+    station lose probes while it has no link."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "experiments" / "jamming.py"), "--stop-s", "25",
+                           "--after-s", "5", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=400)
+    print(proc.stdout[-2000:])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads((run_dir / "jamming.json").read_text())
+    assert out["planned"], out
+    assert [p["link"] for p in out["planned"]] == [a["link"] for a in out["applied"]]
+    assert all(abs(p["t_s"] - a["t_s"]) <= 0.2 for p, a in zip(out["planned"], out["applied"]))  # a tick and a bit
+    downs = [c for c in out["changes"] if "-" in c["links"].split(" ")[0][:1]]
+    assert len(downs) >= len(out["planned"])  # every blinded link is a change the FIB watcher judged
+    assert sum(out["probes_lost_after_attack_start"].values()) > 0
+    assert_run_gone(run_dir)
