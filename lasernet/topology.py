@@ -184,21 +184,18 @@ def between_shell_pairs(pos_km: np.ndarray, shell: np.ndarray, max_range_km: flo
     if N < 2 or T == 0 or len(groups) < 2:
         return (none, none) if per_step else none
     others = [np.flatnonzero(shell != shell[g[0]]) for g in groups]
-    steps, keys = [], []
+    ts, ii, jj = [], [], []
     for k in range(T):
-        ts, ii, jj = [], [], []
         for mine, theirs in zip(groups, others):
             kk = min(per_satellite, len(theirs))
-            d, at = cKDTree(pos_km[k, theirs]).query(pos_km[k, mine], k=kk, distance_upper_bound=max_range_km)
-            d, at = d.reshape(len(mine), kk), at.reshape(len(mine), kk)
-            ok = np.isfinite(d)  # beyond the bound: inf, index len(theirs)
-            ii.append(np.repeat(mine, kk).reshape(len(mine), kk)[ok])
-            jj.append(theirs[at[ok]])
-        i, j = np.concatenate(ii), np.concatenate(jj)
-        sk = _keys_of(np.full(len(i), k), i, j, N, per_step)
-        steps.append(sk[0])
-        keys.append(sk[1])
-    return _joined(steps, keys, per_step)
+            tree = cKDTree(pos_km[k, theirs], balanced_tree=False, compact_nodes=False)  # quicker to build
+            d, at = tree.query(pos_km[k, mine], k=kk, distance_upper_bound=max_range_km)
+            ok = np.isfinite(d.reshape(len(mine), kk))  # beyond the bound: inf, index len(theirs)
+            row, _ = np.nonzero(ok)
+            ts.append(np.full(len(row), k))
+            ii.append(mine[row])
+            jj.append(theirs[at.reshape(len(mine), kk)[ok]])
+    return _joined(*_keys_of(np.concatenate(ts), np.concatenate(ii), np.concatenate(jj), N, per_step), per_step)
 
 
 def _keys_of(t: np.ndarray, i: np.ndarray, j: np.ndarray, N: int, per_step: bool):
@@ -211,7 +208,10 @@ def _keys_of(t: np.ndarray, i: np.ndarray, j: np.ndarray, N: int, per_step: bool
     return both // (N * N), both % (N * N)
 
 
-def _joined(steps: list, keys: list, per_step: bool):
+def _joined(steps, keys, per_step: bool):
+    """The :func:`_keys_of` results of several blocks of steps (lists), or of one (arrays), joined."""
+    if not isinstance(keys, list):
+        return (steps, keys) if per_step else keys
     if per_step:
         return np.concatenate(steps), np.concatenate(keys)
     return np.unique(np.concatenate(keys))
