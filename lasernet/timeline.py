@@ -33,7 +33,9 @@
   :mod:`lasernet.routing.policy` routes by.
 
 Inter-satellite links are the topology's candidates (for the ``nearest`` pattern, the pairs among each
-satellite's nearest, found over the window, then planned in a second pass), down where the partner is out of a
+satellite's nearest, found over the window, then planned in a second pass; with ``isl.between_shells``, beside a
++Grid's, the pairs among each satellite's nearest in the other shells, planned the same way on their own
+terminals), down where the partner is out of a
 terminal's field of regard or moves faster than its slew rate (``fov``, ``slew``: :mod:`lasernet.terminals`).
 Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
@@ -1159,7 +1161,8 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
 
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring, for
-    nearest each satellite's nearest), the ground links (:func:`_gsl_pairs_estimate`: each station's ``max_links``
+    nearest each satellite's nearest, and with ``between_shells`` those between shells),
+    the ground links (:func:`_gsl_pairs_estimate`: each station's ``max_links``
     satellites, a new one every :data:`GSL_CHANGE_S`, or for ``all-in-range`` those in view, each held about half a
     pass), and the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of
     the mask's Earth-central angle covers, for the highest shell, or GEO with element files); per satellite, its
@@ -1175,6 +1178,10 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
            "nearest": min(n_sat * (n_sat - 1) / 2, n_sat * topology.nearest_per_satellite(
                scenario.isl_terminal.count) * (1 + duration_s / 600.0))
            }.get(scenario.isl.pattern, 0)
+    if scenario.isl.between_shells:  # the cross-shell pairs among each satellite's nearest in the other shells,
+        # which change fast (shells at other inclinations): starlink-phase1 with 1, 4.6 per satellite at one step,
+        # 6.3 found in 60 s, 21.3 in 600 s
+        isl += n_walker * topology.nearest_per_satellite(scenario.isl.between_shells) * (0.6 + 2.5 * duration_s / 600)
     gsl = sum(_gsl_pairs_estimate(scenario, g, duration_s, n_sat) for g in scenario.ground)
     sightings = 0.0
     if scenario.ground:
