@@ -1029,8 +1029,7 @@ def _hold(scenario: Scenario, sats: Satellites, isl: LinkTable, cause: np.ndarra
     wait = None if extra is None else terminals.run_extra_s(extra, run, wait_before)
     if chosen:  # the window's ISLs: the pairs it holds, and those held just before it (their end is in it)
         keep = held.any(axis=0) | (held_before if held_before is not None else False)
-        isl = topology.pair_table(isl.node_names, topology.pair_keys(isl, N)[keep], N, int(isl.role[0]) if
-                                  len(isl) else topology.NEAREST)
+        isl = LinkTable(isl.node_names, isl.a[keep], isl.b[keep], isl.kind[keep], isl.role[keep])
         cause, delay, up = cause[:, keep], delay[:, keep], up[:, keep]
         held_last, run = held_last[keep], run[keep]
         wait = None if wait is None else wait[keep]
