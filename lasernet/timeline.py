@@ -33,7 +33,9 @@
   :mod:`lasernet.routing.policy` routes by.
 
 Inter-satellite links are the topology's candidates (for the ``nearest`` pattern, the pairs among each
-satellite's nearest, found over the window, then planned in a second pass), down where the partner is out of a
+satellite's nearest, found over the window, then planned in a second pass; with ``isl.between_shells``, beside a
++Grid's, the pairs among each satellite's nearest in the other shells, planned the same way on their own
+terminals), down where the partner is out of a
 terminal's field of regard or moves faster than its slew rate (``fov``, ``slew``: :mod:`lasernet.terminals`).
 Ground links are chosen step by step: each station holds up
 to ``max_links`` satellites above its elevation mask, each satellite serves at most ``terminals.gsl.count``
@@ -92,7 +94,7 @@ from .errors import OptionError
 from .spec.fields import parse_time
 from .spec.policy import masks as policy_masks
 from .spec.scenario import Scenario, check_node_names
-from .topology import GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
+from .topology import BETWEEN_SHELLS, GROUND, GSL, INTER, INTRA, KINDS, SEAM, LinkTable, isl_candidates
 
 CAUSES = ("up", "acquisition", "range", "earth", "sun", "polar", "seam", "elevation", "handover", "fov", "slew",
           "cloud", "manoeuvre", "reboot", "standby", "jamming")
@@ -802,6 +804,9 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
 
     nearest = scenario.isl.pattern == "nearest"
     near_keys = [] if carry is None or carry.isl_keys is None else [carry.isl_keys[carry.isl_held]]
+    between = scenario.isl.between_shells
+    if between and near_keys:  # the between-shell links held before the window: those joining two shells
+        near_keys = [near_keys[0][sats.shell[near_keys[0] // N] != sats.shell[near_keys[0] % N]]]
     isl_cause = np.zeros((T, len(isl)), dtype=np.uint8)
     isl_delay = np.zeros((T, len(isl)), dtype=np.float32)
     illumination = np.ones((T, N), dtype=np.float32)
@@ -825,9 +830,8 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
             isl_cause[lo:h], isl_delay[lo:h] = _isl_states(scenario, isl, pos[:h - lo], sun[:h - lo],
                                                            illumination[lo:h] > 0,
                                                            None if vel is None else vel[:h - lo])
-            if nearest:
-                near_keys.append(topology.nearest_pairs(pos[:h - lo], scenario.isl_terminal.max_range_km,
-                                                        topology.nearest_per_satellite(scenario.isl_terminal.count)))
+            if nearest or between:
+                near_keys.append(_near_pairs(scenario, sats, pos[:h - lo]))
         if len(stations.names):
             _sight(scenario, stations, pos, sun, lo, sightings, run_step0 * step_s, step_s)
         if progress:
@@ -837,6 +841,10 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
         isl = topology.pair_table(node_names, np.unique(np.concatenate(near_keys)) if near_keys else
                                   np.zeros(0, np.int64), N)
         isl_cause, isl_delay = _isl_window_states(scenario, sats, isl, start, offsets, illumination, nearest=True)
+    if between:  # the same for the links between shells, beside the grid's
+        cross = topology.pair_table(node_names, np.unique(np.concatenate(near_keys)), N, topology.BETWEEN_SHELLS)
+        cross_cause, cross_delay = _isl_window_states(scenario, sats, cross, start, offsets, illumination,
+                                                      nearest=True)
     # Satellites whose router reboots after an upset or which manoeuvre: their links are down (where nothing
     # geometric already holds them down), then acquire again.
     upset_plan, upset_carry = None, None
@@ -864,31 +872,28 @@ def plan(scenario: Scenario, start: dt.datetime | str | None = None, duration_s:
     if blocked.any():
         why = np.maximum(blocked[:, isl.a], blocked[:, isl.b])
         isl_cause[(isl_cause == UP) & (why > 0)] = why[(isl_cause == UP) & (why > 0)]
-    held_before, run_before, wait_before = _isl_carried(isl, N, carry)
-    isl_up_raw = isl_cause == UP
     term = scenario.isl_terminal
-    held, isl_held = terminals.within_budget(isl_up_raw, isl_delay, isl.a, isl.b, N, term.count,
-                                             held_before, scenario.isl.switch_margin if nearest else 1.0)
-    isl_cause[isl_up_raw & ~held] = HANDOVER
-    extra = released = None
     # A terminal moved to a new partner slews before it acquires: in the nearest pattern, and at satellites with
     # more candidate links than terminals (an explicit pattern's budget); a +Grid has a terminal per link.
     shared = (np.ones(N, bool) if nearest else
               np.bincount(np.concatenate([isl.a, isl.b]).astype(np.int64), minlength=N) > term.count)
-    if term.slew_rate_deg_s > 0 and shared.any():
-        extra, released = terminals.retarget_s(
-            held, held_before, isl.a, isl.b, N, lambda k: sats.positions_km(skydata.times(start, offsets[k])),
-            term.slew_rate_deg_s, None if carry is None else carry.isl_released, shared)
-    isl_up = terminals.acquired(held, step_s, term.acquisition_s, run_before, extra, wait_before)
-    isl_cause[held & ~isl_up] = ACQUISITION
-    isl_run = terminals.feasible_run(held, run_before)
-    isl_wait = None if extra is None else terminals.run_extra_s(extra, isl_run, wait_before)
-    if nearest:  # the window's ISLs: the pairs it holds, and those held just before it (their end is in it)
-        keep = held.any(axis=0) | (held_before if held_before is not None else False)
-        isl = topology.pair_table(node_names, topology.pair_keys(isl, N)[keep], N)
-        isl_cause, isl_delay, isl_up = isl_cause[:, keep], isl_delay[:, keep], isl_up[:, keep]
-        isl_held, isl_run = isl_held[keep], isl_run[keep]
-        isl_wait = None if isl_wait is None else isl_wait[keep]
+    isl, isl_cause, isl_delay, isl_up, isl_held, isl_run, isl_wait, released = _hold(
+        scenario, sats, isl, isl_cause, isl_delay, carry, term.count,
+        scenario.isl.switch_margin if nearest else 1.0, shared, nearest, start, offsets, step_s)
+    if between:  # the between-shell terminals, chosen by the nearest rule apart from the grid's
+        if blocked.any():
+            why = np.maximum(blocked[:, cross.a], blocked[:, cross.b])
+            cross_cause[(cross_cause == UP) & (why > 0)] = why[(cross_cause == UP) & (why > 0)]
+        cross, c_cause, c_delay, c_up, c_held, c_run, c_wait, released = _hold(
+            scenario, sats, cross, cross_cause, cross_delay, carry, between, scenario.isl.switch_margin,
+            np.ones(N, bool), True, start, offsets, step_s)
+        if isl_wait is not None or c_wait is not None:
+            isl_wait = np.concatenate([np.zeros(len(isl)) if isl_wait is None else isl_wait,
+                                       np.zeros(len(cross)) if c_wait is None else c_wait])
+        isl = isl.concat(cross)
+        isl_cause, isl_delay = np.concatenate([isl_cause, c_cause], 1), np.concatenate([isl_delay, c_delay], 1)
+        isl_up = np.concatenate([isl_up, c_up], 1)
+        isl_held, isl_run = np.concatenate([isl_held, c_held]), np.concatenate([isl_run, c_run])
 
     systems = power_systems(scenario.power, sats.names, servers_per_satellite(scenario, sats.names))
     power_plan, soc_next, state_next = simulate_power(systems, illumination, step_s,
@@ -999,6 +1004,39 @@ def _isl_carried(isl: LinkTable, N: int, carry: Carry | None):
     return held, run, (wait if carry.isl_wait_s is not None else None)
 
 
+def _hold(scenario: Scenario, sats: Satellites, isl: LinkTable, cause: np.ndarray, delay: np.ndarray,
+          carry: Carry | None, count: int, margin: float, shared: np.ndarray, chosen: bool,
+          start: dt.datetime, offsets: np.ndarray, step_s: float):
+    """Which of the usable candidate ISLs (``cause`` UP) the satellites' ``count`` terminals hold and when they
+    carry traffic: the budget (:func:`lasernet.terminals.within_budget`, hysteresis ``margin``), a slew to a new
+    partner at ``shared`` satellites, then acquisition, continuing the carry. A usable link left without a
+    terminal is down with cause ``handover``, one still acquiring with ``acquisition``. With ``chosen`` (links
+    picked step by step, as in ``nearest``) only the pairs held in the window or just before it are kept.
+    Returns ``(isl, cause, delay, up, held at the second-to-last step, run, wait, released)``, ``cause`` updated
+    in place."""
+    N, term = len(sats), scenario.isl_terminal
+    held_before, run_before, wait_before = _isl_carried(isl, N, carry)
+    up_raw = cause == UP
+    held, held_last = terminals.within_budget(up_raw, delay, isl.a, isl.b, N, count, held_before, margin)
+    cause[up_raw & ~held] = HANDOVER
+    extra = released = None
+    if term.slew_rate_deg_s > 0 and shared.any():
+        extra, released = terminals.retarget_s(
+            held, held_before, isl.a, isl.b, N, lambda k: sats.positions_km(skydata.times(start, offsets[k])),
+            term.slew_rate_deg_s, None if carry is None else carry.isl_released, shared)
+    up = terminals.acquired(held, step_s, term.acquisition_s, run_before, extra, wait_before)
+    cause[held & ~up] = ACQUISITION
+    run = terminals.feasible_run(held, run_before)
+    wait = None if extra is None else terminals.run_extra_s(extra, run, wait_before)
+    if chosen:  # the window's ISLs: the pairs it holds, and those held just before it (their end is in it)
+        keep = held.any(axis=0) | (held_before if held_before is not None else False)
+        isl = LinkTable(isl.node_names, isl.a[keep], isl.b[keep], isl.kind[keep], isl.role[keep])
+        cause, delay, up = cause[:, keep], delay[:, keep], up[:, keep]
+        held_last, run = held_last[keep], run[keep]
+        wait = None if wait is None else wait[keep]
+    return isl, cause, delay, up, held_last, run, wait, released
+
+
 def _isl_window_states(scenario: Scenario, sats: Satellites, isl: LinkTable, start: dt.datetime,
                        offsets: np.ndarray, illumination: np.ndarray, nearest: bool = False):
     """cause and delay_s (T, L) of ISLs over the window's steps, chunk by chunk (the ``nearest`` pattern's second
@@ -1018,14 +1056,23 @@ def _isl_window_states(scenario: Scenario, sats: Satellites, isl: LinkTable, sta
         c, delay[lo:lo + chunk] = _isl_states(scenario, isl, pos, geometry.sun_itrs_km(t),
                                               illumination[lo:lo + chunk] > 0, vel)
         if nearest:
-            step, key = topology.nearest_pairs(pos, scenario.isl_terminal.max_range_km,
-                                               topology.nearest_per_satellite(scenario.isl_terminal.count),
-                                               per_step=True)
+            step, key = _near_pairs(scenario, sats, pos, per_step=True)
             offered = np.zeros(c.shape, bool)
             offered[step, np.searchsorted(keys, key)] = True  # every near pair is a column (keys are sorted)
             c[(c == UP) & ~offered] = HANDOVER
         cause[lo:lo + chunk] = c
     return cause, delay
+
+
+def _near_pairs(scenario: Scenario, sats: Satellites, pos: np.ndarray, per_step: bool = False):
+    """The candidate pairs of the nearest rule at the steps of ``pos``: among all satellites (pattern
+    ``nearest``) or between shells (``isl.between_shells``), as :func:`lasernet.topology.nearest_pairs` gives."""
+    rng_km = scenario.isl_terminal.max_range_km
+    if scenario.isl.pattern == "nearest":
+        return topology.nearest_pairs(pos, rng_km, topology.nearest_per_satellite(scenario.isl_terminal.count),
+                                      per_step)
+    return topology.between_shell_pairs(pos, sats.shell, rng_km,
+                                        topology.nearest_per_satellite(scenario.isl.between_shells), per_step)
 
 
 def _plane_labels(scenario: Scenario, sats: Satellites) -> tuple[str, ...]:
@@ -1114,7 +1161,8 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
     """An upper estimate of the memory :func:`plan` needs for a window, from the scenario alone (nothing built).
 
     T steps times, per step: the ISL candidates of the pattern (2 per satellite for a plus-grid, 1 for a ring, for
-    nearest each satellite's nearest), the ground links (:func:`_gsl_pairs_estimate`: each station's ``max_links``
+    nearest each satellite's nearest, and with ``between_shells`` those between shells),
+    the ground links (:func:`_gsl_pairs_estimate`: each station's ``max_links``
     satellites, a new one every :data:`GSL_CHANGE_S`, or for ``all-in-range`` those in view, each held about half a
     pass), and the sightings: the satellites within reach of each station's mask (the share of the sphere a cap of
     the mask's Earth-central angle covers, for the highest shell, or GEO with element files); per satellite, its
@@ -1130,6 +1178,10 @@ def plan_memory_bytes(scenario: Scenario, duration_s: float, step_s: float) -> f
            "nearest": min(n_sat * (n_sat - 1) / 2, n_sat * topology.nearest_per_satellite(
                scenario.isl_terminal.count) * (1 + duration_s / 600.0))
            }.get(scenario.isl.pattern, 0)
+    if scenario.isl.between_shells:  # the cross-shell pairs among each satellite's nearest in the other shells,
+        # which change fast (shells at other inclinations): starlink-phase1 with 1, 4.6 per satellite at one step,
+        # 6.3 found in 60 s, 21.3 in 600 s
+        isl += n_walker * topology.nearest_per_satellite(scenario.isl.between_shells) * (0.6 + 2.5 * duration_s / 600)
     gsl = sum(_gsl_pairs_estimate(scenario, g, duration_s, n_sat) for g in scenario.ground)
     sightings = 0.0
     if scenario.ground:
@@ -1213,9 +1265,11 @@ def _isl_states(scenario: Scenario, isl: LinkTable, pos: np.ndarray, sun: np.nda
             lit = geometry.sunlit_fraction(pos, sun[:, None, :]) > 0
         cause[terminals.sun_blinded_both_ends(term, pa, pb, sun_unit, lit[:, isl.a], lit[:, isl.b])] = SUN
     if term.points:
-        # +Grid and ring: fore and aft terminals serve the intra-plane links, port and starboard the others
-        sector = (np.where(isl.role == INTRA, terminals.ALONG, terminals.CROSS) if cfg.pattern in ("plus-grid", "ring")
-                  else terminals.ANY)
+        # +Grid and ring: fore and aft terminals serve the intra-plane links, port and starboard the inter-plane
+        # and seam links; a between-shell terminal (like those of the other patterns) may point anywhere
+        sector = (np.where(isl.role == INTRA, terminals.ALONG,
+                           np.where(isl.role == BETWEEN_SHELLS, terminals.ANY, terminals.CROSS))
+                  if cfg.pattern in ("plus-grid", "ring") else terminals.ANY)
         out_of_field, too_fast = terminals.pointing_limits(term, pos, vel, isl.a, isl.b, sector)
         cause[too_fast] = SLEW
         cause[out_of_field] = FOV

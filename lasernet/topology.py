@@ -19,6 +19,13 @@ step, among either end's :func:`nearest_per_satellite` nearest satellites within
 a step's choice depends only on that step and the one before, so plan windows join exactly; the pairs ever
 chosen become the window's ISLs (role ``nearest``).
 
+A multi-shell constellation under +Grid (or ring) has no links between its shells: each shell is its own grid.
+``isl.between_shells`` adds them: besides its grid links, every satellite may hold a few links to satellites of
+*other* shells, chosen by the same nearest rule. Their candidates (:func:`between_shell_pairs`) are the pairs
+among either end's nearest satellites of the other shells, found with a k-d tree per shell and step, so the
+cost grows as N log N per step (Starlink phase 1's 4,408 satellites), not N^2; the pairs ever chosen become the
+window's ISLs with role ``between-shells``.
+
 Ground links are not candidates here: which satellite a station talks to is decided over time by its handover
 policy (:mod:`lasernet.timeline`), and the pairs actually used join the link table there.
 """
@@ -33,9 +40,9 @@ from .orbits import Satellites
 from .spec.scenario import Scenario
 
 KINDS = ("isl", "gsl")
-ROLES = ("intra", "inter", "seam", "explicit", "ground", "nearest")
+ROLES = ("intra", "inter", "seam", "explicit", "ground", "nearest", "between-shells")
 ISL, GSL = 0, 1
-INTRA, INTER, SEAM, EXPLICIT, GROUND, NEAREST = range(6)
+INTRA, INTER, SEAM, EXPLICIT, GROUND, NEAREST, BETWEEN_SHELLS = range(7)
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class LinkTable:
     a: np.ndarray  # (L,) int
     b: np.ndarray  # (L,) int
     kind: np.ndarray  # (L,) uint8: ISL or GSL
-    role: np.ndarray  # (L,) uint8: INTRA, INTER, SEAM, EXPLICIT or GROUND
+    role: np.ndarray  # (L,) uint8: an index into ROLES
 
     def __len__(self) -> int:
         return len(self.a)
@@ -153,14 +160,64 @@ def nearest_pairs(pos_km: np.ndarray, max_range_km: float, per_satellite: int, p
         near = np.argpartition(d2, k - 1, axis=2)[:, :, :k]  # (B, N, k)
         ok = np.take_along_axis(d2, near, axis=2) <= max_range_km ** 2
         t, i, _ = np.nonzero(ok)
-        j = near[ok]
-        key = np.minimum(i, j).astype(np.int64) * N + np.maximum(i, j)
-        if per_step:
-            both = np.unique((t + lo).astype(np.int64) * (N * N) + key)
-            steps.append(both // (N * N))
-            keys.append(both % (N * N))
-        else:
-            keys.append(np.unique(key))
+        steps_keys = _keys_of(t + lo, i, near[ok], N, per_step)
+        steps.append(steps_keys[0])
+        keys.append(steps_keys[1])
+    return _joined(steps, keys, per_step)
+
+
+def between_shell_pairs(pos_km: np.ndarray, shell: np.ndarray, max_range_km: float, per_satellite: int,
+                        per_step: bool = False):
+    """The pairs of satellites of *different* shells that are among either end's ``per_satellite`` nearest
+    satellites of the other shells and within ``max_range_km``, at the T steps of ``pos_km`` (T, N, 3), given each
+    satellite's shell index ``shell`` (N,): as :func:`nearest_pairs` returns them (keys ``lo * N + hi``).
+
+    At each step, each shell's satellites query a k-d tree (:class:`scipy.spatial.cKDTree`) of the satellites of
+    all the other shells: S trees and N queries of ``per_satellite`` neighbours per step, no N x N matrix.
+    """
+    from scipy.spatial import cKDTree
+
+    T, N, _ = pos_km.shape
+    shell = np.asarray(shell)
+    none = np.zeros(0, np.int64)
+    groups = [np.flatnonzero(shell == s) for s in np.unique(shell)]
+    if N < 2 or T == 0 or len(groups) < 2:
+        return (none, none) if per_step else none
+    others = [np.flatnonzero(shell != shell[g[0]]) for g in groups]
+    ts, ii, jj = [], [], []
+    for k in range(T):
+        for mine, theirs in zip(groups, others):
+            kk = min(per_satellite, len(theirs))
+            tree = cKDTree(pos_km[k, theirs], balanced_tree=False, compact_nodes=False)  # quicker to build
+            d, at = tree.query(pos_km[k, mine], k=kk, distance_upper_bound=max_range_km)
+            ok = np.isfinite(d.reshape(len(mine), kk))  # beyond the bound: inf, index len(theirs)
+            row, _ = np.nonzero(ok)
+            ts.append(np.full(len(row), k))
+            ii.append(mine[row])
+            jj.append(theirs[at.reshape(len(mine), kk)[ok]])
+    return _joined(*_keys_of(np.concatenate(ts), np.concatenate(ii), np.concatenate(jj), N, per_step), per_step)
+
+
+def _keys_of(t: np.ndarray, i: np.ndarray, j: np.ndarray, N: int, per_step: bool):
+    """``(steps, keys)`` of the pairs (i, j) found at steps t: unique ``(step, lo * N + hi)`` with ``per_step``,
+    else (None, the unique keys)."""
+    key = np.minimum(i, j).astype(np.int64) * N + np.maximum(i, j)
+    if not per_step:
+        return None, _sorted_unique(key)
+    both = _sorted_unique(np.asarray(t, np.int64) * (N * N) + key)
+    return both // (N * N), both % (N * N)
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` by a sort (several times quicker than its hashing on millions of wide keys)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+
+
+def _joined(steps, keys, per_step: bool):
+    """The :func:`_keys_of` results of several blocks of steps (lists), or of one (arrays), joined."""
+    if not isinstance(keys, list):
+        return (steps, keys) if per_step else keys
     if per_step:
         return np.concatenate(steps), np.concatenate(keys)
     return np.unique(np.concatenate(keys))

@@ -153,6 +153,7 @@ class IslConfig:
     atmosphere_km: float = 80.0  # a link must clear the Earth's surface by this much
     links: tuple[tuple[str, str], ...] = ()  # for pattern "explicit"
     switch_margin: float = 0.2  # pattern "nearest": a held link gives way only to one this fraction shorter
+    between_shells: int = 0  # +Grid / ring: links per satellite to satellites of other shells (nearest rule)
 
 
 @dataclass(frozen=True)
@@ -485,7 +486,7 @@ def _field_of_regard(node: Node) -> FieldOfRegard:
 
 
 def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslConfig:
-    values = node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links", "switch_margin"))
+    values = node.mapping(("pattern", "polar_cutoff_deg", "atmosphere_km", "links", "switch_margin", "between_shells"))
     pattern = node.get("pattern", "plus-grid").choice(ISL_PATTERNS)
     links = []
     for item in node.get("links", []).items():
@@ -500,16 +501,32 @@ def _isl(node: Node, constellation: Constellation, terminal: Terminal) -> IslCon
     if pattern in ("plus-grid", "ring") and constellation.element_files and not constellation.shells:
         raise node.get("pattern").fail(f"{pattern} needs Walker shells (planes and slots); satellites from TLE/OMM "
                                        f"files can use pattern: explicit or none")
-    if pattern != "nearest" and "switch_margin" in values:
-        raise node.child("switch_margin", None).fail(f"only applies to pattern: nearest (pattern is {pattern})")
+    between = 0
+    if "between_shells" in values:
+        spec = node.get("between_shells")
+        spec.mapping(("count",))
+        if pattern not in ("plus-grid", "ring"):
+            raise spec.fail(f"only applies to pattern: plus-grid or ring (pattern is {pattern}; nearest already "
+                            f"links across shells)")
+        if len(constellation.shells) < 2:
+            raise spec.fail(f"needs two or more Walker shells to link, the constellation has "
+                            f"{len(constellation.shells)}")
+        between = int(spec.get("count", 1).number(1, 64, integer=True))
+    if pattern != "nearest" and not between and "switch_margin" in values:
+        raise node.child("switch_margin", None).fail(f"only applies to pattern: nearest or with between_shells "
+                                                     f"(pattern is {pattern})")
     needed = {"plus-grid": 4, "ring": 2}.get(pattern, 1)
-    if pattern != "none" and terminal.count < needed:
+    if pattern != "none" and terminal.count < needed + between:
+        extra = f" + {between} between shells" if between else ""
         raise ScenarioError(node.source, "terminals.isl.count",
-                            f"pattern {pattern} needs {needed} ISL terminals per satellite, got {terminal.count}")
+                            f"pattern {pattern}{extra} needs {needed + between} ISL terminals per satellite, got "
+                            f"{terminal.count}: raise terminals.isl.count"
+                            + (" or lower isl.between_shells.count" if between else ""))
     return IslConfig(pattern=pattern,
                      polar_cutoff_deg=node.get("polar_cutoff_deg", 90.0).number(0, 90),
                      atmosphere_km=node.get("atmosphere_km", 80.0).number(0, 1000),
-                     links=tuple(links), switch_margin=node.get("switch_margin", 0.2).number(0, 1))
+                     links=tuple(links), switch_margin=node.get("switch_margin", 0.2).number(0, 1),
+                     between_shells=between)
 
 
 _STATION_FIELDS = ("name", "site", "kind", "lat_deg", "lon_deg", "alt_m", "min_elevation_deg", "max_links",

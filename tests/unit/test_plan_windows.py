@@ -77,6 +77,24 @@ def test_nearest_windows_are_one_continuous_plan(write_scenario, window_s):
     assert assert_windows_are_the_continuous_plan(scenario, window_s) > 0
 
 
+@pytest.mark.parametrize("window_s", [120.0, 7.0])
+def test_between_shell_windows_are_one_continuous_plan(write_scenario, window_s):
+    """+Grid in two shells with links between them (nearest rule, a slew to each new partner, acquisition)."""
+    scenario = lasernet.load_scenario(write_scenario("""
+        name: two-shells
+        epoch: 2026-01-01T00:00:00Z
+        constellation:
+          shells:
+            - {name: hi, type: delta, planes: 6, sats_per_plane: 8, phasing: 1, altitude_km: 1100, inclination_deg: 53}
+            - {name: lo, type: delta, planes: 5, sats_per_plane: 6, phasing: 2, altitude_km: 600, inclination_deg: 70}
+        terminals:
+          isl: {count: 6, max_range_km: 3000, acquisition_s: 2, sun_exclusion_deg: 3, slew_rate_deg_s: 2}
+        isl: {pattern: plus-grid, between_shells: {count: 2}, switch_margin: 0.1}
+        """))
+    assert scenario.isl.between_shells == 2
+    assert assert_windows_are_the_continuous_plan(scenario, window_s) > 0
+
+
 def test_a_link_acquired_across_a_boundary_waits_its_acquisition_time():
     """Windows that start a step after a link became usable: that link still waits acquisition_s."""
     scenario = lasernet.load_scenario(TOPOLOGIES / "mini.yaml")

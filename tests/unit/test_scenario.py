@@ -83,7 +83,7 @@ CASES = [
     ("terminals", {"isl": {"field_of_regard": {"roll_deg": 5}}}, "terminals.isl.field_of_regard.roll_deg: unknown"),
     ("terminals", {"isl": {"slew_rate_deg_s": -1}}, "terminals.isl.slew_rate_deg_s: must be between 0 and 360"),
     ("terminals", {"gsl": {"slew_rate_deg_s": 1}}, "terminals.gsl.slew_rate_deg_s: only applies to terminals.isl"),
-    ("isl.switch_margin", 0.1, "isl.switch_margin: only applies to pattern: nearest (pattern is plus-grid)"),
+    ("isl.switch_margin", 0.1, "isl.switch_margin: only applies to pattern: nearest or with between_shells (pattern is plus-grid)"),
     ("isl", {"pattern": "nearest", "switch_margin": 2}, "isl.switch_margin: must be between 0 and 1, got 2"),
     ("ground.clouds", {"cloud_free": 1.5}, "ground.clouds.cloud_free: must be between 0 and 1, got 1.5"),
     ("ground.clouds", {"correlation_h": 3}, "ground.clouds.correlation_h: unknown field"),
