@@ -217,7 +217,8 @@ def test_report_embeds_every_plot_and_lists_the_failed_job(run):
     assert "http://" not in html and "https://" not in html  # self-contained: no CDN, nothing fetched
     pngs = _figures(html)
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
-    assert plots == ["iperf3.png", "links.png", "map-0s.png", "map-4s.png", "metric-0.png", "routes.png", "rtt.png"]
+    assert plots == ["iperf3.png", "links.png", "map-0s.png", "map-4s.png", "metric-0.png", "routes.png", "rtt.png",
+                     "sunlight.png"]  # no power:, upsets: or collision: section: sunlight is the only data-centre one
     assert len(pngs) == len(plots) and all(p[:8] == b"\x89PNG\r\n\x1a\n" and len(p) > 5000 for p in pngs)
     assert sorted(pngs) == sorted((run_dir / "plots" / name).read_bytes() for name in plots)
     assert re.search(r"<h2>Workload \(7 jobs, 1 failed\)</h2>", html)
@@ -233,7 +234,7 @@ def test_lasernet_report_rebuilds_the_same_report(run):
     proc = subprocess.run(LASERNET + ["report", str(run_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     again = (run_dir / "report.html").read_text()
-    assert len(_figures(again)) == len(_figures(first)) == 7
+    assert len(_figures(again)) == len(_figures(first)) == 8
     strip = lambda text: re.sub(r"base64,[A-Za-z0-9+/=]+", "", text)  # noqa: E731 (PNG bytes may embed dates)
     assert strip(again) == strip(first)
 
