@@ -183,8 +183,14 @@ def test_cli_commands_show_live_links_the_predicted_path_and_the_orbit(tmp_path)
         wait_running(tmp_path, proc)
         proc.stdin.write("orbit\n")
         proc.stdin.flush()
+        first = []  # up to the first orbit's answer: the 2 s below start when the prompt has run it, not when typed
+        deadline = time.monotonic() + 60
+        while not first or not re.search(r"t = [\d.]+ s \(", first[-1]):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(first)
+            first.append(proc.stdout.readline())
         time.sleep(2.0)
         out, err = proc.communicate(f"links {src}\npath {src} {dst}\norbit\nexit\n", timeout=60)
+        out = "".join(first) + out
     finally:
         if proc.poll() is None:
             proc.kill()
