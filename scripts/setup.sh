@@ -7,9 +7,10 @@ cd "$here"
 
 # frr and bird2: the routing daemons (scenario routing:). etcd-server and etcd-client: the etcd example
 # experiment (topologies/etcd-orbit.yaml). lasernet starts all of them inside its nodes; the system services
-# these packages start on the host (where services start) are stopped and disabled below. sudo: `make demo` and
+# these packages start on the host (where services start) are stopped and disabled below. chromium: the browser
+# test of the web view (lasernet up --web) loads the page in it, headless. sudo: `make demo` and
 # `make test` run by a user run the live part through it (and the VM test runs the demo as such a user).
-pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev frr bird2 etcd-server etcd-client sudo)
+pkgs=(mininet iproute2 iputils-ping iperf3 tcpdump python3-venv python3-dev frr bird2 etcd-server etcd-client chromium sudo)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

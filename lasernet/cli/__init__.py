@@ -117,6 +117,8 @@ def _live_options(command):
                      help="Where results go (default ./runs/<run-id>)."),
         click.option("--cluster", metavar="HOST:PORT", help="Spread the routers over the machines of the Ray "
                      "cluster whose head is HOST:PORT (run on the head; see the README's Cluster section)."),
+        click.option("--web", metavar="[HOST:]PORT", help="Serve a live view of the run in a browser at "
+                     "http://HOST:PORT/ (HOST default 127.0.0.1: this machine only; PORT 0: any free port)."),
     ]):
         command = option(command)
     return command
@@ -138,7 +140,7 @@ def _live_options(command):
               help="Keep every CPU out of idle halt while up (one SCHED_IDLE spinner per CPU): on a VM, wake-ups "
                    "then take ~20 us instead of up to milliseconds, and delays stay true to the plan. Default: on, "
                    "unless LASERNET_KEEP_AWAKE=0.")
-def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, open_cli, routing, keep_awake):
+def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, web, open_cli, routing, keep_awake):
     """Emulate SCENARIO live: a Mininet network of routers whose links follow the orbit.
 
     Routes come from the oracle, or from real routing daemons on every router (OSPF, IS-IS, Babel, BGP with FRR
@@ -153,7 +155,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, open
         raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.run(sc, duration_s=duration_s, speed=speed, start=parse_time(start) if start else None,
                          links=links, tick_s=tick_s, run_dir=run_dir, open_cli=open_cli, console=err_console,
-                         routing=routing, keep_awake=keep_awake, cluster=cluster)
+                         routing=routing, keep_awake=keep_awake, cluster=cluster, web=_web_option(web))
     _render_run(summary)
     _render_workload(summary.get("workload") or {})
 
@@ -166,7 +168,7 @@ def up(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, open
 @click.option("--routing", type=click.Choice(["auto", "tick", "background"]), default="auto", show_default=True,
               help="As for `lasernet up`.")
 @click.option("--no-report", is_flag=True, help="Skip report.html (build it later with `lasernet report`).")
-def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, routing, no_report):
+def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, web, routing, no_report):
     """Run an experiment: emulate SCENARIO, run its workload, collect, write report.html, tear down.
 
     Exits 1 if a workload command failed (each failure is listed with its node and exit code).
@@ -180,13 +182,43 @@ def run_(scenario, duration_s, speed, start, links, tick_s, run_dir, cluster, ro
         raise OptionError("--start", f"must be an ISO 8601 UTC time like 2026-01-01T00:00:00Z, got {start!r}")
     summary = runner.experiment(sc, duration_s=duration_s, report=not no_report, speed=speed,
                                 start=parse_time(start) if start else None, links=links, tick_s=tick_s,
-                                run_dir=run_dir, console=err_console, routing=routing, cluster=cluster)
+                                run_dir=run_dir, console=err_console, routing=routing, cluster=cluster,
+                                web=_web_option(web))
     _render_run(summary)
     failed = _render_workload(summary.get("workload") or {})
     if summary.get("report"):
         stdout.print(f"report: {summary['report']}")
     if failed:
         sys.exit(1)
+
+
+def _web_option(web: str | None) -> str | None:
+    """Check ``--web`` before anything is built (one line naming the option, exit 2)."""
+    if web is not None:
+        from ..emulation.webfeed import parse_bind
+
+        parse_bind(web)
+    return web
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--bind", "bind", default="127.0.0.1:8765", show_default=True, metavar="[HOST:]PORT",
+              help="Where to serve the page (PORT 0: any free port).")
+def web(run_dir, bind):
+    """Replay a finished run in a browser: the map with play, pause, speed and seek, node tables and oracle
+    paths computed on the replayed state (no root; Ctrl-C stops)."""
+    from ..emulation.webfeed import parse_bind
+    from ..web.scene import ReplayRun
+    from ..web.server import ReplaySource, serve
+
+    host, port = parse_bind(bind, "--bind")
+    source = ReplaySource(ReplayRun(run_dir))
+    try:
+        serve(source, host, port, on_url=lambda url: stdout.print(f"web: {url} (replaying {run_dir}; Ctrl-C "
+                                                                   f"stops)", highlight=False))
+    except OSError as exc:
+        raise OptionError("--bind", f"cannot serve on {bind}: {exc.strerror or exc}") from None
 
 
 @main.command()

@@ -18,12 +18,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..emulation.coordinator import Emulation
 from ..emulation.links import BackendUnavailable
+from ..emulation.webfeed import WebError
 from ..errors import LasernetError as UserError  # a one-line problem: exit 2
 from ..routing.daemons import RoutingDaemonError
 
 
 def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_s=0.1, run_dir=None,
-        open_cli=False, console=None, routing="auto", keep_awake=None, cluster=None) -> dict:
+        open_cli=False, console=None, routing="auto", keep_awake=None, cluster=None, web=None) -> dict:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM,)}
     if not open_cli:
@@ -39,12 +40,12 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
 
     emu = Emulation(scenario, links=links, speed=speed, tick_s=tick_s, start=start, duration_s=duration_s,
                     run_dir=run_dir, progress=report, routing=routing,
-                    keep_awake=keep_awake, cluster=cluster)
+                    keep_awake=keep_awake, cluster=cluster, web=web)
     try:
         with progress:
             try:
                 emu.start()
-            except (BackendUnavailable, RoutingDaemonError) as exc:  # one line (node, daemon, its log); torn down
+            except (BackendUnavailable, RoutingDaemonError, WebError) as exc:  # one line (node, daemon, its log); torn down
                 raise UserError(str(exc)) from None
         if console and emu.cluster_report:
             rep = emu.cluster_report
@@ -55,6 +56,8 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
             console.print(f"lasernet: {len(emu.nodes)} nodes up, run {emu.run_id}, results in {emu.run_dir}"
                           + ("" if duration_s is None else f"; running {duration_s:g} s") + (
                               "" if open_cli else " (Ctrl-C stops)"))
+        if console and emu.web is not None:
+            console.print(f"lasernet: live view at {emu.web.url}", highlight=False)
         if open_cli:
             from .console import ClusterCLI, LasernetCLI
 

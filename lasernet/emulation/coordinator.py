@@ -49,7 +49,8 @@ an upset (:meth:`Timeline.upsets_between`) kills what they run (their shells sta
 host's ``power`` message with the tick's others; each is an event (kind ``server``) in ``events.csv``.
 
 A scenario's ``capture:`` section runs tcpdump in the nodes it names on emulated time, writing pcap files and
-the wall-to-emulated clock mapping into the run directory (:mod:`lasernet.emulation.capture`).
+the wall-to-emulated clock mapping into the run directory (:mod:`lasernet.emulation.capture`). With ``web=``
+(``lasernet up --web``) a browser view is served while the run is up (:mod:`lasernet.emulation.webfeed`).
 
 What the run created (node PIDs and their namespace inodes, the relay, routing daemons, captures, files) is
 written to a state file as it is created, so that ``lasernet down`` can remove exactly that even after the driver
@@ -83,6 +84,7 @@ from .host import LocalHost, pin_to_last_cpu
 from .windows import PlanWindows
 from .links import choose_backend
 from .network import SYSCTLS
+from .webfeed import WebFeed, parse_bind
 
 log = logging.getLogger("lasernet")
 
@@ -250,7 +252,7 @@ class Emulation:
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
                  plan_step_s: float | None = None, run_dir: str | Path | None = None,
                  progress: Progress | None = None, routing: str = "auto", keep_awake: bool | None = None,
-                 daemon_config_hook=None, cluster: str | None = None):
+                 daemon_config_hook=None, cluster: str | None = None, web: str | None = None):
         for name, value in (("speed", speed), ("tick_s", tick_s), ("window_s", window_s)):
             if not (math.isfinite(value) and value > 0):
                 raise OptionError(name, f"must be a finite number > 0, got {value}")
@@ -258,6 +260,8 @@ class Emulation:
             raise OptionError("routing", f"must be one of {', '.join(ROUTING_MODES)}, got {routing!r}")
         self.scenario = scenario
         self.routing = routing
+        self.web_bind = None if web is None else parse_bind(web)  # lasernet up --web [HOST:]PORT
+        self.web = None  # the WebFeed serving the browser view while up (lasernet.emulation.webfeed)
         self.cluster = cluster  # a Ray cluster's address (lasernet.emulation.cluster): routers spread over its machines
         self.cluster_report: dict | None = None  # a cluster run: machines, their routers, links that cross them
         if keep_awake is None:  # one SCHED_IDLE spinner per CPU while up (see lasernet.net.awake)
@@ -370,6 +374,10 @@ class Emulation:
             self._end_phase("routing daemons", mark)
             self.fib_watch = self.fib_watcher()  # records link events from the first tick on; started below
         self._start_first_routes()
+        if self.web_bind is not None:
+            mark = time.monotonic()
+            self.web = WebFeed(self, self.web_bind).start()
+            self._end_phase("web", mark)
         self._start_clock()
         return self
 
@@ -535,6 +543,9 @@ class Emulation:
             except Exception as exc:
                 log.error("stopping the captures failed: %s", exc)
             self.captures = None
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.probes and not self.recorder:
             self.probes.stop()
         if self.fib_watch is not None:
@@ -650,6 +661,8 @@ class Emulation:
             self.workload.tick(t_s)
         if self.captures is not None:
             self.captures.tick(t_s)
+        if self.web is not None:
+            self.web.publish(t_s, tl.illumination_at(t_s - offset))
         cost = time.monotonic() - t0
         report = TickReport(len(self.ticks), t_s, cost, bool(self.ticks) and cost > self.tick_s, link_changes,
                             route_changes, links_s=t1 - t0, routes_s=t2 - t1, machine_apply_s=machine_apply_s)
