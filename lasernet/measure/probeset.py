@@ -137,12 +137,17 @@ class ProbeSet:
     def _collect(self, p: _Pair):
         out = None
         if p.prober is not None:
-            try:  # a run that ends at its duration finds the prober finishing its last probes by itself
-                p.prober.wait(timeout=1.5)
+            # A run that ends at its duration finds the prober finishing its last probes by itself. Its output is
+            # read while waiting: a result longer than the pipe's 64 KiB would otherwise block the prober in its
+            # write, and the SIGINT below would cut the line it is writing.
+            try:
+                stdout, stderr = p.prober.communicate(timeout=1.5)
             except subprocess.TimeoutExpired:
                 p.prober.send_signal(signal.SIGINT)
+                stdout = stderr = None
             try:
-                stdout, stderr = p.prober.communicate(timeout=30)
+                if stdout is None:  # communicate again: what was read before the timeout is not lost
+                    stdout, stderr = p.prober.communicate(timeout=30)
                 lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
                 out = json.loads(lines[-1]) if lines else None
                 if out is None:
