@@ -163,7 +163,8 @@ class WebFeed:
             i = emu.router_index(name)
             answer = {"name": name, "routes": [] if emu.routes is None else node_routes(emu.routes, emu.node_names,
                                                                                        i),
-                      "routes_from": "oracle" if not emu.scenario.routing.uses_daemons else "oracle (reference)"}
+                      "routes_from": ("oracle (reference)" if emu.scenario.routing.uses_daemons else "oracle")
+                      + (", background: next hops only" if emu.oracle_process is not None else "")}
             if emu.scenario.routing.uses_daemons and emu.daemons is not None and not emu.cluster:
                 shell = emu.daemons.suite.shell
                 command = NEIGHBOUR_COMMANDS.get((emu.scenario.routing.protocol, shell))

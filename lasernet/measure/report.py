@@ -14,7 +14,9 @@
   per plane on a timeline. Without a ``power:`` (or ``upsets:``/``collision:``) section the report says so
   instead of drawing an empty figure;
 * maps of the constellation at chosen instants (``workload.report.map_at_s``; default start, middle and end),
-  the Earth's night side shaded and satellites in the Earth's shadow drawn dark.
+  the Earth's night side shaded and satellites in the Earth's shadow drawn dark;
+* links to the browser view's screenshots in ``web/`` (saved there by its tests and benchmarks), and the command
+  that replays the run in a browser.
 
 :func:`map_figure` draws one map from a scenario (planning the instant if no timeline is given); it is also what
 ``lasernet show`` uses. Everything here is offline: no root, no network.
@@ -429,6 +431,12 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, gr
         data = base64.b64encode(png).decode()
         parts.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{e(caption)}</figcaption></figure>")
+    shots = sorted((run_dir / "web").glob("*.png")) if (run_dir / "web").is_dir() else []
+    if shots:  # screenshots of the browser view (lasernet up --web), linked rather than embedded: they are large
+        parts.append("<h2>Browser view</h2><ul>" + "".join(
+            f'<li><a href="web/{e(p.name)}">{e(p.name)}</a></li>' for p in shots)
+            + "</ul><p class=\"note\">Replay the run in a browser with <code>lasernet web "
+            + e(str(run_dir)) + "</code>.</p>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"

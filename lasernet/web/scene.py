@@ -216,12 +216,14 @@ class ReplayRun:
 
 def node_routes(routes, node_names, node: int, limit: int = 2000) -> list[list]:
     """A node's forwarding table from an oracle table: ``[destination, next hop, one-way delay ms]`` per reachable
-    destination (at most ``limit``, nearest first)."""
+    destination (at most ``limit``, nearest first). The delay is ``None`` where the table keeps none (a run whose
+    routes come from the background oracle keeps next hops only): JSON has no infinity."""
     nh = routes.next_hop[node]
     delay = routes.delay_s[node]
     reach = np.flatnonzero(nh >= 0)
     reach = reach[np.argsort(delay[reach], kind="stable")][:limit]
-    return [[node_names[d], node_names[int(nh[d])], round(float(delay[d]) * 1e3, 3)] for d in reach]
+    return [[node_names[d], node_names[int(nh[d])],
+             round(float(delay[d]) * 1e3, 3) if np.isfinite(delay[d]) else None] for d in reach]
 
 
 def replay_routes(replay: ReplayRun, t_s: float):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -40,6 +41,7 @@ from .scene import LinkList, ReplayRun, Scene, node_routes, path_message, replay
 
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger(__name__)
+STRICT_JSON = functools.partial(json.dumps, allow_nan=False)  # a browser's JSON.parse refuses NaN and Infinity
 
 
 def land_runs() -> dict:
@@ -182,6 +184,7 @@ def make_app(source) -> web.Application:
 
     async def websocket(request):
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=1 << 22)
+        ws.send_json = functools.partial(ws.send_json, dumps=STRICT_JSON)  # NaN or inf raises, never sent
         await ws.prepare(request)
         await ws.send_json(hub.scene_message())
         sent_links = 0
@@ -226,7 +229,10 @@ def make_app(source) -> web.Application:
                 except (KeyError, ValueError) as exc:
                     answer = {"error": f"{type(exc).__name__}: {exc}"}
                 answer = {k: v for k, v in answer.items() if k not in ("type", "id")}  # the run's own ids
-                await ws.send_json({"type": "answer", "id": ident, "question": kind, **answer})
+                try:
+                    await ws.send_json({"type": "answer", "id": ident, "question": kind, **answer})
+                except ValueError as exc:  # not JSON (NaN): say so rather than leave the page waiting
+                    await ws.send_json({"type": "answer", "id": ident, "question": kind, "error": str(exc)})
         finally:
             if pusher is not None:
                 pusher.cancel()

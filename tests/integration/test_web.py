@@ -12,7 +12,7 @@ the run itself, not against the page's code:
   lists one route per destination the driver's table reaches;
 * a replay (``lasernet web RUN_DIR``) seeks to exactly the instant asked, and shows the outage as
   ``events.csv`` has it: down inside it, up after it;
-* screenshots of both go into the run directory's ``web/`` (the report links them).
+* screenshots of both go into the run directory's ``web/``, and the report links them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pytest
 
 import lasernet
 from lasernet.emulation.coordinator import Emulation
+from lasernet.measure.report import build_report
 
 from .. import browser
 from ..conftest import TOPOLOGIES
@@ -168,3 +169,5 @@ def test_replay_seeks_to_the_instant_and_shows_the_outage(live):
             replay.close()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
+    html = build_report(run_dir).read_text()
+    assert 'href="web/live.png"' in html and 'href="web/replay.png"' in html

@@ -224,7 +224,8 @@
     L.nodeInfo = a;
     if (a.error) { $("node-out").textContent = head + "\n" + a.error; return; }
     let text = head + `\nroutes (${a.routes_from}, ${a.routes.length}):\n` +
-      a.routes.slice(0, 200).map((r) => `  ${r[0]} via ${r[1]}  ${r[2].toFixed(3)} ms`).join("\n");
+      a.routes.slice(0, 200).map((r) => `  ${r[0]} via ${r[1]}` + (r[2] === null ? "" : `  ${r[2].toFixed(3)} ms`))
+      .join("\n");
     if (a.neighbours !== undefined) text += `\nneighbours (${a.neighbours_command}):\n${a.neighbours}`;
     $("node-out").textContent = text;
   };
