@@ -146,12 +146,14 @@ class WebFeed:
 
     def _answer(self, request: dict) -> None:
         try:
-            answer = self._query(request)
+            answer = self.answer(request)
         except Exception as exc:  # a question the run cannot answer must not stop the feed
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         self._conn.send({"type": "answer", "id": request.get("id"), **answer})
 
-    def _query(self, request: dict) -> dict:
+    def answer(self, request: dict) -> dict:
+        """The answer to one of the page's questions: ``{"kind": "path", "a", "b"}`` or ``{"kind": "node",
+        "name"}`` (its routes; with routing daemons on one machine, the daemon's own neighbour list)."""
         from ..web.scene import node_routes
 
         emu = self.emu

@@ -27,6 +27,7 @@ from lasernet.emulation.state import STATE_DIR
 from lasernet.measure.probes import ProbeResult, read_record
 from lasernet.net.procs import is_zombie, start_time
 from lasernet.routing.daemons import FRR_TMP, RoutingDaemonError
+from lasernet.emulation.webfeed import WebFeed
 from lasernet.spec.routing import Operator, RoutingConfig
 
 from ..conftest import TOPOLOGIES
@@ -85,6 +86,28 @@ def test_every_ground_station_reaches_every_other_over_daemon_routes(routed):
             route = routed.nodes[src].cmd(f"ip route show {routed.nodes[dst].IP()}/32")
             assert f"proto {routed.kernel_proto}" in route, f"{src} -> {dst}: {route!r}"
     assert routed.fib_watch.converged()
+
+
+def test_node_view_lists_the_daemons_own_neighbours(routed):
+    """What the browser view shows for a clicked node (``WebFeed.answer``, no browser needed): the daemon's neighbour
+    list names the node's neighbours across its links that are up (by interface, which is named after the node at
+    the other end, by link address or by loopback, as each daemon prints them)."""
+    node = "sat-0-0"
+    answer = WebFeed(routed, ("127.0.0.1", 0)).answer({"kind": "node", "name": node})
+    text = answer["neighbours"]
+    up = [row for row in routed.link_table() if row["up"] and node in row["link"].split("~")]
+    assert up
+    peers = [next(n for n in row["link"].split("~") if n != node) for row in up]
+    seen = [p for p in peers if p in text or routed.nodes[p].IP() in text
+            or any(ip in text for ip in _link_ips(routed, node, p))]
+    assert seen, f"{answer['neighbours_command']} in {node} names none of {peers}:\n{text}"
+    assert len(answer["routes"]) == int((routed.routes.next_hop[routed.router_index(node)] >= 0).sum())
+
+
+def _link_ips(emu, a: str, b: str) -> list[str]:
+    ia, ib = emu.router_index(a), emu.router_index(b)
+    link = emu.applied.by_pair.get((ia, ib)) or emu.applied.by_pair.get((ib, ia))
+    return [] if link is None else [str(ip) for ip in (link.ip_a, link.ip_b)]
 
 
 def test_fib_paths_are_never_shorter_than_the_oracle_shortest_path(routed):
