@@ -45,7 +45,7 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
         with progress:
             try:
                 emu.start()
-            except (BackendUnavailable, RoutingDaemonError, WebError) as exc:  # one line (node, daemon, its log); torn down
+            except (BackendUnavailable, RoutingDaemonError, WebError) as exc:  # one line; torn down
                 raise UserError(str(exc)) from None
         if console and emu.cluster_report:
             rep = emu.cluster_report

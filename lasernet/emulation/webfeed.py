@@ -10,10 +10,12 @@ seconds, copies the applied state of the links (by slot: the order in which the 
 the view's link list) and the satellites' illumination into a slot. A thread of its own sends the latest slot's
 contents (frames the server has not taken yet are replaced, never queued) and answers the server's questions:
 a node's forwarding table and (with routing daemons) its neighbours, the oracle path between two nodes. The
-answers read the driver's current tables (replaced whole each tick, never changed in place).
+answers read the driver's current tables while ticks go on (in background-routing mode a tick changes its table
+in place, so a node's table may mix two ticks' routes: a view, not a measurement).
 
-The server writes its messages to ``web.log`` in the run directory. Its PID goes into the run's state file as a helper, so that ``lasernet down`` stops it after a SIGKILL
-of the driver; it also exits by itself when the socketpair closes.
+The server writes its messages to ``web.log`` in the run directory. Its PID goes into the run's state file as a
+helper, so that ``lasernet down`` stops it after a SIGKILL of the driver; it also exits by itself when the
+socketpair closes.
 """
 
 from __future__ import annotations

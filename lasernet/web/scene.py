@@ -22,7 +22,6 @@ scenario. The oracle paths a replay shows are computed on the replayed state (:f
 
 from __future__ import annotations
 
-import bisect
 import csv
 import datetime as dt
 import json
@@ -34,6 +33,7 @@ import numpy as np
 
 from .. import geometry, skydata
 from ..errors import LasernetError
+from ..measure.plots import lonlat_deg
 from ..orbits import build_satellites
 
 #: Frames carry angles rounded to this many decimals (1e-3 deg is ~110 m on the ground, a fraction of a pixel).
@@ -42,12 +42,6 @@ ANGLE_DECIMALS = 3
 
 class ReplayError(LasernetError):
     """The directory cannot be replayed (the CLI prints it on one line, exit code 2)."""
-
-
-def subpoints_deg(pos_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Geocentric latitude and longitude (degrees) of Earth-fixed positions (..., 3) in km."""
-    x, y, z = pos_km[..., 0], pos_km[..., 1], pos_km[..., 2]
-    return np.degrees(np.arctan2(z, np.hypot(x, y))), np.degrees(np.arctan2(y, x))
 
 
 @dataclass
@@ -103,7 +97,7 @@ class Scene:
         up) and their one-way delays; ``illumination`` per satellite (None: unknown, drawn as sunlit)."""
         when = self.start_utc + dt.timedelta(seconds=float(t_s))
         t = skydata.times(when, np.zeros(1))
-        lat, lon = subpoints_deg(self.satellites.positions_km(t)[0])
+        lon, lat = lonlat_deg(self.satellites.positions_km(t)[0])  # geocentric, as the static maps draw them
         sun_lat, sun_lon = geometry.subsolar_point_deg(geometry.sun_itrs_km(t)[0])
         illum = (np.ones(self.n_satellites) if illumination is None else np.asarray(illumination, dtype=float))
         return {"type": "frame", "t_s": round(float(t_s), 3),
@@ -175,11 +169,16 @@ class ReplayRun:
                 delay = float(r["delay_ms"]) / 1e3 if r["delay_ms"] else math.nan
                 self._changes.append((float(r["t_s"]), k, r["event"] == "up", delay))
         self._changes.sort(key=lambda c: c[0])
-        self._times = [c[0] for c in self._changes]
+        self._times = np.array([c[0] for c in self._changes])
+        self._link = np.array([c[1] for c in self._changes], dtype=np.int64)
+        self._up = np.array([c[2] for c in self._changes], dtype=bool)
+        self._delay = np.array([c[3] for c in self._changes])
+        # each link's index in the plan (-1: not a plan link), for the plan's delays between events
+        self._plan_of = np.array([self._plan_index.get(name, -1) for name in self._by_name], dtype=np.int64)
 
     def _duration(self) -> float:
         """The run's length in emulated seconds: its last tick (ticks.csv), else its last event."""
-        last = self._times[-1] if self._times else 0.0
+        last = float(self._times[-1]) if len(self._times) else 0.0
         path = self.run_dir / "ticks.csv"
         if path.is_file():
             with path.open(newline="") as f:
@@ -192,16 +191,17 @@ class ReplayRun:
         ``t_s`` where the plan covers it, else the delay at the link's last event)."""
         up = np.zeros(self.links.version, dtype=bool)
         delay = np.full(self.links.version, np.nan)
-        for _, k, is_up, d in self._changes[:bisect.bisect_right(self._times, t_s)]:
-            up[k], delay[k] = is_up, d
+        n = int(np.searchsorted(self._times, t_s, side="right"))
+        links, last = np.unique(self._link[:n][::-1], return_index=True)  # each link's last event up to t_s
+        last = n - 1 - last
+        up[links], delay[links] = self._up[last], self._delay[last]
         tl = self.timeline
         if 0.0 <= t_s <= tl.offsets_s[-1] + tl.step_s:
             _, plan_delay = tl.state_at(min(t_s, float(tl.offsets_s[-1])))
-            names = list(self._by_name)
-            for k in np.flatnonzero(up):
-                li = self._plan_index.get(names[k])
-                if li is not None and np.isfinite(plan_delay[li]):
-                    delay[k] = plan_delay[li]
+            li = self._plan_of
+            better = up & (li >= 0)
+            better[better] = np.isfinite(plan_delay[li[better]])
+            delay[better] = plan_delay[li[better]]
         index = np.flatnonzero(up)
         return index, delay[index]
 

@@ -14,7 +14,8 @@ Served with aiohttp (a maintained asyncio HTTP and WebSocket library), never a s
 Two sources feed it. **Live** (``--live-fd``, started by :class:`lasernet.emulation.webfeed.WebFeed`): the driver
 sends the link list's additions and frames' arrays over a socketpair; the server adds the satellites' places
 and pushes each new frame to every page (a page that has not taken the last one yet gets only the newest). It
-exits when the socketpair closes, i.e. with the run, and runs at nice 10: it yields the CPU to the run it shows. **Replay** (``lasernet web RUN_DIR``, :func:`serve_replay`):
+exits when the socketpair closes, i.e. with the run, and runs at nice 10: it yields the CPU to the run it shows.
+**Replay** (``lasernet web RUN_DIR``, :func:`serve_replay`):
 frames come from :class:`lasernet.web.scene.ReplayRun` at the instants the page asks for; play, pause, speed
 and seek are the page's, which asks for the frame at its playback time several times a second.
 """

@@ -100,16 +100,17 @@
     ctx.setLineDash([4, 3]); ctx.strokeStyle = "rgba(224,68,62,0.8)"; ctx.beginPath();
     for (let k = 0; k < n; k++) if (isNaN(upDelay[k]) && links.isl[k]) segment(nodePos(links.a[k]), nodePos(links.b[k]));
     ctx.stroke(); ctx.setLineDash([]);
-    const bins = 8;
-    for (let bi = 0; bi < bins; bi++) {
-      ctx.strokeStyle = delayColour(bi / (bins - 1)); ctx.globalAlpha = many ? 0.45 : 0.9; ctx.beginPath();
-      for (let k = 0; k < n; k++) {
-        if (!links.isl[k] || isNaN(upDelay[k])) continue;
-        const t = hi > lo ? (upDelay[k] - lo) / (hi - lo) : 0;
-        if (Math.min(bins - 1, Math.floor(t * bins)) === bi) segment(nodePos(links.a[k]), nodePos(links.b[k]));
-      }
-      ctx.stroke();
+    const bins = 8, byBin = Array.from({ length: bins }, () => []);  // one pass sorts the up ISLs into colours
+    for (let k = 0; k < n; k++) {
+      if (!links.isl[k] || isNaN(upDelay[k])) continue;
+      const t = hi > lo ? (upDelay[k] - lo) / (hi - lo) : 0;
+      byBin[Math.min(bins - 1, Math.floor(t * bins))].push(k);
     }
+    byBin.forEach((ks, bi) => {
+      ctx.strokeStyle = delayColour(bi / (bins - 1)); ctx.globalAlpha = many ? 0.45 : 0.9; ctx.beginPath();
+      for (const k of ks) segment(nodePos(links.a[k]), nodePos(links.b[k]));
+      ctx.stroke();
+    });
     ctx.globalAlpha = 1; ctx.strokeStyle = "#4fc3f7"; ctx.lineWidth = many ? 0.8 : 1.4; ctx.beginPath();
     for (let k = 0; k < n; k++) if (!links.isl[k] && !isNaN(upDelay[k])) segment(nodePos(links.a[k]), nodePos(links.b[k]));
     ctx.stroke();
