@@ -526,6 +526,7 @@ class Emulation:
     def stop(self) -> None:
         """Stop ticking and remove everything this run created; safe to call twice or after a failed start."""
         self._stop.set()
+        self._thaw_servers()  # before the workload: a frozen job acts on no signal, its wait would never end
         if self.workload is not None:  # first: its jobs are stopped and their exit codes read while nodes exist
             try:
                 self.workload_summary = self.workload.stop()
@@ -574,6 +575,21 @@ class Emulation:
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()
         self.state = None
+
+    def _thaw_servers(self) -> None:
+        """Thaw the servers whose satellite's power state froze them (``off``), so that stopping their jobs and
+        processes can end; nothing is recorded (the run is over)."""
+        frozen = [name for name, factor in self.server_quota.items() if factor <= 0]
+        if not frozen or self.host is None:
+            return
+        try:
+            self.host.power([(name, 1.0, False) for name in frozen])
+            if self.cluster:
+                self.host.flush(wait=True)
+        except Exception as exc:  # teardown goes on: the state file's teardown thaws every group again
+            log.error("thawing the frozen servers failed: %s", exc)
+        for name in frozen:
+            self.server_quota[name] = 1.0
 
     # ------------------------------------------------------------------------------------------------- the clock
     def now_s(self) -> float:

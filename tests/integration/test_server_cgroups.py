@@ -275,6 +275,41 @@ def test_teardown_after_sigkill_removes_frozen_groups_and_their_processes():
         cgroups.remove_groups(groups.paths())
 
 
+def test_a_run_that_ends_while_a_server_is_off_stops(tmp_path):
+    """A workload job on rack-p and the run stopped while its satellite is off (the job frozen): stop() thaws the
+    server before it signals the job, and ends in the time a run's teardown takes (it used to wait forever on
+    the frozen job); the job is reported stopped."""
+    path = tmp_path / "cgpower.yaml"
+    path.write_text(SCENARIO + "workload:\n  commands:\n    - {name: sleeper, nodes: [rack-p], run: exec sleep 300}\n")
+    scenario = lasernet.load_scenario(path)
+    t_off, _ = _when(lasernet.plan(scenario, duration_s=60), OFF)
+    import threading
+
+    emu = lasernet.Emulation(scenario, duration_s=120, run_dir=tmp_path / "run", keep_awake=False)
+    stop, ticker = threading.Event(), None
+    try:
+        emu.start()
+        ticker = threading.Thread(target=emu.run, kwargs={"stop": stop}, daemon=True)
+        ticker.start()
+        _wait_until(emu, t_off + 1.0)
+        assert emu.server_quota["rack-p"] == 0.0
+        stop.set()
+        ticker.join(10)
+        ends = []
+        stopper = threading.Thread(target=lambda: (emu.stop(), ends.append(time.monotonic())), daemon=True)
+        t0 = time.monotonic()
+        stopper.start()
+        stopper.join(60)
+        assert ends, "stop() did not end within 60 s with a frozen workload job"
+        print(f"stop() with rack-p frozen: {ends[0] - t0:.2f} s")
+        assert emu.workload_summary["by_status"]["stopped"] == 1, emu.workload_summary
+    finally:
+        stop.set()
+        if ticker is not None:
+            ticker.join(10)
+        emu.stop()
+
+
 def _gone(pid: int) -> bool:
     """Whether ``pid`` has exited (a zombie whose parent has not reaped it yet counts as exited)."""
     try:
