@@ -32,7 +32,7 @@ round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends a
 per node, and with ``routing="background"`` (the default above ``BACKGROUND_ABOVE_NODES`` nodes) the oracle runs
 in a separate process (:mod:`lasernet.routing.background`): ticks install its finished diffs within a budget,
 so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
-prefixes. ``start_timings`` records how long each phase of ``start()`` took.
+prefixes. ``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
 
 With a routing daemon protocol in the scenario (``routing: {protocol: ospf|isis|babel|bgp}``) the coordinator
 installs no routes: ``start()`` has the host start the daemons on every router once the links exist
@@ -314,6 +314,7 @@ class Emulation:
         self._stop = threading.Event()
         self.ticks = TickLog()
         self.start_timings: dict[str, float] = {}  # seconds per phase of start(), for benchmarks
+        self.stop_timings: dict[str, float] = {}  # and of stop()
         self.start_memory_kib: dict[str, int] = {}  # drop of the machine's MemAvailable per phase (kernel included)
         self.fib_watch = None  # with daemons: the FibWatcher measuring their convergence
         self._daemon_config_hook = daemon_config_hook  # tests: (node, daemon, config text) -> config text
@@ -526,6 +527,7 @@ class Emulation:
     def stop(self) -> None:
         """Stop ticking and remove everything this run created; safe to call twice or after a failed start."""
         self._stop.set()
+        mark = time.monotonic()
         self._thaw_servers()  # before the workload: a frozen job acts on no signal, its wait would never end
         if self.workload is not None:  # first: its jobs are stopped and their exit codes read while nodes exist
             try:
@@ -533,6 +535,7 @@ class Emulation:
             except Exception as exc:  # a results problem must not leave namespaces behind
                 log.error("stopping the workload failed: %s", exc)
             self.workload = None
+        mark = self._end_stop_phase("workload", mark)
         if self.captures is not None:  # while the nodes exist: tcpdump writes its last packets and counts
             try:
                 files = self.captures.stop()["files"]
@@ -544,6 +547,7 @@ class Emulation:
             except Exception as exc:
                 log.error("stopping the captures failed: %s", exc)
             self.captures = None
+        mark = self._end_stop_phase("captures", mark)
         if self.web is not None:
             self.web.stop()
             self.web = None
@@ -553,7 +557,9 @@ class Emulation:
             self.fib_watch.stop()  # before the daemons go: their withdrawals are not convergence
         if self.host is not None:
             self.host.stop_daemons()
+        mark = self._end_stop_phase("probes and daemons", mark)
         self.windows.close()
+        mark = self._end_stop_phase("planner", mark)
         if self.recorder:
             try:
                 if self.cluster and self.host is not None:
@@ -566,15 +572,26 @@ class Emulation:
             except Exception as exc:  # a report problem must not leave namespaces behind
                 log.error("writing the run's results failed: %s", exc)
             self.recorder = None
-        if self.oracle_process is not None:
+        mark = self._end_stop_phase("results", mark)
+        if self.oracle_process is not None:  # after the results: probes' predictions read path() in its mode
             self.oracle_process.close()
             self.oracle_process = None
+        mark = self._end_stop_phase("oracle", mark)
         if self.host is not None:
             self.host.stop()
+            self.stop_timings.update({f"host {k}": v for k, v in self.host.stop_timings.items()})
+        mark = self._end_stop_phase("host", mark)
         if self.state is not None and (self.host is None or self.cluster):  # no local host owns the state file
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()
         self.state = None
+        self._end_stop_phase("state", mark)
+
+    def _end_stop_phase(self, name: str, mark: float) -> float:
+        """Add the time one phase of stop() took to ``stop_timings`` (s; a second stop() adds its own)."""
+        now = time.monotonic()
+        self.stop_timings[name] = self.stop_timings.get(name, 0.0) + now - mark
+        return now
 
     def _thaw_servers(self) -> None:
         """Thaw the servers whose satellite's power state froze them (``off``), so that stopping their jobs and

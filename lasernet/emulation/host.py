@@ -146,6 +146,7 @@ class LocalHost:
         self.net = None
         self.backend: LinkBackend | None = None
         self.kernel: Kernel | None = None
+        self.stop_timings: dict[str, float] = {}  # seconds per phase of stop(), for benchmarks
         self.daemons = None  # the DaemonSet, with a routing daemon protocol
         self._awake: CpuAwake | None = None
         self._pin_helpers = False
@@ -413,13 +414,16 @@ class LocalHost:
     # --------------------------------------------------------------------------------------------- teardown
     def stop(self) -> None:
         """Remove everything this host created, in reverse order; safe to call twice or after a failed start."""
+        mark = time.monotonic()
         if self.fib_reader is not None:
             self.fib_reader.stop()
             self.fib_reader = None
         self.stop_daemons()
+        mark = self._end_stop_phase("daemons", mark)
         if self.kernel:
             self.kernel.close()
             self.kernel = None
+        mark = self._end_stop_phase("netlink", mark)
         if self.cgroups is not None:  # a frozen server would not act on the hangup below
             for name, frozen in self.cgroups.frozen.items():
                 if frozen:
@@ -427,9 +431,11 @@ class LocalHost:
         if self.net is not None:
             terminate_all(list(self.nodes.values()) + list(self.servers.values()))
             self.net = None
+        mark = self._end_stop_phase("nodes", mark)
         if self.backend:
             self.backend.stop()
             self.backend = None
+        mark = self._end_stop_phase("links", mark)
         if self._awake is not None:
             self._awake.stop()
             self._awake = None
@@ -438,3 +444,9 @@ class LocalHost:
             run_state.teardown(self.state.data, quiet=True)
             self.state.remove()
             self.state = None
+        self._end_stop_phase("state", mark)
+
+    def _end_stop_phase(self, name: str, mark: float) -> float:
+        now = time.monotonic()
+        self.stop_timings[name] = self.stop_timings.get(name, 0.0) + now - mark
+        return now

@@ -201,7 +201,7 @@ def main() -> int:
         t1 = time.monotonic()
         emu.stop()
         t_down = time.monotonic() - t1
-    print(f"lasernet down: {t_down:6.2f} s")
+    print(f"lasernet down: {t_down:6.2f} s (" + ", ".join(f"{k} {v:.2f} s" for k, v in emu.stop_timings.items()) + ")")
 
     if args.plain_fraction > 0 and t_up is not None:
         total_nodes = len(pairs and emu.node_names)

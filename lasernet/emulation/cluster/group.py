@@ -134,6 +134,7 @@ class HostGroup:
     """The hosts of a cluster run behind one host interface (see the module docstring)."""
 
     def __init__(self, agents: list, machines: list[dict], placement, run_ids: list[str], state=None):
+        self.stop_timings: dict[str, float] = {}  # as a local Host's (phases of stop(); none measured here)
         self.agents, self.machines, self.placement, self.run_ids = agents, machines, placement, run_ids
         self.state = state  # the coordinator's state file: where each node is, for lasernet nodes/exec/ping
         self.n = len(agents)
