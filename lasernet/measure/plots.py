@@ -10,7 +10,11 @@ instant, inter-satellite links that are up (solid) and candidate ones that are d
 and their ground links. Lines that cross the antimeridian are drawn on both sides of it. Given the instant's
 subsolar point it shades the night side of the Earth (the Sun's centre below the horizon) and outlines the
 terminator; given each satellite's visible solar fraction it draws satellites sunlit, in the penumbra and in the
-umbra each in their own style (:data:`SAT_ILLUMINATION_STYLE`).
+umbra each in their own style (:data:`SAT_ILLUMINATION_STYLE`). The same map serves 40 satellites and 4,000:
+:mod:`lasernet.measure.maplayout` sizes the marks from an ink budget (smaller dots, thinner and fainter ISLs,
+ISLs between planes fainter than those along a plane, a sample of the ground tracks, down ISLs only when few)
+while the legend keeps the true counts, places labels only where they fit (stations first), and for a formation
+too small for a world map adds an inset in its local frame, in metres.
 
 For orbital data centres (:mod:`lasernet.measure.datacentre` computes the numbers): the share of each plane's
 satellites in each illumination or power state over time (:func:`state_shares_per_plane`), the compute the power
