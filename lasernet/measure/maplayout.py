@@ -10,8 +10,10 @@ band between 53 degrees south and north more than once over: a solid band, in wh
 vanish. Ink per square degree has to stay bounded whatever the constellation's size, so the marks shrink and
 fade as their number grows.
 
-:func:`map_scale` chooses the marks from the counts (:class:`MapScale`). The budgets are fractions of the map's
-area, measured in points squared at the map's scale (``pt_per_deg``) and alpha-weighted:
+:func:`map_scale` chooses the marks from the counts (:class:`MapScale`). The budgets are fractions of the area
+the satellites occupy (the map's 10-degree cells holding at least one, :func:`occupied_deg2`), measured in points
+squared at the map's scale (``pt_per_deg``) and alpha-weighted. They bound the mean; where planes turn (a shell's
+highest latitudes) satellites crowd a few times denser than that, so the budgets are a fraction of a full cover:
 
 * satellites may cover :data:`SAT_INK` of it: the marker area is that budget shared out, between
   :data:`MARKER_MIN_PT2` (a dot still visible) and :data:`MARKER_MAX_PT2` (the small-map size); below the
