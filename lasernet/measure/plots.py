@@ -10,7 +10,11 @@ instant, inter-satellite links that are up (solid) and candidate ones that are d
 and their ground links. Lines that cross the antimeridian are drawn on both sides of it. Given the instant's
 subsolar point it shades the night side of the Earth (the Sun's centre below the horizon) and outlines the
 terminator; given each satellite's visible solar fraction it draws satellites sunlit, in the penumbra and in the
-umbra each in their own style (:data:`SAT_ILLUMINATION_STYLE`).
+umbra each in their own style (:data:`SAT_ILLUMINATION_STYLE`). The same map serves 40 satellites and 4,000:
+:mod:`lasernet.measure.maplayout` sizes the marks from an ink budget (smaller dots, thinner and fainter ISLs,
+ISLs between planes fainter than those along a plane, a sample of the ground tracks, down ISLs only when few)
+while the legend keeps the true counts, places labels only where they fit (stations first), and for a formation
+too small for a world map adds an inset in its local frame, in metres.
 
 For orbital data centres (:mod:`lasernet.measure.datacentre` computes the numbers): the share of each plane's
 satellites in each illumination or power state over time (:func:`state_shares_per_plane`), the compute the power
@@ -28,6 +32,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from . import maplayout  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -294,78 +300,78 @@ def night_shading(ax, subsolar_lat_deg: float, subsolar_lon_deg: float) -> None:
             ls="none", zorder=4.5, gid="subsolar", label="subsolar point, night shaded")
 
 
+#: Styles of the map's marks beyond the satellites' (SAT_STYLE, SAT_ILLUMINATION_STYLE).
+ISL_UP_COLOR = "#1f77b4"
+ISL_ACROSS_COLOR = "#5f9e6e"  # up ISLs between planes, when the map knows the planes
+ISL_DOWN_COLOR = "#d62728"
+TRACK_COLOR = "#9bb4d0"
+GSL_COLOR = "#ff7f0e"
+GSL_RF_COLOR = "#9467bd"
+SAT_LABEL_PT = 5.0  # font sizes, points
+STATION_LABEL_PT = 7.0
+STATION_MARKER_PT2 = 40.0
+LABEL_EM = 0.62  # a label's width per character, in units of its font size (DejaVu Sans, digits and lower case)
+
+
+def _points(ax, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Data coordinates of ``ax`` to display points (the units of maplayout's boxes)."""
+    xy = ax.transData.transform(np.column_stack([x, y])) * 72.0 / ax.figure.dpi
+    return xy[:, 0], xy[:, 1]
+
+
+def _bbox_pt(artist, renderer) -> np.ndarray:
+    b = artist.get_window_extent(renderer)
+    return np.array([b.x0, b.y0, b.x1, b.y1]) * 72.0 / artist.figure.dpi
+
+
+def _label(ax, names, x, y, fontsize: float, marker_pt: float, priority=None, obstacles=(), zorder: float = 7,
+           **style) -> np.ndarray:
+    """Annotate the points (data coordinates) whose labels fit (:func:`maplayout.place_labels`); returns the boxes
+    placed (display points, NaN rows for labels left out) so that later labels can avoid them. ``marker_pt``: the
+    points' markers' size, which the labels keep clear of."""
+    px, py = _points(ax, x, y)
+    widths = np.array([LABEL_EM * fontsize * len(n) for n in names])
+    bounds = _bbox_pt(ax, None)
+    obstacles = np.concatenate([np.asarray(o, dtype=float).reshape(-1, 4) for o in obstacles] or [np.empty((0, 4))])
+    boxes = maplayout.place_labels(px, py, widths, 1.2 * fontsize, priority=priority, obstacles=obstacles,
+                                   bounds=bounds, gap=marker_pt / 2 + 1.0)
+    for name, xd, yd, x0, y0, box in zip(names, x, y, px, py, boxes):
+        if np.isfinite(box[0]):
+            ax.annotate(name, (xd, yd), xytext=(box[0] - x0, box[1] - y0), textcoords="offset points",
+                        fontsize=fontsize, ha="left", va="bottom", zorder=zorder, annotation_clip=False, **style)
+    return boxes
+
+
 def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, track_pos_km: np.ndarray,
                       stations: list[tuple[str, float, float]], isl_up: list[tuple[int, int]],
                       isl_down: list[tuple[int, int]], gsl_up: list[tuple[int, int]], title: str = "",
                       illumination: np.ndarray | None = None,
                       subsolar_deg: tuple[float, float] | None = None,
-                      gsl_rf: list[tuple[int, int]] = ()) -> plt.Figure:
+                      gsl_rf: list[tuple[int, int]] = (), sat_plane: np.ndarray | None = None,
+                      sat_velocity_km_s: np.ndarray | None = None) -> plt.Figure:
     """The constellation at ``when``.
 
-    ``sat_pos_km`` (N, 3) are Earth-fixed positions at the instant, ``track_pos_km`` (K, N, 3) around it;
-    ``stations`` are (name, lat_deg, lon_deg); link lists hold (satellite, satellite) indices for ISLs and
-    (station, satellite) indices for ground links (``gsl_rf``: those up on their station's RF fallback, dashed).
-    With ``illumination`` (N,), the visible solar fraction of each satellite, satellites are drawn by state
-    (:data:`SAT_ILLUMINATION_STYLE`, one scatter each with gid ``satellites-<state>``); with ``subsolar_deg``
-    (lat, lon), the night side is shaded (:func:`night_shading`).
+    ``sat_pos_km`` (N, 3) are Earth-fixed positions at the instant, ``track_pos_km`` (K, N', 3) around it (of N'
+    satellites, a sample of them if N' < N); ``stations`` are (name, lat_deg, lon_deg); link lists hold
+    (satellite, satellite) indices for ISLs and (station, satellite) indices for ground links (``gsl_rf``: those up
+    on their station's RF fallback, dashed). With ``illumination`` (N,), the visible solar fraction of each
+    satellite, satellites are drawn by state (:data:`SAT_ILLUMINATION_STYLE`, one scatter each with gid
+    ``satellites-<state>``); with ``subsolar_deg`` (lat, lon), the night side is shaded (:func:`night_shading`).
+    With ``sat_plane`` (N,), a key per satellite equal within one orbital plane, up ISLs between planes are drawn
+    in their own colour.
+
+    Marks shrink and fade with the constellation's size (:func:`lasernet.measure.maplayout.map_scale`); the legend
+    always gives the true counts. Labels are drawn where they fit, stations first. A formation
+    (:func:`lasernet.measure.maplayout.is_formation`) gets an inset (gid ``formation``) in its local frame, in
+    metres: along-track and cross-track with ``sat_velocity_km_s`` (N, 3; inertial, Earth-fixed axes), else east
+    and north.
     """
     from matplotlib.collections import LineCollection
 
     from ..geometry import ILLUMINATION, illumination_state
 
+    n_sat = len(sat_names)
     fig, ax = plt.subplots(figsize=(12, 6.4))
-    ax.imshow(land_mask(), origin="lower", extent=(-180, 180, -90, 90), cmap="Greys", vmin=0, vmax=4,
-              interpolation="nearest", zorder=0)
-    if subsolar_deg is not None:
-        night_shading(ax, *subsolar_deg)
-    lon, lat = lonlat_deg(sat_pos_km)
-    if len(track_pos_km):
-        tlon, tlat = lonlat_deg(track_pos_km)
-        segs = []
-        for n in range(tlon.shape[1]):
-            segs += _segments(tlon[:-1, n], tlat[:-1, n], tlon[1:, n], tlat[1:, n])
-        ax.add_collection(LineCollection(segs, colors="#9bb4d0", linewidths=0.5, zorder=1))
-    if isl_down:
-        a, b = np.array(isl_down).T
-        ax.add_collection(LineCollection(_segments(lon[a], lat[a], lon[b], lat[b]), colors="#d62728",
-                                         linewidths=0.7, linestyles=":", alpha=0.6, zorder=2))
-    if isl_up:
-        a, b = np.array(isl_up).T
-        ax.add_collection(LineCollection(_segments(lon[a], lat[a], lon[b], lat[b]), colors="#1f77b4",
-                                         linewidths=1.0, zorder=3))
-    if illumination is None:
-        ax.scatter(lon, lat, s=14, zorder=4, gid="satellites", **SAT_STYLE)
-    else:
-        state = illumination_state(illumination)
-        for code, name in enumerate(ILLUMINATION):
-            sel = state == code
-            ax.scatter(lon[sel], lat[sel], s=16, linewidths=0.6, zorder=4, gid=f"satellites-{name}",
-                       label=f"satellite {name} ({int(sel.sum())})", **SAT_ILLUMINATION_STYLE[name])
-    if len(sat_names) <= 100:
-        for name, x, y in zip(sat_names, lon, lat):
-            ax.annotate(name, (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points", zorder=5)
-    if stations:
-        slat = np.array([s[1] for s in stations])
-        slon = np.array([s[2] for s in stations])
-        if gsl_up:
-            g, n = np.array(gsl_up).T
-            ax.add_collection(LineCollection(_segments(slon[g], slat[g], lon[n], lat[n]), colors="#ff7f0e",
-                                             linewidths=1.4, zorder=3))
-        if len(gsl_rf):
-            g, n = np.array(gsl_rf).T
-            ax.add_collection(LineCollection(_segments(slon[g], slat[g], lon[n], lat[n]), colors="#9467bd",
-                                             linewidths=1.4, linestyles="--", zorder=3))
-        ax.scatter(slon, slat, marker="^", s=40, color="#ff7f0e", edgecolor="black", zorder=6)
-        if len(stations) <= 40:
-            for name, y, x in stations:
-                ax.annotate(name, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points", zorder=7)
-    ax.plot([], [], color="#1f77b4", label=f"ISL up ({len(isl_up)})")
-    ax.plot([], [], color="#d62728", ls=":", label=f"ISL down ({len(isl_down)})")
-    ax.plot([], [], color="#ff7f0e", label=f"ground link up ({len(gsl_up)})")
-    if len(gsl_rf):
-        ax.plot([], [], color="#9467bd", ls="--", label=f"ground link on RF ({len(gsl_rf)})")
-    ax.plot([], [], color="#9bb4d0", label="ground tracks")
-    ax.legend(fontsize=8, loc="lower left")
     ax.set_xlim(-180, 180)
     ax.set_ylim(-90, 90)
     ax.set_xticks(range(-180, 181, 30))
@@ -377,4 +383,144 @@ def constellation_map(when: dt.datetime, sat_names, sat_pos_km: np.ndarray, trac
     stamp = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     ax.set_title(f"{title} at {stamp}" if title else stamp, fontsize=11)
     fig.tight_layout()
+    ax.apply_aspect()  # the layout is final from here: marks and labels are sized in display points
+    pt_per_deg = (_bbox_pt(ax, None)[2] - _bbox_pt(ax, None)[0]) / 360.0
+
+    ax.imshow(land_mask(), origin="lower", extent=(-180, 180, -90, 90), cmap="Greys", vmin=0, vmax=4,
+              interpolation="nearest", zorder=0)
+    if subsolar_deg is not None:
+        night_shading(ax, *subsolar_deg)
+    lon, lat = lonlat_deg(sat_pos_km)
+    up = np.array(isl_up, dtype=int).reshape(-1, 2)
+    down = np.array(isl_down, dtype=int).reshape(-1, 2)
+    formation = maplayout.is_formation(sat_pos_km)
+    scale = maplayout.map_scale(
+        n_sat, len(up), len(down), pt_per_deg=pt_per_deg,
+        mean_link_deg=maplayout.mean_length_deg(lon[up[:, 0]], lat[up[:, 0]], lon[up[:, 1]], lat[up[:, 1]]),
+        area_deg2=maplayout.occupied_deg2(lon, lat))
+
+    n_tracks = 0
+    if len(track_pos_km):
+        tlon, tlat = lonlat_deg(track_pos_km)
+        k = tlon.shape[1]
+        wanted = 1 if formation else scale.tracks
+        cols = np.arange(k) if wanted is None or wanted >= k else np.linspace(0, k - 1, wanted).round().astype(int)
+        segs = []
+        for n in cols:
+            segs += _segments(tlon[:-1, n], tlat[:-1, n], tlon[1:, n], tlat[1:, n])
+        ax.add_collection(LineCollection(segs, colors=TRACK_COLOR, linewidths=0.5 if len(cols) > 50 else 0.8,
+                                         zorder=1, gid="tracks"))
+        n_tracks = len(cols)
+    if len(down) and scale.down_isls:
+        a, b = down.T
+        ax.add_collection(LineCollection(_segments(lon[a], lat[a], lon[b], lat[b]), colors=ISL_DOWN_COLOR,
+                                         linewidths=0.7, linestyles=":", alpha=0.6, zorder=2, gid="isl-down"))
+    across = np.zeros(len(up), dtype=bool)
+    if sat_plane is not None and len(up):
+        plane = np.asarray(sat_plane)
+        across = plane[up[:, 0]] != plane[up[:, 1]]
+    for sel, color, alpha, gid in ((~across, ISL_UP_COLOR, scale.isl_alpha, "isl-up"),
+                                   (across, ISL_ACROSS_COLOR, scale.isl_across_alpha, "isl-up-across")):
+        if sel.any():
+            a, b = up[sel].T
+            ax.add_collection(LineCollection(_segments(lon[a], lat[a], lon[b], lat[b]), colors=color,
+                                             linewidths=scale.isl_width_pt, alpha=alpha, zorder=3, gid=gid))
+    edge_pt = 0.6 if scale.marker_pt2 >= 9 else 0.0  # an edge round a 1.4-point dot would be all the dot
+    marker = dict(s=scale.marker_pt2, alpha=scale.marker_alpha if scale.marker_alpha < 1 else None, zorder=4)
+    # the legend shows every mark at the small-map size (proxies: a 1.4-point dot would not be seen there)
+    if illumination is None:
+        ax.scatter(lon, lat, linewidths=edge_pt, gid="satellites", **marker, **SAT_STYLE)
+    else:
+        state = illumination_state(illumination)
+        for code, name in enumerate(ILLUMINATION):
+            sel = state == code
+            ax.scatter(lon[sel], lat[sel], linewidths=edge_pt, gid=f"satellites-{name}", **marker,
+                       **SAT_ILLUMINATION_STYLE[name])
+            ax.scatter([], [], s=maplayout.MARKER_MAX_PT2, linewidths=0.6, label=f"satellite {name} ({int(sel.sum())})",
+                       **SAT_ILLUMINATION_STYLE[name])
+
+    # the legend, then the labels around it (it is an obstacle to them)
+    ax.plot([], [], color=ISL_UP_COLOR, label=f"ISL up ({len(up)})")
+    if across.any():
+        ax.plot([], [], color=ISL_ACROSS_COLOR, label=f"  of which between planes ({int(across.sum())})")
+    ax.plot([], [], color=ISL_DOWN_COLOR, ls=":",
+            label=f"ISL down ({len(down)}{'' if scale.down_isls or not len(down) else ', not drawn'})")
+    ax.plot([], [], color=GSL_COLOR, label=f"ground link up ({len(gsl_up)})")
+    if len(gsl_rf):
+        ax.plot([], [], color=GSL_RF_COLOR, ls="--", label=f"ground link on RF ({len(gsl_rf)})")
+    if n_tracks:
+        ax.plot([], [], color=TRACK_COLOR, label="ground tracks" if n_tracks >= n_sat
+                else f"ground tracks ({n_tracks} of {n_sat} satellites)")
+    legend = ax.legend(fontsize=8, loc="lower left")
+    renderer = fig.canvas.get_renderer()
+    taken = [_bbox_pt(legend, renderer)]
+    if subsolar_deg is not None:
+        taken.append(maplayout.marker_boxes(*_points(ax, [subsolar_deg[1]], [subsolar_deg[0]]), 9.0))
+
+    if formation:
+        taken.append(_formation_inset(ax, sat_names, sat_pos_km, up, down, sat_velocity_km_s, illumination))
+    if stations:
+        slat = np.array([s[1] for s in stations])
+        slon = np.array([s[2] for s in stations])
+        for links, color, ls in ((gsl_up, GSL_COLOR, "-"), (gsl_rf, GSL_RF_COLOR, "--")):
+            if len(links):
+                g, n = np.array(links).T
+                ax.add_collection(LineCollection(_segments(slon[g], slat[g], lon[n], lat[n]), colors=color,
+                                                 linewidths=1.4, linestyles=ls, zorder=3))
+        ax.scatter(slon, slat, marker="^", s=STATION_MARKER_PT2, color=GSL_COLOR, edgecolor="black", zorder=6,
+                   gid="stations")
+        taken.append(maplayout.marker_boxes(*_points(ax, slon, slat), np.sqrt(STATION_MARKER_PT2)))
+        taken.append(_label(ax, [s[0] for s in stations], slon, slat, STATION_LABEL_PT, np.sqrt(STATION_MARKER_PT2),
+                            obstacles=taken,
+                            gid="station-labels"))
+    if not formation and scale.sat_labels:
+        sat_boxes = maplayout.marker_boxes(*_points(ax, lon, lat), np.sqrt(scale.marker_pt2))
+        _label(ax, list(sat_names), lon, lat, SAT_LABEL_PT, np.sqrt(scale.marker_pt2), obstacles=taken + [sat_boxes],
+               zorder=5)
     return fig
+
+
+def _formation_inset(ax, sat_names, sat_pos_km, up, down, velocity_km_s, illumination):
+    """The formation in its local frame (metres) in an inset of ``ax`` (gid ``formation``), in the corner of the
+    map farthest from it, with a line to where it is; returns the inset's box (display points)."""
+    from matplotlib.collections import LineCollection
+
+    from ..geometry import ILLUMINATION, illumination_state
+
+    frame = maplayout.local_frame_m(sat_pos_km, velocity_km_s=velocity_km_s)
+    x, y, z = frame.positions_m.T
+    lon0, lat0 = lonlat_deg(frame.centre_km)
+    corners = {(0.62, 0.52): (120.0, 45.0), (0.02, 0.52): (-120.0, 45.0), (0.62, 0.04): (120.0, -45.0)}
+    (left, bottom), _ = max(corners.items(), key=lambda kv: np.hypot(kv[1][0] - lon0, kv[1][1] - lat0))
+    inset = ax.inset_axes([left, bottom, 0.36, 0.44], zorder=8)
+    inset.set_gid("formation")
+    inset.set_facecolor((1, 1, 1, 0.93))
+    for sel, style, gid in ((down, dict(colors=ISL_DOWN_COLOR, linestyles=":", alpha=0.7), "formation-isl-down"),
+                            (up, dict(colors=ISL_UP_COLOR), "formation-isl-up")):
+        if len(sel):
+            a, b = sel.T
+            inset.add_collection(LineCollection(np.stack([np.column_stack([x[a], y[a]]),
+                                                          np.column_stack([x[b], y[b]])], axis=1),
+                                                linewidths=0.8, zorder=2, gid=gid, **style))
+    if illumination is None:
+        colors = [SAT_STYLE["color"]] * len(x)
+    else:
+        colors = [SAT_ILLUMINATION_STYLE[ILLUMINATION[c]]["color"] for c in illumination_state(illumination)]
+    inset.scatter(x, y, s=18, c=colors, edgecolors="#1f3b73", linewidths=0.5, zorder=3, gid="formation-satellites")
+    inset.set_aspect("equal", adjustable="datalim")
+    inset.margins(0.12)
+    inset.set_xlabel(f"{frame.axis_names[0]} m", fontsize=7, labelpad=1)
+    inset.set_ylabel(f"{frame.axis_names[1]} m", fontsize=7, labelpad=1)
+    inset.tick_params(labelsize=6, pad=1)
+    inset.grid(alpha=0.3)
+    inset.set_title(f"{len(x)} satellites within {maplayout.extent_km(sat_pos_km) * 1000:,.0f} m; "
+                    f"{frame.axis_names[2]} {np.ptp(z):,.1f} m apart at most", fontsize=7, pad=2)
+    inset.apply_aspect()
+    boxes = maplayout.marker_boxes(*_points(inset, x, y), np.sqrt(18.0))
+    _label(inset, list(sat_names), x, y, SAT_LABEL_PT, np.sqrt(18.0), obstacles=[boxes], zorder=5)
+    ax.plot([lon0], [lat0], marker="s", ms=9, mfc="none", mec="black", mew=1.2, ls="none", zorder=7,
+            gid="formation-here")
+    corner = (left + (0.0 if left > 0.5 else 0.36), bottom + (0.0 if bottom > 0.3 else 0.44))
+    ax.annotate("", (lon0, lat0), xytext=corner, textcoords="axes fraction", zorder=7,
+                arrowprops=dict(arrowstyle="-", color="black", lw=0.8, shrinkA=0, shrinkB=5))
+    return _bbox_pt(inset, ax.figure.canvas.get_renderer())

@@ -70,7 +70,7 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
     offsets = np.arange(-TRACK_S / 2, TRACK_S / 2 + 1e-9, TRACK_STEP_S)
     tracked = sats if len(sats) <= MAX_TRACKS else sats.subset(np.linspace(0, len(sats) - 1, MAX_TRACKS).astype(int))
     track = tracked.positions_km(skydata.times(when, offsets))
-    now = sats.positions_km(skydata.times(when, np.zeros(1)))[0]
+    now, velocity = (v[0] for v in sats.positions_and_velocities(skydata.times(when, np.zeros(1))))
     up, _delay = timeline.state_at(offset_s)
     if applied_up is not None:
         up = np.array([name in applied_up for name in timeline.links.names], dtype=bool)
@@ -87,7 +87,10 @@ def map_figure(scenario, when: dt.datetime, timeline=None, offset_s: float | Non
     subsolar = tuple(float(x) for x in geometry.subsolar_point_deg(sun_km))
     return plots.constellation_map(when, sats.names, now, track, stations, isl_up, isl_down, gsl_up,
                                    title=title or scenario.name, illumination=timeline.illumination_at(offset_s),
-                                   subsolar_deg=subsolar, gsl_rf=gsl_rf)
+                                   subsolar_deg=subsolar, gsl_rf=gsl_rf,
+                                   sat_plane=sats.shell * (sats.plane.max() + 1) + sats.plane
+                                   if len(sats) and (sats.plane >= 0).all() else None,
+                                   sat_velocity_km_s=velocity)
 
 
 def render_map(scenario, when: dt.datetime, path: str | Path) -> Path:
