@@ -10,7 +10,7 @@ One program, three roles (the first argument, or ``EO_ROLE``), each a workload c
   oldest first, until the next hop acknowledges them (custody transfer: a chunk is dropped from the backlog only
   once the receiver has all of it). ``MODE=raw``: the satellite downlinks itself, as an EO satellite without
   crosslinks does: only while its own laser ground link to a station is up (its interface named after that
-  station has carrier), to the ``ground`` sink on that station, over the direct link (the straight line is the
+  station has carrier, :class:`Carrier`), to the ``ground`` sink on that station, over the direct link (the straight line is the
   shortest path, so the routes take it). When the link drops the connection is aborted at once (a reset, unsent
   bytes discarded) so that no payload leaks over the ISL mesh; what was not acknowledged is sent again at the next
   contact. ``MODE=processed``: it sends every chunk over the ISLs to the ``compute`` node (``COMPUTE``, a node
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import fcntl
 import json
 import os
 import select
@@ -61,7 +60,6 @@ GROUND_PORT, COMPUTE_PORT = 7400, 7401
 HEADER = struct.Struct("!4s16sIddIH")  # magic, source, seq, capture start, capture end, payload bytes, factor
 ACK = struct.Struct("!16sI")  # source, seq
 MAGIC = b"EOc1"
-SIOCGIFFLAGS, IFF_RUNNING = 0x8913, 0x40
 STALL_S = 3.0  # wall seconds without an acknowledgement while chunks are unacknowledged: the path is gone
 POLL_S = 0.01  # wall seconds between checks of the ground link (raw mode) and of new chunks
 STOP = threading.Event()
@@ -90,14 +88,37 @@ def csv_writer(path: str, header: list[str]):
     return w
 
 
-def interface_up(name: str) -> bool:
-    """The interface ``name`` of this network namespace exists and has carrier (IFF_RUNNING)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            raw = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH", name.encode()[:15], 0))
-        except OSError:
-            return False
-    return bool(struct.unpack("16sH", raw[:18])[1] & IFF_RUNNING)
+class Carrier:
+    """Whether an interface of this network namespace has carrier: IFF_LOWER_UP of one RTM_GETLINK answer.
+
+    Not SIOCGIFFLAGS: its IFF_RUNNING follows the operational state, which the kernel's link watch updates up to a
+    second later, and seconds later when other work holds the routing lock (measured: a producer kept sending for
+    180 emulated seconds after its ground link went down while another run on the machine installed routes)."""
+
+    RTM_GETLINK, RTM_NEWLINK, NLMSG_ERROR, IFLA_IFNAME = 18, 16, 2, 3
+    IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(2.0)
+        self.seq = 0
+
+    def __call__(self, name: str) -> bool:
+        self.seq += 1
+        value = name.encode() + b"\0"
+        attr = struct.pack("=HH", 4 + len(value), self.IFLA_IFNAME) + value + b"\0" * (-len(value) % 4)
+        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr
+        self.sock.send(struct.pack("=IHHII", 16 + len(body), self.RTM_GETLINK, 1, self.seq, 0) + body)
+        while True:
+            data = self.sock.recv(65536)
+            _len, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data)
+            if seq != self.seq:
+                continue
+            if kind != self.RTM_NEWLINK:
+                return False  # NLMSG_ERROR: no such interface
+            flags = struct.unpack_from("=BxHiII", data, 16)[3]
+            return bool(flags & self.IFF_UP and flags & self.IFF_LOWER_UP)
 
 
 def abort(sock: socket.socket) -> None:
@@ -286,9 +307,9 @@ def producer(metrics: Metrics) -> int:
         start_utc = lasernet.parse_time(str(z["start_utc"]))
     all_nodes = nodes()
     if mode == "raw":
-        sinks = stations(all_nodes)
-        targets = lambda: [(n, ip) for n, ip in sinks if interface_up(n)]  # noqa: E731
-        guard, port = interface_up, GROUND_PORT
+        sinks, carrier = stations(all_nodes), Carrier()  # the interface to a station is named after it
+        targets = lambda: [(n, ip) for n, ip in sinks if carrier(n)]  # noqa: E731
+        guard, port = carrier, GROUND_PORT
     else:
         name = os.environ["COMPUTE"]
         targets = lambda: [(name, all_nodes[name]["ip"])]  # noqa: E731
@@ -309,7 +330,7 @@ def producer(metrics: Metrics) -> int:
         seq, produced, start = seq + 1, produced + n, None
         metrics.record("produced_bytes", produced, float(end))
 
-    k = max(0, int(metrics.now_s()))  # capture starts with this process, not at the run's start
+    k = first = max(0, int(metrics.now_s()))  # capture starts with this process, not at the run's start
     last_record = 0.0
     while not STOP.wait(0.05):
         now = metrics.now_s()
@@ -334,7 +355,7 @@ def producer(metrics: Metrics) -> int:
     write_json("producer", {"node": me, "mode": mode, "produced_bytes": produced, "produced_chunks": seq,
                             "acked_bytes": link.acked_bytes, "backlog_bytes": backlog,
                             "backlog_chunks": backlog_chunks, "connections": link.connections,
-                            "over_land_s": int(land[:k].sum()), "seconds": k})
+                            "over_land_s": int(land[first:k].sum()), "first_s": first, "end_s": k})
     return 0
 
 
