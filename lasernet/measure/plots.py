@@ -165,6 +165,53 @@ def app_metric(name: str, series: dict[str, tuple[np.ndarray, np.ndarray]], bin_
     return fig
 
 
+def eo_pipeline(produced: dict[str, np.ndarray], backlog: dict[str, np.ndarray], ground: list[dict],
+                mode: str) -> plt.Figure:
+    """Earth observation (:mod:`lasernet.measure.eo`): per producer its capture intervals (bars at the top of the
+    first panel) and backlog over time (lines, MB); the bytes at the ground, cumulative per source; each chunk's
+    age at arrival (capture end to arrival). ``produced[node]`` rows are (seq, start_s, end_s, bytes),
+    ``backlog[node]`` rows (t_s, bytes), ``ground`` the chunks as :func:`lasernet.measure.eo.read_run` gives."""
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    ax = axes[0]
+    nodes = list(produced)
+    top = max([b[:, 1].max() / 1e6 for b in backlog.values() if len(b)] + [1.0])
+    for k, node in enumerate(nodes + [n for n in backlog if n not in produced]):
+        color = COLORS[k % len(COLORS)]
+        b = backlog.get(node)
+        if b is not None and len(b):
+            ax.step(b[:, 0], b[:, 1] / 1e6, where="post", color=color, lw=1.2,
+                    label=f"{node} backlog" + ("" if node in produced else " (compute)"))
+        rows = produced.get(node)
+        if rows is not None and len(rows):
+            y = top * (1.08 + 0.06 * k)
+            ax.hlines(np.full(len(rows), y), rows[:, 1], rows[:, 2], color=color, lw=4)
+    ax.set_ylabel("backlog MB")
+    ax.set_title(f"{mode}: capture over land (bars) and backlog onboard", fontsize=10, loc="left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax = axes[1]
+    for k, node in enumerate(sorted({r["source"] for r in ground})):
+        got = [r for r in ground if r["source"] == node]
+        t = np.array([r["arrival_s"] for r in got])
+        ax.step(t, np.cumsum([r["bytes"] for r in got]) / 1e6, where="post", color=COLORS[nodes.index(node)
+                if node in nodes else k % len(COLORS)], label=node)
+    ax.set_ylabel("at the ground MB")
+    ax.set_title("bytes downlinked (cumulative per source)", fontsize=10, loc="left")
+    if ground:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax = axes[2]
+    for k, node in enumerate(nodes):
+        got = [r for r in ground if r["source"] == node]
+        ax.plot([r["arrival_s"] for r in got], [r["arrival_s"] - r["capture_end_s"] for r in got], ".", ms=4,
+                color=COLORS[k % len(COLORS)], label=node)
+    ax.set_ylabel("age at arrival s")
+    ax.set_xlabel("emulated time s")
+    ax.set_title("age of each chunk at the ground (capture end to arrival)", fontsize=10, loc="left")
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Orbital data centres: shadow, power, compute, faults (numbers from lasernet.measure.datacentre)
 

@@ -8,6 +8,9 @@
 * links up over time (planned, and as applied by the driver) and the up ISLs' delay distribution over time;
 * route changes per tick, link events and each probe pair's path changes;
 * iperf3 throughput over time; every application metric the workload recorded;
+* Earth observation (:mod:`lasernet.measure.eo`, the ``in-orbit-processing`` experiment's files under
+  ``workload/``): per producer the bytes captured over land and downlinked, the age of the data at the ground
+  (p50, p99) and the backlog at the end, in a table, a figure and ``eo.csv`` (one row per chunk at the ground);
 * an orbital data centre's sunlight and power (:mod:`lasernet.measure.datacentre`, from ``plan.npz``, the
   scenario and ``events.csv``): the share of each plane's satellites in the umbra, penumbra and sunlight, and
   nominal, throttled and off, over time; the compute the power states allow; radiation upsets and manoeuvres
@@ -35,7 +38,7 @@ import numpy as np
 
 from ..errors import LasernetError
 from ..topology import GSL, ISL
-from . import datacentre, plots
+from . import datacentre, eo, plots
 
 TRACK_S = 1800.0  # ground tracks span this many seconds around the instant
 TRACK_STEP_S = 20.0
@@ -266,6 +269,15 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
         span = max(float(np.ptp(np.concatenate([t for t, _ in arrays.values()]))), 1.0)
         add("Application metrics", f"{metric} (recorded by the workload).",
             plots.app_metric(metric, arrays, bin_s=max(1.0, round(span / 20))), f"metric-{k}")
+    eo_rows = []
+    eo_run = eo.read_run(run_dir)
+    if eo_run is not None:
+        step("earth observation")
+        eo.write_csv(eo_run, run_dir / "eo.csv")
+        eo_rows = _eo_rows(eo.summary(eo_run))
+        add("Earth observation", "Capture over land (bars) and backlog onboard per producer (and at the compute "
+                                 "node), bytes at the ground per source, and each chunk's age at arrival "
+                                 "(capture end to arrival; one row per chunk in eo.csv).", eo.figure(eo_run), "eo")
     scenario = _scenario_of(run_dir, info)
     if timeline is not None:
         step("sunlight and power")
@@ -287,7 +299,7 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
     path = run_dir / "report.html"
     tmp = path.with_name("report.html.part")
     tmp.write_text(_html(run_dir, info, summary, series, _rows(run_dir / "workload.csv"), metric_stats, figures,
-                         end_s, _ground_segment_rows(timeline, events)))
+                         end_s, _ground_segment_rows(timeline, events), eo_rows))
     tmp.replace(path)
     return path
 
@@ -384,7 +396,22 @@ def _ground_segment_rows(timeline, events: list[dict]) -> list[list]:
     return rows
 
 
-def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, ground_rows=()) -> str:
+def _eo_rows(s: dict) -> list[list]:
+    """Rows of the report's Earth observation table (:func:`lasernet.measure.eo.summary`): one per producer and
+    the total."""
+    mb = lambda b: "-" if b is None else f"{b / 1e6:.2f}"  # noqa: E731
+    sec = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
+    rows = [[node, s["mode"], f"{p['captured_s']:.0f}", mb(p["produced_bytes"]), mb(p["downlinked_bytes"]),
+             p["downlinked_chunks"], sec(p["age_p50_s"]), sec(p["age_p99_s"]), mb(p["backlog_end_bytes"])]
+            for node, p in s["producers"].items()]
+    rows.append(["all", s["mode"], "", mb(s["produced_bytes"]), mb(s["downlinked_bytes"]), s["downlinked_chunks"],
+                 sec(s["age_p50_s"]), sec(s["age_p99_s"]),
+                 mb(s["backlog_end_bytes"]) + (f" (+{mb(s['compute_backlog_end_bytes'])} at the compute node)"
+                                               if s["compute_backlog_end_bytes"] else "")])
+    return rows
+
+
+def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, ground_rows=(), eo_rows=()) -> str:
     e = html.escape
     parts = [f"<h1>lasernet run {e(info.get('scenario_name', run_dir.name))}</h1>"]
     versions = info.get("versions", {})
@@ -419,6 +446,10 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, gr
                                     [[j["node"], j["command"], j["start_s"], j["end_s"], j["status"], j["exit_code"],
                                       j["stderr"]] for j in jobs],
                                     ["failed" if j["status"] == "failed" else "" for j in jobs]))
+    if eo_rows:
+        parts.append("<h2>Earth observation: data at the ground</h2>" + _table(
+            ["producer", "mode", "captured over land s", "produced MB", "downlinked MB", "chunks at the ground",
+             "age p50 s", "age p99 s", "backlog at the end MB"], eo_rows))
     if metric_stats:
         parts.append("<h2>Application metrics</h2>" + _table(
             ["metric", "values", "median", "p99", "max"],
