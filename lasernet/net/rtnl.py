@@ -59,6 +59,7 @@ RTM_NEWNEIGH = 28
 RTM_NEWQDISC = 36
 
 IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # the driver reports carrier (set at once, unlike the operational state)
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 16, 18, 28
 IF_OPER_UP = 6
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
@@ -126,6 +127,7 @@ class Link:
     mac: bytes
     up: bool  # administratively up (IFF_UP)
     running: bool  # operationally up: carrier, and the kernel has attached its queue (see Netlink.set_link)
+    carrier: bool = False  # IFF_LOWER_UP: carrier now (the operational state follows it up to a second later)
 
 
 # =============================================================================================================
@@ -541,7 +543,8 @@ class Netlink:
                     name = bytes(attrs.get(IFLA_IFNAME, b"")).rstrip(b"\0").decode()
                     oper = attrs.get(IFLA_OPERSTATE, b"\0")[0]
                     found.append(Link(index, name, bytes(attrs.get(IFLA_ADDRESS, b"")), bool(flags & IFF_UP),
-                                      oper == IF_OPER_UP or (name == "lo" and bool(flags & IFF_UP))))
+                                      oper == IF_OPER_UP or (name == "lo" and bool(flags & IFF_UP)),
+                                      bool(flags & IFF_LOWER_UP)))
 
     # --- lifetime ------------------------------------------------------------------------------------------------
     def _queue(self, msg_type: int, flags: int, body: bytes, op: tuple) -> None:
