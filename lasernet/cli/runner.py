@@ -24,7 +24,10 @@ from ..routing.daemons import RoutingDaemonError
 
 
 def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_s=0.1, run_dir=None,
-        open_cli=False, console=None, routing="auto", keep_awake=None, cluster=None, web=None) -> dict:
+        open_cli=False, console=None, routing="auto", keep_awake=None, cluster=None, web=None,
+        on_start=None) -> dict:
+    """Run ``scenario`` (see the module docstring); ``on_start(emulation)``, if given, is called once it is up,
+    before its ticks (an experiment program's hook, e.g. to weight its servers' cgroup)."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM,)}
     if not open_cli:
@@ -47,6 +50,8 @@ def run(scenario, *, duration_s=None, speed=1.0, start=None, links="auto", tick_
                 emu.start()
             except (BackendUnavailable, RoutingDaemonError, WebError) as exc:  # one line; torn down
                 raise UserError(str(exc)) from None
+        if on_start is not None:
+            on_start(emu)
         if console and emu.cluster_report:
             rep = emu.cluster_report
             console.print(f"lasernet: {len(rep['machines'])} machines: " + ", ".join(

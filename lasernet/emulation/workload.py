@@ -11,10 +11,10 @@ Every job gets, in its environment: ``LASERNET_NODE`` (its node), ``LASERNET_IP`
 ``LASERNET_GROUP`` (``name=ip`` of every node of the command, space-separated, in node order),
 ``LASERNET_INDEX`` (the node's position in that group), ``LASERNET_RUN_DIR``, ``LASERNET_SCENARIO_DIR``,
 ``LASERNET_PYTHON`` (this Python, which imports lasernet), ``LASERNET_NODES`` (a JSON file: every node's address
-and role), ``LASERNET_T0_MONOTONIC`` and ``LASERNET_SPEED`` (emulated seconds since the start are
-``speed * (CLOCK_MONOTONIC - t0)``) and ``LASERNET_METRICS``: a CSV file (``t_s,metric,value``) where an
-application may record its own metrics (:class:`lasernet.measure.appmetrics.Metrics` writes it); the report plots
-them.
+and role, and for a server the router it is attached to, ``attach``), ``LASERNET_T0_MONOTONIC`` and
+``LASERNET_SPEED`` (emulated seconds since the start are ``speed * (CLOCK_MONOTONIC - t0)``) and
+``LASERNET_METRICS``: a CSV file (``t_s,metric,value``) where an application may record its own metrics
+(:class:`lasernet.measure.appmetrics.Metrics` writes it); the report plots them.
 
 Files in the run directory: ``workload/<node>.<command>.out`` and ``.err`` (stdout and stderr),
 ``workload.csv`` (one row per job: node, command, pid, start and end in emulated seconds, status, exit code),
@@ -86,8 +86,10 @@ class WorkloadRunner:
         self.summary: dict = {}
         (self.run_dir / "workload").mkdir(parents=True, exist_ok=True)
         self.nodes_file = self.run_dir / "workload" / "nodes.json"
-        self.nodes_file.write_text(json.dumps(
-            {name: {"ip": emulation.node(name).IP(), "role": role} for name, role in self.roles.items()}, indent=1))
+        nodes = {name: {"ip": emulation.node(name).IP(), "role": role} for name, role in self.roles.items()}
+        for host in self.scenario.hosts:  # a server's router: where its traffic enters the constellation
+            nodes[host.name]["attach"] = host.attach
+        self.nodes_file.write_text(json.dumps(nodes, indent=1))
         for command, members in resolved["commands"]:
             group = " ".join(f"{n}={emulation.node(n).IP()}" for n in members)
             for k, name in enumerate(members):

@@ -18,7 +18,9 @@ too small for a world map adds an inset in its local frame, in metres.
 
 For orbital data centres (:mod:`lasernet.measure.datacentre` computes the numbers): the share of each plane's
 satellites in each illumination or power state over time (:func:`state_shares_per_plane`), the compute the power
-states allow (:func:`compute_available`) and upsets and manoeuvres per plane on a timeline (:func:`fault_timeline`).
+states allow (:func:`compute_available`) and upsets and manoeuvres per plane on a timeline (:func:`fault_timeline`);
+a training ring's rounds and compute phases under its members' power states (:func:`training_rounds`, numbers from
+:mod:`lasernet.measure.training`).
 """
 
 from __future__ import annotations
@@ -240,6 +242,54 @@ def state_shares_per_plane(t_s: np.ndarray, planes: list[str], shares: np.ndarra
     axes[0, 0].legend(fontsize=8, loc="upper right", ncol=len(states), bbox_to_anchor=(1, 1.9))
     axes[-1, 0].set_xlabel("emulated time s")
     fig.tight_layout(h_pad=0.2)
+    return fig
+
+
+def training_rounds(t_s: np.ndarray, members: list[str], member_state: np.ndarray,
+                    rounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                    compute: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                    states: tuple[str, ...]) -> plt.Figure:
+    """A training ring under its power states (numbers from :mod:`lasernet.measure.training`): one band per
+    member and one for the ring (their lowest) coloured by planned power state over ``t_s``; below, each
+    round's time at its start, coloured by the ring's state then (``rounds`` = t_start_s, round_s, state
+    codes, steady; hollow: the state changed while it ran), and each member's compute phases
+    (``compute[m]`` = t_s, compute_s, state codes of its own satellite, steady)."""
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7.2), sharex=True, gridspec_kw={"height_ratios": [1.2, 2, 2]})
+    a0, a1, a2 = axes
+    labels = members + ["ring"]
+    for j in range(member_state.shape[1]):
+        for c, name in enumerate(states):
+            on = member_state[:, j] == c
+            a0.fill_between(t_s, j - 0.4, j + 0.4, where=on, step="post", color=POWER_COLORS[name], lw=0,
+                            label=name if j == 0 else None)
+    a0.set_yticks(range(len(labels)), labels, fontsize=8)
+    a0.set_ylim(len(labels) - 0.5, -0.5)
+    a0.set_title("power state (plan) of each member's satellite and of the ring", fontsize=10, loc="left")
+    a0.legend(fontsize=8, loc="upper right", ncol=len(states), bbox_to_anchor=(1, 1.45))
+    t0, wall, at, steady = rounds
+    for c, name in enumerate(states):
+        for ok, face in ((True, POWER_COLORS[name]), (False, "none")):
+            sel = (at == c) & (steady == ok)
+            if sel.any():
+                a1.scatter(t0[sel], wall[sel], s=18, facecolors=face, edgecolors=POWER_COLORS[name],
+                           label=f"{name}{'' if ok else ', changed during the round'} ({sel.sum()})")
+    a1.set_ylabel("round s (wall)")
+    a1.set_ylim(bottom=0)
+    a1.grid(alpha=0.3)
+    a1.legend(fontsize=7, loc="upper left")
+    markers = "osD^v<>p"
+    for k, (m, (t, cs, st, ok)) in enumerate(compute.items()):
+        colors = np.array([POWER_COLORS[states[c]] for c in st]) if len(st) else np.zeros(0)
+        if len(t):
+            a2.scatter(t[ok], cs[ok], s=14, c=colors[ok], marker=markers[k % len(markers)], label=m)
+            a2.scatter(t[~ok], cs[~ok], s=14, facecolors="none", edgecolors=colors[~ok],
+                       marker=markers[k % len(markers)])
+    a2.set_ylabel("compute s (wall)")
+    a2.set_ylim(bottom=0)
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=7, loc="upper left", ncol=len(compute))
+    a2.set_xlabel("emulated time s")
+    fig.tight_layout()
     return fig
 
 

@@ -16,6 +16,9 @@
   nominal, throttled and off, over time; the compute the power states allow; radiation upsets and manoeuvres
   per plane on a timeline. Without a ``power:`` (or ``upsets:``/``collision:``) section the report says so
   instead of drawing an empty figure;
+* a training ring (``scripts/experiments/allreduce.py`` with a compute phase; :mod:`lasernet.measure.training`):
+  round time and compute time by power state, the share of time the ring was nominal, throttled and off, a
+  figure of its rounds under its members' states, and ``training.csv``;
 * maps of the constellation at chosen instants (``workload.report.map_at_s``; default start, middle and end),
   the Earth's night side shaded and satellites in the Earth's shadow drawn dark;
 * links to the browser view's screenshots in ``web/`` (saved there by its tests and benchmarks), and the command
@@ -283,6 +286,10 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
         step("sunlight and power")
         _datacentre_figures(add, lambda section, text: figures.append((section, text, None)), timeline, scenario,
                             events, end_s)
+    training_rows = []
+    if timeline is not None:
+        step("training")
+        training_rows = _training_section(add, run_dir, timeline, events, end_s)
     if scenario is not None and timeline is not None:
         at = list(scenario.workload.map_at_s) or sorted({0.0, round(end_s / 2, 1), round(end_s, 1)})
         for s in at:
@@ -299,7 +306,7 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
     path = run_dir / "report.html"
     tmp = path.with_name("report.html.part")
     tmp.write_text(_html(run_dir, info, summary, series, _rows(run_dir / "workload.csv"), metric_stats, figures,
-                         end_s, _ground_segment_rows(timeline, events), eo_rows))
+                         end_s, _ground_segment_rows(timeline, events), eo_rows, training_rows))
     tmp.replace(path)
     return path
 
@@ -363,6 +370,46 @@ def _datacentre_figures(add, note, timeline, scenario, events: list[dict], end_s
             "faults")
 
 
+def _training_section(add, run_dir: Path, timeline, events: list[dict], end_s: float) -> list[list]:
+    """A training ring's figure and the rows of its table (:mod:`lasernet.measure.training`), and
+    ``training.csv`` in the run directory; no rows when the run has no ring with a compute phase."""
+    from ..power import POWER_STATES
+    from . import training
+
+    result = training.analyse(run_dir, timeline, events, end_s if end_s > 0 else None)
+    if result is None:
+        return []
+    training.write_csv(result, run_dir / "training.csv")
+    ring, keep = result["ring"], timeline.offsets_s <= result["end_s"] + timeline.step_s * 0.5
+    r = ring.rounds
+    compute = {m: (ring.compute[m][0], ring.compute[m][1], *result["member_compute"][m]) for m in ring.members}
+    where = ", ".join(f"{m} on {sat}" for m, sat in zip(ring.members, ring.routers))
+    add("Training", f"The ring of {ring.command} ({where}): each member's planned power state and the ring's "
+                    "(the lowest); each round's time (compute phase plus all-reduce, member 0's rounds.csv) at its "
+                    "start, coloured by the ring's state then; each member's compute phase (app-metrics.csv) by "
+                    "its own satellite's state. Hollow: the state changed before the round or phase ended.",
+        plots.training_rounds(timeline.offsets_s[keep], ring.members, result["planned"][keep],
+                              (r["t_start_s"], r["round_s"], result["round_state"], result["steady"]), compute,
+                              POWER_STATES), "training")
+    fmt = lambda x: "-" if not np.isfinite(x) else f"{x:.3f}"  # noqa: E731
+    rows = []
+    by = {(row["kind"], row["state"]): row for row in result["rows"]}
+    for state in ("nominal", "throttled", "off"):
+        rnd, cmp_, own = by[("round", state)], by[("round-compute", state)], by[("compute", state)]
+        phases = (f"{own['n']} phases, p50 {fmt(own['p50_s'])} s, p90 {fmt(own['p90_s'])} s, "
+                  f"CPU share {fmt(own['cpu_share_p50'])}")
+        rows.append([f"rounds started {state} (steady)", rnd["n"], fmt(rnd["p50_s"]), fmt(rnd["p90_s"]),
+                     fmt(cmp_["p50_s"]), phases])
+    ch = by[("round-changed", "")]
+    rows.append(["rounds during which the ring's state changed", ch["n"], fmt(ch["p50_s"]), fmt(ch["p90_s"]),
+                 "", ""])
+    for state in ("nominal", "throttled", "off"):
+        t = by[("time", state)]
+        rows.append([f"time the ring was {state}", "", "", "", "",
+                     f"{t['share_planned']:.1%} planned, {t['share_applied']:.1%} applied"])
+    return rows
+
+
 def _table(header: list[str], rows: list[list], classes: list[str] | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = []
@@ -411,7 +458,8 @@ def _eo_rows(s: dict) -> list[list]:
     return rows
 
 
-def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, ground_rows=(), eo_rows=()) -> str:
+def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, ground_rows=(), eo_rows=(),
+          training_rows=()) -> str:
     e = html.escape
     parts = [f"<h1>lasernet run {e(info.get('scenario_name', run_dir.name))}</h1>"]
     versions = info.get("versions", {})
@@ -450,6 +498,13 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, gr
         parts.append("<h2>Earth observation: data at the ground</h2>" + _table(
             ["producer", "mode", "captured over land s", "produced MB", "downlinked MB", "chunks at the ground",
              "age p50 s", "age p99 s", "backlog at the end MB"], eo_rows))
+    if training_rows:
+        parts.append("<h2>Training by power state</h2>" + _table(
+            ["", "rounds", "round p50 s", "round p90 s", "member 0's compute p50 s",
+             "every member's compute phases by its own state (steady)"], training_rows)
+            + '<p class="note">Round and compute times are wall seconds; states are the plan\'s at the round\'s '
+              "start (the ring's: the lowest of its members'); steady: the state held until it ended. Time "
+              "shares are over the run's emulated span (training.csv).</p>")
     if metric_stats:
         parts.append("<h2>Application metrics</h2>" + _table(
             ["metric", "values", "median", "p99", "max"],

@@ -209,3 +209,106 @@ def test_in_orbit_processing_captures_over_land_and_delivers_by_custody(tmp_path
     assert down_6_2 and not plan.up[:, own].any()
     age = np.array([float(r["arrival_s"]) - float(r["capture_end_s"]) for r in down_6_2])
     assert np.median(age) < 30
+
+
+def run_training(tmp_path, *args: str):
+    """scripts/experiments/training_in_orbit.py, shortened; the run directory."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "experiments" / "training_in_orbit.py"), *args,
+                           "--run-dir", str(run_dir), "--links", LINKS], capture_output=True, text=True, timeout=300)
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_run_gone(run_dir)
+    return run_dir
+
+
+def member_states(run_dir):
+    """The plan, each ring member's satellite's planned power state (T, M) and the members in ring order."""
+    timeline = lasernet.Timeline.load(run_dir / "plan.npz")
+    nodes = json.loads((run_dir / "workload" / "nodes.json").read_text())
+    members = [r["node"] for r in read_csv(run_dir / "workload.csv") if r["command"] == "train"]
+    cols = [timeline.node_names.index(nodes[m]["attach"]) for m in members]
+    return timeline, timeline.power_state[:, cols], members
+
+
+def test_training_in_orbit_compute_follows_the_power_states_and_the_ring_stops_while_a_member_is_off(tmp_path):
+    """training-in-orbit from 9 minutes after its epoch at 60x for 48 s: its four servers' satellites go from
+    nominal through throttled (CPU quota halved) to off (frozen) and back to throttled within the plan's
+    first 2,880 s. Each member's compute phase (fixed CPU work) is classified by its own satellite's planned
+    state from its start to its end; the throttled phases must take 1/throttle_factor as long as the nominal
+    ones, within the nominal phases' own spread plus one CFS period (a phase that starts with the period's quota
+    unused finishes up to a period early). No round of the ring completes while a member is frozen but in the
+    tail of an all-reduce the frozen member had already done its part in; the ring's time shares in training.csv
+    are the shares of the plan's states."""
+    from lasernet.net.cgroups import PERIOD_US
+
+    run_dir = run_training(tmp_path, "--speed", "60", "--duration", "48", "--start", "2026-01-01T00:09:00Z")
+    scenario = lasernet.load_scenario(run_dir / "scenario.yaml")
+    factor = scenario.power[0].throttle_factor
+    timeline, states, members = member_states(run_dir)
+    speed, step = 60.0, timeline.step_s
+    at = lambda t: np.clip((np.asarray(t) / step).astype(int), 0, len(timeline.offsets_s) - 1)  # noqa: E731
+    metrics = read_csv(run_dir / "app-metrics.csv")
+    phases = {"nominal": [], "throttled": []}
+    for j, m in enumerate(members):
+        for t, wall in [(float(r["t_s"]), float(r["value"])) for r in metrics
+                        if r["node"] == m and r["metric"] == "compute_s"]:
+            held = states[at(t):at(t + wall * speed) + 1, j]  # the planned states from its start to its end
+            if np.all(held == held[0]) and held[0] in (2, 1):
+                phases["nominal" if held[0] == 2 else "throttled"].append(wall)
+    nominal, throttled = np.array(phases["nominal"]), np.array(phases["throttled"])
+    print(f"compute phases: nominal {np.round(nominal, 3)}, throttled {np.round(throttled, 3)}")
+    assert len(nominal) >= 8 and len(throttled) >= 6
+    p10, p50, p90 = np.percentile(nominal, [10, 50, 90])
+    tolerance = (p90 - p10) / p50 + PERIOD_US / 1e6 / p50
+    ratio = np.median(throttled) / p50
+    assert abs(ratio * factor - 1) <= tolerance, (ratio, tolerance)
+
+    rounds = read_csv(run_dir / "workload" / members[0] / "rounds.csv")
+    assert len(rounds) >= 12 and all(r["ok"] == "1" for r in rounds)
+    start = np.array([float(r["t_start_s"]) for r in rounds])
+    end = start + np.array([float(r["round_s"]) for r in rounds]) * speed
+    reduce_s = np.array([float(r["round_s"]) - float(r["compute_s"]) for r in rounds]) * speed
+    tick = 0.1 * speed
+    events = read_csv(run_dir / "events.csv")
+    stretches = []
+    for m in members:
+        rows = [r for r in events if r["kind"] == "server" and r["what"] == m and r["cause"] == "power"]
+        for k, r in enumerate(rows):
+            if r["event"] == "off" and k + 1 < len(rows):
+                stretches.append((m, float(r["t_s"]), float(rows[k + 1]["t_s"])))
+    inside = [s for s in stretches if start[0] < s[1] and s[2] < end[-1]]
+    assert inside, stretches  # the plan has every member off within the run
+    for m, off, on in stretches:
+        during = (end > off) & (end < on - tick)
+        assert np.all(end[during] - off <= reduce_s[during] + tick), (m, off, on, end[during])
+        after = np.flatnonzero(end > off + reduce_s + tick)
+        if len(after):  # the first round to end past that tail waited out the stretch
+            assert end[after[0]] >= on - tick, (m, off, on, end[after[0]])
+
+    end_s = max(float(r["t_s"]) for r in read_csv(run_dir / "ticks.csv"))
+    ring = states[(timeline.offsets_s >= 0) & (timeline.offsets_s < end_s)].min(axis=1)
+    shares = {r["state"]: r for r in read_csv(run_dir / "training.csv") if r["kind"] == "time"}
+    for code, state in enumerate(("off", "throttled", "nominal")):
+        planned = float(np.mean(ring == code))
+        assert abs(float(shares[state]["share_planned"]) - planned) < 1e-4, (state, planned, shares[state])
+        # the driver applies each change at the tick that reaches it: a tick late at most per change
+        changes = int(np.sum(np.diff(ring) != 0)) + 1
+        assert abs(float(shares[state]["share_applied"]) - planned) <= 2 * changes * tick / end_s, shares[state]
+    assert float(shares["off"]["share_planned"]) > 0 and float(shares["throttled"]["share_planned"]) > 0
+    assert "Training by power state" in (run_dir / "report.html").read_text()
+
+
+def test_training_in_orbit_dawn_dusk_stays_nominal(tmp_path):
+    """The dawn-dusk cluster, 20 s at 60x: always lit, so every member stays nominal in the plan and in what the
+    driver applied, and every round is a nominal one."""
+    run_dir = run_training(tmp_path, "--dawn-dusk", "--speed", "60", "--duration", "20")
+    timeline, states, members = member_states(run_dir)
+    assert np.all(states == 2) and np.all(timeline.illumination_state[:, :timeline.n_satellites] == 2)
+    assert not [r for r in read_csv(run_dir / "events.csv") if r["kind"] == "server"]
+    rounds = read_csv(run_dir / "workload" / members[0] / "rounds.csv")
+    assert len(rounds) >= 5 and all(r["ok"] == "1" for r in rounds)
+    table = {(r["kind"], r["state"]): r for r in read_csv(run_dir / "training.csv")}
+    assert int(table[("round", "nominal")]["n"]) == len(rounds)
+    nominal = table[("time", "nominal")]
+    assert float(nominal["share_planned"]) == 1.0 == float(nominal["share_applied"])
