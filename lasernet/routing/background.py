@@ -1,10 +1,12 @@
 """The oracle in a background process: shortest-delay routes for large networks without stalling the tick.
 
-At constellation scale one full recompute (:func:`lasernet.routing.oracle.compute`) takes longer than a tick
-(0.4-0.6 s at 1,684 nodes against 0.1 s ticks), and SciPy's Dijkstra holds the GIL, so a thread would stall the
-tick just the same. :class:`OracleProcess` runs the computation in a separate process: the driver hands it the
-link states of one tick (``submit``) and goes on ticking; when the process has finished, the next tick picks up
-(``poll``) only the entries that changed since the table the process computed before, and installs them.
+Even repaired rather than recomputed (:class:`lasernet.routing.oracle.Oracle`), a table of 1,684 nodes takes a
+large share of a 0.1 s tick, and the first request's, built from scratch, several ticks; both hold the GIL, so a thread would stall the tick just the same. :class:`OracleProcess` runs the
+computation in a separate process: the driver hands it the link states of one tick (``submit``) and goes on
+ticking; when the process has finished, the next tick picks up (``poll``) only the entries that changed since the
+table the process sent before, and installs them. The process keeps its :class:`~lasernet.routing.oracle.Oracle`
+from request to request, with the driver's link *slots* as its link identities (link indices differ from one
+planning window to the next; slots do not), so its trees carry over windows too.
 
 What this costs in accuracy, and what is recorded: routes follow the link states of the tick they were computed
 from, so they lag the emulated time by one computation plus up to one tick (``Result.t_s`` is the emulated time
@@ -14,11 +16,12 @@ pointing at it until the next result (packets over it are lost for that long), a
 that has not converged yet. Small networks (``mini``) do not use this: the driver computes in the tick.
 
 Hysteresis (``keep_within_s``, default 50 us): a next hop is changed only when the new path beats the old one
-by more than that (see :func:`keep_near_best`: loop-free, at most ``hops * keep_within_s`` from the best),
-which cuts the route churn of a +Grid's near-ties by orders of magnitude.
+by more than that (see :func:`keep_near_best_at`: loop-free, at most ``hops * keep_within_s`` from the best),
+which cuts the route churn of a +Grid's near-ties by orders of magnitude. The entries the table changed and the
+entries kept against it are judged at each request; no other entry can have changed.
 
-The wire between the two is a socket pair carrying :mod:`multiprocessing.connection` pickles; a request is the link arrays of one tick (a few
-kilobytes), a result is the changed (source, destination) entries with their new next hop and link *slot* (the
+The wire between the two is a socket pair carrying :mod:`multiprocessing.connection` pickles; a request is the
+link arrays of one tick (a few kilobytes), a result is the changed (source, destination) entries with their new next hop and link *slot* (the
 driver's stable link identity, so that diffs stay right across planning windows whose link indices differ).
 """
 
@@ -49,8 +52,10 @@ def _serve(conn, n_nodes: int, keep_within_s: float) -> None:
     os.nice(10)  # the tick (and the relay) come first: a result a little later costs less than a late tick
     from . import oracle
 
-    prev_next = np.full((n_nodes, n_nodes), -1, np.int32)
-    prev_slot = np.full((n_nodes, n_nodes), -1, np.int32)
+    table = oracle.Oracle(n_nodes)  # repaired from request to request (lasernet.routing.trees)
+    sent_next = np.full((n_nodes, n_nodes), -1, np.int32)  # what the driver holds: the table, or a kept next hop
+    sent_slot = np.full((n_nodes, n_nodes), -1, np.int32)
+    kept = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # entries where that differs from the table
     while True:
         try:
             msg = conn.recv()
@@ -60,18 +65,34 @@ def _serve(conn, n_nodes: int, keep_within_s: float) -> None:
             return
         t_s, a, b, usable, delay, slots, transit = msg
         t0 = time.monotonic()
-        routes = oracle.compute(n_nodes, a, b, usable, delay, transit=transit)
-        next_hop = routes.next_hop
-        slot = np.where(routes.link >= 0, slots[np.maximum(routes.link, 0)], -1).astype(np.int32)
+        # The oracle's links are the driver's slots, one identity per link for the whole run (link indices differ
+        # from one planning window to the next), so that its trees carry over.
+        have = np.flatnonzero(np.asarray(slots) >= 0)
+        n_slots = int(slots[have].max()) + 1 if len(have) else 0
+        sa, sb = np.zeros(n_slots, np.int64), np.ones(n_slots, np.int64)
+        s_up, s_delay = np.zeros(n_slots, bool), np.zeros(n_slots)
+        at = slots[have]
+        sa[at], sb[at], s_up[at], s_delay[at] = a[have], b[have], usable[have], delay[have]
+        routes = table.update(sa, sb, s_up, s_delay, transit=transit, tables=False)
+        src, dst = table.changed
+        if len(kept[0]):  # a kept next hop is judged again at every step, the table's entry changed or not
+            key = np.union1d(src.astype(np.int64) * n_nodes + dst, kept[0] * n_nodes + kept[1])
+            src, dst = key // n_nodes, key % n_nodes
+        next_hop = routes.next_hop[src, dst]
+        link = routes.link[src, dst]
+        slot = np.where(link >= 0, link, -1).astype(np.int32)
         if keep_within_s > 0:
-            keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, delay, slots, keep_within_s,
-                           transit)
-        changed = (next_hop != prev_next) | (slot != prev_slot)
-        src, dst = np.nonzero(changed)
-        prev_next, prev_slot = next_hop, slot
+            keep, kept_slot = keep_near_best_at(n_nodes, table.delay_s_at, src, dst, next_hop, sent_next[src, dst],
+                                                sa, sb, s_up, s_delay, keep_within_s, transit)
+            next_hop = np.where(keep, sent_next[src, dst], next_hop)
+            slot = np.where(keep, kept_slot, slot).astype(np.int32)
+            kept = (src[keep], dst[keep])
+        differs = (next_hop != sent_next[src, dst]) | (slot != sent_slot[src, dst])
+        src, dst, next_hop, slot = src[differs], dst[differs], next_hop[differs], slot[differs]
+        sent_next[src, dst], sent_slot[src, dst] = next_hop, slot
         try:
-            conn.send((t_s, src.astype(np.int32), dst.astype(np.int32), next_hop[src, dst],  # a Result's fields
-                       slot[src, dst], time.monotonic() - t0))
+            conn.send((t_s, src.astype(np.int32), dst.astype(np.int32), next_hop.astype(np.int32),  # a Result
+                       slot, time.monotonic() - t0))
         except (BrokenPipeError, OSError):  # the driver stopped while we computed
             return
 
@@ -82,39 +103,56 @@ def keep_near_best(n_nodes, routes, next_hop, slot, prev_next, a, b, usable, del
 
     In a +Grid many paths are almost equally long, and as satellites move the best of them changes every few
     hundred milliseconds; without this, thousands of routes flip back and forth per second for microseconds of
-    gain. A kept next hop ``o`` of ``s`` towards ``d`` satisfies ``w(s, o) + D(o, d) <= D(s, d) + within_s``
-    with ``D`` the shortest delays of this computation; as long as ``within_s`` is below the smallest link delay,
+    gain. ``next_hop`` and ``slot`` (N, N) are the new table's, changed in place; ``prev_next`` the previous one;
+    see :func:`keep_near_best_at` for the rule. Returns how many entries were kept.
+    """
+    cand_s, cand_d = np.nonzero((next_hop != prev_next) & (prev_next >= 0) & (next_hop >= 0))
+    keep, link = keep_near_best_at(n_nodes, lambda s, d: routes.delay_s[s, d], cand_s, cand_d,
+                                   next_hop[cand_s, cand_d], prev_next[cand_s, cand_d], a, b, usable, delay, within_s,
+                                   transit)
+    ks, kd = cand_s[keep], cand_d[keep]
+    next_hop[ks, kd] = prev_next[ks, kd]
+    slot[ks, kd] = np.asarray(slots)[link[keep]]
+    return int(keep.sum())
+
+
+def keep_near_best_at(n_nodes, delay_s_at, src, dst, new_next, old_next, a, b, usable, delay, within_s,
+                      transit=None) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the entries (``src[k]``, ``dst[k]``) keep their old next hop ``old_next[k]`` instead of the
+    table's ``new_next[k]``, and over which link (the fastest up link to it; -1 where not kept).
+    ``delay_s_at(sources, destinations)`` gives the shortest delays ``D`` of the new table.
+
+    A kept next hop ``o`` of ``s`` towards ``d`` satisfies ``w(s, o) + D(o, d) <= D(s, d) + within_s`` with
+    ``D`` the shortest delays of ``routes``; as long as ``within_s`` is below the smallest link delay,
     ``D(o, d) < D(s, d)`` along every hop, so forwarding stays loop-free. A path is then at most
     ``hops * within_s`` longer than the best. A previous next hop that carries no transit (``transit[o]``
     False) is kept only when it is the destination itself, so a kept path never relays through a stub station.
-    Returns how many entries were kept.
     """
-    up = np.flatnonzero(np.asarray(usable) & (np.asarray(a) != np.asarray(b)))
-    if len(up) == 0:
-        return 0
+    src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+    old = np.asarray(old_next, np.int64)
+    none = (np.zeros(len(src), bool), np.full(len(src), -1, np.int64))
+    a, b = np.asarray(a), np.asarray(b)
+    up = np.flatnonzero(np.asarray(usable) & (a != b))
+    if len(up) == 0 or len(src) == 0:
+        return none
     d_up = np.asarray(delay, float)[up]
     within_s = min(within_s, 0.5 * float(d_up.min()))
-    cand_s, cand_d = np.nonzero((next_hop != prev_next) & (prev_next >= 0) & (next_hop >= 0))
-    if len(cand_s) == 0:
-        return 0
+    cand = (old != np.asarray(new_next)) & (old >= 0) & (np.asarray(new_next) >= 0)
     lo, hi = np.minimum(a[up], b[up]), np.maximum(a[up], b[up])
     key = lo.astype(np.int64) * n_nodes + hi
     order = np.lexsort((d_up, key))  # per node pair, the fastest link first
     key, first = key[order], np.ones(len(order), bool)
     first[1:] = key[1:] != key[:-1]
     pair_key, pair_delay, pair_link = key[first], d_up[order][first], up[order][first]
-    old = prev_next[cand_s, cand_d].astype(np.int64)
-    want = np.minimum(cand_s, old) * n_nodes + np.maximum(cand_s, old)
+    o = np.maximum(old, 0)
+    want = np.minimum(src, o) * n_nodes + np.maximum(src, o)
     pos = np.minimum(np.searchsorted(pair_key, want), len(pair_key) - 1)
     exists = pair_key[pos] == want
-    cost = pair_delay[pos] + routes.delay_s[old, cand_d]
-    keep = exists & (cost <= routes.delay_s[cand_s, cand_d] + within_s)
+    cost = pair_delay[pos] + delay_s_at(o, dst)
+    keep = cand & exists & (cost <= delay_s_at(src, dst) + within_s)
     if transit is not None:
-        keep &= np.asarray(transit, bool)[old] | (old == cand_d)
-    ks, kd = cand_s[keep], cand_d[keep]
-    next_hop[ks, kd] = old[keep]
-    slot[ks, kd] = slots[pair_link[pos[keep]]]
-    return int(keep.sum())
+        keep &= np.asarray(transit, bool)[o] | (o == dst)
+    return keep, np.where(keep, pair_link[pos], -1)
 
 
 class OracleProcess:

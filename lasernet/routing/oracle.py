@@ -13,6 +13,11 @@ total delay. :func:`compute` returns a :class:`Routes` holding, for N nodes,
 :func:`diff` lists the entries that changed between two tables, so that a driver installs only those routes;
 :func:`path` walks a table from one node to another for reporting.
 
+:class:`Oracle` gives the same tables step after step without computing them afresh: it keeps every
+destination's shortest-path tree and repairs only where the new link states make it wrong
+(:mod:`lasernet.routing.trees`), and lists the entries that changed. :func:`compute` (SciPy's Dijkstra from every
+node) stays the reference it is tested against, and what one-off queries use.
+
 How ties are broken
 -------------------
 Link delays are counted in whole nanoseconds (rounded; light travels 30 cm in 1 ns, far below orbit-model
@@ -104,6 +109,7 @@ def compute(n_nodes: int, a: np.ndarray, b: np.ndarray, up: np.ndarray, delay_s:
     # dist[d, s] and pred[d, s] describe the tree rooted at destination d; transpose to [s, d].
     next_hop = pred.T.astype(np.int32, order="C")
     np.maximum(next_hop, -1, out=next_hop)  # SciPy marks "no predecessor" with -9999
+    np.fill_diagonal(next_hop, -1)  # a stub's twin reaches the stub itself over a neighbour: not a route
     reach = next_hop >= 0
     weight_sd = np.where(reach, dist.T, 0.0).astype(np.int64)  # exact integers (see the module docstring)
     hops = np.where(reach, weight_sd & (2 ** hop_bits - 1), -1).astype(np.int32)
@@ -245,3 +251,122 @@ def _link_to_next_hop(n_nodes, u, v, link_ids, next_hop, reach):
     index_type = np.int32 if n_nodes * n_nodes < 2 ** 31 else np.int64
     flat = np.arange(n_nodes, dtype=index_type)[:, None] * n_nodes + np.maximum(next_hop, 0).astype(index_type)
     return np.where(reach, np.take(table.ravel(), flat), -1).astype(np.int32)
+
+
+class Oracle:
+    """The oracle kept from step to step: :func:`compute`'s tables, repaired instead of recomputed.
+
+    ``update(a, b, up, delay_s, transit)`` takes one step's link states (as :func:`compute` does) and returns the
+    :class:`Routes` of that step, the same shortest delays and hop counts as :func:`compute` to the nanosecond,
+    found by repairing the previous step's shortest-path trees where the new states make them wrong
+    (:mod:`lasernet.routing.trees`). Between paths exactly equal in delay and hops the previous one is kept,
+    where :func:`compute` picks by SciPy's settling order; both are shortest.
+
+    The returned arrays are this object's own and change at the next ``update`` (copy what must be kept); they
+    are transposed views of ``[destination, source]`` arrays. ``changed`` holds, after each update, the (source,
+    destination) entries whose next hop or link differs from the previous update's (every reachable entry after
+    the first), sorted by source then destination, as :func:`diff` gives them.
+    """
+
+    def __init__(self, n_nodes: int):
+        self.n_nodes = n = int(n_nodes)
+        self.hop_bits = max(1, n.bit_length())
+        self._transit = None
+        self.changed = (np.zeros(0, np.int32), np.zeros(0, np.int32))
+        self._capacity = max(1 << 16, 4 * n)
+        self._reset()
+
+    def _reset(self) -> None:
+        from .trees import INF
+
+        n = self.n_nodes
+        self._label = np.full((n, n), INF, np.int64)
+        self._parent = np.full((n, n), -1, np.int32)
+        self._parent_link = np.full((n, n), -1, np.int32)
+        self._order = np.zeros((n, n), np.int32)
+        self._n_order = np.zeros(n, np.int64)
+        self._delay = np.empty((n, n), np.float64)
+        self._hops = np.empty((n, n), np.int32)
+        self._ends = None  # (L, 2): the two nodes of every link id seen up (-1: never)
+        self._fresh = True
+
+    def update(self, a, b, up, delay_s, transit=None, tables: bool = True) -> Routes:
+        """The table of this step (see the class). With ``tables=False`` the returned :class:`Routes` has no
+        ``delay_s`` and ``hops`` (None; filling them is a pass over all N**2 entries): :meth:`delay_s_at` gives
+        the delays of chosen entries."""
+        from . import trees
+
+        n = self.n_nodes
+        a, b, up, delay_s = _check_links(n, a, b, up, delay_s)
+        stub = np.zeros(n, bool)
+        stub[_stubs(n, transit)] = True
+        if self._transit is not None and not np.array_equal(stub, self._transit):
+            self._reset()  # a node that relayed in the old trees may not any more: start again
+        self._transit = stub
+        ids = np.flatnonzero(up & (a != b))
+        if self._ends is not None:  # a link id must name the same two nodes from one update to the next
+            known = ids[ids < len(self._ends)]
+            seen = self._ends[known]
+            if np.any((seen[:, 0] >= 0) & ((seen[:, 0] != a[known]) | (seen[:, 1] != b[known]))):
+                self._reset()
+        if self._ends is None:
+            self._ends = np.full((len(a), 2), -1, np.int64)
+        elif len(self._ends) < len(a):
+            self._ends = np.concatenate([self._ends, np.full((len(a) - len(self._ends), 2), -1, np.int64)])
+        self._ends[ids, 0], self._ends[ids, 1] = a[ids], b[ids]
+        u, v = a[ids], b[ids]
+        delay_ns = np.rint(delay_s[ids] * NS_PER_S)
+        scale = float(2 ** self.hop_bits)
+        if (delay_ns.sum() + 1.0) * scale >= _FLOAT64_EXACT:
+            raise ValueError(f"sum of link delays {delay_ns.sum() / NS_PER_S:.3f} s is too large for exact "
+                             f"nanosecond path weights with {n} nodes")
+        weight = delay_ns.astype(np.int64) * (1 << self.hop_bits) + 1
+        best = _fastest_link_per_pair(n, u, v, weight, ids)
+        bu, bv, bw, bid = u[best], v[best], weight[best], ids[best]
+        link_weight = np.full(len(self._ends), trees.INF, np.int64)  # ids of links gone are down
+        link_weight[bid] = bw
+        src = np.concatenate([bu, bv])
+        order = np.argsort(src, kind="stable")
+        target = np.concatenate([bv, bu])[order].astype(np.int32)
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+        edge_weight = np.concatenate([bw, bw])[order]
+        edge_link = np.concatenate([bid, bid])[order].astype(np.int32)
+        fresh = self._fresh
+        buffers = [np.empty(self._capacity, np.int32) for _ in range(4)]
+        n_changes = np.zeros(1, np.int64)
+        root = 0
+        while root < n:
+            root = trees.repair(indptr, target, edge_weight, edge_link, link_weight, stub, self.hop_bits,
+                                self._label, self._parent, self._parent_link, self._order, self._n_order, root,
+                                *buffers, n_changes)
+            if root < n:  # the change lists are full: grow them and go on from that root
+                self._capacity *= 2
+                grown = [np.empty(self._capacity, np.int32) for _ in range(4)]
+                for old, new in zip(buffers, grown):
+                    new[:n_changes[0]] = old[:n_changes[0]]
+                buffers = grown
+        self._fresh = False
+        if tables:
+            trees.tables(self._label, self.hop_bits, NS_PER_S, self._delay, self._hops)
+            routes = Routes(next_hop=self._parent.T, link=self._parent_link.T, delay_s=self._delay.T,
+                            hops=self._hops.T)
+        else:
+            routes = Routes(next_hop=self._parent.T, link=self._parent_link.T, delay_s=None, hops=None)
+        if fresh:
+            s, d = np.nonzero(routes.reachable)
+        else:
+            k = n_changes[0]
+            d, s = buffers[0][:k], buffers[1][:k]
+            by = np.lexsort((d, s))
+            s, d = s[by], d[by]
+        self.changed = (s.astype(np.int32), d.astype(np.int32))
+        return routes
+
+    def delay_s_at(self, src, dst) -> np.ndarray:
+        """One-way delays (s) of the shortest paths from ``src[k]`` to ``dst[k]`` of the last update (inf where
+        unreachable, 0 from a node to itself)."""
+        from .trees import INF
+
+        label = self._label[np.asarray(dst), np.asarray(src)]
+        return np.where(label >= INF, np.inf, (label >> self.hop_bits) / NS_PER_S)

@@ -8,7 +8,10 @@ Prints, measured in this run:
     route (on a subset, scaled), and with one ``ip -batch`` process; and the ratios;
   * the oracle's full recompute time for a +Grid torus of 72 planes x 22 satellites plus 100 ground nodes with
     one link each (1,684 nodes, 3,268 links), and how many (source, destination) next hops change for small
-    delay perturbations and for one link going down.
+    delay perturbations and for one link going down;
+  * step by step over a real plan (``--scenario``, default starlink-shell1, ``--steps`` of it): the fresh
+    computation against the repaired one (:class:`lasernet.routing.oracle.Oracle`) and the background process's
+    whole work per request.
 
 Needs root (it creates one namespace, ``lnr-bench-<pid>``, and removes it on every path).
 Usage: .venv/bin/python scripts/bench/routes.py [--routes 2000] [--ip-subset 100]
@@ -187,11 +190,58 @@ def bench_oracle(repeats: int) -> None:
               f"diff {diff_ms:.0f} ms")
 
 
+def bench_steps(scenario_name: str, steps: int) -> None:
+    """Step by step over a real plan: a fresh SciPy table per step (oracle.compute, the reference and the code
+    before) against the repaired one (oracle.Oracle), and the background process's whole work per request."""
+    import lasernet
+    from lasernet.routing.background import OracleProcess
+
+    scenario = lasernet.load_scenario(Path(__file__).resolve().parents[2] / "topologies" / f"{scenario_name}.yaml")
+    timeline = lasernet.timeline.plan(scenario, duration_s=steps)
+    links, n = timeline.links, len(timeline.node_names)
+    delays = [np.where(np.isnan(timeline.delay_s[k]), 0.0, timeline.delay_s[k]).astype(np.float64)
+              for k in range(steps)]
+    fresh, repaired, changed = [], [], []
+    table = oracle.Oracle(n)
+    for k in range(steps):
+        t0 = time.perf_counter()
+        table.update(links.a, links.b, timeline.up[k], delays[k], transit=timeline.transit)
+        repaired.append(time.perf_counter() - t0)
+        changed.append(len(table.changed[0]))
+        if k % 5 == 0 or k < 3:  # the fresh computation is slow: every fifth step
+            t0 = time.perf_counter()
+            oracle.compute(n, links.a, links.b, timeline.up[k], delays[k], transit=timeline.transit)
+            fresh.append(time.perf_counter() - t0)
+    proc = OracleProcess(n)
+    served = []
+    try:
+        slots = np.arange(len(links.a), dtype=np.int32)
+        for k in range(steps):
+            proc.submit(float(k), links.a, links.b, timeline.up[k], delays[k], slots, timeline.transit)
+            served.append(proc.poll(timeout_s=600.0).compute_s)
+    finally:
+        proc.close()
+    ms = lambda xs: statistics.median(xs) * 1e3  # noqa: E731
+    p99 = lambda xs: float(np.percentile(xs, 99)) * 1e3  # noqa: E731
+    print(f"\nOracle over {scenario_name}'s plan, {n} nodes, {len(links.a)} links, {steps} steps of "
+          f"{timeline.step_s:g} s (one core):")
+    print(f"  fresh (SciPy Dijkstra from every node)  {ms(fresh):7.1f} ms per step (median of {len(fresh)})")
+    print(f"  repaired (oracle.Oracle)                {ms(repaired[1:]):7.1f} ms per step (median; p99 "
+          f"{p99(repaired[1:]):.1f}, first step {repaired[0] * 1e3:.0f} ms); {statistics.median(changed[1:]):.0f} "
+          f"entries change per step   ratio {ms(fresh) / ms(repaired[1:]):.1f}x")
+    print(f"  the background process, per request     {ms(served[1:]):7.1f} ms (median; p99 {p99(served[1:]):.1f}; "
+          f"repair, hysteresis and the differences to send)")
+    print(f"  Hypatia's satgenpy per 1 s step, from the issue (not measured here): 12,982 ms = "
+          f"{12982 / ms(repaired[1:]):.0f}x the repaired table")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=2000)
     parser.add_argument("--ip-subset", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scenario", default="starlink-shell1", help="a shipped scenario for the step-by-step part")
+    parser.add_argument("--steps", type=int, default=60)
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("routes: the install benchmark needs root (namespaces); running the oracle part only")
@@ -203,6 +253,7 @@ def main() -> None:
         finally:
             sh("ip", "netns", "del", ns)
     bench_oracle(args.repeats)
+    bench_steps(args.scenario, args.steps)
 
 
 if __name__ == "__main__":
