@@ -20,7 +20,8 @@ emulation and run directory (``<run dir>/<variant>``) and writes there ``hijack.
 sample and router) and ``hijack.json``; ``<run dir>/hijack.json`` collects them: per variant the share of
 source-destination pairs (router -> web) diverted during the attack (at worst and on average), each pair's time
 diverted, the probes each station sent during the attack, those that reached web and those that reached the
-rogue, the state of the rogue's BGP sessions at the end of the attack, and after the withdrawal the most pairs
+rogue, the state of the rogue's BGP sessions at the end of the attack, the daemons that exited during the
+run (``daemons_exited``), and after the withdrawal the most pairs
 lost at one sample and how long until every pair was delivered again.
 
 Usage (as root): .venv/bin/python scripts/experiments/hijack.py [--variants none both] [--attack-at-s 5]
@@ -130,6 +131,7 @@ def run_variant(scenario, variant: str, run_dir: Path, args) -> dict:
             for proc in procs:
                 proc.wait(timeout=5)
         mono_to_s = emu.clock.mono_to_s
+        exited = emu.daemons.report_exits()  # a daemon that died during the run is said, not hidden
     with (run_dir / "hijack.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["t_s", "source", "end"])
@@ -139,7 +141,7 @@ def run_variant(scenario, variant: str, run_dir: Path, args) -> dict:
     out = judge.summary(times, ends, [names[i] for i in sources], announced, withdrawn)
     out.update(variant=variant, routing={k: str(v) for k, v in VARIANTS[variant].items()},
                initial_convergence_s=converged_s, prefixes=halves, victim=f"{VICTIM} {web.IP()} on {names[owner]}",
-               attack_start_s=announced, attack_stop_s=withdrawn, rogue_sessions=sessions,
+               attack_start_s=announced, attack_stop_s=withdrawn, rogue_sessions=sessions, daemons_exited=exited,
                probes=_probes(work, senders, mono_to_s, announced, withdrawn, args.rate_hz), run_dir=str(run_dir))
     (run_dir / "hijack.json").write_text(json.dumps(out, indent=1))
     return out
