@@ -466,7 +466,12 @@ class Emulation:
             if link is not None:
                 costs[link.slot] = self._link_cost(tl, li)
         stubs = [name for name, relays in zip(self.node_names, self.transit) if not relays]
-        self.host.start_daemons(self.scenario.routing, self.scenario.name, self.n_satellites, costs, stubs)
+        names = self.node_names
+        residency = [(rule, [names[i] for i in np.flatnonzero(members)], [names[i] for i in np.flatnonzero(allowed)])
+                     for rule, members, allowed in zip(tl.residency, tl.residency_members, tl.residency_allowed)]
+        lans = {names[i]: list(prefixes) for i, prefixes in self._lans.items()}
+        self.host.start_daemons(self.scenario.routing, self.scenario.name, self.n_satellites, costs, stubs,
+                                residency=residency, lans=lans)
 
     def _start_first_routes(self) -> None:
         """The probes' pairs, then the first tick: it installs the first state and all routes (set-up work, so

@@ -31,7 +31,7 @@ Start-up, in this order (each answers once it is done):
   dicts: each joined to router ``router`` by a veth carrying LAN ``index``'s /24, its shell in a cgroup of its own
   (:mod:`lasernet.net.cgroups`) limited to ``cpus`` cores and ``memory_mb`` MiB (None: no limit). Answers
   ``{"servers": [name]}``.
-* ``start_daemons(routing, scenario_name, n_satellites, costs, stubs)``: the routing daemons of ``routing`` (a
+* ``start_daemons(routing, scenario_name, n_satellites, costs, stubs, residency, lans)``: the routing daemons of ``routing`` (a
   :class:`~lasernet.spec.routing.RoutingConfig`, frozen plain fields) on every router, configured for the
   links created so far; ``costs`` is each slot's metric (int array by slot), ``stubs`` the names of the
   stations that carry no transit (configured as stubs). Answers ``{"daemons": int}`` (daemon processes running).
@@ -235,7 +235,8 @@ class LocalHost:
                 raise
             log.warning("%s; servers run without power states or restarts", exc)
 
-    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=()) -> dict:
+    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=(), residency=(),
+                      lans=None) -> dict:
         from ..routing.daemons import DaemonSet, LinkSpec, NodeSpec
 
         self.daemons = DaemonSet(routing, self.run_id, self.run_dir, scenario_name, state=self.state,
@@ -255,7 +256,7 @@ class LocalHost:
                 specs[names[link.a]].links.append(LinkSpec(link.ifname_a, names[link.b], cost, link.ip_b))
             if names[link.b] in specs:
                 specs[names[link.b]].links.append(LinkSpec(link.ifname_b, names[link.a], cost, link.ip_a))
-        self.daemons.start(self.nodes, specs, n_satellites)
+        self.daemons.start(self.nodes, specs, n_satellites, residency=residency, lans=lans)
         return {"daemons": len(self.daemons.running)}
 
     # --------------------------------------------------------------------------------------------- every tick

@@ -28,6 +28,13 @@ only its owner may read, like an ssh key; the key on its first line) or ``key``:
 TCP MD5 signatures on every session (RFC 2385). The key is in the daemons' configuration files (readable by
 root and the daemons' own user only) and nowhere else: not in ``repr``, logs, errors or the run directory.
 
+BGP's defences against a hijack (a router announcing prefixes that are not its own), both off by default:
+``prefix_filters: true`` makes every session accept only what its peer may originate or carry (a station that
+carries no transit: its own loopback and server LANs, exactly; a satellite or a transit station: any node's
+loopback /32 or server /24 of lasernet's address pools, nothing more specific); ``max_prefixes`` tears a session
+down when its peer sends more prefixes than ``auto`` (what the plan says that peer may send: a stub station's own
+prefixes, every prefix of the plan from a satellite or transit station) or ``{stub: N, transit: M}`` allow.
+
 The parser takes the scenario reader's node (:class:`lasernet.spec.fields.Node`) so that every error names its
 field.
 """
@@ -80,6 +87,21 @@ class Operator:
 
 
 @dataclass(frozen=True)
+class MaxPrefixes:
+    """BGP's per-session prefix limits (``routing.max_prefixes``): ``auto`` (each session what the plan says its
+    peer may send), or a limit for sessions with stub stations (``stub``) and with satellites and transit stations
+    (``transit``); None: no limit on those sessions."""
+
+    auto: bool = False
+    stub: int | None = None
+    transit: int | None = None
+
+
+#: The largest limit FRR's ``neighbor ... maximum-prefix`` takes.
+MAX_PREFIX_LIMIT = 4_294_967_295
+
+
+@dataclass(frozen=True)
 class RoutingConfig:
     """How the routers route (see the module docstring). The defaults keep the oracle."""
 
@@ -99,6 +121,8 @@ class RoutingConfig:
     ground_asn: int = 65000  # bgp: ground station i is AS ground_asn + i
     auth_key: str = field(default="", repr=False)  # the routers' shared key ("": no authentication); never shown
     auth_inline: bool = False  # the key was written in the scenario (its copy in the run directory hides it)
+    prefix_filters: bool = False  # bgp: each session accepts only the prefixes its peer may originate or carry
+    max_prefixes: "MaxPrefixes | None" = None  # bgp: per-session prefix limits (None: none)
 
     @property
     def uses_daemons(self) -> bool:
@@ -113,7 +137,8 @@ def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, .
     names (BGP operators must cover every one; None: not checked here), ``base`` the directory ``auth.key_file``
     is relative to."""
     node.mapping(("protocol", "daemon", "hello_s", "dead_s", "spf_delay_ms", "spf_hold_ms", "spf_max_ms", "bfd",
-                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s", "auth"))
+                  "bfd_interval_ms", "bfd_multiplier", "cost", "operators", "ground_asn", "retransmit_s", "auth",
+                  "prefix_filters", "max_prefixes"))
     protocol = node.get("protocol", "oracle").choice(PROTOCOLS)
     if protocol == "oracle":
         extra = [k for k in (node.value or {}) if k != "protocol"]
@@ -128,7 +153,7 @@ def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, .
     if protocol != "ospf" and "retransmit_s" in (node.value or {}):
         raise node.child("retransmit_s", None).fail("only applies to protocol: ospf")
     if protocol != "bgp":
-        for key in ("operators", "ground_asn"):
+        for key in ("operators", "ground_asn", "prefix_filters", "max_prefixes"):
             if key in (node.value or {}):
                 raise node.child(key, None).fail("only applies to protocol: bgp")
     hello_s = node.get("hello_s", 1.0).number(0.1 if protocol == "babel" else 1, 60)
@@ -147,8 +172,10 @@ def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, .
     spf_max = node.get("spf_max_ms", max(1000, spf_hold)).number(0, 600000, integer=True)
     if spf_max < spf_hold:
         raise node.get("spf_max_ms").fail(f"must be >= spf_hold_ms ({spf_hold}), got {spf_max}")
-    operators, ground_asn = (), 65000
+    operators, ground_asn, filters, limits = (), 65000, False, None
     if protocol == "bgp":
+        filters = node.get("prefix_filters", False).boolean()
+        limits = _max_prefixes(node.get("max_prefixes", None))
         if dead_s < 3 * hello_s:
             raise node.get("dead_s").fail(f"BGP's hold time must be at least 3 keepalives ({3 * hello_s:g} s), "
                                           f"got {dead_s:g}")
@@ -164,7 +191,25 @@ def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, .
                          spf_delay_ms=spf_delay, spf_hold_ms=spf_hold, spf_max_ms=spf_max, bfd=bfd,
                          bfd_interval_ms=node.get("bfd_interval_ms", 100).number(10, 10000, integer=True),
                          bfd_multiplier=node.get("bfd_multiplier", 3).number(2, 255, integer=True),
-                         cost=node.get("cost", "hops").choice(COSTS), operators=operators, ground_asn=ground_asn)
+                         cost=node.get("cost", "hops").choice(COSTS), operators=operators, ground_asn=ground_asn,
+                         prefix_filters=filters, max_prefixes=limits)
+
+
+def _max_prefixes(node) -> MaxPrefixes | None:
+    """``max_prefixes: auto`` or ``{stub: N, transit: M}`` (either may be left out); None without the field."""
+    if node.value is None:
+        return None
+    if node.value == "auto":
+        return MaxPrefixes(auto=True)
+    if not isinstance(node.value, dict):
+        raise node.fail(f"must be auto (each session what the plan says its peer may send) or "
+                        f"{{stub: N, transit: M}}, got {node.value!r}")
+    node.mapping(("stub", "transit"))
+    if not node.value:
+        raise node.fail("give stub: N and/or transit: M (prefixes per session), or auto")
+    stub, transit = (node.get(k, None) for k in ("stub", "transit"))
+    return MaxPrefixes(stub=None if stub.value is None else stub.number(1, MAX_PREFIX_LIMIT, integer=True),
+                       transit=None if transit.value is None else transit.number(1, MAX_PREFIX_LIMIT, integer=True))
 
 
 #: The longest key each protocol's authentication takes: OSPFv2's MD5 key is 16 octets (RFC 2328 D.3), a TCP MD5

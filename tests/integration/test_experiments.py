@@ -312,3 +312,29 @@ def test_training_in_orbit_dawn_dusk_stays_nominal(tmp_path):
     assert int(table[("round", "nominal")]["n"]) == len(rounds)
     nominal = table[("time", "nominal")]
     assert float(nominal["share_planned"]) == 1.0 == float(nominal["share_applied"])
+
+
+def test_bgp_hijack_diverts_every_router_without_defences_and_none_with_them(tmp_path):
+    """scripts/experiments/hijack.py, shortened: the rogue station announces both /25 halves of beta's server
+    LAN for 6 s, once as shipped and once with prefix filters and maximum-prefix limits. Judged from the kernels'
+    FIBs (every router's walk towards web) and from the probes' listeners on web and on the rogue: without
+    defences pairs are diverted and probes reach the rogue, and once the announcement is withdrawn no pair is;
+    with them no pair is diverted at any sample and every probe sent during the attack that
+    arrived anywhere arrived at web."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "experiments" / "hijack.py"), "--variants", "none",
+                           "both", "--attack-at-s", "2", "--attack-s", "6", "--after-s", "3", "--run-dir",
+                           str(run_dir), "--links", LINKS], capture_output=True, text=True, timeout=300)
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((run_dir / "hijack.json").read_text())
+    none, both = out["none"], out["both"]
+    assert none["share_diverted_max"] > 0.5 and none["pairs_ever_diverted"] > 0
+    assert sum(p["at_rogue"] for p in none["probes"].values()) > 0
+    assert none["pairs_diverted_after_stop"] == 0
+    assert both["share_diverted_max"] == 0 and both["pairs_ever_diverted"] == 0
+    assert sum(p["at_rogue"] for p in both["probes"].values()) == 0
+    assert all(p["at_victim"] > 0 for p in both["probes"].values())
+    assert "diverted" not in {r["end"] for r in read_csv(run_dir / "both" / "hijack.csv")}
+    for variant in ("none", "both"):
+        assert_run_gone(run_dir / variant)

@@ -254,8 +254,10 @@ class HostGroup:
         self._refresh_nodes()
         return {"servers": list(self.servers)}
 
-    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=()) -> dict:
-        answers = self._all("start_daemons", lambda m: ((routing, scenario_name, n_satellites, costs, stubs), {}))
+    def start_daemons(self, routing, scenario_name: str, n_satellites: int, costs, stubs=(), residency=(),
+                      lans=None) -> dict:
+        answers = self._all("start_daemons", lambda m: ((routing, scenario_name, n_satellites, costs, stubs),
+                                                        {"residency": residency, "lans": lans}))
         return {"daemons": sum(a["daemons"] for a in answers.values())}
 
     def watch_fibs(self) -> dict:

@@ -69,12 +69,18 @@ class DaemonSet:
         return self.base / name
 
     # ---------------------------------------------------------------------------------------------- start
-    def start(self, nodes: dict, specs: dict[str, NodeSpec], n_satellites: int = 0) -> None:
-        """Write every node's configs, start its daemons (dependency order) and wait until all are up."""
+    def start(self, nodes: dict, specs: dict[str, NodeSpec], n_satellites: int = 0, residency=(),
+              lans=None) -> None:
+        """Write every node's configs, start its daemons (dependency order) and wait until all are up.
+        BGP also takes the residency rules (``[(name, member names, allowed names)]``) and every node's server
+        LANs by name (``lans``; default: those of ``specs``)."""
         self.nodes, self.specs = nodes, specs
         if self.cfg.protocol == "bgp":
+            if lans is None:
+                lans = {name: spec.lan_prefixes for name, spec in specs.items()}
             self.bgp = BgpPlan(self.cfg, list(specs), n_satellites, self.scenario_name,
-                               stubs=[name for name, spec in specs.items() if not spec.transit])
+                               stubs=[name for name, spec in specs.items() if not spec.transit],
+                               residency=residency, lans=lans)
             for spec in specs.values():
                 spec.bgp = self.bgp.node(spec)
         env = environment()
