@@ -24,7 +24,6 @@ import numpy as np
 
 from ..addressing import LINK_POOL
 from ..net import rtnl
-from ..net.netns import Netns
 
 LAN = -2  # a next hop meaning: the address is on a LAN of this router
 LINK_BASE, LINK_SIZE = int(LINK_POOL.network_address), LINK_POOL.num_addresses
@@ -43,12 +42,7 @@ class AddressFibs:
         self.socks: list = []
 
     def open(self) -> "AddressFibs":
-        spaces = [Netns(pid) for pid in self.pids]
-        try:
-            self.socks = rtnl.open_in_each(spaces)
-        finally:
-            for ns in spaces:
-                ns.close()
+        self.socks = rtnl.open_in_processes(self.pids)
         return self
 
     def close(self) -> None:

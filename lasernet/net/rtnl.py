@@ -697,6 +697,16 @@ def open_in_each(namespaces: "list[Netns]", sysctls: "Mapping[str, object] | Non
     return Netns(None).run(work)
 
 
+def open_in_processes(pids, sysctls: "Mapping[str, object] | None" = None) -> list[socket.socket]:
+    """:func:`open_in_each` for the namespaces the processes ``pids`` are in (each router's shell)."""
+    spaces = [Netns(pid) for pid in pids]
+    try:
+        return open_in_each(spaces, sysctls)
+    finally:
+        for ns in spaces:
+            ns.close()
+
+
 def route_socket() -> socket.socket:
     """A new NETLINK_ROUTE socket in the calling thread's network namespace."""
     return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)

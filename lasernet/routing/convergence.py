@@ -48,7 +48,6 @@ import numpy as np
 
 from ..addressing import LINK_POOL, LOOPBACK_POOL
 from ..net import rtnl
-from ..net.netns import Netns
 from ..net.rtnl import RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST, parse_route
 
 LOOP_BASE = int(LOOPBACK_POOL.network_address)
@@ -73,12 +72,7 @@ class FibReader:
 
     def open(self) -> "FibReader":
         """Open and subscribe one socket in each router's namespace and ask each for its whole table."""
-        spaces = [Netns(pid) for pid in self.pids]
-        try:
-            self.socks = rtnl.open_in_each(spaces)
-        finally:
-            for ns in spaces:
-                ns.close()
+        self.socks = rtnl.open_in_processes(self.pids)
         for row, sock in enumerate(self.socks):
             rtnl.subscribe_routes(sock, buffer_bytes=8 << 20)
             self._by_fd[sock.fileno()] = row

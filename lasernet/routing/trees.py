@@ -150,7 +150,8 @@ def repair(indptr, target, edge_weight, edge_link, link_weight, stub, hop_bits, 
                         size = _compact(heap_key, heap_node, size, lab)
         if n_order[r] == 0:  # from scratch: the root is the only seed
             size = _push(heap_key, heap_node, size, np.int64(0), np.int32(r))
-        # 3. label-correcting search from the improved nodes
+        # 3. label-correcting search from the improved nodes (the relaxation is written out again rather than
+        #    called: a call per node, with its arrays, made the whole repair 7x slower under Numba)
         while size > 0:
             du, u, size = _pop(heap_key, heap_node, size)
             if du > lab[u] or (stub[u] and u != r):
