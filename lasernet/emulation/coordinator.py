@@ -74,7 +74,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips
+from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips, loopback_ip
 from ..errors import OptionError
 from ..spec.scenario import Scenario
 from ..timeline import CAUSES, Timeline
@@ -305,6 +305,7 @@ class Emulation:
         self._item_cost_s, self._route_cost_s = 40e-6, 3e-6
         self._lag_from = None
         self.route_prefixes = None  # background mode: how many aggregated routes the first install used
+        self._residency_installed = None  # oracle routing under residency rules: {(node, member): hop} per rule
         self._route_tl = None
         self.probes = None
         self.workload = None  # the WorkloadRunner of the scenario's `workload:` section, if it has one
@@ -416,6 +417,11 @@ class Emulation:
                              if self.node_names.index(h.attach) < self.n_satellites]
         if self.routing == "auto":
             self.routing = "background" if len(self.node_names) > BACKGROUND_ABOVE_NODES else "tick"
+        if self.residency is not None and self.routing == "background" and not self._uses_daemons:
+            raise OptionError("--routing", f"the scenario's residency rules (policy:) are routed by the oracle in "
+                                           f"the tick only, and this run would route in the background "
+                                           f"({len(self.node_names)} routers); give --routing tick, or a routing "
+                                           f"protocol whose configurations carry the rules (routing: bgp)")
         if self.routing == "background":
             from ..routing.background import OracleProcess
 
@@ -855,6 +861,8 @@ class Emulation:
             self._route_tl = tl
             li = routes.link[src, dst]
             changes = self._install_routes(src, dst, np.where(li >= 0, slots[np.maximum(li, 0)], -1))
+            if self.residency is not None:
+                changes += self._install_residency_routes(tl, usable, d, slots)
             self._drain_routes()
             return changes
         entered = time.monotonic()  # the budget covers taking the result in and queueing it, not only installing
@@ -884,6 +892,61 @@ class Emulation:
         else:
             changes = self._install_routes(result.src, result.dst, result.slot)
         self._drain_routes(deadline)
+        return changes
+
+    #: Kernel routing table of residency rule k (``RESIDENCY_TABLE + k``) and the priority of its policy rules.
+    RESIDENCY_TABLE = 100
+    RESIDENCY_PRIORITY = 1000
+
+    def _install_residency_routes(self, tl, usable, delay, slots) -> int:
+        """Route the pairs residency rules govern as the rules' tables say (oracle routing, tick mode).
+
+        Routing under a residency rule is by source (:mod:`lasernet.routing.policy`), which the kernel does with
+        policy routing: every node a rule allows (and each of its members) gets the rule's table, holding its
+        routes to the rule's members over the allowed nodes (``unreachable`` where the rule leaves no path), and
+        policy rules that send packets from the members' addresses, and those a member originates to another
+        member, to that table first. Other packets find no route there and go on to the main table. Only the
+        entries that changed since the last tick are installed. Returns the number of route changes.
+        """
+        from ..routing import policy
+
+        members, allowed = self.residency
+        tables = policy.compute(len(self.node_names), tl.links.a, tl.links.b, usable, delay, transit=tl.transit,
+                                members=members, allowed=allowed).rules
+        if self._residency_installed is None:
+            self._residency_installed = [dict() for _ in tables]
+            for k, table in enumerate(tables):
+                addresses = [(loopback_ip(int(m)), 32) for m in np.flatnonzero(members[k])]
+                addresses += [(lan.split("/")[0], 24) for m in np.flatnonzero(members[k])
+                              for lan in self._lans.get(int(m), ())]
+                for x in table.nodes:
+                    own = addresses if members[k][x] else []  # a member's own traffic to the others
+                    self._route_queue.append(("residency-rules", int(x), addresses, own, self.RESIDENCY_TABLE + k,
+                                              self.RESIDENCY_PRIORITY + k))
+        changes = 0
+        for k, table in enumerate(tables):
+            installed = self._residency_installed[k]
+            targets = np.flatnonzero(members[k])
+            for x in table.nodes:
+                entries = []
+                for m in targets:
+                    if m == x:
+                        continue
+                    ps, pd = table.position[x], table.position[m]
+                    hop = None
+                    if table.routes.next_hop[ps, pd] >= 0:
+                        slot = int(slots[table.link_ids[table.routes.link[ps, pd]]])
+                        if slot >= 0:
+                            a_end, ifname_a, ifname_b = self._slot_ends[slot]
+                            ip_a, ip_b = link_ips(slot)
+                            link = self.applied.links[slot]
+                            hop = (ip_b, ifname_a, link.b) if a_end == x else (ip_a, ifname_b, link.a)
+                    if installed.get((int(x), int(m)), "none") != hop:
+                        installed[(int(x), int(m))] = hop
+                        entries.append((int(m), hop))
+                if entries:
+                    self._route_queue.append(("table-entries", int(x), entries, self.RESIDENCY_TABLE + k))
+                    changes += len(entries)
         return changes
 
     def _install_aggregated(self) -> int:

@@ -52,7 +52,10 @@ tick's four as one message):
   ``("prefixes", node, first, host_bits, via, dev)`` (aggregated loopback prefixes),
   ``("unreachable", node, dst)`` (/32 unreachable routes over an aggregate) and ``("entries", node, entries)``
   (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
-  loopback's). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
+  loopback's). Residency rules (oracle routing): ``("residency-rules", node, sources, destinations, table, priority)``
+  (policy-routing rules: packets from ``sources``, and those the node originates to ``destinations``, both
+  ``(address, prefix length)`` pairs, look ``table`` up first) and ``("table-entries", node, entries, table)`` (as
+  ``entries``, in that table; None makes the destination unreachable there). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
   operations applied.
 * ``power(items)``: the servers whose satellite's power state changed or that an upset restarts, each item
   ``(name, factor, restart)``: CPU quota times ``factor``, frozen at 0, processes but the shell killed with
@@ -395,6 +398,10 @@ class LocalHost:
                 kernel.unreachable(node, *args)
             elif kind == "entries":
                 kernel.routes(node, *args)
+            elif kind == "residency-rules":
+                kernel.residency_rules(node, *args)
+            elif kind == "table-entries":
+                kernel.table_routes(node, *args)
             else:
                 raise ValueError(f"unknown route item {kind!r}")
             done += kernel.commit()

@@ -166,6 +166,32 @@ class Kernel:
                 nl.replace_route(prefix, length, gateway=via, dev=dev, onlink=True, source=src)
             routed.add(dst)
 
+    def residency_rules(self, node: int, sources, destinations, table: int, priority: int) -> None:
+        """Policy-routing rules of ``node`` for a residency rule: packets from its members' addresses (``sources``,
+        ``(address, prefix length)``: loopbacks and LANs), and those ``node`` originates to its members
+        (``destinations``, the same form; a member's own traffic, whose source address is chosen after the
+        lookup), look ``table`` (the rule's routes) up before the main one."""
+        nl = self._nl(node)
+        for address, length in sources:
+            nl.add_rule(table, priority, source=address, source_len=length)
+        for address, length in destinations:
+            nl.add_rule(table, priority, dst=address, dst_len=length, iif="lo")
+
+    def table_routes(self, node: int, entries, table: int) -> None:
+        """Set ``node``'s routes in ``table`` to other nodes' loopbacks and LANs: entries of ``(dst node, (via ip,
+        dev, nb) or None)``; None makes them unreachable there (a residency rule's pair with no allowed path is
+        dropped, never handed on to the main table's route)."""
+        nl = self._nl(node)
+        src = loopback_ip(node)
+        for dst, hop in entries:
+            prefixes = [(loopback_ip(dst), 32)] + [(lan.split("/")[0], 24) for lan in self.lans.get(dst, ())]
+            for prefix, length in prefixes:
+                if hop is None:
+                    nl.replace_unreachable(prefix, length, table=table)
+                else:
+                    nl.replace_route(prefix, length, gateway=hop[0], dev=hop[1], onlink=True, source=src,
+                                     table=table)
+
     def attach_server(self, router: int, server, ifname_router: str, ifname_server: str) -> None:
         """Join ``server`` to ``router`` by a veth pair carrying the server's /24 LAN; default route via the router."""
         self.lans.setdefault(router, []).append(server.lan)

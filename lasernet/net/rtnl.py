@@ -56,6 +56,9 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTM_NEWNEIGH = 28
+RTM_NEWRULE = 32
+FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_TABLE = 1, 2, 3, 6, 15  # rule attributes (fib_rules.h)
+FR_ACT_TO_TBL = 1
 RTM_NEWQDISC = 36
 
 IFF_UP = 0x1
@@ -382,6 +385,25 @@ class Netlink:
         body = (_RTMSG.pack(socket.AF_INET, prefix_len, 0, 0, table, protocol, RT_SCOPE_UNIVERSE, RTN_UNREACHABLE, 0)
                 + _IP_ATTR.pack(8, RTA_DST, socket.inet_aton(dst)))
         self._queue(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, ("route replace unreachable", f"{dst}/{prefix_len}"))
+
+    def add_rule(self, table: int, priority: int, *, source: str | None = None, source_len: int = 32,
+                 dst: str | None = None, dst_len: int = 32, iif: str | None = None) -> None:
+        """Add a policy-routing rule (``ip rule add [from S] [to D] [iif DEV] lookup TABLE priority P``): packets
+        it matches look ``table`` up first; where it has no route for them, the next rule's table is used.
+        ``iif="lo"`` matches the packets this namespace originates."""
+        body = _RTMSG.pack(socket.AF_INET, dst_len if dst else 0, source_len if source else 0, 0,
+                           table if table < 256 else 0, 0, 0, FR_ACT_TO_TBL, 0)
+        if dst is not None:
+            body += _IP_ATTR.pack(8, FRA_DST, socket.inet_aton(dst))
+        if source is not None:
+            body += _IP_ATTR.pack(8, FRA_SRC, socket.inet_aton(source))
+        if iif is not None:
+            body += _attr(FRA_IIFNAME, iif.encode() + b"\0")
+        body += _U32_ATTR.pack(8, FRA_PRIORITY, priority) + _U32_ATTR.pack(8, FRA_TABLE, table)
+        what = " ".join(x for x in (source and f"from {source}/{source_len}", dst and f"to {dst}/{dst_len}",
+                                    iif and f"iif {iif}") if x)
+        self._queue(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, body, ("rule add", what, f"table {table}",
+                                                                  f"priority {priority}"))
 
     def replace_neighbour(self, dev: "int | str", address: str, mac: "bytes | str") -> None:
         """Add or replace a permanent neighbour entry: IPv4 ``address`` is at ``mac`` on ``dev`` (no ARP)."""

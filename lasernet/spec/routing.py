@@ -141,11 +141,18 @@ def parse_routing(node, stations: tuple[str, ...] = (), satellites: tuple[str, .
                   "prefix_filters", "max_prefixes"))
     protocol = node.get("protocol", "oracle").choice(PROTOCOLS)
     if protocol == "oracle":
-        extra = [k for k in (node.value or {}) if k != "protocol"]
+        extra = [k for k in (node.value or {}) if k not in ("protocol", "operators")]
         if extra:
             raise node.child(extra[0], None).fail("only applies to a routing daemon; set protocol: ospf, isis or "
                                                   "babel, or remove it")
-        return RoutingConfig()
+        if "operators" not in (node.value or {}):
+            return RoutingConfig()
+        # the satellites' operators, for residency rules (policy:) the oracle routes by; their ASes name them only
+        operators = _operators(node.get("operators", None), stations, 65000)
+        uncovered = operators_uncovered(operators, satellites or ())
+        if uncovered:
+            raise node.get("operators").fail(uncovered)
+        return RoutingConfig(operators=operators)
     daemon = node.get("daemon", DEFAULT_DAEMON[protocol]).choice(DAEMONS)
     why_not = SUPPORTED[(protocol, daemon)]
     if why_not:
