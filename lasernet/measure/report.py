@@ -306,7 +306,8 @@ def build_report(run_dir: str | Path, progress=None) -> Path:
     path = run_dir / "report.html"
     tmp = path.with_name("report.html.part")
     tmp.write_text(_html(run_dir, info, summary, series, _rows(run_dir / "workload.csv"), metric_stats, figures,
-                         end_s, _ground_segment_rows(timeline, events), eo_rows, training_rows))
+                         end_s, _ground_segment_rows(timeline, events), eo_rows, training_rows,
+                         _hijack_rows(run_dir)))
     tmp.replace(path)
     return path
 
@@ -458,8 +459,25 @@ def _eo_rows(s: dict) -> list[list]:
     return rows
 
 
+def _hijack_rows(run_dir: Path) -> list[list]:
+    """The row of the report's BGP hijack table from ``hijack.json`` (scripts/experiments/hijack.py writes it
+    into each variant's run directory); none without it."""
+    path = run_dir / "hijack.json"
+    if not path.exists():
+        return []
+    h = json.loads(path.read_text())
+    probes = h.get("probes", {}).values()
+    per_pair = [p["diverted_s"] for p in h.get("diverted_s", {}).values()]
+    again = h.get("all_delivered_again_s")
+    return [[h.get("variant", ""), ", ".join(f"{k}={v}" for k, v in h.get("routing", {}).items()) or "-",
+             h["pairs"], f"{100 * h['share_diverted_max']:.0f}%", f"{100 * h['share_diverted_mean']:.0f}%",
+             h["pairs_ever_diverted"], f"{max(per_pair, default=0):.1f}",
+             f"{sum(p['at_rogue'] for p in probes)} of {sum(p['sent'] for p in probes)}",
+             "-" if again is None else f"{again:.1f}"]]
+
+
 def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, ground_rows=(), eo_rows=(),
-          training_rows=()) -> str:
+          training_rows=(), hijack_rows=()) -> str:
     e = html.escape
     parts = [f"<h1>lasernet run {e(info.get('scenario_name', run_dir.name))}</h1>"]
     versions = info.get("versions", {})
@@ -498,6 +516,13 @@ def _html(run_dir, info, summary, series, jobs, metric_stats, figures, end_s, gr
         parts.append("<h2>Earth observation: data at the ground</h2>" + _table(
             ["producer", "mode", "captured over land s", "produced MB", "downlinked MB", "chunks at the ground",
              "age p50 s", "age p99 s", "backlog at the end MB"], eo_rows))
+    if hijack_rows:
+        parts.append("<h2>BGP hijack</h2>" + _table(
+            ["variant", "defences", "pairs", "diverted at worst", "diverted on average", "pairs ever diverted",
+             "longest a pair was diverted s", "probes at the rogue (of those sent in the attack)",
+             "all delivered again after the withdrawal s"], hijack_rows)
+            + '<p class="note">From every router\'s kernel FIB towards the victim\'s address, sampled during the run '
+              "(hijack.csv), and the probes' listeners on the victim and the rogue (hijack.json).</p>")
     if training_rows:
         parts.append("<h2>Training by power state</h2>" + _table(
             ["", "rounds", "round p50 s", "round p90 s", "member 0's compute p50 s",

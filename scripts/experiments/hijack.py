@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rate-hz", type=float, default=20.0)
     ap.add_argument("--links", default="auto")
     ap.add_argument("--run-dir", default=None)
+    ap.add_argument("--no-report", dest="report", action="store_false", help="no report.html per variant")
     args = ap.parse_args(argv)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="lasernet-hijack-"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +145,10 @@ def run_variant(scenario, variant: str, run_dir: Path, args) -> dict:
                attack_start_s=announced, attack_stop_s=withdrawn, rogue_sessions=sessions, daemons_exited=exited,
                probes=_probes(work, senders, mono_to_s, announced, withdrawn, args.rate_hz), run_dir=str(run_dir))
     (run_dir / "hijack.json").write_text(json.dumps(out, indent=1))
+    if args.report:
+        from lasernet.measure.report import build_report
+
+        build_report(run_dir)
     return out
 
 

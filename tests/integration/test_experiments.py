@@ -338,3 +338,4 @@ def test_bgp_hijack_diverts_every_router_without_defences_and_none_with_them(tmp
     assert "diverted" not in {r["end"] for r in read_csv(run_dir / "both" / "hijack.csv")}
     for variant in ("none", "both"):
         assert_run_gone(run_dir / variant)
+    assert "BGP hijack" in (run_dir / "none" / "report.html").read_text()
