@@ -13,8 +13,9 @@ so). Whenever a FIB or the set of up links changes it walks every (source, desti
 
 - *delivered*: the walk reaches the destination over links that are up, without a loop, and relays through no
   station that carries no transit (a stub: it may start or end a walk, never lie inside one);
-- *broken*: the pair is connected over the up links through nodes that carry transit (so the oracle has a path)
-  but the walk is not delivered (a black hole, a loop, a route over a link that is down, or one through a stub);
+- *broken*: the pair is connected over the up links through nodes that carry transit (so the oracle has a path;
+  for a pair a residency rule governs, through the nodes it allows) but the walk is not delivered (a black hole,
+  a loop, a route over a link that is down, or one through a stub);
 - *stretch*: delivered path delay over the oracle's shortest delay (1.0 = the oracle's path);
 - *violating* (with residency rules, :mod:`lasernet.routing.policy`): pairs of one jurisdiction's sites whose walk
   along the FIBs crosses a node their rule forbids (another operator's satellite, a foreign station), whether or
@@ -351,6 +352,13 @@ class FibWatcher:
             alive = alive[self.transit[cur[alive]]]  # a walk relayed by a stub is not delivered
         delivered = delivered.reshape(n, n)
         connected = _connected_through_transit(n, a_of[up], b_of[up], self.transit)
+        if self.residency is not None:  # a governed pair is connected only over the nodes its rule allows
+            for members, allowed in zip(*self.residency):
+                keep = members | allowed
+                on = up & keep[a_of] & keep[b_of]
+                ruled = _connected_through_transit(n, a_of[on], b_of[on], self.transit & allowed)
+                pairs = np.outer(members, members)
+                connected[pairs] = ruled[pairs]
         broken = connected & ~delivered
         violating = 0
         if self.residency is not None:  # walks along the FIBs over up links, judged on the nodes they cross

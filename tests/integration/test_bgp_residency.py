@@ -84,6 +84,9 @@ def test_bgp_keeps_eu_pairs_on_allowed_nodes_or_unreachable_and_without_the_rule
         assert bool(on["last"]["delivered"][ix[s], ix[d]]) == reachable, (s, d, path, rule.path(ix[s], ix[d]))
         assert not set(path) & set(beta), (s, d, path)
     assert rule.reachable(ix["frankfurt"], ix["paris-dc"]) and not rule.reachable(ix["frankfurt"], ix["dublin"])
+    # the watcher judges a governed pair over the nodes its rule allows: frankfurt-dublin is not a broken pair
+    assert not on["last"]["connected"][ix["frankfurt"], ix["dublin"]]
+    assert on["last"]["connected"][ix["frankfurt"], ix["paris-dc"]]
     beta_reach = [bool(on["last"]["delivered"][ix[n], ix["dublin"]]) for n in beta]
     assert all(beta_reach), [n for n, ok in zip(beta, beta_reach) if not ok]  # destination-based: beta keeps them
 
