@@ -306,6 +306,7 @@ class Emulation:
         self._lag_from = None
         self.route_prefixes = None  # background mode: how many aggregated routes the first install used
         self._residency_installed = None  # oracle routing under residency rules: {(node, member): hop} per rule
+        self._residency_tables = None  # and the rules' tables of the last tick (lasernet.routing.policy.RuleTable)
         self._route_tl = None
         self.probes = None
         self.workload = None  # the WorkloadRunner of the scenario's `workload:` section, if it has one
@@ -700,7 +701,7 @@ class Emulation:
             machine_apply_s = tuple(self.host.apply_s.tolist())
         t2 = time.monotonic()
         if self.probes:
-            self.probes.observe(t_s, self.routes, self._path_text)
+            self.probes.observe(t_s, self._pair_delay_s, self._path_text)
         if self.workload is not None:
             self.workload.tick(t_s)
         if self.captures is not None:
@@ -722,10 +723,29 @@ class Emulation:
                 self.host.daemon_exits()  # a daemon that died mid-run is logged (with its log), once
         return report
 
+    def _rule_table(self, src: int, dst: int):
+        """The table of the residency rule governing ``src`` -> ``dst`` in this run's oracle routing, or None."""
+        if self._residency_tables is None or src == dst:
+            return None
+        members = self.residency[0]
+        for k, table in enumerate(self._residency_tables):
+            if members[k][src] and members[k][dst]:
+                return table
+        return None
+
+    def _pair_delay_s(self, src: int, dst: int) -> float:
+        """The oracle's one-way delay from node ``src`` to ``dst`` now (its residency rule's path if one governs)."""
+        table = self._rule_table(src, dst)
+        if table is not None:
+            return float(table.routes.delay_s[table.position[src], table.position[dst]])
+        return float(self.routes.delay_s[src, dst])
+
     def _path_text(self, src: int, dst: int) -> str:
         from ..routing import oracle
 
-        return ">".join(self.node_names[i] for i in oracle.path(self.routes, src, dst))
+        table = self._rule_table(src, dst)
+        nodes = table.path(src, dst) if table is not None else oracle.path(self.routes, src, dst)
+        return ">".join(self.node_names[i] for i in nodes)
 
     def _write_status(self, report: TickReport) -> None:
         a = self.applied
@@ -913,6 +933,7 @@ class Emulation:
         members, allowed = self.residency
         tables = policy.compute(len(self.node_names), tl.links.a, tl.links.b, usable, delay, transit=tl.transit,
                                 members=members, allowed=allowed).rules
+        self._residency_tables = tables  # for path() and the probes' predictions
         if self._residency_installed is None:
             self._residency_installed = [dict() for _ in tables]
             for k, table in enumerate(tables):
@@ -1205,6 +1226,10 @@ class Emulation:
         ia, ib = self._node_pair(a, b)
         if self.routes is None:
             return [], math.inf
+        table = self._rule_table(ia, ib)
+        if table is not None:  # a pair a residency rule governs: its rule's path (tick mode)
+            nodes = table.path(ia, ib)
+            return [self.node_names[i] for i in nodes], self._pair_delay_s(ia, ib) if nodes else math.inf
         nodes = oracle.path(self.routes, ia, ib)
         if self.oracle_process is None:
             return [self.node_names[i] for i in nodes], float(self.routes.delay_s[ia, ib])

@@ -75,12 +75,13 @@ class ProbeSet:
                                   "--wait-s", "1.0", "--rt-priority", str(RT_PRIORITY)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def observe(self, t_s: float, routes, path_fn) -> None:
-        """Record the oracle's prediction for every pair at emulated time ``t_s``."""
+    def observe(self, t_s: float, delay_fn, path_fn) -> None:
+        """Record the oracle's prediction for every pair at emulated time ``t_s``: ``delay_fn(src, dst)`` its
+        one-way delay, ``path_fn(src, dst)`` its path as text."""
         for p in self.pairs:
             p.t_s.append(t_s)
-            p.fwd_s.append(float(routes.delay_s[p.src, p.dst]))
-            p.rev_s.append(float(routes.delay_s[p.dst, p.src]))
+            p.fwd_s.append(delay_fn(p.src, p.dst))
+            p.rev_s.append(delay_fn(p.dst, p.src))
             path = path_fn(p.src, p.dst)
             pid = p.path_index.get(path)
             if pid is None:

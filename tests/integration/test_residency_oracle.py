@@ -85,6 +85,7 @@ def test_oracle_routes_eu_pairs_on_alpha_or_not_at_all_and_other_pairs_as_usual(
         if int(emu.now_s()) != judged:  # a tick applied a new second while we read: read again on it
             judged = int(emu.now_s())
             paths = {pair: kernel_path(emu, *pair) for pair in paths}
+        said = {pair: emu.path(*pair)[0] for pair in paths}  # what the emulation says (and its probes predict)
     print(f"kernel paths at {judged} s: {paths}")
     reference = policy.of_timeline(tl, tl.up[judged], tl.delay_s[judged])
     rule = reference.rules[0]
@@ -94,6 +95,7 @@ def test_oracle_routes_eu_pairs_on_alpha_or_not_at_all_and_other_pairs_as_usual(
     for s, d in (("frankfurt", "paris-dc"), ("paris-dc", "frankfurt")):
         assert paths[(s, d)] == [names[i] for i in rule.path(ix[s], ix[d])], (s, d)
         assert not set(paths[(s, d)]) & beta
+    assert said == {pair: path or [] for pair, path in paths.items()}
     for s, d in (("ashburn", "dublin"), ("dublin", "ashburn")):  # not governed: the plain oracle's path
         assert paths[(s, d)] == [names[i] for i in oracle.path(base, ix[s], ix[d])], (s, d)
         assert set(paths[(s, d)]) & beta
