@@ -247,6 +247,9 @@ class Emulation:
     #: the start of the routes part); what does not fit waits for later ticks.
     ROUTE_BUDGET = 0.13
     ROUTE_CHUNK = 128  # most routes of one node installed in one go (a handover changes all of a station's)
+    #: Routes through nexthop objects (:mod:`lasernet.emulation.nexthops`): a router whose routes move from one
+    #: link to another together changes in one write. False: one /32 route write per changed entry, as before.
+    NEXTHOPS = True
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
@@ -298,6 +301,7 @@ class Emulation:
         self._uses_daemons = scenario.routing.uses_daemons
         self.recorder = None  # the Recorder of the run's CSV files and summary, from start() to stop()
         self.routes = None  # the oracle's table now installed (or, with daemons, the reference)
+        self.nexthops = None  # the NexthopPlan: which nexthop objects every router's routes use (NEXTHOPS)
         self.oracle_process = None  # background mode: the OracleProcess
         self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
         # Background mode: what installing one queued item costs (per item + per route, learnt as it goes), so
@@ -900,13 +904,26 @@ class Emulation:
         n = len(self.node_names)
         bits = max(1, int(n).bit_length())  # offsets 1..n of the loopback pool
         values = np.full((n, 1 << bits), oracle.DONT_CARE, np.int64)
-        values[:, 1:n + 1] = self.routes.link  # slots; -1 where unreachable
-        values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE  # a node's own loopback is local
         lans = np.fromiter(self._lans, np.int64) if self._lans else np.zeros(0, np.int64)
+        made = None
+        if self.NEXTHOPS:  # aggregated over each router's nexthop objects, one per link it uses
+            self.nexthops = self._nexthop_plan()
+            made = self.nexthops.first(self.routes.link, skip=lans)
+            values[:, 1:n + 1] = np.where(self.nexthops.label >= 0, self.nexthops.label, -1)
+        else:
+            values[:, 1:n + 1] = self.routes.link  # slots; -1 where unreachable
+        values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE  # a node's own loopback is local
         values[:, lans + 1] = -10 - lans  # unique: never merged, never emitted
         row, first, host_bits, slot = oracle.aggregate(values, bits)
         order = np.argsort(row, kind="stable")
         row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
+        if made is not None:
+            self._queue_nexthop_rows(made, (row, first, host_bits, slot))
+            if len(lans):
+                src, dst = np.nonzero(np.isin(np.arange(n), lans)[None, :] & (self.routes.link >= 0))
+                self._install_routes(src, dst, self.routes.link[src, dst])
+            self.route_prefixes = len(row)
+            return int((self.routes.link >= 0).sum())
         end_a, ifname_a, ifname_b = self._slot_end_arrays()
         at_a = end_a[slot] == row
         via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
@@ -954,6 +971,22 @@ class Emulation:
         for node, dsts in unreachable.items():
             queue.extend(("unreachable", node, dsts[c:c + chunk]) for c in range(0, len(dsts), chunk))
         keep = np.flatnonzero(~special)
+        if self.NEXTHOPS:
+            from .nexthops import DIRECT, NONE
+
+            if self.nexthops is None:
+                self.nexthops = self._nexthop_plan()
+            plan = self.nexthops
+            if special.any():  # withdrawn, or routed with their own gateway (LAN destinations)
+                k = np.flatnonzero(special)
+                plan.clear(src[k], dst[k], NONE)
+                k = k[slot[k] >= 0]
+                plan.clear(src[k], dst[k], DIRECT)
+            if len(keep):
+                writes = plan.assign(src[keep], dst[keep], slot[keep])
+                self._queue_nexthop_writes(writes)
+            self.recorder.route_changes(self.now_s(), len(src))
+            return int(len(src))
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
             end_a, ifname_a, ifname_b = self._slot_end_arrays()
@@ -968,6 +1001,73 @@ class Emulation:
                     queue.append(("routes", int(s_arr[lo]), d_arr[c:e], via[c:e], dev[c:e]))
         self.recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
+
+    @property
+    def pending_route_items(self) -> int:
+        """Route items decided and not yet handed to the host (background mode spreads them over ticks)."""
+        return len(self._route_queue)
+
+    def _nexthop_plan(self):
+        from .nexthops import NexthopPlan
+
+        return NexthopPlan(len(self.node_names))
+
+    def _label_hops(self, node: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gateway (uint32, the other end's /31 address) and interface name of routers ``node`` over ``slot``."""
+        end_a, ifname_a, ifname_b = self._slot_end_arrays()
+        slot = np.asarray(slot, np.int64)
+        at_a = end_a[slot] == node
+        via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
+        return via, np.where(at_a, ifname_a[slot], ifname_b[slot])
+
+    def _queue_nexthop_writes(self, writes) -> None:
+        """Queue a :class:`~lasernet.emulation.nexthops.Writes` as host items, per router in the order its
+        docstring gives: labels made, routes to other labels, retargets, routes to retargeted labels."""
+        made_s, made_l, made_y = writes.made
+        rs, rd, rl = writes.routes
+        ts, tl_, ty = writes.retargeted
+        queue, chunk = self._route_queue, self.ROUTE_CHUNK
+        nodes = np.unique(np.concatenate([made_s, rs, ts]))
+
+        def bounds(arr):
+            return np.searchsorted(arr, nodes, "left"), np.searchsorted(arr, nodes, "right")
+
+        (m_lo, m_hi), (r_lo, r_hi), (t_lo, t_hi) = bounds(made_s), bounds(rs), bounds(ts)
+        made_via, made_dev = self._label_hops(made_s, made_y)
+        t_via, t_dev = self._label_hops(ts, ty)
+        late = writes.late
+        for k, node in enumerate(nodes.tolist()):
+            if m_hi[k] > m_lo[k]:
+                sel = slice(m_lo[k], m_hi[k])
+                queue.append(("nexthops", node, made_l[sel] + 1, made_y[sel], made_via[sel], made_dev[sel]))
+            dsts, labels, lates = rd[r_lo[k]:r_hi[k]], rl[r_lo[k]:r_hi[k]], late[r_lo[k]:r_hi[k]]
+            if t_hi[k] > t_lo[k]:
+                early = ~lates
+                for c in range(0, int(early.sum()), chunk):
+                    queue.append(("nhroutes", node, dsts[early][c:c + chunk], labels[early][c:c + chunk] + 1))
+                sel = slice(t_lo[k], t_hi[k])
+                queue.append(("nexthops", node, tl_[sel] + 1, ty[sel], t_via[sel], t_dev[sel]))
+                dsts, labels = dsts[lates], labels[lates]
+            for c in range(0, len(dsts), chunk):
+                queue.append(("nhroutes", node, dsts[c:c + chunk], labels[c:c + chunk] + 1))
+
+    def _queue_nexthop_rows(self, made, prefixes) -> None:
+        """The first table with nexthop objects: per router its objects, then its aggregated prefixes."""
+        made_s, made_l, made_y = made
+        row, first, host_bits, label = prefixes
+        via, dev = self._label_hops(made_s, made_y)
+        m_bounds = np.flatnonzero(np.diff(made_s)) + 1
+        p_nodes, p_lo = np.unique(row, return_index=True)
+        p_hi = np.append(p_lo[1:], len(row))
+        p_at = dict(zip(p_nodes.tolist(), zip(p_lo.tolist(), p_hi.tolist())))
+        for lo, hi in zip(np.concatenate([[0], m_bounds]), np.concatenate([m_bounds, [len(made_s)]])):
+            if hi <= lo:
+                continue
+            node = int(made_s[lo])
+            self._route_queue.append(("nexthops", node, made_l[lo:hi] + 1, made_y[lo:hi], via[lo:hi], dev[lo:hi]))
+            if node in p_at:
+                a, b = p_at[node]
+                self._route_queue.append(("nhprefixes", node, first[a:b], host_bits[a:b], label[a:b] + 1))
 
     def _slot_end_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per link slot: node at end a, interface name at a, at b (numpy; rebuilt only when links were added)."""

@@ -45,15 +45,20 @@ tick's four as one message):
   node. A link with only one end on this machine gets this machine's half (its interface, and a UDP socket
   towards the other machine's half). Answers ``{"created": n, "ports": {slot: UDP port of each half}}``.
 * ``apply(slots, up, delay_s, loss, rate_bps)``: the state of many links in one batch, per direction arrays of
-  shape (n, 2) (index 0 is a->b). Answers the number of links written.
+  shape (n, 2) (index 0 is a->b); the nexthop objects over a link going down become black holes before it does,
+  and get their gateways back when it is up again (:mod:`lasernet.emulation.kernel`). Answers the number of
+  links written.
 * ``install_routes(items)``: route changes, each item ``(kind, node, ...)`` for one router, installed in order
   with one netlink batch per item: ``("routes", node, dst, via, dev)`` (/32 routes to the loopbacks of nodes
   ``dst``, int array, via ``via``, uint32 host-order addresses, out of interfaces ``dev``, names),
   ``("prefixes", node, first, host_bits, via, dev)`` (aggregated loopback prefixes),
   ``("unreachable", node, dst)`` (/32 unreachable routes over an aggregate) and ``("entries", node, entries)``
   (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
-  loopback's). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
-  operations applied.
+  loopback's); through nexthop objects (:mod:`lasernet.emulation.nexthops`): ``("nexthops", node, ids, slots,
+  via, dev)`` (set objects ``ids`` to send over link ``slots``, via and out of the interfaces as above),
+  ``("nhroutes", node, dst, ids)`` (/32 routes to nodes ``dst`` through objects ``ids``) and ``("nhprefixes",
+  node, first, host_bits, ids)``. The coordinator decides how many items fit in a tick's budget. Answers the
+  number of netlink operations applied.
 * ``power(items)``: the servers whose satellite's power state changed or that an upset restarts, each item
   ``(name, factor, restart)``: CPU quota times ``factor``, frozen at 0, processes but the shell killed with
   ``restart``. Answers ``{"applied": n, "killed": n}``.
@@ -358,7 +363,18 @@ class LocalHost:
             self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
 
     def apply(self, slots, up, delay_s, loss, rate_bps) -> int:
+        """The links' state; the nexthop objects over a link going down become black holes first, and those
+        over a link coming up get their gateway back once its carrier is on (:mod:`lasernet.emulation.kernel`)."""
+        kernel = self.kernel
+        down, came_up = kernel.links_changed(slots, np.asarray(up, bool).all(axis=1))
+        if down:
+            kernel.park(down)
+            kernel.commit()
         self.backend.apply(slots, up, delay_s, loss, rate_bps)
+        if came_up:  # objects over these links need their carrier on: a relay sets it when it takes the commit in
+            self.backend.settle()
+            if kernel.restore(came_up):
+                kernel.commit()
         return len(slots)
 
     def power(self, items) -> dict:
@@ -395,6 +411,12 @@ class LocalHost:
                 kernel.unreachable(node, *args)
             elif kind == "entries":
                 kernel.routes(node, *args)
+            elif kind == "nexthops":
+                kernel.nexthops(node, *args)
+            elif kind == "nhroutes":
+                kernel.nh_routes(node, *args)
+            elif kind == "nhprefixes":
+                kernel.nh_prefixes(node, *args)
             else:
                 raise ValueError(f"unknown route item {kind!r}")
             done += kernel.commit()

@@ -5,6 +5,16 @@ peer so that no ARP exchange crosses a delayed link, routes to other nodes' loop
 once per tick; each namespace with pending work gets one batched rtnetlink exchange
 (:class:`lasernet.net.rtnl.Netlink`). Routes carry the node's loopback as preferred source, so that
 traffic a node originates can be answered from anywhere. Failures raise naming the node and the operation.
+
+Routes go through nexthop objects (``ip nexthop``) that the coordinator decides
+(:mod:`lasernet.emulation.nexthops`): :meth:`Kernel.nexthops` sets a node's objects, each over one link slot,
+and :meth:`Kernel.nh_routes` / :meth:`Kernel.nh_prefixes` point routes at them. The kernel refuses an object
+on an interface without carrier and deletes every object of an interface that loses carrier, with each route
+that uses it (plain routes stay). So the Kernel keeps them alive: it knows which link every object sends over
+and which links are up (:meth:`Kernel.links_changed`, from the host's ``apply``); before a link goes down its
+objects become black holes (:meth:`Kernel.park`: their routes stay and drop what they get, as a route over a
+link without carrier does), and once it is up again they get their gateway back (:meth:`Kernel.restore`). An
+object set over a link that is down starts as a black hole.
 """
 
 from __future__ import annotations
@@ -35,6 +45,10 @@ class Kernel:
         self._dirty: set[int] = set()
         self._routed: dict[int, set[int]] = {}  # node -> destinations it has a route to
         self.lans: dict[int, list[str]] = {}  # router -> LAN prefixes of the servers attached to it
+        self._objects: dict[int, dict[int, tuple[int, int, str]]] = {}  # node -> nexthop id -> (slot, via, dev)
+        self._on_slot: dict[int, set[tuple[int, int]]] = {}  # slot -> (node, nexthop id) sending over it
+        self._up: set[int] = set()  # slots up in both directions (as last applied); a new link starts down
+        self.nexthop_writes = 0  # black holes and restores written for links going down and up
 
     def holds(self, node: int) -> bool:
         """Whether router ``node`` is on this machine (with one machine, every router is)."""
@@ -140,6 +154,94 @@ class Kernel:
         lengths = (32 - np.asarray(host_bits)).astype(np.uint8)  # one prefix length per message
         nl.replace_routes((LOOPBACK_BASE + first).astype(np.uint32), np.asarray(via, np.uint32), oif, onlink=True,
                           source=src, prefix_len=lengths)
+
+    def nexthops(self, node: int, ids, slots, via, dev) -> None:
+        """Set nexthop objects ``ids`` (kernel ids >= 1) of ``node`` to send over link ``slots``: via ``via``
+        (uint32 addresses, host order) out of interfaces named ``dev``; over a link that is down, a black hole
+        until it comes up (see the module docstring). Routes that use an object follow it."""
+        import numpy as np
+
+        nl = self._nl(node)
+        held = self._objects.setdefault(node, {})
+        live = []
+        for i, slot, v, d in zip(np.asarray(ids).tolist(), np.asarray(slots).tolist(), np.asarray(via).tolist(),
+                                 dev):
+            old = held.get(i)
+            if old is not None:
+                self._on_slot[old[0]].discard((node, i))
+            held[i] = (slot, v, d)
+            self._on_slot.setdefault(slot, set()).add((node, i))
+            if slot in self._up:
+                live.append((i, v, d))
+            else:
+                nl.replace_nexthop(i, blackhole=True)
+        if live:
+            links = _links_naming(nl, [d for _, _, d in live])
+            nl.replace_nexthops(np.array([i for i, _, _ in live], np.uint32), np.array([v for _, v, _ in live],
+                                                                                      np.uint32),
+                                np.array([links[d].index for _, _, d in live], np.int32), onlink=True)
+
+    def nh_routes(self, node: int, dst, ids) -> None:
+        """Add or replace ``node``'s /32 routes to the loopbacks of nodes ``dst`` (int array) through its nexthop
+        objects ``ids``."""
+        import numpy as np
+
+        dst = np.asarray(dst, np.int64)
+        if len(dst) == 0:
+            return
+        self._nl(node).replace_routes_nh((LOOPBACK_BASE + 1 + dst).astype(np.uint32), np.asarray(ids, np.uint32),
+                                         source=LOOPBACK_BASE + 1 + node)
+        self._routed.setdefault(node, set()).update(dst.tolist())
+
+    def nh_prefixes(self, node: int, first, host_bits, ids) -> None:
+        """Add or replace ``node``'s aggregated loopback routes (as :meth:`prefixes_bulk`) through nexthop objects
+        ``ids``."""
+        import numpy as np
+
+        first = np.asarray(first, np.int64)
+        if len(first) == 0:
+            return
+        self._nl(node).replace_routes_nh((LOOPBACK_BASE + first).astype(np.uint32), np.asarray(ids, np.uint32),
+                                         prefix_len=(32 - np.asarray(host_bits)).astype(np.uint8),
+                                         source=LOOPBACK_BASE + 1 + node)
+
+    def links_changed(self, slots, both_up) -> tuple[list[int], list[int]]:
+        """Record the links' state as applied (``both_up[k]``: slot ``slots[k]`` is up in both directions);
+        answer (the slots gone down that have nexthop objects over them, every slot come up)."""
+        down, up = [], []
+        for slot, is_up in zip([int(x) for x in slots], [bool(x) for x in both_up]):
+            if is_up == (slot in self._up):
+                continue
+            if is_up:
+                self._up.add(slot)
+                up.append(slot)
+            else:
+                self._up.discard(slot)
+                if self._on_slot.get(slot):
+                    down.append(slot)
+        return down, up
+
+    def park(self, slots) -> int:
+        """Black holes for the nexthop objects over ``slots`` (before those links lose carrier); queued."""
+        count = 0
+        for slot in slots:
+            for node, i in self._on_slot.get(slot, ()):
+                self._nl(node).replace_nexthop(i, blackhole=True)
+                count += 1
+        self.nexthop_writes += count
+        return count
+
+    def restore(self, slots) -> int:
+        """The gateways of the nexthop objects over ``slots`` back (those links have carrier again); queued."""
+        count = 0
+        for slot in slots:
+            for node, i in self._on_slot.get(slot, ()):
+                nl = self._nl(node)
+                _slot, via, dev = self._objects[node][i]
+                nl.replace_nexthop(i, gateway=_ipv4_text(via), dev=dev, onlink=True)
+                count += 1
+        self.nexthop_writes += count
+        return count
 
     def unreachable(self, node: int, dsts) -> None:
         """Make other nodes' loopbacks unreachable from ``node`` (a /32 over any aggregate that covers them)."""
