@@ -147,3 +147,14 @@ def test_a_link_is_configured_by_name_with_mac_mtu_and_up_in_one_message(netlink
     assert _describe(ops[0], 0) == "link set tap-x address 02:6c:00:00:07:01 mtu 9000 up"
     with pytest.raises(ValueError, match="interface name"):
         netlink.configure_link("a-name-longer-than-15", up=True)
+
+
+def test_bulk_nexthops_are_byte_for_byte_the_single_ones(netlink):
+    ids, gateways, devs = [1, 2, 3], ["10.1.0.1", "10.1.0.3", "10.1.0.5"], np.array([4, 5, 6])
+    seq0 = netlink._seq
+    for i, gw, dev in zip(ids, gateways, devs):
+        netlink.replace_nexthop(i, gateway=gw, dev=int(dev), onlink=True)
+    single = queued(netlink)
+    netlink._seq = seq0
+    netlink.replace_nexthops(ids, gateways, devs, onlink=True)
+    assert queued(netlink) == single
