@@ -194,6 +194,7 @@ class LocalHost:
         self.backend = make_backend(kind, self.run_id, seed, n_slots=n_slots, log_dir=self.run_dir)
         self.backend.on_process = self._backend_process
         self.backend.start()
+        self.kernel.wait_carrier = self.backend.settle  # a nexthop object needs its link's carrier on
         self.state.set_backend(self.backend.name, self.backend.resources())
         return {"backend": self.backend.name}
 
@@ -371,10 +372,8 @@ class LocalHost:
             kernel.park(down)
             kernel.commit()
         self.backend.apply(slots, up, delay_s, loss, rate_bps)
-        if came_up:  # objects over these links need their carrier on: a relay sets it when it takes the commit in
-            self.backend.settle()
-            if kernel.restore(came_up):
-                kernel.commit()
+        if came_up and kernel.restore(came_up):  # once their carrier is on (a relay sets it when it takes it in)
+            kernel.commit()
         return len(slots)
 
     def power(self, items) -> dict:

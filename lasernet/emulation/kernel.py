@@ -22,6 +22,8 @@ from __future__ import annotations
 import socket
 import struct
 
+import numpy as np
+
 from ..addressing import LOOPBACK_POOL, LinkAddress, loopback_ip
 from ..net.netns import Netns
 from ..net.rtnl import Netlink, open_in_each
@@ -47,7 +49,9 @@ class Kernel:
         self.lans: dict[int, list[str]] = {}  # router -> LAN prefixes of the servers attached to it
         self._objects: dict[int, dict[int, tuple[int, int, str]]] = {}  # node -> nexthop id -> (slot, via, dev)
         self._on_slot: dict[int, set[tuple[int, int]]] = {}  # slot -> (node, nexthop id) sending over it
-        self._up: set[int] = set()  # slots up in both directions (as last applied); a new link starts down
+        self._up = np.zeros(0, bool)  # by slot: up in both directions, as last applied (a new link starts down)
+        self._unsettled: set[int] = set()  # slots come up since the link backend last confirmed their carrier
+        self.wait_carrier = None  # the link backend's settle(): returns once applied carrier shows in the kernel
         self.nexthop_writes = 0  # black holes and restores written for links going down and up
 
     def holds(self, node: int) -> bool:
@@ -119,8 +123,6 @@ class Kernel:
 
         Destinations with servers behind them (LANs) or withdrawals go through :meth:`routes`.
         """
-        import numpy as np
-
         nl = self._nl(node)
         dst = np.asarray(dst)
         if len(dst) == 0:
@@ -142,8 +144,6 @@ class Kernel:
     def prefixes_bulk(self, node: int, first, host_bits, via, dev) -> None:
         """Add or replace aggregated loopback routes of ``node``: prefixes starting at loopback-pool offset
         ``first`` (int array) of ``32 - host_bits`` bits, via ``via`` (uint32) out of interfaces named ``dev``."""
-        import numpy as np
-
         nl = self._nl(node)
         first = np.asarray(first)
         if len(first) == 0:
@@ -159,10 +159,9 @@ class Kernel:
         """Set nexthop objects ``ids`` (kernel ids >= 1) of ``node`` to send over link ``slots``: via ``via``
         (uint32 addresses, host order) out of interfaces named ``dev``; over a link that is down, a black hole
         until it comes up (see the module docstring). Routes that use an object follow it."""
-        import numpy as np
-
         nl = self._nl(node)
         held = self._objects.setdefault(node, {})
+        self._settle(slots)
         live = []
         for i, slot, v, d in zip(np.asarray(ids).tolist(), np.asarray(slots).tolist(), np.asarray(via).tolist(),
                                  dev):
@@ -171,7 +170,7 @@ class Kernel:
                 self._on_slot[old[0]].discard((node, i))
             held[i] = (slot, v, d)
             self._on_slot.setdefault(slot, set()).add((node, i))
-            if slot in self._up:
+            if self.is_up(slot):
                 live.append((i, v, d))
             else:
                 nl.replace_nexthop(i, blackhole=True)
@@ -184,8 +183,6 @@ class Kernel:
     def nh_routes(self, node: int, dst, ids) -> None:
         """Add or replace ``node``'s /32 routes to the loopbacks of nodes ``dst`` (int array) through its nexthop
         objects ``ids``."""
-        import numpy as np
-
         dst = np.asarray(dst, np.int64)
         if len(dst) == 0:
             return
@@ -196,8 +193,6 @@ class Kernel:
     def nh_prefixes(self, node: int, first, host_bits, ids) -> None:
         """Add or replace ``node``'s aggregated loopback routes (as :meth:`prefixes_bulk`) through nexthop objects
         ``ids``."""
-        import numpy as np
-
         first = np.asarray(first, np.int64)
         if len(first) == 0:
             return
@@ -205,21 +200,36 @@ class Kernel:
                                          prefix_len=(32 - np.asarray(host_bits)).astype(np.uint8),
                                          source=LOOPBACK_BASE + 1 + node)
 
+    def is_up(self, slot: int) -> bool:
+        """Whether link ``slot`` is up in both directions, as last applied."""
+        return slot < len(self._up) and bool(self._up[slot])
+
     def links_changed(self, slots, both_up) -> tuple[list[int], list[int]]:
-        """Record the links' state as applied (``both_up[k]``: slot ``slots[k]`` is up in both directions);
-        answer (the slots gone down that have nexthop objects over them, every slot come up)."""
-        down, up = [], []
-        for slot, is_up in zip([int(x) for x in slots], [bool(x) for x in both_up]):
-            if is_up == (slot in self._up):
-                continue
-            if is_up:
-                self._up.add(slot)
-                up.append(slot)
-            else:
-                self._up.discard(slot)
-                if self._on_slot.get(slot):
-                    down.append(slot)
+        """Record the links' state as applied (``both_up[k]``: slot ``slots[k]`` is up in both directions; the
+        last of a slot given twice wins); answer (the slots gone down that have nexthop objects over them, the
+        slots come up)."""
+        slots = np.asarray(slots, np.int64)
+        if not len(slots):
+            return [], []
+        both_up = np.asarray(both_up, bool)
+        if slots.max() >= len(self._up):
+            self._up = np.concatenate([self._up, np.zeros(max(int(slots.max()) + 1, 2 * len(self._up))
+                                                          - len(self._up), bool)])
+        last = len(slots) - 1 - np.unique(slots[::-1], return_index=True)[1]
+        slots, both_up = slots[last], both_up[last]
+        flipped = self._up[slots] != both_up
+        self._up[slots] = both_up
+        up = slots[flipped & both_up].tolist()
+        down = [slot for slot in slots[flipped & ~both_up].tolist() if self._on_slot.get(slot)]
+        self._unsettled.update(up)
         return down, up
+
+    def _settle(self, slots) -> None:
+        """Wait for the carrier of links among ``slots`` that came up since the backend last confirmed it."""
+        if self._unsettled and self.wait_carrier is not None and not self._unsettled.isdisjoint(
+                int(x) for x in slots):
+            self.wait_carrier()
+            self._unsettled.clear()
 
     def park(self, slots) -> int:
         """Black holes for the nexthop objects over ``slots`` (before those links lose carrier); queued."""
@@ -234,6 +244,7 @@ class Kernel:
     def restore(self, slots) -> int:
         """The gateways of the nexthop objects over ``slots`` back (those links have carrier again); queued."""
         count = 0
+        self._settle([slot for slot in slots if self._on_slot.get(slot)])
         for slot in slots:
             for node, i in self._on_slot.get(slot, ()):
                 nl = self._nl(node)
