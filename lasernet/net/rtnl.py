@@ -16,6 +16,11 @@ processes messages in order, that final ack means every error of the datagram ha
 reads one ack plus one message per failure instead of one per change. Errors are capped (``NETLINK_CAP_ACK``)
 and carry the kernel's explanation (``NETLINK_EXT_ACK``), e.g. "Nexthop has invalid gateway".
 
+Nexthop objects (``ip nexthop``, :meth:`Netlink.replace_nexthop`): a route may name an object by id instead of
+holding its gateway and device, and replacing the object moves every route that names it in one message. The
+kernel refuses a gateway object on an interface without carrier and deletes the ones on an interface that loses
+it, together with the routes that use them; a black-hole object needs no interface.
+
 A failed commit raises one :class:`NetlinkError` naming the first failed operation, the namespace and errno,
 and how many operations failed; the other operations of the commit were applied (the kernel does not roll
 back), and the queue is empty afterwards either way.
@@ -106,6 +111,9 @@ _IP_ATTR = struct.Struct("=HH4s")
 # A whole route message with destination, gateway and output device (the common case) in one pack call.
 _ROUTE_GW = struct.Struct("=IHHII BBBBBBBBI HH4s HH4s HHi")
 _ROUTE_GW_SRC = struct.Struct("=IHHII BBBBBBBBI HH4s HH4s HHi HH4s")
+# A route through a nexthop object (destination, object id[, preferred source]).
+_ROUTE_NH = struct.Struct("=IHHII BBBBBBBBI HH4s HHI")
+_ROUTE_NH_SRC = struct.Struct("=IHHII BBBBBBBBI HH4s HHI HH4s")
 # A nexthop object with id, output device and gateway.
 _NEXTHOP_GW = struct.Struct("=IHHII BBBxI HHI HHi HH4s")
 
@@ -298,15 +306,31 @@ class Netlink:
 
     def replace_route(self, dst: str, prefix_len: int = 32, *, gateway: str | None = None,
                       dev: "int | str | None" = None, onlink: bool = False, source: str | None = None,
-                      metric: int | None = None, table: int = RT_TABLE_MAIN, protocol: int = RTPROT_STATIC) -> None:
-        """Add or replace the IPv4 route ``dst/prefix_len`` via ``gateway`` and/or out of ``dev``.
+                      metric: int | None = None, table: int = RT_TABLE_MAIN, protocol: int = RTPROT_STATIC,
+                      nhid: int | None = None) -> None:
+        """Add or replace the IPv4 route ``dst/prefix_len`` via ``gateway`` and/or out of ``dev``, or through
+        nexthop object ``nhid`` (then neither).
 
         ``onlink`` trusts that the gateway is on the link even if no address of ``dev`` covers it. ``source``
         is the preferred source address (``ip route ... src``) for packets this node originates.
         """
+        flags = NLM_F_CREATE | NLM_F_REPLACE
+        if nhid is not None:
+            if gateway is not None or dev is not None:
+                raise ValueError(f"route {dst}/{prefix_len}: a nexthop object or a gateway and dev, not both")
+            self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+            fields = (socket.AF_INET, prefix_len, 0, 0, table, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                      8, RTA_DST, socket.inet_aton(dst), 8, RTA_NH_ID, nhid)
+            if source is None:
+                msg = _ROUTE_NH.pack(_ROUTE_NH.size, RTM_NEWROUTE, NLM_F_REQUEST | flags, seq, 0, *fields)
+            else:
+                msg = _ROUTE_NH_SRC.pack(_ROUTE_NH_SRC.size, RTM_NEWROUTE, NLM_F_REQUEST | flags, seq, 0, *fields,
+                                         8, RTA_PREFSRC, socket.inet_aton(source))
+            self._messages.append(msg)
+            self._ops.append((f"route replace {dst}/{prefix_len} nhid {nhid}",))
+            return
         if gateway is None and dev is None:
             raise ValueError(f"route {dst}/{prefix_len}: needs a gateway, a dev, or both")
-        flags = NLM_F_CREATE | NLM_F_REPLACE
         op = ("route replace", f"{dst}/{prefix_len}", gateway, dev, onlink)
         scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
         rtm_flags = RTNH_F_ONLINK if onlink else 0

@@ -158,3 +158,18 @@ def test_bulk_nexthops_are_byte_for_byte_the_single_ones(netlink):
     netlink._seq = seq0
     netlink.replace_nexthops(ids, gateways, devs, onlink=True)
     assert queued(netlink) == single
+
+
+@pytest.mark.parametrize("source", [None, "10.255.0.1"])
+def test_bulk_routes_through_nexthop_objects_are_byte_for_byte_the_single_ones(netlink, source):
+    dsts = [f"10.200.0.{i}" for i in range(1, 40)]
+    ids = [1 + i % 5 for i in range(39)]
+    seq0 = netlink._seq
+    for dst, i in zip(dsts, ids):
+        netlink.replace_route(dst, 32, nhid=i, source=source)
+    single = queued(netlink)
+    netlink._seq = seq0
+    netlink.replace_routes_nh(dsts, np.array(ids), source=source)
+    assert queued(netlink) == single
+    netlink.replace_route("10.200.0.1", 32, nhid=3)
+    assert _describe(netlink._ops[-1], 0) == "route replace 10.200.0.1/32 nhid 3"
