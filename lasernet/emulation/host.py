@@ -56,8 +56,9 @@ tick's four as one message):
   (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
   loopback's); through nexthop objects (:mod:`lasernet.emulation.nexthops`): ``("nexthops", node, ids, slots,
   via, dev)`` (set objects ``ids`` to send over link ``slots``, via and out of the interfaces as above),
-  ``("nhroutes", node, dst, ids)`` (/32 routes to nodes ``dst`` through objects ``ids``) and ``("nhprefixes",
-  node, first, host_bits, ids)``. The coordinator decides how many items fit in a tick's budget. Answers the
+  ``("nhroutes", node, dst, ids)`` (/32 routes to nodes ``dst`` through objects ``ids``), ``("nhprefixes",
+  node, first, host_bits, ids)`` and ``("nhrow", node, first, host_bits, ids)`` (the node's whole loopback
+  table as these prefixes, id 0 unreachable; every other /32 and prefix it held deleted). The coordinator decides how many items fit in a tick's budget. Answers the
   number of netlink operations applied.
 * ``power(items)``: the servers whose satellite's power state changed or that an upset restarts, each item
   ``(name, factor, restart)``: CPU quota times ``factor``, frozen at 0, processes but the shell killed with
@@ -367,11 +368,13 @@ class LocalHost:
         """The links' state; the nexthop objects over a link going down become black holes first, and those
         over a link coming up get their gateway back once its carrier is on (:mod:`lasernet.emulation.kernel`)."""
         kernel = self.kernel
-        down, came_up = kernel.links_changed(slots, np.asarray(up, bool).all(axis=1))
+        both_up = np.asarray(up, bool).all(axis=1)
+        down, came_up = kernel.links_changed(slots, both_up)
         if down:
             kernel.park(down)
             kernel.commit()
         self.backend.apply(slots, up, delay_s, loss, rate_bps)
+        kernel.carrier_pending(came_up, self.backend.applied_mark())
         if came_up and kernel.restore(came_up):  # once their carrier is on (a relay sets it when it takes it in)
             kernel.commit()
         return len(slots)
@@ -416,6 +419,8 @@ class LocalHost:
                 kernel.nh_routes(node, *args)
             elif kind == "nhprefixes":
                 kernel.nh_prefixes(node, *args)
+            elif kind == "nhrow":
+                kernel.nh_row(node, *args)
             else:
                 raise ValueError(f"unknown route item {kind!r}")
             done += kernel.commit()

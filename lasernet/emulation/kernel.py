@@ -46,12 +46,15 @@ class Kernel:
         self._socks: dict[int, Netlink] = {}
         self._dirty: set[int] = set()
         self._routed: dict[int, set[int]] = {}  # node -> destinations it has a route to
+        self._unreachable: dict[int, set[int]] = {}  # node -> destinations with a /32 unreachable route
+        self._prefixes: dict[int, set[tuple[int, int]]] = {}  # node -> aggregated (address, length) it holds
+        self._direct: dict[int, set[int]] = {}  # node -> destinations routed one by one (routes(): LANs behind)
         self.lans: dict[int, list[str]] = {}  # router -> LAN prefixes of the servers attached to it
         self._objects: dict[int, dict[int, tuple[int, int, str]]] = {}  # node -> nexthop id -> (slot, via, dev)
         self._on_slot: dict[int, set[tuple[int, int]]] = {}  # slot -> (node, nexthop id) sending over it
         self._up = np.zeros(0, bool)  # by slot: up in both directions, as last applied (a new link starts down)
-        self._unsettled: set[int] = set()  # slots come up since the link backend last confirmed their carrier
-        self.wait_carrier = None  # the link backend's settle(): returns once applied carrier shows in the kernel
+        self._unsettled: dict[int, object] = {}  # slot come up -> the link backend's mark of that apply
+        self.wait_carrier = None  # the link backend's settle(mark): returns once that carrier shows in the kernel
         self.nexthop_writes = 0  # black holes and restores written for links going down and up
 
     def holds(self, node: int) -> bool:
@@ -186,9 +189,16 @@ class Kernel:
         dst = np.asarray(dst, np.int64)
         if len(dst) == 0:
             return
-        self._nl(node).replace_routes_nh((LOOPBACK_BASE + 1 + dst).astype(np.uint32), np.asarray(ids, np.uint32),
-                                         source=LOOPBACK_BASE + 1 + node)
+        nl = self._nl(node)
+        if len(dst) <= self.FEW_ROUTES:  # a handful (the usual per-tick change): struct beats numpy set-up
+            src = _ipv4_text(LOOPBACK_BASE + 1 + node)
+            for d, i in zip(dst.tolist(), np.asarray(ids).tolist()):
+                nl.replace_route(_ipv4_text(LOOPBACK_BASE + 1 + d), 32, nhid=i, source=src)
+        else:
+            nl.replace_routes_nh((LOOPBACK_BASE + 1 + dst).astype(np.uint32), np.asarray(ids, np.uint32),
+                                 source=LOOPBACK_BASE + 1 + node)
         self._routed.setdefault(node, set()).update(dst.tolist())
+        self._unreachable.get(node, set()).difference_update(dst.tolist())
 
     def nh_prefixes(self, node: int, first, host_bits, ids) -> None:
         """Add or replace ``node``'s aggregated loopback routes (as :meth:`prefixes_bulk`) through nexthop objects
@@ -196,9 +206,34 @@ class Kernel:
         first = np.asarray(first, np.int64)
         if len(first) == 0:
             return
+        lengths = (32 - np.asarray(host_bits)).astype(np.uint8)
         self._nl(node).replace_routes_nh((LOOPBACK_BASE + first).astype(np.uint32), np.asarray(ids, np.uint32),
-                                         prefix_len=(32 - np.asarray(host_bits)).astype(np.uint8),
-                                         source=LOOPBACK_BASE + 1 + node)
+                                         prefix_len=lengths, source=LOOPBACK_BASE + 1 + node)
+        self._prefixes.setdefault(node, set()).update(zip((LOOPBACK_BASE + first).tolist(), lengths.tolist()))
+
+    def nh_row(self, node: int, first, host_bits, ids) -> None:
+        """Replace all of ``node``'s loopback routes (but those to destinations with LANs) by aggregated
+        prefixes: through nexthop objects ``ids``, or unreachable where an id is 0. The new prefixes go in
+        first, then every /32 and prefix the node held that is not among them is deleted, in one batch."""
+        nl = self._nl(node)
+        first = np.asarray(first, np.int64)
+        lengths = (32 - np.asarray(host_bits)).astype(np.uint8)
+        ids = np.asarray(ids, np.int64)
+        address = (LOOPBACK_BASE + first).astype(np.uint32)
+        via = ids > 0
+        nl.replace_routes_nh(address[via], ids[via].astype(np.uint32), prefix_len=lengths[via],
+                             source=LOOPBACK_BASE + 1 + node)
+        for a, length in zip(address[~via].tolist(), lengths[~via].tolist()):
+            nl.replace_unreachable(_ipv4_text(a), length)
+        new = set(zip(address.tolist(), lengths.tolist()))
+        routed, unreachable = self._routed.setdefault(node, set()), self._unreachable.pop(node, set())
+        direct = self._direct.get(node, set())
+        singles = {LOOPBACK_BASE + 1 + d for d in (routed | unreachable) - direct}
+        stale = ({(a, 32) for a in singles} | self._prefixes.get(node, set())) - new
+        for a, length in sorted(stale):
+            nl.delete_route(_ipv4_text(a), length)
+        self._routed[node] = routed & direct
+        self._prefixes[node] = new
 
     def is_up(self, slot: int) -> bool:
         """Whether link ``slot`` is up in both directions, as last applied."""
@@ -221,15 +256,22 @@ class Kernel:
         self._up[slots] = both_up
         up = slots[flipped & both_up].tolist()
         down = [slot for slot in slots[flipped & ~both_up].tolist() if self._on_slot.get(slot)]
-        self._unsettled.update(up)
         return down, up
 
+    def carrier_pending(self, slots, mark) -> None:
+        """Links ``slots`` came up in the link backend's apply ``mark``: an object over one of them waits for
+        that mark (:meth:`_settle`) before it is given a gateway."""
+        for slot in slots:
+            self._unsettled[int(slot)] = mark
+
     def _settle(self, slots) -> None:
-        """Wait for the carrier of links among ``slots`` that came up since the backend last confirmed it."""
-        if self._unsettled and self.wait_carrier is not None and not self._unsettled.isdisjoint(
-                int(x) for x in slots):
-            self.wait_carrier()
-            self._unsettled.clear()
+        """Wait (only if need be) for the carrier of the links among ``slots`` that came up lately."""
+        if not self._unsettled:
+            return
+        marks = [self._unsettled.pop(int(x)) for x in slots if int(x) in self._unsettled]
+        marks = [m for m in marks if m is not None]
+        if marks and self.wait_carrier is not None:
+            self.wait_carrier(max(marks, key=lambda m: (len(m), m)))  # a later apply's mark covers the earlier
 
     def park(self, slots) -> int:
         """Black holes for the nexthop objects over ``slots`` (before those links lose carrier); queued."""
@@ -260,6 +302,7 @@ class Kernel:
         for dst in dsts:
             nl.replace_unreachable(loopback_ip(int(dst)), 32)
             self._routed.get(node, set()).discard(int(dst))
+        self._unreachable.setdefault(node, set()).update(int(d) for d in dsts)
 
     def routes(self, node: int, entries) -> None:
         """Set node's routes to other nodes' loopbacks: entries of (dst node, (via ip, dev, nb) or None)."""
@@ -273,11 +316,13 @@ class Kernel:
                     for prefix, length in prefixes:
                         nl.delete_route(prefix, length)
                     routed.discard(dst)
+                    self._direct.get(node, set()).discard(dst)
                 continue
             via, dev, _ = hop
             for prefix, length in prefixes:
                 nl.replace_route(prefix, length, gateway=via, dev=dev, onlink=True, source=src)
             routed.add(dst)
+            self._direct.setdefault(node, set()).add(dst)
 
     def attach_server(self, router: int, server, ifname_router: str, ifname_server: str) -> None:
         """Join ``server`` to ``router`` by a veth pair carrying the server's /24 LAN; default route via the router."""
