@@ -32,7 +32,8 @@ round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends a
 per node, and with ``routing="background"`` (the default above ``BACKGROUND_ABOVE_NODES`` nodes) the oracle runs
 in a separate process (:mod:`lasernet.routing.background`): ticks install its finished diffs within a budget,
 so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
-prefixes. ``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
+prefixes. Routes go through Linux nexthop objects that :mod:`lasernet.emulation.nexthops` assigns (``NEXTHOPS``),
+so that routes moving to another link together, as a station's do when it hands over, move in one write. ``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
 
 With a routing daemon protocol in the scenario (``routing: {protocol: ospf|isis|babel|bgp}``) the coordinator
 installs no routes: ``start()`` has the host start the daemons on every router once the links exist
@@ -250,6 +251,13 @@ class Emulation:
     #: Routes through nexthop objects (:mod:`lasernet.emulation.nexthops`): a router whose routes move from one
     #: link to another together changes in one write. False: one /32 route write per changed entry, as before.
     NEXTHOPS = True
+    #: Background mode with nexthop objects: a router with at least this many changed routes that cost one write
+    #: each (withdrawn, or newly reachable) has its whole row rewritten as aggregated prefixes when that is fewer
+    #: writes (a station handing over between shells that no link joins).
+    REAGGREGATE_MIN = 128
+    #: Route items whose cost does not follow their length, left out of the learnt costs: a nexthop object
+    #: replaced under thousands of routes (the kernel announces each), a row whose rewrite deletes old routes.
+    UNLEARNT_ITEMS = ("nexthops", "nhrow")
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
@@ -302,6 +310,7 @@ class Emulation:
         self.recorder = None  # the Recorder of the run's CSV files and summary, from start() to stop()
         self.routes = None  # the oracle's table now installed (or, with daemons, the reference)
         self.nexthops = None  # the NexthopPlan: which nexthop objects every router's routes use (NEXTHOPS)
+        self.rows_rewritten = 0  # background mode: routers' rows rewritten whole as aggregated prefixes
         self.oracle_process = None  # background mode: the OracleProcess
         self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
         # Background mode: what installing one queued item costs (per item + per route, learnt as it goes), so
@@ -919,6 +928,7 @@ class Emulation:
         row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
         if made is not None:
             self._queue_nexthop_rows(made, (row, first, host_bits, slot))
+            self._row_prefixes = np.bincount(row, minlength=n)
             if len(lans):
                 src, dst = np.nonzero(np.isin(np.arange(n), lans)[None, :] & (self.routes.link >= 0))
                 self._install_routes(src, dst, self.routes.link[src, dst])
@@ -946,9 +956,15 @@ class Emulation:
         """
         if len(src) == 0 or self._uses_daemons:
             return 0
+        changed = len(src)
         special = slot < 0
-        if self._lans:
-            special |= np.isin(dst, np.fromiter(self._lans, np.int64))
+        lan = np.isin(dst, np.fromiter(self._lans, np.int64)) if self._lans else np.zeros(len(dst), bool)
+        special |= lan
+        if self.NEXTHOPS and self.oracle_process is not None and self.nexthops is not None:
+            rows = self._reaggregate_rows(src, dst, slot, lan)
+            if len(rows):  # those rows' routes are rewritten whole (their LAN destinations keep their own)
+                rest = ~np.isin(src, rows) | lan
+                src, dst, slot, special = src[rest], dst[rest], slot[rest], special[rest]
         per_node: dict[int, list] = {}
         lan_dsts = self._lans
         unreachable: dict[int, list] = {}
@@ -985,8 +1001,11 @@ class Emulation:
             if len(keep):
                 writes = plan.assign(src[keep], dst[keep], slot[keep])
                 self._queue_nexthop_writes(writes)
-            self.recorder.route_changes(self.now_s(), len(src))
-            return int(len(src))
+            if unreachable:
+                for node, dsts in unreachable.items():
+                    self._row_singles[node] += len(dsts)
+            self.recorder.route_changes(self.now_s(), changed)
+            return changed
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
             end_a, ifname_a, ifname_b = self._slot_end_arrays()
@@ -1003,6 +1022,11 @@ class Emulation:
         return int(len(src))
 
     @property
+    def install_cost_s(self) -> tuple[float, float]:
+        """What the route budget reckons installing costs: (per item, per further route), learnt as it goes."""
+        return self._item_cost_s, self._route_cost_s
+
+    @property
     def pending_route_items(self) -> int:
         """Route items decided and not yet handed to the host (background mode spreads them over ticks)."""
         return len(self._route_queue)
@@ -1010,7 +1034,10 @@ class Emulation:
     def _nexthop_plan(self):
         from .nexthops import NexthopPlan
 
-        return NexthopPlan(len(self.node_names))
+        n = len(self.node_names)
+        self._row_singles = np.zeros(n, np.int64)  # per router: /32 routes queued since its last aggregation
+        self._row_prefixes = np.zeros(n, np.int64)  # per router: prefixes of its last aggregation
+        return NexthopPlan(n)
 
     def _label_hops(self, node: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gateway (uint32, the other end's /31 address) and interface name of routers ``node`` over ``slot``."""
@@ -1027,29 +1054,74 @@ class Emulation:
         rs, rd, rl = writes.routes
         ts, tl_, ty = writes.retargeted
         queue, chunk = self._route_queue, self.ROUTE_CHUNK
-        nodes = np.unique(np.concatenate([made_s, rs, ts]))
-
-        def bounds(arr):
-            return np.searchsorted(arr, nodes, "left"), np.searchsorted(arr, nodes, "right")
-
-        (m_lo, m_hi), (r_lo, r_hi), (t_lo, t_hi) = bounds(made_s), bounds(rs), bounds(ts)
-        made_via, made_dev = self._label_hops(made_s, made_y)
-        t_via, t_dev = self._label_hops(ts, ty)
+        np.add.at(self._row_singles, rs, 1)
+        ids = rl + 1
+        special = set(made_s.tolist()) | set(ts.tolist())  # routers with objects to set: ordered items
+        if special:
+            made_via, made_dev = self._label_hops(made_s, made_y)
+            t_via, t_dev = self._label_hops(ts, ty)
+        bounds = np.flatnonzero(np.diff(rs)) + 1
+        starts, ends = np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(rs)]]).tolist()
+        routed = set()
+        for lo, hi in zip(starts, ends):  # the common case: route writes only, one item per chunk
+            if hi <= lo:
+                continue
+            node = int(rs[lo])
+            if node in special:
+                continue
+            routed.add(node)
+            for c in range(lo, hi, chunk):
+                e = min(hi, c + chunk)
+                queue.append(("nhroutes", node, rd[c:e], ids[c:e]))
         late = writes.late
-        for k, node in enumerate(nodes.tolist()):
-            if m_hi[k] > m_lo[k]:
-                sel = slice(m_lo[k], m_hi[k])
-                queue.append(("nexthops", node, made_l[sel] + 1, made_y[sel], made_via[sel], made_dev[sel]))
-            dsts, labels, lates = rd[r_lo[k]:r_hi[k]], rl[r_lo[k]:r_hi[k]], late[r_lo[k]:r_hi[k]]
-            if t_hi[k] > t_lo[k]:
+        for node in sorted(special):
+            m = made_s == node
+            if m.any():
+                queue.append(("nexthops", node, made_l[m] + 1, made_y[m], made_via[m], made_dev[m]))
+            r = rs == node
+            dsts, labels, lates = rd[r], ids[r], late[r]
+            t = ts == node
+            if t.any():
                 early = ~lates
                 for c in range(0, int(early.sum()), chunk):
-                    queue.append(("nhroutes", node, dsts[early][c:c + chunk], labels[early][c:c + chunk] + 1))
-                sel = slice(t_lo[k], t_hi[k])
-                queue.append(("nexthops", node, tl_[sel] + 1, ty[sel], t_via[sel], t_dev[sel]))
+                    queue.append(("nhroutes", node, dsts[early][c:c + chunk], labels[early][c:c + chunk]))
+                queue.append(("nexthops", node, tl_[t] + 1, ty[t], t_via[t], t_dev[t]))
                 dsts, labels = dsts[lates], labels[lates]
             for c in range(0, len(dsts), chunk):
-                queue.append(("nhroutes", node, dsts[c:c + chunk], labels[c:c + chunk] + 1))
+                queue.append(("nhroutes", node, dsts[c:c + chunk], labels[c:c + chunk]))
+
+    def _reaggregate_rows(self, src, dst, slot, lan) -> np.ndarray:
+        """Rows whose changes cost fewer writes as the whole row in aggregated prefixes: queue them (their
+        labels from :meth:`NexthopPlan.rebuild_row`, unreachable destinations as unreachable prefixes) and
+        answer their routers. Counted against it: the prefixes, and the row's /32 routes and prefixes now in
+        the kernel (each deleted), bounded by what was queued since its last aggregation."""
+        from .nexthops import NONE, UNREACHABLE, row_prefixes
+
+        plan = self.nexthops
+        sure = ~lan & ((slot < 0) | (plan.label[src, dst] == NONE))  # one write each if done one by one
+        counts = np.bincount(src[sure], minlength=plan.n)
+        rows = np.flatnonzero(counts >= self.REAGGREGATE_MIN)
+        if not len(rows):
+            return rows
+        lans = np.fromiter(self._lans, np.int64) if self._lans else np.zeros(0, np.int64)
+        done = []
+        for s in rows.tolist():
+            link_row = self.routes.link[s].astype(np.int64)
+            first, host_bits, value = row_prefixes(s, link_row, lans)
+            if len(first) + self._row_singles[s] + self._row_prefixes[s] >= counts[s]:
+                continue
+            made = plan.rebuild_row(s, link_row, skip=lans)
+            if len(made[0]):
+                via, dev = self._label_hops(made[0], made[2])
+                self._route_queue.append(("nexthops", s, made[1] + 1, made[2], via, dev))
+            on = np.flatnonzero(plan.label[s] >= 0)
+            label_of = dict(zip(link_row[on].tolist(), plan.label[s, on].tolist()))
+            ids = np.array([0 if v == UNREACHABLE else label_of[v] + 1 for v in value.tolist()], np.int64)
+            self._route_queue.append(("nhrow", s, first, host_bits, ids))
+            self._row_singles[s], self._row_prefixes[s] = 0, len(first)
+            self.rows_rewritten += 1
+            done.append(s)
+        return np.array(done, np.int64)
 
     def _queue_nexthop_rows(self, made, prefixes) -> None:
         """The first table with nexthop objects: per router its objects, then its aggregated prefixes."""
@@ -1098,7 +1170,7 @@ class Emulation:
             done += 1
             if deferred:
                 spent += self._item_cost_s + n * self._route_cost_s
-            elif deadline is not None:
+            elif deadline is not None and item[0] not in self.UNLEARNT_ITEMS:
                 self._learn_item_cost(n, time.monotonic() - began)
         if not queue and self._lag_from is not None:
             self.route_lags.append(self.now_s() - self._lag_from)

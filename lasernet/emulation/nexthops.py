@@ -26,6 +26,11 @@ entries (source, destination, new slot) into the fewest writes it finds:
 Order for one router, so that every route is always either the old table's or the new one's: labels made or
 reused, route writes to labels not retargeted, retargets, route writes to retargeted labels.
 
+A row where most changes cost one write each whatever the labels (routes withdrawn, or to destinations that were
+unreachable: a station handing over between two shells that no link joins) can instead be rewritten whole as
+aggregated prefixes (:func:`row_prefixes`, unreachable destinations as unreachable prefixes), its labels anew
+(:meth:`NexthopPlan.rebuild_row`); the coordinator does so when that is fewer writes.
+
 The host applies this (:meth:`lasernet.emulation.kernel.Kernel.nexthops`); the plan is plain numpy, no kernel.
 """
 
@@ -37,6 +42,25 @@ import numpy as np
 
 NONE = -1  # no route, or an unreachable one
 DIRECT = -2  # a route with its own gateway (not through a label)
+UNREACHABLE = 1 << 40  # in row_prefixes' values: an unreachable prefix (beyond every slot)
+
+
+def row_prefixes(s: int, link_row: np.ndarray, skip=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Router ``s``'s row ``link_row`` (slots, -1: unreachable) as the fewest aligned loopback prefixes
+    (:func:`lasernet.routing.oracle.aggregate`): (first loopback-pool offset, host bits, slot or
+    ``UNREACHABLE``). ``s``'s own loopback and addresses of no node may fall under any prefix; destinations
+    ``skip`` (routed one by one) under none."""
+    from ..routing import oracle
+
+    n = len(link_row)
+    bits = max(1, int(n).bit_length())  # offsets 1..n of the loopback pool
+    skip = np.asarray(skip, np.int64)
+    values = np.full((1, 1 << bits), oracle.DONT_CARE, np.int64)
+    values[0, 1:n + 1] = np.where(link_row >= 0, link_row, UNREACHABLE)
+    values[0, s + 1] = oracle.DONT_CARE
+    values[0, skip + 1] = -10 - skip  # unique: never merged, never emitted
+    _row, first, host_bits, value = oracle.aggregate(values, bits)
+    return first, host_bits, value
 
 
 @dataclass
@@ -162,6 +186,44 @@ class NexthopPlan:
         r_order = np.argsort(retarget_s, kind="stable")
         return Writes(made, (rs, rd, new), late,
                       (retarget_s[r_order], retarget_l[r_order], retarget_y[r_order]))
+
+    def rebuild_row(self, s: int, link_row: np.ndarray, skip=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Router ``s``'s whole row anew from ``link_row`` (slots, -1: unreachable), for a caller that rewrites
+        its routes as aggregated prefixes: each link the row uses gets the label over it with the most
+        destinations, or one made or reused; destinations ``skip`` are ``DIRECT``. Returns the labels made
+        (router, label, slot), then the row's ``label`` holds every entry's."""
+        link_row = np.asarray(link_row, np.int64)
+        skip = np.asarray(skip, np.int64)
+        used = link_row >= 0
+        used[skip] = False
+        ys = np.unique(link_row[used])
+        chosen = {}
+        for y in ys.tolist():
+            over = np.flatnonzero(self.slot[s] == y)
+            if len(over):
+                chosen[y] = int(over[np.argmax(self.members[s, over])])
+        made_l, made_y = [], []
+        taken = set(chosen.values())
+        for y in ys.tolist():
+            if y in chosen:
+                continue
+            label = next((int(k) for k in np.flatnonzero(self.members[s] == 0) if int(k) not in taken), None)
+            if label is None:
+                label = self.slot.shape[1]
+                self._grow(label + 1)
+            self.slot[s, label] = y
+            chosen[y] = label
+            taken.add(label)
+            made_l.append(label)
+            made_y.append(y)
+        lookup = np.full(int(ys.max(initial=-1)) + 2, NONE, np.int64)
+        for y, label in chosen.items():
+            lookup[y] = label
+        row = np.where(used, lookup[np.maximum(link_row, 0)], NONE)
+        row[skip] = np.where(link_row[skip] >= 0, DIRECT, NONE)
+        self.label[s] = row
+        self.members[s] = np.bincount(row[row >= 0], minlength=self.slot.shape[1])
+        return np.full(len(made_l), s, np.int64), np.array(made_l, np.int64), np.array(made_y, np.int64)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _lookup(self, rs: np.ndarray, ry: np.ndarray) -> np.ndarray:
