@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lasernet.emulation.nexthops import DIRECT, NONE, NexthopPlan
+from lasernet.emulation.nexthops import DIRECT, NONE, UNREACHABLE, NexthopPlan, row_prefixes
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -138,3 +138,28 @@ def test_labels_always_forward_as_the_table_through_random_changes_with_fewer_wr
                 == plan.members).all()
         t = new
     assert writes < 0.8 * entries
+
+
+def test_a_row_rewritten_whole_as_prefixes_forwards_every_destination_as_the_table():
+    rng = np.random.default_rng(7)
+    n = 100
+    t = table(n, 0)
+    plan = NexthopPlan(n)
+    plan.first(t, skip=[50])
+    row = np.where(np.arange(n) < 60, 3, -1)  # a station now in the other half: 0..59 over link 3, the rest gone
+    row[rng.integers(0, 60, 5)] = 8  # and a few over another link
+    row[7] = -1
+    made = plan.rebuild_row(7, row, skip=[50])
+    assert len(made[0]) == 2 and set(made[2].tolist()) == {3, 8}
+    first, host_bits, value = row_prefixes(7, row, skip=[50])
+    assert len(first) < 30  # against 99 routes one by one
+    for d in range(n):  # longest prefix covering d's loopback-pool offset d + 1
+        cover = [(b, v) for f, b, v in zip(first, host_bits, value) if f <= d + 1 < f + (1 << b)]
+        if d in (7, 50):  # its own loopback may fall under a prefix; a destination routed one by one under none
+            assert d == 7 or not cover
+            continue
+        assert len(cover) == 1, d
+        want = row[d] if row[d] >= 0 else UNREACHABLE
+        assert cover[0][1] == want
+        assert (plan.effective_slot()[7, d] == row[d]) if row[d] >= 0 else plan.label[7, d] == NONE
+    assert plan.label[7, 50] == DIRECT and plan.members[7].sum() == (row >= 0).sum() - 1
