@@ -215,6 +215,10 @@ def main() -> int:
                   f"max {lags.max():.2f} s")
         else:
             print(f"routing {emu.routing}: routes computed in every tick (no lag)")
+        if hasattr(emu, "install_cost_s"):
+            item_s, route_s = emu.install_cost_s
+            print(f"  the route budget's learnt cost: {item_s * 1e6:.0f} us per item, {route_s * 1e6:.1f} us per "
+                  f"further route")
     finally:
         t1 = time.monotonic()
         emu.stop()

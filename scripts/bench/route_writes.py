@@ -13,8 +13,11 @@ coordinator's slots. Prints, per scenario:
   (at least 90% of the row's routes changed, at least 90% of those to one link): what a handover makes;
 * **today**: one route write per changed entry (``/32`` replace, or ``unreachable``/delete for a withdrawal);
 * **nexthop objects** (:class:`lasernet.emulation.nexthops.NexthopPlan`, the coordinator's scheme): the labels
-  made, routes written and labels retargeted, plus what the host adds (:mod:`lasernet.emulation.kernel`): a
-  black hole for every label on a link that goes down (at both ends) and the gateway back when it comes up;
+  made, routes written and labels retargeted, rows rewritten whole as aggregated prefixes where that is fewer
+  writes (as background mode does; counted at their upper bound: every prefix, and every /32 and prefix the
+  row may hold deleted; ``--no-reaggregate``: labels only), plus what the host adds
+  (:mod:`lasernet.emulation.kernel`): a black hole for every label on a link that goes down (at both ends) and
+  the gateway back when it comes up;
 * the ratio of the two, per step (mean, p50, p99, max) and in all.
 
 Usage: .venv/bin/python scripts/bench/route_writes.py [--scenario starlink-shell1 --scenario starlink-phase1]
@@ -38,11 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import lasernet  # noqa: E402
 from lasernet.spec.shipped import resolve_scenario  # noqa: E402
-from lasernet.emulation.nexthops import NexthopPlan  # noqa: E402
+from lasernet.emulation.coordinator import Emulation  # noqa: E402
+from lasernet.emulation.nexthops import NONE, NexthopPlan, row_prefixes  # noqa: E402
 from lasernet.routing import oracle  # noqa: E402
 from lasernet.routing.background import keep_near_best  # noqa: E402
 
 WHOLE_ROW = 0.9  # a row "moved": this share of its routes changed, and this share of those to one link
+REAGGREGATE_MIN = Emulation.REAGGREGATE_MIN
 
 
 def whole_rows(src, dst, new_slot, reachable_per_row) -> np.ndarray:
@@ -58,7 +63,7 @@ def whole_rows(src, dst, new_slot, reachable_per_row) -> np.ndarray:
     return np.array(out, np.int64)
 
 
-def measure(name: str, seconds: float, hysteresis: bool) -> None:
+def measure(name: str, seconds: float, hysteresis: bool, reaggregate: bool) -> None:
     scenario = lasernet.load_scenario(resolve_scenario(name))
     t0 = time.monotonic()
     tl = lasernet.plan(scenario, duration_s=seconds)
@@ -69,6 +74,10 @@ def measure(name: str, seconds: float, hysteresis: bool) -> None:
     slots = np.arange(len(links.a), dtype=np.int32)
     stub = ~np.asarray(tl.transit, bool)
     plan = NexthopPlan(n)
+    bits = max(1, int(n).bit_length())
+    row_singles = np.zeros(n, np.int64)  # per router: /32 routes written since its last aggregation
+    row_prefix_count = np.zeros(n, np.int64)
+    reaggregated_rows = 0
     prev_next = np.full((n, n), -1, np.int32)
     prev_slot = np.full((n, n), -1, np.int32)
     prev_up = np.zeros(len(links.a), bool)
@@ -96,13 +105,39 @@ def measure(name: str, seconds: float, hysteresis: bool) -> None:
             for end in (links.a[li], links.b[li]):
                 host_writes += int((plan.slot[end] == li).sum())
         p0 = time.monotonic()
-        gone = new_slot < 0
         if k == 0:
             plan.first(slot)
             writes = int(plan.slot.__ge__(0).sum())  # one nexthop object per router and link it uses
+            values = np.full((n, 1 << bits), oracle.DONT_CARE, np.int64)  # the first table's prefixes per row
+            values[:, 1:n + 1] = np.where(plan.label >= 0, plan.label, -1)
+            values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE
+            row_prefix_count = np.bincount(oracle.aggregate(values, bits)[0], minlength=n)
+            del values
         else:
-            plan.clear(src[gone], dst[gone])
-            writes = plan.assign(src[~gone], dst[~gone], new_slot[~gone]).count + int(gone.sum())
+            writes = 0
+            if reaggregate:  # as the coordinator's _reaggregate_rows (background mode)
+                sure = (new_slot < 0) | (plan.label[src, dst] == NONE)
+                counts = np.bincount(src[sure], minlength=n)
+                whole = []
+                for s in np.flatnonzero(counts >= REAGGREGATE_MIN).tolist():
+                    first, _bits, _value = row_prefixes(s, slot[s].astype(np.int64))
+                    if len(first) + row_singles[s] + row_prefix_count[s] >= counts[s]:
+                        continue
+                    made = plan.rebuild_row(s, slot[s].astype(np.int64))
+                    writes += len(made[0]) + len(first) + int(row_singles[s] + row_prefix_count[s])  # at most
+                    row_singles[s], row_prefix_count[s] = 0, len(first)
+                    whole.append(s)
+                reaggregated_rows += len(whole)
+                rest = ~np.isin(src, whole)
+                src_i, dst_i, new_i = src[rest], dst[rest], new_slot[rest]
+            else:
+                src_i, dst_i, new_i = src, dst, new_slot
+            gone = new_i < 0
+            plan.clear(src_i[gone], dst_i[gone])
+            assigned = plan.assign(src_i[~gone], dst_i[~gone], new_i[~gone])
+            np.add.at(row_singles, assigned.routes[0], 1)
+            np.add.at(row_singles, src_i[gone], 1)
+            writes += assigned.count + int(gone.sum())
         if k > 0:
             plan_s += time.monotonic() - p0
         if k > 0:
@@ -131,7 +166,7 @@ def measure(name: str, seconds: float, hysteresis: bool) -> None:
           f"p99 {np.percentile(today, 99):.0f}, max {today.max()}")
     print(f"  with nexthop objects: mean {ours.mean():.0f}, p50 {np.median(ours):.0f}, "
           f"p99 {np.percentile(ours, 99):.0f}, max {ours.max()} (of which black holes and restores for links "
-          f"going down and up: {np.sum(parks)} in all)")
+          f"going down and up: {np.sum(parks)} in all; rows rewritten whole as prefixes: {reaggregated_rows})")
     print(f"  ratio today / nexthop objects: {total / max(ours.sum(), 1):.2f}x in all; per step p50 "
           f"{np.median(ratio):.2f}x, in the step with the most writes today "
           f"{today[today.argmax()] / max(ours[today.argmax()], 1):.2f}x")
@@ -146,9 +181,10 @@ def main() -> None:
                         "starlink-shell1 and starlink-phase1")
     parser.add_argument("--seconds", type=float, default=120.0, help="plan length (default 120 s)")
     parser.add_argument("--no-hysteresis", action="store_true", help="the bare diff, without keep_near_best")
+    parser.add_argument("--no-reaggregate", action="store_true", help="labels only: no row rewritten as prefixes")
     args = parser.parse_args()
     for name in args.scenario or ["starlink-shell1", "starlink-phase1"]:
-        measure(name, args.seconds, not args.no_hysteresis)
+        measure(name, args.seconds, not args.no_hysteresis, not args.no_reaggregate)
 
 
 if __name__ == "__main__":
