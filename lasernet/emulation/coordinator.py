@@ -951,8 +951,12 @@ class Emulation:
     def _install_routes(self, src, dst, slot) -> int:
         """Install the routes from nodes ``src`` to ``dst`` over link slots ``slot`` (-1: withdraw the route).
 
-        One numpy-packed ``routes`` item per source node (at most ROUTE_CHUNK routes each); withdrawals and
-        destinations with server LANs behind them go as ``entries`` items, one route at a time on the host.
+        With ``NEXTHOPS`` the :class:`~lasernet.emulation.nexthops.NexthopPlan` decides the writes: per source
+        node ``nexthops`` items (objects made, reused or retargeted) and ``nhroutes`` items (at most ROUTE_CHUNK
+        routes each), in the order its module gives; in background mode a row cheaper rewritten whole goes as
+        one ``nhrow`` item. Without, one numpy-packed ``routes`` item per source node. Either way withdrawals
+        (``unreachable`` items over an aggregate) and destinations with server LANs behind them (``entries``
+        items, one route at a time on the host) keep routes of their own.
         """
         if len(src) == 0 or self._uses_daemons:
             return 0
