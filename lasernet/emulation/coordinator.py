@@ -33,7 +33,8 @@ per node, and with ``routing="background"`` (the default above ``BACKGROUND_ABOV
 in a separate process (:mod:`lasernet.routing.background`): ticks install its finished diffs within a budget,
 so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
 prefixes. Routes go through Linux nexthop objects that :mod:`lasernet.emulation.nexthops` assigns (``NEXTHOPS``),
-so that routes moving to another link together, as a station's do when it hands over, move in one write. ``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
+so that routes moving to another link together, as a station's do when it hands over, move in one write.
+``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
 
 With a routing daemon protocol in the scenario (``routing: {protocol: ospf|isis|babel|bgp}``) the coordinator
 installs no routes: ``start()`` has the host start the daemons on every router once the links exist

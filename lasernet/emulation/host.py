@@ -58,8 +58,8 @@ tick's four as one message):
   via, dev)`` (set objects ``ids`` to send over link ``slots``, via and out of the interfaces as above),
   ``("nhroutes", node, dst, ids)`` (/32 routes to nodes ``dst`` through objects ``ids``), ``("nhprefixes",
   node, first, host_bits, ids)`` and ``("nhrow", node, first, host_bits, ids)`` (the node's whole loopback
-  table as these prefixes, id 0 unreachable; every other /32 and prefix it held deleted). The coordinator decides how many items fit in a tick's budget. Answers the
-  number of netlink operations applied.
+  table as these prefixes, id 0 unreachable; every other /32 and prefix it held deleted). The coordinator
+  decides how many items fit in a tick's budget. Answers the number of netlink operations applied.
 * ``power(items)``: the servers whose satellite's power state changed or that an upset restarts, each item
   ``(name, factor, restart)``: CPU quota times ``factor``, frozen at 0, processes but the shell killed with
   ``restart``. Answers ``{"applied": n, "killed": n}``.
