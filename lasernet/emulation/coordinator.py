@@ -32,7 +32,9 @@ round trip each (:func:`~lasernet.emulation.network.finish_shells`), link ends a
 per node, and with ``routing="background"`` (the default above ``BACKGROUND_ABOVE_NODES`` nodes) the oracle runs
 in a separate process (:mod:`lasernet.routing.background`): ticks install its finished diffs within a budget,
 so routes lag the link states by one computation (``route_lags``); the first table goes in as aggregated
-prefixes. ``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
+prefixes. Routes go through Linux nexthop objects that :mod:`lasernet.emulation.nexthops` assigns (``NEXTHOPS``),
+so that routes moving to another link together, as a station's do when it hands over, move in one write.
+``start_timings`` and ``stop_timings`` record how long each phase of ``start()`` and ``stop()`` took.
 
 With a routing daemon protocol in the scenario (``routing: {protocol: ospf|isis|babel|bgp}``) the coordinator
 installs no routes: ``start()`` has the host start the daemons on every router once the links exist
@@ -247,6 +249,16 @@ class Emulation:
     #: the start of the routes part); what does not fit waits for later ticks.
     ROUTE_BUDGET = 0.13
     ROUTE_CHUNK = 128  # most routes of one node installed in one go (a handover changes all of a station's)
+    #: Routes through nexthop objects (:mod:`lasernet.emulation.nexthops`): a router whose routes move from one
+    #: link to another together changes in one write. False: one /32 route write per changed entry, as before.
+    NEXTHOPS = True
+    #: Background mode with nexthop objects: a router with at least this many changed routes that cost one write
+    #: each (withdrawn, or newly reachable) has its whole row rewritten as aggregated prefixes when that is fewer
+    #: writes (a station handing over between shells that no link joins).
+    REAGGREGATE_MIN = 128
+    #: Route items whose cost does not follow their length, left out of the learnt costs: a nexthop object
+    #: replaced under thousands of routes (the kernel announces each), a row whose rewrite deletes old routes.
+    UNLEARNT_ITEMS = ("nexthops", "nhrow")
 
     def __init__(self, scenario: Scenario, *, links: str = "auto", speed: float = 1.0, tick_s: float = 0.1,
                  start: dt.datetime | None = None, duration_s: float | None = None, window_s: float = 600.0,
@@ -298,6 +310,8 @@ class Emulation:
         self._uses_daemons = scenario.routing.uses_daemons
         self.recorder = None  # the Recorder of the run's CSV files and summary, from start() to stop()
         self.routes = None  # the oracle's table now installed (or, with daemons, the reference)
+        self.nexthops = None  # the NexthopPlan: which nexthop objects every router's routes use (NEXTHOPS)
+        self.rows_rewritten = 0  # background mode: routers' rows rewritten whole as aggregated prefixes
         self.oracle_process = None  # background mode: the OracleProcess
         self.route_lags: list[float] = []  # background mode: emulated s from the states used to the install
         # Background mode: what installing one queued item costs (per item + per route, learnt as it goes), so
@@ -984,13 +998,27 @@ class Emulation:
         n = len(self.node_names)
         bits = max(1, int(n).bit_length())  # offsets 1..n of the loopback pool
         values = np.full((n, 1 << bits), oracle.DONT_CARE, np.int64)
-        values[:, 1:n + 1] = self.routes.link  # slots; -1 where unreachable
-        values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE  # a node's own loopback is local
         lans = np.fromiter(self._lans, np.int64) if self._lans else np.zeros(0, np.int64)
+        made = None
+        if self.NEXTHOPS:  # aggregated over each router's nexthop objects, one per link it uses
+            self.nexthops = self._nexthop_plan()
+            made = self.nexthops.first(self.routes.link, skip=lans)
+            values[:, 1:n + 1] = np.where(self.nexthops.label >= 0, self.nexthops.label, -1)
+        else:
+            values[:, 1:n + 1] = self.routes.link  # slots; -1 where unreachable
+        values[np.arange(n), np.arange(n) + 1] = oracle.DONT_CARE  # a node's own loopback is local
         values[:, lans + 1] = -10 - lans  # unique: never merged, never emitted
         row, first, host_bits, slot = oracle.aggregate(values, bits)
         order = np.argsort(row, kind="stable")
         row, first, host_bits, slot = row[order], first[order], host_bits[order], slot[order]
+        if made is not None:
+            self._queue_nexthop_rows(made, (row, first, host_bits, slot))
+            self._row_prefixes = np.bincount(row, minlength=n)
+            if len(lans):
+                src, dst = np.nonzero(np.isin(np.arange(n), lans)[None, :] & (self.routes.link >= 0))
+                self._install_routes(src, dst, self.routes.link[src, dst])
+            self.route_prefixes = len(row)
+            return int((self.routes.link >= 0).sum())
         end_a, ifname_a, ifname_b = self._slot_end_arrays()
         at_a = end_a[slot] == row
         via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
@@ -1008,14 +1036,24 @@ class Emulation:
     def _install_routes(self, src, dst, slot) -> int:
         """Install the routes from nodes ``src`` to ``dst`` over link slots ``slot`` (-1: withdraw the route).
 
-        One numpy-packed ``routes`` item per source node (at most ROUTE_CHUNK routes each); withdrawals and
-        destinations with server LANs behind them go as ``entries`` items, one route at a time on the host.
+        With ``NEXTHOPS`` the :class:`~lasernet.emulation.nexthops.NexthopPlan` decides the writes: per source
+        node ``nexthops`` items (objects made, reused or retargeted) and ``nhroutes`` items (at most ROUTE_CHUNK
+        routes each), in the order its module gives; in background mode a row cheaper rewritten whole goes as
+        one ``nhrow`` item. Without, one numpy-packed ``routes`` item per source node. Either way withdrawals
+        (``unreachable`` items over an aggregate) and destinations with server LANs behind them (``entries``
+        items, one route at a time on the host) keep routes of their own.
         """
         if len(src) == 0 or self._uses_daemons:
             return 0
+        changed = len(src)
         special = slot < 0
-        if self._lans:
-            special |= np.isin(dst, np.fromiter(self._lans, np.int64))
+        lan = np.isin(dst, np.fromiter(self._lans, np.int64)) if self._lans else np.zeros(len(dst), bool)
+        special |= lan
+        if self.NEXTHOPS and self.oracle_process is not None and self.nexthops is not None:
+            rows = self._reaggregate_rows(src, dst, slot, lan)
+            if len(rows):  # those rows' routes are rewritten whole (their LAN destinations keep their own)
+                rest = ~np.isin(src, rows) | lan
+                src, dst, slot, special = src[rest], dst[rest], slot[rest], special[rest]
         per_node: dict[int, list] = {}
         lan_dsts = self._lans
         unreachable: dict[int, list] = {}
@@ -1038,6 +1076,25 @@ class Emulation:
         for node, dsts in unreachable.items():
             queue.extend(("unreachable", node, dsts[c:c + chunk]) for c in range(0, len(dsts), chunk))
         keep = np.flatnonzero(~special)
+        if self.NEXTHOPS:
+            from .nexthops import DIRECT, NONE
+
+            if self.nexthops is None:
+                self.nexthops = self._nexthop_plan()
+            plan = self.nexthops
+            if special.any():  # withdrawn, or routed with their own gateway (LAN destinations)
+                k = np.flatnonzero(special)
+                plan.clear(src[k], dst[k], NONE)
+                k = k[slot[k] >= 0]
+                plan.clear(src[k], dst[k], DIRECT)
+            if len(keep):
+                writes = plan.assign(src[keep], dst[keep], slot[keep])
+                self._queue_nexthop_writes(writes)
+            if unreachable:
+                for node, dsts in unreachable.items():
+                    self._row_singles[node] += len(dsts)
+            self.recorder.route_changes(self.now_s(), changed)
+            return changed
         if len(keep):
             s_arr, d_arr, slot = src[keep], dst[keep], slot[keep].astype(np.int64)
             end_a, ifname_a, ifname_b = self._slot_end_arrays()
@@ -1052,6 +1109,126 @@ class Emulation:
                     queue.append(("routes", int(s_arr[lo]), d_arr[c:e], via[c:e], dev[c:e]))
         self.recorder.route_changes(self.now_s(), len(src))
         return int(len(src))
+
+    @property
+    def install_cost_s(self) -> tuple[float, float]:
+        """What the route budget reckons installing costs: (per item, per further route), learnt as it goes."""
+        return self._item_cost_s, self._route_cost_s
+
+    @property
+    def pending_route_items(self) -> int:
+        """Route items decided and not yet handed to the host (background mode spreads them over ticks)."""
+        return len(self._route_queue)
+
+    def _nexthop_plan(self):
+        from .nexthops import NexthopPlan
+
+        n = len(self.node_names)
+        self._row_singles = np.zeros(n, np.int64)  # per router: /32 routes queued since its last aggregation
+        self._row_prefixes = np.zeros(n, np.int64)  # per router: prefixes of its last aggregation
+        return NexthopPlan(n)
+
+    def _label_hops(self, node: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gateway (uint32, the other end's /31 address) and interface name of routers ``node`` over ``slot``."""
+        end_a, ifname_a, ifname_b = self._slot_end_arrays()
+        slot = np.asarray(slot, np.int64)
+        at_a = end_a[slot] == node
+        via = (int(LINK_POOL.network_address) + 2 * slot + np.where(at_a, 1, 0)).astype(np.uint32)
+        return via, np.where(at_a, ifname_a[slot], ifname_b[slot])
+
+    def _queue_nexthop_writes(self, writes) -> None:
+        """Queue a :class:`~lasernet.emulation.nexthops.Writes` as host items, per router in the order its
+        docstring gives: labels made, routes to other labels, retargets, routes to retargeted labels."""
+        made_s, made_l, made_y = writes.made
+        rs, rd, rl = writes.routes
+        ts, tl_, ty = writes.retargeted
+        queue, chunk = self._route_queue, self.ROUTE_CHUNK
+        np.add.at(self._row_singles, rs, 1)
+        ids = rl + 1
+        special = set(made_s.tolist()) | set(ts.tolist())  # routers with objects to set: ordered items
+        if special:
+            made_via, made_dev = self._label_hops(made_s, made_y)
+            t_via, t_dev = self._label_hops(ts, ty)
+        bounds = np.flatnonzero(np.diff(rs)) + 1
+        starts, ends = np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(rs)]]).tolist()
+        routed = set()
+        for lo, hi in zip(starts, ends):  # the common case: route writes only, one item per chunk
+            if hi <= lo:
+                continue
+            node = int(rs[lo])
+            if node in special:
+                continue
+            routed.add(node)
+            for c in range(lo, hi, chunk):
+                e = min(hi, c + chunk)
+                queue.append(("nhroutes", node, rd[c:e], ids[c:e]))
+        late = writes.late
+        for node in sorted(special):
+            m = made_s == node
+            if m.any():
+                queue.append(("nexthops", node, made_l[m] + 1, made_y[m], made_via[m], made_dev[m]))
+            r = rs == node
+            dsts, labels, lates = rd[r], ids[r], late[r]
+            t = ts == node
+            if t.any():
+                early = ~lates
+                for c in range(0, int(early.sum()), chunk):
+                    queue.append(("nhroutes", node, dsts[early][c:c + chunk], labels[early][c:c + chunk]))
+                queue.append(("nexthops", node, tl_[t] + 1, ty[t], t_via[t], t_dev[t]))
+                dsts, labels = dsts[lates], labels[lates]
+            for c in range(0, len(dsts), chunk):
+                queue.append(("nhroutes", node, dsts[c:c + chunk], labels[c:c + chunk]))
+
+    def _reaggregate_rows(self, src, dst, slot, lan) -> np.ndarray:
+        """Rows whose changes cost fewer writes as the whole row in aggregated prefixes: queue them (their
+        labels from :meth:`NexthopPlan.rebuild_row`, unreachable destinations as unreachable prefixes) and
+        answer their routers. Counted against it: the prefixes, and the row's /32 routes and prefixes now in
+        the kernel (each deleted), bounded by what was queued since its last aggregation."""
+        from .nexthops import NONE, UNREACHABLE, row_prefixes
+
+        plan = self.nexthops
+        sure = ~lan & ((slot < 0) | (plan.label[src, dst] == NONE))  # one write each if done one by one
+        counts = np.bincount(src[sure], minlength=plan.n)
+        rows = np.flatnonzero(counts >= self.REAGGREGATE_MIN)
+        if not len(rows):
+            return rows
+        lans = np.fromiter(self._lans, np.int64) if self._lans else np.zeros(0, np.int64)
+        done = []
+        for s in rows.tolist():
+            link_row = self.routes.link[s].astype(np.int64)
+            first, host_bits, value = row_prefixes(s, link_row, lans)
+            if len(first) + self._row_singles[s] + self._row_prefixes[s] >= counts[s]:
+                continue
+            made = plan.rebuild_row(s, link_row, skip=lans)
+            if len(made[0]):
+                via, dev = self._label_hops(made[0], made[2])
+                self._route_queue.append(("nexthops", s, made[1] + 1, made[2], via, dev))
+            on = np.flatnonzero(plan.label[s] >= 0)
+            label_of = dict(zip(link_row[on].tolist(), plan.label[s, on].tolist()))
+            ids = np.array([0 if v == UNREACHABLE else label_of[v] + 1 for v in value.tolist()], np.int64)
+            self._route_queue.append(("nhrow", s, first, host_bits, ids))
+            self._row_singles[s], self._row_prefixes[s] = 0, len(first)
+            self.rows_rewritten += 1
+            done.append(s)
+        return np.array(done, np.int64)
+
+    def _queue_nexthop_rows(self, made, prefixes) -> None:
+        """The first table with nexthop objects: per router its objects, then its aggregated prefixes."""
+        made_s, made_l, made_y = made
+        row, first, host_bits, label = prefixes
+        via, dev = self._label_hops(made_s, made_y)
+        m_bounds = np.flatnonzero(np.diff(made_s)) + 1
+        p_nodes, p_lo = np.unique(row, return_index=True)
+        p_hi = np.append(p_lo[1:], len(row))
+        p_at = dict(zip(p_nodes.tolist(), zip(p_lo.tolist(), p_hi.tolist())))
+        for lo, hi in zip(np.concatenate([[0], m_bounds]), np.concatenate([m_bounds, [len(made_s)]])):
+            if hi <= lo:
+                continue
+            node = int(made_s[lo])
+            self._route_queue.append(("nexthops", node, made_l[lo:hi] + 1, made_y[lo:hi], via[lo:hi], dev[lo:hi]))
+            if node in p_at:
+                a, b = p_at[node]
+                self._route_queue.append(("nhprefixes", node, first[a:b], host_bits[a:b], label[a:b] + 1))
 
     def _slot_end_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per link slot: node at end a, interface name at a, at b (numpy; rebuilt only when links were added)."""
@@ -1082,7 +1259,7 @@ class Emulation:
             done += 1
             if deferred:
                 spent += self._item_cost_s + n * self._route_cost_s
-            elif deadline is not None:
+            elif deadline is not None and item[0] not in self.UNLEARNT_ITEMS:
                 self._learn_item_cost(n, time.monotonic() - began)
         if not queue and self._lag_from is not None:
             self.route_lags.append(self.now_s() - self._lag_from)

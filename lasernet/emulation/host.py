@@ -45,18 +45,25 @@ tick's four as one message):
   node. A link with only one end on this machine gets this machine's half (its interface, and a UDP socket
   towards the other machine's half). Answers ``{"created": n, "ports": {slot: UDP port of each half}}``.
 * ``apply(slots, up, delay_s, loss, rate_bps)``: the state of many links in one batch, per direction arrays of
-  shape (n, 2) (index 0 is a->b). Answers the number of links written.
+  shape (n, 2) (index 0 is a->b); the nexthop objects over a link going down become black holes before it does,
+  and get their gateways back when it is up again (:mod:`lasernet.emulation.kernel`). Answers the number of
+  links written.
 * ``install_routes(items)``: route changes, each item ``(kind, node, ...)`` for one router, installed in order
   with one netlink batch per item: ``("routes", node, dst, via, dev)`` (/32 routes to the loopbacks of nodes
   ``dst``, int array, via ``via``, uint32 host-order addresses, out of interfaces ``dev``, names),
   ``("prefixes", node, first, host_bits, via, dev)`` (aggregated loopback prefixes),
   ``("unreachable", node, dst)`` (/32 unreachable routes over an aggregate) and ``("entries", node, entries)``
   (one by one: ``entries`` of ``(dst, (via ip, dev, peer) or None)``, None withdrawing; LAN routes follow the
-  loopback's). Residency rules (oracle routing): ``("residency-rules", node, sources, destinations, table, priority)``
-  (policy-routing rules: packets from ``sources``, and those the node originates to ``destinations``, both
-  ``(address, prefix length)`` pairs, look ``table`` up first) and ``("table-entries", node, entries, table)`` (as
-  ``entries``, in that table; None makes the destination unreachable there). The coordinator decides how many items fit in a tick's budget. Answers the number of netlink
-  operations applied.
+  loopback's); through nexthop objects (:mod:`lasernet.emulation.nexthops`): ``("nexthops", node, ids, slots,
+  via, dev)`` (set objects ``ids`` to send over link ``slots``, via and out of the interfaces as above),
+  ``("nhroutes", node, dst, ids)`` (/32 routes to nodes ``dst`` through objects ``ids``), ``("nhprefixes",
+  node, first, host_bits, ids)`` and ``("nhrow", node, first, host_bits, ids)`` (the node's whole loopback
+  table as these prefixes, id 0 unreachable; every other /32 and prefix it held deleted). Residency rules (oracle
+  routing): ``("residency-rules", node, sources, destinations, table, priority)`` (policy-routing rules: packets
+  from ``sources``, and those the node originates to ``destinations``, both ``(address, prefix length)`` pairs,
+  look ``table`` up first) and ``("table-entries", node, entries, table)`` (as ``entries``, in that table; None
+  makes the destination unreachable there). The coordinator decides how many items fit in a tick's budget.
+  Answers the number of netlink operations applied.
 * ``power(items)``: the servers whose satellite's power state changed or that an upset restarts, each item
   ``(name, factor, restart)``: CPU quota times ``factor``, frozen at 0, processes but the shell killed with
   ``restart``. Answers ``{"applied": n, "killed": n}``.
@@ -192,6 +199,7 @@ class LocalHost:
         self.backend = make_backend(kind, self.run_id, seed, n_slots=n_slots, log_dir=self.run_dir)
         self.backend.on_process = self._backend_process
         self.backend.start()
+        self.kernel.wait_carrier = self.backend.settle  # a nexthop object needs its link's carrier on
         self.state.set_backend(self.backend.name, self.backend.resources())
         return {"backend": self.backend.name}
 
@@ -361,7 +369,18 @@ class LocalHost:
             self.daemons.link_added(nb, LinkSpec(link.ifname_b, na, cost, link.ip_a))
 
     def apply(self, slots, up, delay_s, loss, rate_bps) -> int:
+        """The links' state; the nexthop objects over a link going down become black holes first, and those
+        over a link coming up get their gateway back once its carrier is on (:mod:`lasernet.emulation.kernel`)."""
+        kernel = self.kernel
+        both_up = np.asarray(up, bool).all(axis=1)
+        down, came_up = kernel.links_changed(slots, both_up)
+        if down:
+            kernel.park(down)
+            kernel.commit()
         self.backend.apply(slots, up, delay_s, loss, rate_bps)
+        kernel.carrier_pending(came_up, self.backend.applied_mark())
+        if came_up and kernel.restore(came_up):  # once their carrier is on (a relay sets it when it takes it in)
+            kernel.commit()
         return len(slots)
 
     def power(self, items) -> dict:
@@ -402,6 +421,14 @@ class LocalHost:
                 kernel.residency_rules(node, *args)
             elif kind == "table-entries":
                 kernel.table_routes(node, *args)
+            elif kind == "nexthops":
+                kernel.nexthops(node, *args)
+            elif kind == "nhroutes":
+                kernel.nh_routes(node, *args)
+            elif kind == "nhprefixes":
+                kernel.nh_prefixes(node, *args)
+            elif kind == "nhrow":
+                kernel.nh_row(node, *args)
             else:
                 raise ValueError(f"unknown route item {kind!r}")
             done += kernel.commit()

@@ -7,6 +7,8 @@ Every backend offers the same small interface, used by the driver once per tick 
   ``link.ifname_b`` in ``ns_b``) and return their MAC addresses;
 * ``apply(slots, up, delay_s, loss, rate_bps)``: set the state of many links in one batch (per direction arrays of
   shape (n, 2): index 0 is a->b, 1 is b->a; a link down shows NO-CARRIER on both ends);
+* ``applied_mark()`` and ``settle(mark)``: return once what ``apply`` had asked for at the mark shows in the
+  kernel (the delay line's relay sets carrier on its own, a moment later; netem's is set in the call);
 * ``resources()``: the processes and files it created, for ``lasernet down``;
 * ``on_process``: if set, called as ``on_process(pid, open_files)`` for each helper process the backend starts
   (the driver raises its open-file limit, pins it to a CPU and records it in the run's state file).
@@ -50,6 +52,14 @@ class LinkBackend:
     def apply(self, slots: np.ndarray, up: np.ndarray, delay_s: np.ndarray, loss: np.ndarray,
               rate_bps: np.ndarray) -> None:
         raise NotImplementedError
+
+    def applied_mark(self):
+        """A mark of what ``apply`` has asked for so far, for :meth:`settle` (None: nothing to wait for)."""
+        return None
+
+    def settle(self, mark=None) -> None:
+        """Return once what ``apply`` asked for up to ``mark`` (default: so far) shows in the kernel (carrier
+        included); at once if it already does."""
 
     def resources(self) -> dict:
         return {}
@@ -221,6 +231,18 @@ class DelaylineLinks(_Halves, LinkBackend):
                 table.set_many(local[pick], d, delay_s=delay_s[pick, d], loss=loss[pick, d],
                                rate_bps=rate_bps[pick, d], up=up[pick, d])
             self.relays[k].commit(wait=False)
+
+    def applied_mark(self) -> tuple:
+        """Every relay's generation committed so far."""
+        return tuple(relay.table.generation for relay in self.relays)
+
+    def settle(self, mark=None, timeout_s: float = 5.0) -> None:
+        """Wait until every relay has taken in its commit of ``mark`` (default: the last): the carrier changes
+        are then in the kernel."""
+        mark = self.applied_mark() if mark is None else mark
+        for relay, generation in zip(self.relays, mark):
+            if relay.table.applied_generation < generation:
+                relay.table.wait_applied(generation, timeout_s)
 
     def release_late_s(self) -> float:
         """How late the relays released frames after their due time, on average over every frame they delayed

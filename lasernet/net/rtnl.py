@@ -16,6 +16,11 @@ processes messages in order, that final ack means every error of the datagram ha
 reads one ack plus one message per failure instead of one per change. Errors are capped (``NETLINK_CAP_ACK``)
 and carry the kernel's explanation (``NETLINK_EXT_ACK``), e.g. "Nexthop has invalid gateway".
 
+Nexthop objects (``ip nexthop``, :meth:`Netlink.replace_nexthop`): a route may name an object by id instead of
+holding its gateway and device, and replacing the object moves every route that names it in one message. The
+kernel refuses a gateway object on an interface without carrier and deletes the ones on an interface that loses
+it, together with the routes that use them; a black-hole object needs no interface.
+
 A failed commit raises one :class:`NetlinkError` naming the first failed operation, the namespace and errno,
 and how many operations failed; the other operations of the commit were applied (the kernel does not roll
 back), and the queue is empty afterwards either way.
@@ -60,6 +65,7 @@ RTM_NEWRULE = 32
 FRA_DST, FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_TABLE = 1, 2, 3, 6, 15  # rule attributes (fib_rules.h)
 FR_ACT_TO_TBL = 1
 RTM_NEWQDISC = 36
+RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
 
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000  # the driver reports carrier (set at once, unlike the operational state)
@@ -70,6 +76,9 @@ IFLA_BR_FORWARD_DELAY = 1
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 4, 5, 6, 7
+RTA_NH_ID = 30  # a route through a nexthop object (linux/rtnetlink.h)
+# Nexthop objects (linux/nexthop.h): struct nhmsg, then attributes.
+NHA_ID, NHA_BLACKHOLE, NHA_OIF, NHA_GATEWAY = 1, 4, 5, 6
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
@@ -95,6 +104,7 @@ _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, cha
 _IFADDR = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, type
+_NHMSG = struct.Struct("=BBBxI")  # nhmsg: family, scope, protocol, (reserved), flags
 _TCMSG = struct.Struct("=BxxxiIII")  # tcmsg: family, ifindex, handle, parent, info
 _NETEM_QOPT = struct.Struct("=IIIIII")  # tc_netem_qopt: latency (ticks), limit, loss, gap, duplicate, jitter (ticks)
 _NETEM_RATE = struct.Struct("=IiIi")  # tc_netem_rate: rate (bytes/s), packet_overhead, cell_size, cell_overhead
@@ -104,6 +114,11 @@ _IP_ATTR = struct.Struct("=HH4s")
 # A whole route message with destination, gateway and output device (the common case) in one pack call.
 _ROUTE_GW = struct.Struct("=IHHII BBBBBBBBI HH4s HH4s HHi")
 _ROUTE_GW_SRC = struct.Struct("=IHHII BBBBBBBBI HH4s HH4s HHi HH4s")
+# A route through a nexthop object (destination, object id[, preferred source]).
+_ROUTE_NH = struct.Struct("=IHHII BBBBBBBBI HH4s HHI")
+_ROUTE_NH_SRC = struct.Struct("=IHHII BBBBBBBBI HH4s HHI HH4s")
+# A nexthop object with id, output device and gateway.
+_NEXTHOP_GW = struct.Struct("=IHHII BBBxI HHI HHi HH4s")
 
 
 
@@ -294,15 +309,31 @@ class Netlink:
 
     def replace_route(self, dst: str, prefix_len: int = 32, *, gateway: str | None = None,
                       dev: "int | str | None" = None, onlink: bool = False, source: str | None = None,
-                      metric: int | None = None, table: int = RT_TABLE_MAIN, protocol: int = RTPROT_STATIC) -> None:
-        """Add or replace the IPv4 route ``dst/prefix_len`` via ``gateway`` and/or out of ``dev``.
+                      metric: int | None = None, table: int = RT_TABLE_MAIN, protocol: int = RTPROT_STATIC,
+                      nhid: int | None = None) -> None:
+        """Add or replace the IPv4 route ``dst/prefix_len`` via ``gateway`` and/or out of ``dev``, or through
+        nexthop object ``nhid`` (then neither).
 
         ``onlink`` trusts that the gateway is on the link even if no address of ``dev`` covers it. ``source``
         is the preferred source address (``ip route ... src``) for packets this node originates.
         """
+        flags = NLM_F_CREATE | NLM_F_REPLACE
+        if nhid is not None:
+            if gateway is not None or dev is not None:
+                raise ValueError(f"route {dst}/{prefix_len}: a nexthop object or a gateway and dev, not both")
+            self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+            fields = (socket.AF_INET, prefix_len, 0, 0, table, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                      8, RTA_DST, socket.inet_aton(dst), 8, RTA_NH_ID, nhid)
+            if source is None:
+                msg = _ROUTE_NH.pack(_ROUTE_NH.size, RTM_NEWROUTE, NLM_F_REQUEST | flags, seq, 0, *fields)
+            else:
+                msg = _ROUTE_NH_SRC.pack(_ROUTE_NH_SRC.size, RTM_NEWROUTE, NLM_F_REQUEST | flags, seq, 0, *fields,
+                                         8, RTA_PREFSRC, socket.inet_aton(source))
+            self._messages.append(msg)
+            self._ops.append((f"route replace {dst}/{prefix_len} nhid {nhid}",))
+            return
         if gateway is None and dev is None:
             raise ValueError(f"route {dst}/{prefix_len}: needs a gateway, a dev, or both")
-        flags = NLM_F_CREATE | NLM_F_REPLACE
         op = ("route replace", f"{dst}/{prefix_len}", gateway, dev, onlink)
         scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
         rtm_flags = RTNH_F_ONLINK if onlink else 0
@@ -404,6 +435,94 @@ class Netlink:
                                     iif and f"iif {iif}") if x)
         self._queue(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, body, ("rule add", what, f"table {table}",
                                                                   f"priority {priority}"))
+
+    # --- queueing: nexthop objects and the routes that use them ------------------------------------------------
+    def replace_nexthop(self, nhid: int, *, gateway: str | None = None, dev: "int | str | None" = None,
+                        onlink: bool = False, blackhole: bool = False, protocol: int = RTPROT_STATIC) -> None:
+        """Add or replace the nexthop object ``nhid`` (>= 1): via ``gateway`` out of ``dev``, or a black hole.
+
+        Routes name an object by its id (:meth:`replace_routes_nh`), and every one of them follows when the
+        object is replaced: one message moves them all (``ip nexthop replace id N ...``). The kernel refuses a
+        gateway object on an interface without carrier ("Carrier for nexthop device is down") and deletes every
+        gateway object of an interface that loses carrier, with every route that uses it (plain routes stay,
+        marked linkdown); a black hole (packets dropped, senders get EINVAL) needs no interface and stays, so a
+        caller that must keep such routes replaces their objects by black holes before the carrier goes.
+        """
+        flags = NLM_F_CREATE | NLM_F_REPLACE
+        if blackhole:
+            if gateway is not None or dev is not None:
+                raise ValueError(f"nexthop {nhid}: a black hole has no gateway or device")
+            body = (_NHMSG.pack(socket.AF_INET, 0, protocol, 0) + _U32_ATTR.pack(8, NHA_ID, nhid)
+                    + _RTA.pack(4, NHA_BLACKHOLE))
+            self._queue(RTM_NEWNEXTHOP, flags, body, ("nexthop replace id", nhid, "blackhole"))
+            return
+        if gateway is None or dev is None:
+            raise ValueError(f"nexthop {nhid}: needs a gateway and a dev (or blackhole=True)")
+        index = self.ifindex(dev)
+        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        self._messages.append(_NEXTHOP_GW.pack(_NEXTHOP_GW.size, RTM_NEWNEXTHOP, NLM_F_REQUEST | flags, seq, 0,
+                                               socket.AF_INET, 0, protocol, RTNH_F_ONLINK if onlink else 0,
+                                               8, NHA_ID, nhid, 8, NHA_OIF, index,
+                                               8, NHA_GATEWAY, socket.inet_aton(gateway)))
+        self._ops.append(("nexthop replace id", nhid, f"via {gateway} dev {dev}" + (" onlink" if onlink else "")))
+
+    def replace_nexthops(self, nhid, gateway, dev, *, onlink: bool = False, protocol: int = RTPROT_STATIC) -> None:
+        """Queue many gateway :meth:`replace_nexthop` at once, packed by numpy (byte for byte the same messages):
+        ``nhid`` an int array, ``gateway`` uint32 addresses (host order) or dotted strings, ``dev`` one interface
+        or an array of indices."""
+        nhid, gateway = np.asarray(nhid, np.uint32), _ipv4_array(gateway)
+        n = len(nhid)
+        if n == 0:
+            return
+        msgs = np.zeros(n, _NEXTHOP_GW_DTYPE)
+        seq0 = self._seq + 1
+        self._seq = (self._seq + n) & 0xFFFFFFFF
+        msgs["len"], msgs["type"] = _NEXTHOP_GW_DTYPE.itemsize, RTM_NEWNEXTHOP
+        msgs["flags"] = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+        msgs["seq"] = (seq0 + np.arange(n, dtype=np.uint64)) & 0xFFFFFFFF
+        msgs["family"], msgs["protocol"], msgs["nh_flags"] = socket.AF_INET, protocol, RTNH_F_ONLINK if onlink else 0
+        for name, attr_type, value in (("id", NHA_ID, nhid), ("oif", NHA_OIF, self._ifindex_array(dev, n)),
+                                       ("gw", NHA_GATEWAY, gateway)):
+            msgs[name + "_nla_len"], msgs[name + "_nla_type"], msgs[name] = 8, attr_type, value
+        self._extend_packed(msgs, _BulkNexthops(len(self._messages), msgs, onlink))
+
+    def delete_nexthop(self, nhid: int) -> None:
+        """Delete nexthop object ``nhid`` and every route that uses it."""
+        body = _NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0) + _U32_ATTR.pack(8, NHA_ID, nhid)
+        self._queue(RTM_DELNEXTHOP, 0, body, ("nexthop delete id", nhid))
+
+    def replace_routes_nh(self, dst, nhid, *, prefix_len=32, source=None, table: int = RT_TABLE_MAIN,
+                          protocol: int = RTPROT_STATIC) -> None:
+        """Add or replace IPv4 routes ``dst/prefix_len`` through nexthop objects ``nhid``, packed by numpy.
+
+        ``dst`` as for :meth:`replace_routes`; ``nhid`` one id or an int array; ``prefix_len`` one length or an
+        array (one per route); ``source`` None, one address or an array (the preferred source). The gateway and
+        device are the object's (an object must exist before a route names it).
+        """
+        dst = _ipv4_array(dst)
+        n = len(dst)
+        if n == 0:
+            return
+        dtype = _ROUTE_NH_SRC_DTYPE if source is not None else _ROUTE_NH_DTYPE
+        msgs = np.zeros(n, dtype)
+        seq0 = self._seq + 1
+        self._seq = (self._seq + n) & 0xFFFFFFFF
+        msgs["len"], msgs["type"] = dtype.itemsize, RTM_NEWROUTE
+        msgs["flags"] = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+        msgs["seq"] = (seq0 + np.arange(n, dtype=np.uint64)) & 0xFFFFFFFF
+        msgs["family"], msgs["dst_len"], msgs["table"], msgs["protocol"] = socket.AF_INET, prefix_len, table, protocol
+        msgs["type_"] = RTN_UNICAST
+        for name, attr_type, value in (("dst", RTA_DST, dst), ("nh", RTA_NH_ID, np.asarray(nhid, np.uint32))):
+            msgs[name + "_rta_len"], msgs[name + "_rta_type"], msgs[name] = 8, attr_type, value
+        if source is not None:
+            msgs["src_rta_len"], msgs["src_rta_type"], msgs["src"] = 8, RTA_PREFSRC, _ipv4_array(source)
+        self._extend_packed(msgs, _BulkRoutes(len(self._messages), 0, msgs, False))
+
+    def _extend_packed(self, msgs: np.ndarray, op) -> None:
+        """Queue numpy-packed messages (one record each), all described by ``op`` on failure."""
+        blob, size = msgs.tobytes(), msgs.dtype.itemsize
+        self._messages.extend([blob[i:i + size] for i in range(0, len(blob), size)])
+        self._ops.extend([op] * len(msgs))
 
     def replace_neighbour(self, dev: "int | str", address: str, mac: "bytes | str") -> None:
         """Add or replace a permanent neighbour entry: IPv4 ``address`` is at ``mac`` on ``dev`` (no ARP)."""
@@ -608,6 +727,27 @@ _ROUTE_GW_DTYPE = _route_dtype(False)
 _ROUTE_GW_SRC_DTYPE = _route_dtype(True)
 
 
+def _packed_dtype(body: list, attrs: list) -> np.dtype:
+    """numpy layout of one message: the netlink header, ``body`` fields, then 4-byte attributes ``attrs``."""
+    fields = [("len", "=u4"), ("type", "=u2"), ("flags", "=u2"), ("seq", "=u4"), ("pid", "=u4")] + body
+    for name, kind, prefix in attrs:
+        fields += [(f"{name}_{prefix}_len", "=u2"), (f"{name}_{prefix}_type", "=u2"), (name, kind)]
+    return np.dtype(fields)
+
+
+_RTMSG_FIELDS = [("family", "u1"), ("dst_len", "u1"), ("src_len", "u1"), ("tos", "u1"), ("table", "u1"),
+                 ("protocol", "u1"), ("scope", "u1"), ("type_", "u1"), ("rtm_flags", "=u4")]
+# A route through a nexthop object: RTA_DST, RTA_NH_ID[, RTA_PREFSRC].
+_ROUTE_NH_DTYPE = _packed_dtype(_RTMSG_FIELDS, [("dst", ">u4", "rta"), ("nh", "=u4", "rta")])
+_ROUTE_NH_SRC_DTYPE = _packed_dtype(_RTMSG_FIELDS, [("dst", ">u4", "rta"), ("nh", "=u4", "rta"),
+                                                    ("src", ">u4", "rta")])
+# A gateway nexthop object: NHA_ID, NHA_OIF, NHA_GATEWAY (the layout of _NEXTHOP_GW).
+_NEXTHOP_GW_DTYPE = _packed_dtype([("family", "u1"), ("scope", "u1"), ("protocol", "u1"), ("resvd", "u1"),
+                                   ("nh_flags", "=u4")],
+                                  [("id", "=u4", "nla"), ("oif", "=i4", "nla"), ("gw", ">u4", "nla")])
+assert _NEXTHOP_GW_DTYPE.itemsize == _NEXTHOP_GW.size
+
+
 def _ipv4_array(addresses) -> np.ndarray:
     """IPv4 addresses (uint32 host order, or dotted strings) as a uint32 array; one address is broadcast later."""
     if isinstance(addresses, str):
@@ -629,8 +769,25 @@ class _BulkRoutes:
 
     def describe(self, position: int) -> str:
         m = self.msgs[position - self.start]
-        text = (f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{int(m['dst_len'])} via "
-                f"{socket.inet_ntoa(struct.pack('!I', m['gw']))} dev {int(m['oif'])}")
+        text = f"route replace {socket.inet_ntoa(struct.pack('!I', m['dst']))}/{int(m['dst_len'])}"
+        if "nh" in self.msgs.dtype.names:
+            return text + f" nhid {int(m['nh'])}"
+        text += f" via {socket.inet_ntoa(struct.pack('!I', m['gw']))} dev {int(m['oif'])}"
+        return text + (" onlink" if self.onlink else "")
+
+
+@dataclass(frozen=True)
+class _BulkNexthops:
+    """The objects of one replace_nexthops call, for naming a failed one."""
+
+    start: int
+    msgs: np.ndarray
+    onlink: bool
+
+    def describe(self, position: int) -> str:
+        m = self.msgs[position - self.start]
+        text = (f"nexthop replace id {int(m['id'])} via {socket.inet_ntoa(struct.pack('!I', m['gw']))} "
+                f"dev {int(m['oif'])}")
         return text + (" onlink" if self.onlink else "")
 
 
@@ -658,7 +815,7 @@ def _ext_ack_message(payload) -> str:
 
 
 def _describe(op, position: int) -> str:
-    if isinstance(op, _BulkRoutes):
+    if isinstance(op, (_BulkRoutes, _BulkNexthops)):
         return op.describe(position)
     name, *args = op
     if name == "route replace":

@@ -17,7 +17,9 @@ asserts nothing. In one run, on the same scenario (default ``starlink-shell1``: 
    lag from the link states used to the install); memory per node: the sum of the proportional set size (PSS,
    shared pages split between sharers) of every node shell, the relays and the driver, divided by the number of
    nodes; the ``/proc/meminfo`` MemAvailable drop from before start() to after it (includes kernel memory:
-   namespaces, TAPs, routes); and that drop per phase of start() (``Emulation.start_memory_kib``).
+   namespaces, TAPs, routes); and that drop per phase of start() (``Emulation.start_memory_kib``); the kernel
+   route writes the ticks made (netlink messages of the host's route items, plus the nexthop objects the host
+   keeps over links going down and up; counted by wrapping ``host.install_routes``, so the same on older code).
 
 ``--quick``: a cut-down shell (``--planes`` x 22 satellites, 20 cities) and 10 s of ticks.
 """
@@ -176,9 +178,24 @@ def main() -> int:
               f"MemAvailable drop {(avail0 - avail1) / 1024:.0f} MiB = {(avail0 - avail1) / n / 1024:.2f} MiB/node")
 
         emu.ticks.clear()
+        written = [0]  # netlink messages of route items (routes, prefixes, nexthop objects) during the ticks
+        install = emu.host.install_routes
+
+        def counted(items):
+            ops = install(items)
+            written[0] += ops
+            return ops
+
+        emu.host.install_routes = counted
+        kernel = getattr(emu.host, "kernel", None)
+        kept0 = getattr(kernel, "nexthop_writes", 0)  # black holes and restores for links going down and up
         w0 = time.monotonic()
         emu.run(seconds)
         wall = time.monotonic() - w0
+        kept = getattr(kernel, "nexthop_writes", 0) - kept0
+        print(f"kernel route writes during the ticks: {written[0] + kept} netlink messages ({written[0]} route "
+              f"items, {kept} nexthop objects kept over links going down and up), {(written[0] + kept) / wall:.0f}/s; "
+              f"nexthop objects: {'on' if getattr(emu, 'NEXTHOPS', False) else 'off'}")
         costs = np.array([t.cost_s for t in emu.ticks]) * 1e3
         over = sum(t.overrun for t in emu.ticks)
         expected = int(wall / args.tick)
@@ -194,9 +211,14 @@ def main() -> int:
         if emu.route_lags:
             lags = np.array(emu.route_lags)
             print(f"routing {emu.routing}: {len(lags)} route updates, lag (emulated s from the link states used to "
-                  f"the install) p50 {np.percentile(lags, 50):.2f} s max {lags.max():.2f} s")
+                  f"the install) p50 {np.percentile(lags, 50):.2f} s p99 {np.percentile(lags, 99):.2f} s "
+                  f"max {lags.max():.2f} s")
         else:
             print(f"routing {emu.routing}: routes computed in every tick (no lag)")
+        if hasattr(emu, "install_cost_s"):
+            item_s, route_s = emu.install_cost_s
+            print(f"  the route budget's learnt cost: {item_s * 1e6:.0f} us per item, {route_s * 1e6:.1f} us per "
+                  f"further route")
     finally:
         t1 = time.monotonic()
         emu.stop()

@@ -147,3 +147,29 @@ def test_a_link_is_configured_by_name_with_mac_mtu_and_up_in_one_message(netlink
     assert _describe(ops[0], 0) == "link set tap-x address 02:6c:00:00:07:01 mtu 9000 up"
     with pytest.raises(ValueError, match="interface name"):
         netlink.configure_link("a-name-longer-than-15", up=True)
+
+
+def test_bulk_nexthops_are_byte_for_byte_the_single_ones(netlink):
+    ids, gateways, devs = [1, 2, 3], ["10.1.0.1", "10.1.0.3", "10.1.0.5"], np.array([4, 5, 6])
+    seq0 = netlink._seq
+    for i, gw, dev in zip(ids, gateways, devs):
+        netlink.replace_nexthop(i, gateway=gw, dev=int(dev), onlink=True)
+    single = queued(netlink)
+    netlink._seq = seq0
+    netlink.replace_nexthops(ids, gateways, devs, onlink=True)
+    assert queued(netlink) == single
+
+
+@pytest.mark.parametrize("source", [None, "10.255.0.1"])
+def test_bulk_routes_through_nexthop_objects_are_byte_for_byte_the_single_ones(netlink, source):
+    dsts = [f"10.200.0.{i}" for i in range(1, 40)]
+    ids = [1 + i % 5 for i in range(39)]
+    seq0 = netlink._seq
+    for dst, i in zip(dsts, ids):
+        netlink.replace_route(dst, 32, nhid=i, source=source)
+    single = queued(netlink)
+    netlink._seq = seq0
+    netlink.replace_routes_nh(dsts, np.array(ids), source=source)
+    assert queued(netlink) == single
+    netlink.replace_route("10.200.0.1", 32, nhid=3)
+    assert _describe(netlink._ops[-1], 0) == "route replace 10.200.0.1/32 nhid 3"
