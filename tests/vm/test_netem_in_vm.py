@@ -26,8 +26,8 @@ def test_netem_suite_passes_inside_the_stock_kernel_vm(vm_suite):
 
 @pytest.mark.vm
 def test_a_hanging_guest_is_killed_at_the_timeout_with_exit_code_124(vm_suite):
-    # Uses vm_suite only to skip with it when there is no VM; this is a boot of its own (~40 s).
-    result = vmharness.run_in_vm(["sleep", "600"], timeout_s=40)
+    # Uses vm_suite only to skip with it when there is no VM; this is a boot of its own (~20 s).
+    result = vmharness.run_in_vm(["sleep", "600"], timeout_s=20)
     assert result.exit_code == vmharness.EXIT_TIMEOUT
     assert result.error.startswith("TIMEOUT: guest still ") and "killed qemu" in result.error
     assert not os.path.exists(f"/proc/{result.qemu_pid}"), "QEMU left running"
