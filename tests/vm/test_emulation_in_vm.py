@@ -1,11 +1,10 @@
 """The live emulation passes its integration tests with the netem backend, inside Debian's stock kernel under QEMU.
 
 The evidence is tests/integration/test_emulation.py (RTT against light time, a forced outage's loss window,
-rerouting, loss, rate, geometry-driven delay drift) and tests/integration/test_lifecycle.py (nothing left behind
-after a normal end; the SIGINT, SIGKILL + ``lasernet down`` and bad-input cases run on the host only), run in
-one boot with ``LASERNET_LINKS=netem`` on the scenario ``tiny`` (see conftest.py for why). Under TCG the RTT tests use the guest
-bounds documented in test_emulation.py, the geometry-drift test (300x speed) is skipped, and every other bound
-is the host's.
+rerouting, loss, rate, geometry-driven delay drift), run in one boot with ``LASERNET_LINKS=netem`` on the scenario
+``tiny`` (see conftest.py for why). Under TCG the RTT tests use the guest bounds documented in test_emulation.py,
+the geometry-drift test (300x speed) is skipped, and every other bound is the host's. That a normal end with the
+netem backend leaves nothing behind is checked by the README demo's boot (test_readme_demo_in_vm.py), on ``mini``.
 """
 
 import pytest
