@@ -255,6 +255,11 @@ class DelaylineLinks(_Halves, LinkBackend):
                     count += d["tx"]
         return late / count * 1e-6 if count else 0.0
 
+    def backdate_max_s(self) -> float:
+        """The most any relay back-dated a frame that woke it (s): its learnt wake-up latency at its largest. A
+        frame crosses a link faster than light by at most this (the estimate minus that wake-up's true latency)."""
+        return max((relay.timing()["wake_latency_us_max"] for relay in self.relays), default=0.0) * 1e-6
+
     def unapplied_generations(self) -> int:
         """How many committed generations the relays have not taken in yet (the most over all relays): what the
         kernel side holds, read back, not assumed. 0 or 1 in a healthy run (a commit is taken within

@@ -283,9 +283,11 @@ class Relay:
         return {int(s): v for s, v in self.request({"op": "stats"})["links"].items()}
 
     def timing(self) -> dict:
-        """The relay's view of this host: ``wake_latency_us`` (mean epoll wake-up), ``timer_lead_us``, ``policy``."""
+        """The relay's view of this host: ``wake_latency_us`` (mean epoll wake-up), ``wake_latency_us_max`` (the
+        largest that mean has been: the most a frame that woke the relay was back-dated by), ``timer_lead_us``,
+        ``policy``."""
         reply = self.request({"op": "stats"})
-        return {k: reply[k] for k in ("wake_latency_us", "timer_lead_us", "policy")}
+        return {k: reply[k] for k in ("wake_latency_us", "wake_latency_us_max", "timer_lead_us", "policy")}
 
     def created(self) -> dict:
         """Every kernel object and process this controller made, by name, for cleanup and the run's state file."""

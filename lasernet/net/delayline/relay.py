@@ -132,6 +132,7 @@ class RelayProcess:
         self.slot_base = slot_base  # this shard's slot 0 is the run's link slot slot_base (loss seeds use that)
         self.timer_lead_ns = timer_lead_ns
         self.wake_ns = 20_000  # estimated epoll wake-up latency, learnt from timer wake-ups
+        self.wake_ns_max = self.wake_ns  # the largest that estimate has been: the most a frame was back-dated by
         self.last_write_ns = 0  # when the relay last wrote a frame (frames it forwards show up right after)
         self.queue_limit_bytes, self.inflight_limit_frames = queue_limit_bytes, inflight_limit_frames
         self.table = ParamTable.open(table_path)
@@ -216,6 +217,7 @@ class RelayProcess:
     def _learn_wake_latency(self, sample_ns: int) -> None:
         """Track how long waking from epoll takes (EWMA of timer wake-ups, each sample capped at 200 us)."""
         self.wake_ns += (min(sample_ns, 200_000) - self.wake_ns) // 16
+        self.wake_ns_max = max(self.wake_ns_max, self.wake_ns)
 
     # ---- data path
     def _receive(self, d: _Direction, ev: int, arrival_ns: int = 0) -> None:
@@ -466,7 +468,8 @@ class RelayProcess:
             for link in self.links.values():  # parameters as committed, also of links no frame has crossed since
                 if self._gen[link.slot] != link.gen:
                     self._refresh(link)
-            return {"ok": True, "wake_latency_us": self.wake_ns / 1e3, "timer_lead_us": self.timer_lead_ns / 1e3,
+            return {"ok": True, "wake_latency_us": self.wake_ns / 1e3, "wake_latency_us_max": self.wake_ns_max / 1e3,
+                    "timer_lead_us": self.timer_lead_ns / 1e3,
                     "policy": "SCHED_FIFO" if os.sched_getscheduler(0) == os.SCHED_FIFO else "SCHED_OTHER",
                     "links": {str(s): {"names": l.names, "carrier": l.carrier,
                                                    "dirs": [d.counters() for d in l.dirs]}
