@@ -157,11 +157,14 @@ class WorkloadRunner:
     def stop(self) -> dict:
         """Stop every job still running (SIGTERM, then SIGKILL), write workload.csv and the parsed results."""
         t_s = self.emu.now_s()
+        for job in self.jobs:  # those that ended by themselves since the last tick keep their own status
+            if job.running and (code := job.proc.poll()) is not None:
+                self._ended(job, t_s, code)
         running = [j for j in self.jobs if j.running]
+        for job in running:  # marked first: a job that exits because another was stopped (a ring member whose
+            job.stopped = True  # neighbour closed its connection) exits by the stop, not by itself
         for job in running:
-            if job.proc.poll() is None:
-                self._signal(job, signal.SIGTERM)
-                job.stopped = True
+            self._signal(job, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         for job in running:
             try:
