@@ -455,42 +455,54 @@ class Timeline:
         tmp.replace(path)
         return len(rows)
 
-    def write_power_csv(self, path: str | Path) -> int:
-        """Write ``time_utc,satellite,illumination,soc,state,cpu_quota,solar_w,load_w`` per satellite with a
-        power model (every satellite, SoC and powers empty, without a ``power:`` section) and step; returns rows.
+    #: The columns of :meth:`power_rows`, and of ``lasernet plan --power``'s CSV.
+    POWER_COLUMNS = ("time_utc", "satellite", "illumination", "soc", "state", "cpu_quota", "solar_w", "load_w")
+
+    def power_satellites(self) -> np.ndarray:
+        """The satellites a power model covers (indices), or every satellite without a ``power:`` section."""
+        if self.power is None or not len(self.offsets_s):
+            return np.arange(self.n_satellites)
+        sats = np.flatnonzero(np.isfinite(self.power.soc[0]))
+        return sats if len(sats) else np.arange(self.n_satellites)
+
+    def power_rows(self, steps, sats) -> list[list[str]]:
+        """Rows of :attr:`POWER_COLUMNS` for steps ``steps`` and satellites ``sats`` (indices), step-major.
 
         ``soc`` is the state of charge (fraction of the battery) at the step's start, ``state`` and ``cpu_quota``
         what the live half applies to the satellite's servers during the step, ``solar_w`` and ``load_w`` the
-        array's output and the load drawn during it.
+        array's output and the load drawn during it (empty without a power model).
         """
-        T, N = len(self.offsets_s), self.n_satellites
-        sats = np.arange(N) if self.power is None or not len(self.offsets_s) else \
-            np.flatnonzero(np.isfinite(self.power.soc[0]))
-        if not len(sats):
-            sats = np.arange(N)
-        lit = self.illumination if self.illumination is not None else np.ones((T, N), dtype=np.float32)
-        nodes = self.node_names
-        state, quota = self.power_state, self.cpu_quota
-        modelled = self.power is not None
+        T = len(self.offsets_s)
+        lit = self.illumination if self.illumination is not None else np.ones((T, self.n_satellites), np.float32)
+        nodes, state, quota, modelled = self.node_names, self.power_state, self.cpu_quota, self.power is not None
+        sats = np.asarray(sats, dtype=np.int64)
+        fmt = lambda x, spec: "" if not math.isfinite(x) else format(x, spec)  # noqa: E731
+        rows = []
+        for k in np.asarray(steps, dtype=np.int64).tolist():
+            when = _iso(self.start_utc + dt.timedelta(seconds=float(self.offsets_s[k])))
+            soc = self.power.soc[k, sats].tolist() if modelled else [math.nan] * len(sats)
+            solar = self.power.solar_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
+            load = self.power.load_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
+            lit_k, state_k, quota_k = (x[k, sats].tolist() for x in (lit, state, quota))  # no numpy scalars
+            rows += [[when, nodes[n], f"{lit_k[j]:.4f}", fmt(soc[j], ".5f"), POWER_STATES[state_k[j]],
+                      f"{quota_k[j]:.3g}", fmt(solar[j], ".1f"), fmt(load[j], ".1f") if math.isfinite(soc[j]) else ""]
+                     for j, n in enumerate(sats.tolist())]
+        return rows
+
+    def write_power_csv(self, path: str | Path) -> int:
+        """Write :attr:`POWER_COLUMNS` (:meth:`power_rows`) per satellite with a power model (every satellite,
+        SoC and powers empty, without a ``power:`` section) and step; returns the number of rows."""
+        sats = self.power_satellites()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        fmt = lambda x, spec: "" if not math.isfinite(x) else format(x, spec)  # noqa: E731
         with tmp.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["time_utc", "satellite", "illumination", "soc", "state", "cpu_quota", "solar_w", "load_w"])
-            for k in range(T):
-                when = _iso(self.start_utc + dt.timedelta(seconds=float(self.offsets_s[k])))
-                soc = self.power.soc[k, sats].tolist() if modelled else [math.nan] * len(sats)
-                solar = self.power.solar_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
-                load = self.power.load_w[k, sats].tolist() if modelled else [math.nan] * len(sats)
-                lit_k, state_k, quota_k = (x[k, sats].tolist() for x in (lit, state, quota))  # no numpy scalars
-                w.writerows([when, nodes[n], f"{lit_k[j]:.4f}", fmt(soc[j], ".5f"), POWER_STATES[state_k[j]],
-                             f"{quota_k[j]:.3g}", fmt(solar[j], ".1f"),
-                             fmt(load[j], ".1f") if math.isfinite(soc[j]) else ""]
-                            for j, n in enumerate(sats.tolist()))
+            w.writerow(self.POWER_COLUMNS)
+            for k in range(len(self.offsets_s)):
+                w.writerows(self.power_rows([k], sats))
         tmp.replace(path)
-        return T * len(sats)
+        return len(self.offsets_s) * len(sats)
 
     # ---------------------------------------------------------------------------------------------------------
     def summary(self) -> dict:

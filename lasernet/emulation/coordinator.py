@@ -48,7 +48,9 @@ Servers (``hosts:``) run in cgroups of their own (:mod:`lasernet.net.cgroups`, l
 ``memory_mb``). Each tick the servers of a satellite get its planned power state (:meth:`Timeline.power_at`):
 ``throttled`` multiplies their CPU quota by the plan's quota factor, ``off`` freezes them until power returns;
 an upset (:meth:`Timeline.upsets_between`) kills what they run (their shells stay). Only changes are sent, as the
-host's ``power`` message with the tick's others; each is an event (kind ``server``) in ``events.csv``.
+host's ``power`` message with the tick's others; each is an event (kind ``server``) in ``events.csv``, and a
+scenario with a ``power:`` section gets ``power.csv``, the plan's power columns per satellite and step beside the
+quota its servers ran with (:mod:`lasernet.measure.powerlog`).
 
 A scenario's ``capture:`` section runs tcpdump in the nodes it names on emulated time, writing pcap files and
 the wall-to-emulated clock mapping into the run directory (:mod:`lasernet.emulation.capture`). With ``web=``
@@ -78,6 +80,7 @@ import numpy as np
 
 from ..addressing import LINK_POOL, LinkAddress, lan_network, link_ips, loopback_ip
 from ..errors import OptionError
+from ..measure.powerlog import PowerLog
 from ..spec.scenario import Scenario
 from ..timeline import CAUSES, Timeline
 from . import state as run_state
@@ -295,7 +298,7 @@ class Emulation:
         self.state: run_state.RunState | None = None
         self.overrides: dict[int, Override] = {}
         self.windows = PlanWindows(scenario, self.start_utc, self.window_s, self.plan_step_s,
-                                   on_release=lambda tl: self._slot_maps.pop(id(tl), None))
+                                   on_release=self._release_window)
         self.applied = AppliedLinks()  # what the host was told every created link's state is, by slot
         self._slots = self.applied.by_pair
         self._slot_maps: dict[int, np.ndarray] = {}
@@ -309,6 +312,8 @@ class Emulation:
         self._upsets_to_s, self._upsets_tl = -1e-9, None  # upsets restarted up to this t_s; the window it was in
         self._uses_daemons = scenario.routing.uses_daemons
         self.recorder = None  # the Recorder of the run's CSV files and summary, from start() to stop()
+        self.power_log: PowerLog | None = None  # power.csv, for a scenario with a power: section
+        self._event_listeners: list = []  # on_event callbacks, handed to the recorder
         self.routes = None  # the oracle's table now installed (or, with daemons, the reference)
         self.nexthops = None  # the NexthopPlan: which nexthop objects every router's routes use (NEXTHOPS)
         self.rows_rewritten = 0  # background mode: routers' rows rewritten whole as aggregated prefixes
@@ -444,7 +449,9 @@ class Emulation:
             pin_to_last_cpu(self.oracle_process.proc.pid)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state = run_state.RunState.create(self.run_id, self.run_dir, self.scenario)
-        self.recorder = Recorder(self.run_dir, first)
+        self.recorder = Recorder(self.run_dir, first, self._event_listeners)
+        if first.power is not None:
+            self.power_log = PowerLog(self.run_dir / "power.csv", self.start_utc, [s[2] for s in self._sat_servers])
         if self.cluster:
             from .cluster import start_group
 
@@ -586,6 +593,12 @@ class Emulation:
         mark = self._end_stop_phase("probes and daemons", mark)
         self.windows.close()
         mark = self._end_stop_phase("planner", mark)
+        if self.power_log is not None:
+            try:
+                self.power_log.close(self.windows.windows, self.ticks[-1].t_s if len(self.ticks) else 0.0)
+            except Exception as exc:  # a results problem must not leave namespaces behind
+                log.error("writing power.csv failed: %s", exc)
+            self.power_log = None
         if self.recorder:
             try:
                 if self.cluster and self.host is not None:
@@ -835,6 +848,12 @@ class Emulation:
                                          tl.node_names[before] if before is not None and before >= 0 else "")
                 self._site_serving[name] = now
 
+    def _release_window(self, tl: Timeline) -> None:
+        """The clock left plan window ``tl``: drop its slot map, hand it to power.csv's writer."""
+        self._slot_maps.pop(id(tl), None)
+        if self.power_log is not None:
+            self.power_log.released(tl)
+
     def _apply_power(self, tl, offset: float, t_s: float) -> int:
         """The power state of each server's satellite (only where its quota factor changed) and the restarts of
         upsets since the last tick, as one host ``power`` message riding the tick's; events are recorded."""
@@ -850,6 +869,8 @@ class Emulation:
             restart = sat in hit
             if factor != before:
                 self.server_quota[name] = factor
+                if self.power_log is not None:
+                    self.power_log.applied(t_s, sat, factor)
                 if before is not None or factor != 1.0:  # a first nominal is what the server started with
                     detail = f"cpus {cpus * factor:g}" if cpus is not None else f"cpu factor {factor:g}"
                     self.recorder.server_event(t_s, name, attach, POWER_STATES[int(state[sat])], "power", detail)
@@ -1348,6 +1369,15 @@ class Emulation:
         key = self._node_pair(a, b)
         # The window starts at the tick that applies it, so that a 1 s outage lasts 1 s of applied state.
         self.overrides[key] = Override(up, loss, rate_bps, delay_s, None, for_s)
+
+    def on_event(self, callback) -> None:
+        """Call ``callback(event)`` with every row of ``events.csv`` as the run writes it (a
+        :class:`lasernet.measure.recorder.Event`: ``t_s``, ``kind``, ``what``, ``a``, ``b``, ``event``, ``cause``,
+        ``delay_ms``, ``detail``): links going down and up with their cause (``manoeuvre``, ``reboot``, ``sun``,
+        ``override`` ...), servers' power states and upset restarts (kind ``server``), route changes. It runs on
+        the ticking thread right after the row is written, so it must be quick (hand longer work to a thread of
+        your own); one that raises is logged and gets no more events. Give it before or after start()."""
+        self._event_listeners.append(callback)
 
     def clear_override(self, a: str, b: str) -> None:
         self.overrides.pop(self._node_pair(a, b), None)

@@ -14,7 +14,9 @@ Every job gets, in its environment: ``LASERNET_NODE`` (its node), ``LASERNET_IP`
 and role, and for a server the router it is attached to, ``attach``), ``LASERNET_T0_MONOTONIC`` and
 ``LASERNET_SPEED`` (emulated seconds since the start are ``speed * (CLOCK_MONOTONIC - t0)``) and
 ``LASERNET_METRICS``: a CSV file (``t_s,metric,value``) where an application may record its own metrics
-(:class:`lasernet.measure.appmetrics.Metrics` writes it); the report plots them.
+(:class:`lasernet.measure.appmetrics.Metrics` writes it); the report plots them. ``LASERNET_EVENTS`` is the run's
+``events.csv``, written a row at a time as the run applies them (a link down for a manoeuvre, a server's power
+state, an upset's restart): a job that follows it (``tail -F``) reacts to what space does to the system.
 
 Files in the run directory: ``workload/<node>.<command>.out`` and ``.err`` (stdout and stderr),
 ``workload.csv`` (one row per job: node, command, pid, start and end in emulated seconds, status, exit code),
@@ -115,7 +117,7 @@ class WorkloadRunner:
         base = self.run_dir / "workload" / f"{node}.{command}"
         env = dict(os.environ)
         env.update({"LASERNET_NODE": node, "LASERNET_IP": self.emu.node(node).IP(),
-                    "LASERNET_RUN_DIR": str(self.run_dir),
+                    "LASERNET_RUN_DIR": str(self.run_dir), "LASERNET_EVENTS": str(self.run_dir / "events.csv"),
                     "LASERNET_SCENARIO_DIR": str(Path(self.scenario.source).resolve().parent),
                     "LASERNET_PYTHON": sys.executable, "LASERNET_NODES": str(self.nodes_file),
                     "LASERNET_SPEED": repr(self.emu.speed), "LASERNET_METRICS": str(base) + ".metrics.csv",

@@ -19,6 +19,7 @@ Run as root with ``flock /tmp/lasernet-live.lock``; the cgroup v1 hierarchies of
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -33,7 +34,7 @@ import pytest
 import lasernet
 from lasernet.emulation import state as run_state
 from lasernet.net import cgroups
-from lasernet.power import OFF, THROTTLED
+from lasernet.power import OFF, POWER_STATES, THROTTLED
 
 from ..conftest import TOPOLOGIES
 
@@ -278,14 +279,20 @@ def test_teardown_after_sigkill_removes_frozen_groups_and_their_processes():
 def test_a_run_that_ends_while_a_server_is_off_stops(tmp_path):
     """A workload job on rack-p and the run stopped while its satellite is off (the job frozen): stop() thaws the
     server before it signals the job, and ends in the time a run's teardown takes (it used to wait forever on
-    the frozen job); the job is reported stopped."""
+    the frozen job); the job is reported stopped. The same run's power.csv holds the plan's power columns beside
+    the quota applied, every event reached an on_event callback, and a job following $LASERNET_EVENTS saw the
+    server go off."""
     path = tmp_path / "cgpower.yaml"
-    path.write_text(SCENARIO + "workload:\n  commands:\n    - {name: sleeper, nodes: [rack-p], run: exec sleep 300}\n")
+    path.write_text(SCENARIO + "workload:\n  commands:\n    - {name: sleeper, nodes: [rack-p], run: exec sleep 300}\n"
+                               "    - {name: follow, nodes: [rack-b], run: 'exec tail -n +1 -F \"$LASERNET_EVENTS\"'}\n")
     scenario = lasernet.load_scenario(path)
     t_off, _ = _when(lasernet.plan(scenario, duration_s=60), OFF)
     import threading
 
     emu = lasernet.Emulation(scenario, duration_s=120, run_dir=tmp_path / "run", keep_awake=False)
+    heard = []
+    emu.on_event(heard.append)
+    emu.on_event(lambda event: 1 / 0)  # a callback that raises is dropped, the run goes on
     stop, ticker = threading.Event(), None
     try:
         emu.start()
@@ -302,7 +309,29 @@ def test_a_run_that_ends_while_a_server_is_off_stops(tmp_path):
         stopper.join(60)
         assert ends, "stop() did not end within 60 s with a frozen workload job"
         print(f"stop() with rack-p frozen: {ends[0] - t0:.2f} s")
-        assert emu.workload_summary["by_status"]["stopped"] == 1, emu.workload_summary
+        assert emu.workload_summary["by_status"]["stopped"] == 2, emu.workload_summary  # sleeper and follow
+        # power.csv: the plan's power columns for sat-0-0 (the one satellite with a power model) each step the
+        # run covered, beside the quota rack-p ran with, which follows the plan into `off`.
+        rows = list(csv.DictReader((tmp_path / "run" / "power.csv").open()))
+        planned = lasernet.plan(scenario, duration_s=60)
+        last_s = emu.ticks[-1].t_s
+        assert {r["satellite"] for r in rows} == {"sat-0-0"}
+        assert [float(r["t_s"]) for r in rows] == [float(t) for t in planned.offsets_s if t <= last_s + 1e-9]
+        states = [POWER_STATES[s] for s in planned.power_state[:len(rows), 0].tolist()]
+        assert [r["state"] for r in rows] == states and "off" in states
+        quota = [f"{q:.3g}" for q in planned.cpu_quota[:len(rows), 0].tolist()]
+        assert [r["cpu_quota_applied"] for r in rows[:-1]] == quota[:-1]  # the last step: cut by the run's end
+        # The run's events as they were applied: every row of events.csv reached the Python callback, and a job
+        # on another server that followed $LASERNET_EVENTS read rack-p going off.
+        file_rows = [r for r in csv.reader((tmp_path / "run" / "events.csv").open())][1:]
+        assert [[round(e.t_s, 3)] + list(e[1:]) for e in heard] == [[float(r[1])] + r[2:] for r in file_rows]
+        off = [e for e in heard if e.kind == "server" and e.what == "rack-p" and e.event == "off"]
+        assert len(off) == 1 and abs(off[0].t_s - t_off) <= 2 * emu.tick_s, (off, t_off)
+        followed = (tmp_path / "run" / "workload" / "rack-b.follow.out").read_text()
+        assert ",server,rack-p,rack-p,sat-0-0,off,power," in followed, followed[-500:]
+        print(f"power.csv: {len(rows)} steps of sat-0-0 ({states.count('off')} off), quota applied = planned in all "
+              f"but the last; {len(heard)} events to the callback, rack-p off at {off[0].t_s:.2f} s (plan "
+              f"{t_off:.0f} s); the follower read {followed.count(chr(10))} lines")
     finally:
         stop.set()
         if ticker is not None:

@@ -46,6 +46,7 @@ def _emulation():
     emu.server_quota = {}
     emu._upsets_to_s, emu._upsets_tl = -1e-9, None
     emu.recorder = Recorder()
+    emu.power_log = None
     sent = []
     emu.host = types.SimpleNamespace(power=lambda items: sent.append(list(items)))
     return emu, sent
@@ -98,3 +99,30 @@ def test_cluster_holds_power_items_for_the_machine_of_the_servers_router():
     group.power([("rack", 0.0, False)])
     group.flush()
     assert calls == [(1, "step", {"apply": None, "routes": (), "power": [("rack", 0.0, False)]})]
+
+
+def test_every_event_row_reaches_the_callbacks_as_written_and_one_that_raises_is_dropped(tmp_path):
+    """The recorder hands each events.csv row to on_event's callbacks as it writes it: the same fields, in order;
+    a callback that raises gets nothing more, the others go on."""
+    import csv
+    import datetime as dt
+
+    from lasernet.measure.recorder import Recorder as RunRecorder
+
+    heard, raised = [], []
+
+    def bad(event):
+        raised.append(event)
+        raise RuntimeError("a workload's bug")
+
+    listeners = [heard.append, bad]
+    rec = RunRecorder(tmp_path, types.SimpleNamespace(start_utc=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)),
+                      listeners)
+    rec.server_event(1.25, "rack", "sat-0-0", "off", "power", "cpus 0")
+    rec.route_changes(1.3, 7)
+    rec.site_event(2.0, "frankfurt", "", "frankfurt-a")
+    rec.close()
+    rows = list(csv.reader((tmp_path / "events.csv").open()))[1:]
+    assert [[round(e.t_s, 3)] + list(e[1:]) for e in heard] == [[float(r[1])] + r[2:] for r in rows]
+    assert [e.kind for e in heard] == ["server", "route", "site"] and heard[0].event == "off"
+    assert len(raised) == 1 and listeners == [heard.append]
