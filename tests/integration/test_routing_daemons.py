@@ -12,7 +12,9 @@ daemon, and nothing of the run is left behind.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -158,24 +160,70 @@ def _probe(emu, src: str, dst: str, count: int, port: int):
     return collect
 
 
+# tcpdump filters of each protocol's own packets (IS-IS runs over LLC, not IP)
+CONTROL_FILTER = {"ospf": "ip proto 89", "isis": "isis", "babel": "udp port 6696", "bgp": "tcp port 179"}
+
+
+def _capture_control(emu, a: str, b: str, before_s: float = 3.0):
+    """``lasernet capture`` of the protocol's control packets on a's interface towards b, from ``before_s`` before
+    the failure. Returns a check to call with the TickReport of the tick that took the link down: packets (hellos,
+    keepalives) cross the interface before it and none after the carrier went off, read with scapy and placed in
+    emulated time by the capture's clock mapping."""
+    from scapy.all import rdpcap
+
+    from lasernet.emulation.capture import emulated_s
+
+    protocol = emu.scenario.routing.protocol
+    pcap = emu.run_dir / f"control-{a}-{b}.pcap"
+    cli = subprocess.Popen([sys.executable, "-m", "lasernet.cli", "capture", f"{a}:{b}", "-f", CONTROL_FILTER[protocol],
+                            "-w", str(pcap), "--run", emu.run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)  # a's interface to b is named b
+    deadline = time.monotonic() + 30
+    while not pcap.with_name(pcap.name + ".json").exists():
+        assert cli.poll() is None and time.monotonic() < deadline, cli.communicate()
+        emu.run(0.1)
+    emu.run(before_s)
+
+    def check(down) -> None:
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=20)
+        assert cli.returncode == 0, err
+        mapping = json.loads(pcap.with_name(pcap.name + ".json").read_text())["clock"]
+        t = np.array([emulated_s(p.time, mapping) for p in rdpcap(str(pcap))])
+        # The carrier goes off within the tick that applies the outage (its cost), at t_s of that tick and after.
+        off_s = down.t_s + down.cost_s * emu.speed
+        before, after = t[t < down.t_s], t[t > off_s]
+        print(f"{protocol}: {len(t)} control packets on {a}:{b}; {len(before)} before the "
+              f"outage at {down.t_s:.3f} s (carrier off by {off_s:.3f} s), {len(after)} after; last before "
+              f"{before.max() if len(before) else float('nan'):.3f} s")
+        assert len(before) >= 2, t  # hellos every second (hello_s 1), both ways
+        assert len(after) == 0, after
+
+    return check
+
+
 def test_failed_isl_on_the_daemons_path_reconverges_and_delivery_resumes(routed):
     """An ISL on the FIBs' ashburn -> frankfurt path goes down (carrier loss) for 15 s: the FIBs route around it,
     the down event is recorded as converged, delivery resumes, and every lost probe was sent between the failure
-    and the moment the convergence measurement found every pair delivered again."""
+    and the moment the convergence measurement found every pair delivered again. A capture of the protocol's own
+    packets on that link (``lasernet capture``) holds its hellos before the failure and none after."""
     emu, watch = routed, routed.fib_watch
     src, dst = "ashburn", "frankfurt"
     path = watch.path(src, dst)
     assert path[-1] == dst, path
     sats = [n for n in path if n.startswith("sat-")]
     a, b = sats[0], sats[1]  # the first inter-satellite link of the path
+    capture = _capture_control(emu, a, b)
     run_s = 1.0 + 0.6 * OUTAGE_S  # probes end well before the link comes back
     collect = _probe(emu, src, dst, count=int(run_s / PROBE_INTERVAL_S), port=PORT)
     emu.run(1.0)
+    down_tick = len(emu.ticks)
     emu.override(a, b, up=False, for_s=OUTAGE_S * emu.speed)
     emu.run(0.6 * OUTAGE_S - 1.0)
     detour = watch.path(src, dst)
     emu.run(1.5)
     result = collect()
+    capture(emu.ticks[down_tick])
     down = [c for c in watch.changes() if f"-{a}~{b}" in c["links"] or f"-{b}~{a}" in c["links"]]
     assert len(down) == 1, watch.changes()
     change = down[0]
