@@ -56,13 +56,14 @@ class PowerLog:
 
     def released(self, tl) -> None:
         """The clock left window ``tl``: write its steps but the last (the next window's first)."""
-        self._put(tl, None)
+        self._put(tl, None, drop_last=True)
 
     def close(self, windows, until_s: float) -> int:
-        """Write the windows still held (``(offset, timeline)`` pairs, in order; the last up to emulated time
-        ``until_s``, the others but their last step), wait for the writer and close the file; returns rows."""
+        """Write the windows still held (``(offset, timeline)`` pairs, in order: the one in force, perhaps the next
+        already planned) up to emulated time ``until_s`` (each but the last without its last step), wait for the
+        writer and close the file; returns the number of rows written."""
         for i, (_, tl) in enumerate(windows):
-            self._put(tl, until_s if i == len(windows) - 1 else None)
+            self._put(tl, until_s, drop_last=i < len(windows) - 1)
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
@@ -73,9 +74,9 @@ class PowerLog:
         return self.rows
 
     # ---------------------------------------------------------------------------------------------------------
-    def _put(self, tl, until_s: float | None) -> None:
+    def _put(self, tl, until_s: float | None, drop_last: bool) -> None:
         snapshot = {s: (np.array(t), np.array(f)) for s, (t, f) in self._changes.items()}  # the ticks go on
-        self._queue.put((tl, until_s, snapshot))
+        self._queue.put((tl, until_s, drop_last, snapshot))
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="lasernet-power-csv", daemon=True)
             self._thread.start()
@@ -87,10 +88,13 @@ class PowerLog:
             except Exception as exc:  # a results problem must not stop the run
                 log.error("writing %s failed: %s", self.path, exc)
 
-    def _write(self, tl, until_s: float | None, changes: dict) -> None:
+    def _write(self, tl, until_s: float | None, drop_last: bool, changes: dict) -> None:
         offset = (tl.start_utc - self.start_utc).total_seconds()
         t = offset + np.asarray(tl.offsets_s, dtype=float)
-        steps = np.arange(len(t) - 1) if until_s is None else np.flatnonzero(t <= until_s + 1e-9)
+        keep = np.ones(len(t), dtype=bool) if until_s is None else t <= until_s + 1e-9
+        if drop_last:  # the next window's first step
+            keep[-1:] = False
+        steps = np.flatnonzero(keep)
         if self._file is None:
             self._file = self.path.open("w", newline="")
             self._csv = csv.writer(self._file)

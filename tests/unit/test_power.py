@@ -196,11 +196,13 @@ def test_lasernet_plan_writes_power_csv(write_scenario, tmp_path):
     assert len(out.read_text().splitlines()) == 1 + 121 * 2
 
 
-def test_a_live_runs_power_csv_joins_its_windows_and_shows_the_quota_applied(write_scenario, tmp_path):
+@pytest.mark.parametrize("until_s", [1000.05, 700.05])  # ends in the third window; in the second, the third planned
+def test_a_live_runs_power_csv_joins_its_windows_and_shows_the_quota_applied(write_scenario, tmp_path, until_s):
     """PowerLog (a live run's power.csv) over three chained 400 s windows, fed the quota changes a tick every
-    0.1 s would apply to a satellite with servers: the rows equal one continuous plan's (each step once, the
-    windows' shared steps too), ``cpu_quota_applied`` equals the plan's quota where servers are and is empty where
-    none are, and the run's end cuts the last window at its last tick."""
+    0.1 s would apply to a satellite with servers, the windows the clock left released as the run releases them:
+    the rows equal one continuous plan's up to the run's end (each step once, the windows' shared steps too, none
+    of a window planned ahead past the end), ``cpu_quota_applied`` equals the plan's quota where servers are and
+    is empty where none are."""
     import csv
 
     from lasernet.measure.powerlog import COLUMNS, PowerLog
@@ -210,24 +212,24 @@ def test_a_live_runs_power_csv_joins_its_windows_and_shows_the_quota_applied(wri
     windows = [timeline.plan(sc, duration_s=400, step_s=1)]
     for _ in range(2):
         windows.append(timeline.plan_next(sc, windows[-1], 400))
-    assert int(np.count_nonzero(np.diff(full.power_state[:, 0].astype(int)))) >= 1  # the quota changes in it
-    log_ = PowerLog(tmp_path / "power.csv", full.start_utc, served_satellites=[0])
-    until_s = 1000.05
-    ticks = np.arange(0.0, until_s, 0.1)
     offsets = [(w.start_utc - full.start_utc).total_seconds() for w in windows]
+    assert int(np.count_nonzero(np.diff(full.cpu_quota[:1001, 0]))) >= 1  # the quota changes in the span
+    log_ = PowerLog(tmp_path / "power.csv", full.start_utc, served_satellites=[0])
+    ticks = np.arange(0.0, until_s, 0.1)
     for i, w in enumerate(windows):
-        end_s = offsets[i + 1] if i + 1 < len(windows) else until_s + 1e-9
+        end_s = offsets[i + 1] if i + 1 < len(windows) else np.inf
         for t_s in ticks[(ticks >= offsets[i]) & (ticks < end_s)]:
             _, quota = w.power_at(t_s - offsets[i])
             log_.applied(t_s, 0, round(float(quota[0]), 6))
-        if i == 0:
+        if end_s <= ticks[-1]:
             log_.released(w)  # the clock left it: written by the thread while "ticks" go on
-    assert log_.close(list(zip(offsets[1:], windows[1:])), float(ticks[-1])) == 1001 * 2
+    held = [(o, w) for o, w in zip(offsets, windows) if o + w.offsets_s[-1] > ticks[-1]]
+    steps = int(ticks[-1]) + 1
+    assert log_.close(held, float(ticks[-1])) == steps * 2
     rows = list(csv.reader((tmp_path / "power.csv").open()))
     assert tuple(rows[0]) == COLUMNS
     rows = rows[1:]
-    assert [float(r[1]) for r in rows[::2]] == list(range(1001))  # each step once, in order
-    reference = full.power_rows(range(1001), full.power_satellites())
-    assert [r[:1] + r[2:9] for r in rows] == reference
-    assert [r[9] for r in rows[::2]] == [f"{q:.3g}" for q in full.cpu_quota[:1001, 0].tolist()]
+    assert [float(r[1]) for r in rows[::2]] == list(range(steps))  # each step once, in order
+    assert [r[:1] + r[2:9] for r in rows] == full.power_rows(range(steps), full.power_satellites())
+    assert [r[9] for r in rows[::2]] == [f"{q:.3g}" for q in full.cpu_quota[:steps, 0].tolist()]
     assert {r[9] for r in rows[1::2]} == {""}  # sat-0-1 carries no server
