@@ -409,7 +409,9 @@ class HostGroup:
             for peer, r in res.items():
                 sub[m, int(peer)] = r["one_way_s"] if r["one_way_s"] is not None else np.nan
         sub = np.where(np.isnan(sub), sub.T, sub)
-        self.substrate_s = np.nan_to_num((sub + sub.T) / 2)  # the same both ways: half the round trip
+        # Both ends measure the same thing, half the round trip between them, each as the fastest of its probes;
+        # load only adds to a round trip, so the lower of the two is the closer to the substrate's own delay.
+        self.substrate_s = np.nan_to_num(np.minimum(sub, sub.T))
         self.substrate_history.append({"wall_s": time.time(), "one_way_ms": (self.substrate_s * 1e3).round(4).tolist()})
         self._send_substrate(range(self.n))
 

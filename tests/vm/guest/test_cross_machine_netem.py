@@ -159,7 +159,7 @@ def rtts(cross_link, record):
     one_way = [halves[m].ask(op="measure", ip=UNDERLAY[o][1], echo_port=halves[o].hello["echo_port"])
                for m, o in (("A", "B"), ("B", "A"))]
     assert all(w["one_way_s"] is not None for w in one_way), one_way
-    substrate_s = (one_way[0]["one_way_s"] + one_way[1]["one_way_s"]) / 2  # as the coordinator takes it
+    substrate_s = min(one_way[0]["one_way_s"], one_way[1]["one_way_s"])  # as the coordinator takes it
     disagreement_ms = abs(one_way[0]["one_way_s"] - one_way[1]["one_way_s"]) * 1e3
     echo = subprocess.Popen(["nsenter", "-t", str(link["nodes"]["B"].pid), "-n", sys.executable, str(UDP_RTT),
                              "echo", "--bind", "0.0.0.0", "--port", str(ECHO_PORT), "--lifetime", "600"],
