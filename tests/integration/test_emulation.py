@@ -138,12 +138,11 @@ def _first_hop_link(emu, src: str, dst: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def mini():
+def mini(tmp_path_factory):
     """One running emulation of the scenario (mini) for the tests that steer links by hand (no scenario probes)."""
     scenario = lasernet.load_scenario(SCENARIO)
     scenario = dataclasses.replace(scenario, probes=())
-    with lasernet.Emulation(scenario, run_dir=f"/tmp/lasernet-test-{os.getpid()}",
-                            links=LINKS) as emu:
+    with lasernet.Emulation(scenario, run_dir=tmp_path_factory.mktemp("mini") / "run", links=LINKS) as emu:
         emu.run(0.5)
         yield emu
 
