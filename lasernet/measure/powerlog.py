@@ -49,7 +49,7 @@ class PowerLog:
 
     def applied(self, t_s: float, satellite: int, factor: float) -> None:
         """The servers of ``satellite`` run at CPU quota ``factor`` from emulated time ``t_s`` on."""
-        times, factors = self._changes.setdefault(int(satellite), ([], []))
+        times, factors = self._changes[int(satellite)]  # a satellite that carries servers (served_satellites)
         if not factors or factors[-1] != factor:
             times.append(float(t_s))
             factors.append(float(factor))
@@ -104,12 +104,14 @@ class PowerLog:
         sats = tl.power_satellites()
         rows = tl.power_rows(steps, sats)
         t_end = t[steps] + tl.step_s
-        applied = {}
-        for s in sats.tolist():  # the factor in force at each step's end: the last change before it
-            times, factors = changes.get(s, (np.zeros(0), np.zeros(0)))
-            k = np.searchsorted(times, t_end, side="left") - 1
-            applied[s] = [f"{factors[i]:.3g}" if i >= 0 else "" for i in k.tolist()]
         n, names = len(sats), sats.tolist()
+        none = [""] * len(steps)
+        applied = dict.fromkeys(names, none)  # a satellite without servers: nothing applied
+        for s in self.served:  # the factor in force at each step's end: the last change before it
+            times, factors = changes[s]
+            if s in applied and len(times):
+                k = np.searchsorted(times, t_end, side="left") - 1
+                applied[s] = [f"{factors[i]:.3g}" if i >= 0 else "" for i in k.tolist()]
         t_steps = t[steps].tolist()
         self._csv.writerows([r[0], f"{t_steps[i // n]:.3f}", *r[1:], applied[names[i % n]][i // n]]
                             for i, r in enumerate(rows))
