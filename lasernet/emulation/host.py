@@ -144,8 +144,11 @@ class LocalHost:
     """
 
     def __init__(self, run_id: str, run_dir, state: run_state.RunState, *, progress=None,
-                 daemon_config_hook=None, bind_ip: str | None = None):
+                 daemon_config_hook=None, bind_ip: str | None = None, files_tag: str = ""):
         self.run_id, self.run_dir, self.state = run_id, run_dir, state
+        # appended to the names of the files this host writes into the run directory (``routing``, ``relay.log``):
+        # a cluster machine's share other than the first's, so that machines sharing one directory never collide
+        self.files_tag = files_tag
         self.bind_ip = bind_ip  # this machine's address in a cluster: the halves of cross-machine links use it
         self.progress = progress or (lambda what, done, total: None)
         self.daemon_config_hook = daemon_config_hook
@@ -196,7 +199,8 @@ class LocalHost:
 
     def start_links(self, kind: str, seed: int, n_slots: int, pin_helpers: bool = False) -> dict:
         self._pin_helpers = pin_helpers
-        self.backend = make_backend(kind, self.run_id, seed, n_slots=n_slots, log_dir=self.run_dir)
+        self.backend = make_backend(kind, self.run_id, seed, n_slots=n_slots, log_dir=self.run_dir,
+                                    log_name=f"relay{self.files_tag}.log")
         self.backend.on_process = self._backend_process
         self.backend.start()
         self.kernel.wait_carrier = self.backend.settle  # a nexthop object needs its link's carrier on
@@ -251,7 +255,7 @@ class LocalHost:
         from ..routing.daemons import DaemonSet, LinkSpec, NodeSpec
 
         self.daemons = DaemonSet(routing, self.run_id, self.run_dir, scenario_name, state=self.state,
-                                 config_hook=self.daemon_config_hook)
+                                 config_hook=self.daemon_config_hook, files_name=f"routing{self.files_tag}")
         names = self.node_names
         stubs = set(stubs)
         specs = {name: NodeSpec(name, i, self.nodes[name].role, self.nodes[name].loopback, [], [],

@@ -564,11 +564,12 @@ def choose_backend(kind: str) -> str:
     return "delayline"
 
 
-def make_backend(kind: str, run_id: str, seed: int, n_slots: int, log_dir=None) -> LinkBackend:
+def make_backend(kind: str, run_id: str, seed: int, n_slots: int, log_dir=None,
+                 log_name: str = "relay.log") -> LinkBackend:
     """The backend ``kind`` names (``auto`` resolved by :func:`choose_backend`; a resolved name is not re-probed)."""
     name = kind if kind in ("netem", "delayline") else choose_backend(kind)
     if name == "delayline":
-        return DelaylineLinks(run_id, seed, n_slots, log_path=None if log_dir is None else str(log_dir / "relay.log"))
+        return DelaylineLinks(run_id, seed, n_slots, log_path=None if log_dir is None else str(log_dir / log_name))
     if name == "netem":
         return NetemLinks(run_id)
     raise BackendUnavailable(f"no backend {name!r}")

@@ -270,6 +270,7 @@ OSPF_DRIVER = textwrap.dedent('''
         stations = emu.node_names[emu.n_satellites:]
         machine = emu.host.placement.machine
         out["stations"] = {s: int(machine[emu.node_names.index(s)]) for s in stations}
+        out["placement"] = {n: int(machine[i]) for i, n in enumerate(emu.node_names)}
         out["ping"], out["proto"] = {}, {}
         for a in stations:
             for b in stations:
@@ -293,4 +294,8 @@ def test_ospf_frr_forms_adjacencies_across_machines_converges_and_delivers(clust
     failed = [pair for pair, ok in result["ping"].items() if not ok]
     assert not failed, failed
     assert all("proto ospf" in route for route in result["proto"].values())
+    # Both machines share this run directory: each keeps its routers' configs and logs under its own name.
+    for m, name in enumerate(["routing", *(f"routing-m{k}" for k in range(1, MACHINES))]):
+        kept = {d.name for d in (tmp_path / "run" / name).iterdir() if (d / "ospfd.conf").exists()}
+        assert kept == {n for n, k in result["placement"].items() if k == m}, name
     assert_nothing_left(before)

@@ -58,7 +58,8 @@ class HostAgent:
         state = run_state.RunState(run_state.STATE_DIR / f"{run_id}.json", data)
         state.save()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self.host = LocalHost(run_id, Path(run_dir), state, bind_ip=self.bind_ip)
+        self.host = LocalHost(run_id, Path(run_dir), state, bind_ip=self.bind_ip,
+                              files_tag="" if self.machine == 0 else f"-m{self.machine}")
         return {"pid": os.getpid(), "ip": self.bind_ip, "hostname": socket.gethostname()}
 
     def call(self, method: str, *args, **kwargs):

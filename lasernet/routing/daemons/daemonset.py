@@ -4,7 +4,8 @@ A :class:`DaemonSet` runs the scenario's ``routing:`` protocol (:mod:`lasernet.s
 of an emulation. For each node it writes the daemons' configurations (:meth:`Daemon.config`) into the node's own
 directory ``/run/lasernet/<run-id>/<node>/``, which also holds its sockets, PID files and logs (Unix socket paths
 must stay under 108 bytes, so not the run directory; ``<run dir>/routing`` links there while the run is up and
-becomes a copy of it when the run ends). Every daemon is started in the node's network namespace (``mnexec -da
+becomes a copy of it when the run ends; on a cluster, machine ``k`` > 0 uses ``routing-m<k>``, since machines
+may share one run directory). Every daemon is started in the node's network namespace (``mnexec -da
 <pid>``, the way Mininet's ``popen`` does), in the foreground, so that its PID is the process we started; PIDs
 and start times go to the run's state file, so ``lasernet down`` removes them even after a crash
 (:func:`~lasernet.routing.daemons.leftovers.remove_leftovers` removes what they leave).
@@ -49,8 +50,9 @@ class DaemonSet:
     """The routing daemons of one emulation run (see the module docstring)."""
 
     def __init__(self, cfg: RoutingConfig, run_id: str, run_dir: Path, scenario_name: str, state=None,
-                 config_hook: ConfigHook | None = None, base_dir: Path | None = None):
+                 config_hook: ConfigHook | None = None, base_dir: Path | None = None, files_name: str = "routing"):
         self.cfg, self.run_id, self.run_dir, self.scenario_name = cfg, run_id, Path(run_dir), scenario_name
+        self.files = self.run_dir / files_name  # the link to the live directory, then the copy kept
         self.suite = make_suite(cfg)
         self.base = Path(base_dir or RUN_ROOT) / run_id
         self.state = state
@@ -89,7 +91,7 @@ class DaemonSet:
             self.state.data["routing"] = {"protocol": self.cfg.protocol, "daemon": self.cfg.daemon,
                                           "dir": str(self.base), "shell": self.suite.shell, "processes": []}
             self.state.save()
-        link = self.run_dir / "routing"
+        link = self.files
         if not link.exists() and not link.is_symlink():
             link.symlink_to(self.base, target_is_directory=True)
         owner = pwd.getpwnam(self.suite.owner) if self.suite.owner else None
@@ -146,7 +148,7 @@ class DaemonSet:
     def _error(self, message: str) -> RoutingDaemonError:
         """The error, with paths pointing where the files are kept after the run (``<run dir>/routing``) and the
         routers' key hidden (a rejected configuration line may hold it)."""
-        return RoutingDaemonError(self.hide(message.replace(str(self.base), str(self.run_dir / "routing"))))
+        return RoutingDaemonError(self.hide(message.replace(str(self.base), str(self.files))))
 
     def hide(self, text: str) -> str:
         """``text`` with the routers' key replaced by ``HIDDEN``."""
@@ -224,7 +226,7 @@ class DaemonSet:
 
     def _keep_files(self) -> None:
         """Replace ``<run dir>/routing`` (a link to the live directory) by a copy of configs and logs."""
-        link = self.run_dir / "routing"
+        link = self.files
         if self.base.is_dir():
             if link.is_symlink():
                 link.unlink()
